@@ -1,0 +1,150 @@
+"""Events and signed envelopes.
+
+An event is a msgspec Struct in a tagged union (tag field ``kind``). Its canonical
+encoding is the payload that is signed; an :class:`Envelope` carries the payload and its
+signatures. The event id is the SHA-256 of the canonical envelope encoding.
+
+Every event names its repository (a GUN), its per-repository ``version`` (exactly one
+more than the last accepted event of that repository) and the signer's claimed
+``issued_at`` (seconds; informative only: trust is decided by log time).
+Times are integer seconds since the Unix epoch; log times are integer nanoseconds.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Union
+
+import msgspec
+
+from .encoding import canonical_bytes, decode_canonical
+from .errors import EncodingError, EventTooLargeError
+from .keys import PublicKey
+
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+ROOT = "root"
+TARGETS = "targets"
+
+
+class _Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
+    repo: str
+    version: int
+    issued_at: int
+
+
+class RepoCreated(_Event, tag="RepoCreated"):
+    """Creates a repository at version 1. Signed by a threshold of its root keys."""
+    root_keys: list[PublicKey]
+    root_threshold: int
+    targets_keys: list[PublicKey]
+    targets_threshold: int
+    expires: int
+
+
+class RootRotated(_Event, tag="RootRotated"):
+    """New root keys. Signed by a threshold of the old AND of the new root keys."""
+    root_keys: list[PublicKey]
+    root_threshold: int
+    expires: int
+
+
+class RoleKeysSet(_Event, tag="RoleKeysSet"):
+    """Sets or rotates ``targets`` (signed by root) or ``targets/NAME`` (signed by
+    targets). ``paths`` are shell-style tag patterns a delegated signer may sign."""
+    role: str
+    keys: list[PublicKey]
+    threshold: int
+    expires: int
+    paths: list[str] = []
+
+
+class RoleRemoved(_Event, tag="RoleRemoved"):
+    """Removes a delegated signer (signed by targets)."""
+    role: str
+
+
+class KeyCompromised(_Event, tag="KeyCompromised"):
+    """Reports ``keyid`` compromised since log time ``since`` (ns). Signed by a
+    threshold of root or of targets."""
+    keyid: str
+    since: int
+    note: str = ""
+
+
+class ImageSigned(_Event, tag="ImageSigned"):
+    """Binds ``tag`` to a manifest digest, signed by ``role``'s threshold."""
+    role: str
+    tag: str
+    digest: str
+    size: int
+    expires: int
+
+
+class TagDeleted(_Event, tag="TagDeleted"):
+    """Removes a tag (signed by targets, or by the delegated role that may sign it)."""
+    role: str
+    tag: str
+
+
+Event = Union[RepoCreated, RootRotated, RoleKeysSet, RoleRemoved, KeyCompromised, ImageSigned, TagDeleted]
+EVENT_KINDS = tuple(c.__struct_config__.tag for c in Event.__args__)  # type: ignore[attr-defined]
+
+
+class Signature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    keyid: str
+    sig: bytes
+
+
+class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    payload: bytes
+    signatures: list[Signature]
+
+    @property
+    def event_id(self) -> str:
+        return hashlib.sha256(canonical_bytes(self)).hexdigest()
+
+    def to_bytes(self) -> bytes:
+        return canonical_bytes(self)
+
+
+def encode_event(event: Event) -> bytes:
+    return canonical_bytes(event)
+
+
+def decode_event(payload: bytes) -> Event:
+    return decode_canonical(payload, Event)  # type: ignore[arg-type]
+
+
+def decode_envelope(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope:
+    """Decode a canonical envelope, refusing anything over ``max_bytes``."""
+    if len(data) > max_bytes:
+        raise EventTooLargeError(f"envelope is {len(data)} bytes; the limit is {max_bytes} (--max-event-bytes)")
+    return decode_canonical(data, Envelope)
+
+
+def sign_event(event: Event, signers: "list") -> Envelope:
+    """Encode ``event`` canonically and sign it with each of ``signers`` (SigningKey)."""
+    payload = encode_event(event)
+    return Envelope(payload, [Signature(s.keyid, s.sign(payload)) for s in signers])
+
+
+_json_env_decoder = msgspec.json.Decoder(Envelope)
+_json_encoder = msgspec.json.Encoder()
+
+
+def envelope_to_json(env: Envelope) -> bytes:
+    """JSON form for files: bytes fields are base64 (msgspec's standard)."""
+    return _json_encoder.encode(env)
+
+
+def envelope_from_json(line: bytes | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope:
+    if len(line) > max_bytes * 2:
+        raise EventTooLargeError(f"JSON envelope line is {len(line)} bytes; the limit is {max_bytes * 2}")
+    try:
+        env = _json_env_decoder.decode(line)
+    except msgspec.ValidationError as e:
+        raise EncodingError(f"envelope does not match the schema: {e}") from e
+    except msgspec.DecodeError as e:
+        raise EncodingError(f"malformed JSON: {e}") from e
+    if len(env.payload) > max_bytes:
+        raise EventTooLargeError(f"event payload is {len(env.payload)} bytes; the limit is {max_bytes}")
+    return env
