@@ -1,0 +1,138 @@
+"""Trust status of a signed tag against the current state: the key-chain rules.
+
+Crypto validity (does this signature verify?) is an input here, computed elsewhere and
+cacheable forever; everything that depends on the state — delegation, compromise,
+removal, expiry — is decided by this module, cheaply, on every verification run.
+The compiled verifier implements the same rules over flat arrays and is checked
+against this one.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import msgspec
+
+from .keys import key_material_id
+from .reasons import Code
+from .state import Grant, RepoState, TagEntry
+
+
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One verification request: is ``repo:tag`` trusted (and bound to ``digest``)?"""
+
+    repo: str
+    tag: str
+    digest: str | None = None
+
+
+class Verdict(msgspec.Struct, frozen=True, omit_defaults=True):
+    repo: str
+    tag: str
+    code: str
+    reason: str
+    state_version: int
+    digest: str | None = None
+    role: str | None = None
+    keys: list[str] = []
+    log_offset: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == Code.VALID.value
+
+
+def _compromised(repo: RepoState, keyid: str, log_time: int) -> bool:
+    return repo.compromised_at(keyid, log_time)
+
+
+def grant_fault(repo: RepoState, gid: int, memo: dict[int, tuple[Code, str] | None]) -> tuple[Code, str] | None:
+    """Why grant ``gid`` (and so everything signed under it) is not trusted, or None.
+
+    Walks up the chain of authority: a grant stands only if enough of the keys that
+    signed it were not compromised at the log time it was appended, and its parent
+    stands too. Results are memoised per verification run.
+    """
+    if gid in memo:
+        return memo[gid]
+    chain: list[int] = []
+    g: Grant | None = repo.grants[gid]
+    fault: tuple[Code, str] | None = None
+    while g is not None:
+        if g.grant_id in memo:
+            fault = memo[g.grant_id]
+            break
+        chain.append(g.grant_id)
+        if g.removed_offset is not None:
+            fault = (Code.ROLE_REMOVED, f"signer role {g.role} was removed at log offset {g.removed_offset}")
+            break
+        parent = repo.grants[g.parent] if g.parent is not None else None
+        threshold = parent.threshold if parent is not None else g.threshold
+        good = {key_material_id(repo.keys[k]) for k in g.signers if not _compromised(repo, k, g.log_time)}
+        if len(good) < threshold:
+            fault = (
+                Code.DELEGATION_COMPROMISED,
+                f"the {g.role} keys set at log offset {g.offset} were signed by a key compromised at that time",
+            )
+            break
+        g = parent
+    for c in chain:
+        memo[c] = fault
+    return fault
+
+
+def expiry_fault(repo: RepoState, entry: TagEntry, ref_time: int) -> tuple[Code, str] | None:
+    """Expiry of the tag, its signing role and every role above it, at ``ref_time``."""
+    checks = [("root", repo.role_grant("root")), ("targets", repo.role_grant("targets"))]
+    if entry.role != "targets":
+        checks.append((entry.role, repo.role_grant(entry.role)))
+    for name, g in checks:
+        if g is not None and g.expires <= ref_time:
+            return Code.EXPIRED, f"{name} metadata expired at {g.expires}"
+    if entry.expires <= ref_time:
+        return Code.EXPIRED, f"the signature on {entry.tag} expired at {entry.expires}"
+    return None
+
+
+def evaluate_entry(
+    repo: RepoState,
+    entry: TagEntry,
+    sig_valid: Sequence[bool],
+    ref_time: int,
+    memo: dict[int, tuple[Code, str] | None],
+) -> tuple[Code, str, list[str]]:
+    """The verdict for one tag, given the crypto validity of each of its signatures
+    (``sig_valid[i]`` for ``entry.signatures[i]``)."""
+    grant = repo.grants[entry.grant_id]
+    members = set(grant.keyids)
+    counted: list[str] = []
+    materials: set[bytes] = set()
+    bad = compromised = 0
+    # (1) signatures: valid, by a member key, not compromised when appended, each key once
+    for (keyid, _sig), ok in zip(entry.signatures, sig_valid, strict=True):
+        if keyid not in members:
+            continue
+        if not ok:
+            bad += 1
+            continue
+        if _compromised(repo, keyid, entry.log_time):
+            compromised += 1
+            continue
+        mat = key_material_id(repo.keys[keyid])
+        if mat not in materials:
+            materials.add(mat)
+            counted.append(keyid)
+    if len(counted) < grant.threshold:
+        if bad:
+            return Code.BAD_SIGNATURE, f"{bad} signature(s) do not verify", counted
+        if compromised:
+            return Code.KEY_COMPROMISED, "signed at or after its key was reported compromised", counted
+        return Code.THRESHOLD_NOT_MET, f"{len(counted)} of {grant.threshold} signatures", counted
+    # (2) the chain of authority above the signing keys
+    fault = grant_fault(repo, entry.grant_id, memo)
+    if fault is not None:
+        return fault[0], fault[1], counted
+    # (3) expiry at the run's fixed reference time
+    fault = expiry_fault(repo, entry, ref_time)
+    if fault is not None:
+        return fault[0], fault[1], counted
+    return Code.VALID, "trusted", counted

@@ -1,0 +1,53 @@
+"""Named reasons: why an event was rejected at ingest, and verdict codes for images.
+
+Both are plain strings so they travel unchanged through JSON, Kafka and reports.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Reject(str, Enum):
+    """Why the fold refused an event. The event is kept in the rejects log with this."""
+
+    MALFORMED = "MALFORMED"                      # not a canonical envelope / event
+    TOO_LARGE = "TOO_LARGE"                      # over the configured size limit
+    UNKNOWN_REPOSITORY = "UNKNOWN_REPOSITORY"    # event for a repository never created
+    REPOSITORY_EXISTS = "REPOSITORY_EXISTS"      # RepoCreated twice
+    VERSION_ROLLBACK = "VERSION_ROLLBACK"        # version <= current
+    VERSION_SKIP = "VERSION_SKIP"                # version > current + 1
+    UNKNOWN_KEY = "UNKNOWN_KEY"                  # no signature by a key of the signing role
+    BAD_SIGNATURE = "BAD_SIGNATURE"              # a signature by a role key does not verify
+    THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"      # too few distinct valid keys
+    KEY_COMPROMISED = "KEY_COMPROMISED"          # needed a key reported compromised
+    ROOT_OLD_THRESHOLD = "ROOT_OLD_THRESHOLD"    # rotation lacks the old root threshold
+    ROOT_NEW_THRESHOLD = "ROOT_NEW_THRESHOLD"    # rotation lacks the new root threshold
+    UNKNOWN_ROLE = "UNKNOWN_ROLE"                # role does not exist (or was removed)
+    INVALID_ROLE = "INVALID_ROLE"                # bad role name or operation on a role
+    INVALID_KEYS = "INVALID_KEYS"                # unusable keys or threshold
+    OUTSIDE_PATTERNS = "OUTSIDE_PATTERNS"        # delegated signer signed a tag it may not
+    UNKNOWN_TAG = "UNKNOWN_TAG"                  # TagDeleted for a tag that is not there
+    PIN_MISMATCH = "PIN_MISMATCH"                # first root does not match the pin file
+    INVALID_FIELD = "INVALID_FIELD"              # a field out of range (digest, size, times)
+
+
+class Code(str, Enum):
+    """The verdict for one image request."""
+
+    VALID = "VALID"
+    UNKNOWN_REPOSITORY = "UNKNOWN_REPOSITORY"
+    UNKNOWN_TAG = "UNKNOWN_TAG"
+    TAG_DELETED = "TAG_DELETED"
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"
+    KEY_COMPROMISED = "KEY_COMPROMISED"
+    DELEGATION_COMPROMISED = "DELEGATION_COMPROMISED"
+    ROLE_REMOVED = "ROLE_REMOVED"
+    EXPIRED = "EXPIRED"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    ERROR = "ERROR"                              # internal error: rejects, never passes
+
+    @property
+    def ok(self) -> bool:
+        return self is Code.VALID

@@ -1,0 +1,117 @@
+"""An in-memory simulator of one repository's history, for table-driven rule tests.
+
+Keys are deterministic (seeded), log time advances by 1,000 ns per event, and every
+step returns either "OK" or the rejection reason, so a scenario reads as data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trustlog.core.evaluate import Request
+from trustlog.core.events import (
+    Envelope, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated, Signature,
+    TagDeleted, sign_event,
+)
+from trustlog.core.keys import SigningKey
+from trustlog.core.state import RejectedEventError, TrustState
+from trustlog.verifier.batch import BatchVerifier
+
+FAR = 4_000_000_000  # expiry far in the future (seconds)
+NOW = 1_900_000_000  # the verification runs' reference time
+DIGEST = "sha256:" + "ab" * 32
+
+_key_cache: dict[str, SigningKey] = {}
+
+
+def key(name: str, keytype: str = "ed25519") -> SigningKey:
+    """A deterministic key per name (ECDSA/RSA keys are generated once and reused)."""
+    k = _key_cache.get(f"{keytype}/{name}")
+    if k is None:
+        k = SigningKey.from_seed(name.encode()) if keytype == "ed25519" else SigningKey.generate(keytype)
+        _key_cache[f"{keytype}/{name}"] = k
+    return k
+
+
+@dataclass
+class Sim:
+    repo: str = "registry.example.com/team/app"
+    state: TrustState = field(default_factory=TrustState)
+    version: int = 0
+    offset: int = 0
+    clock: int = 1_000_000
+    last_reject: RejectedEventError | None = None
+
+    def now(self) -> int:
+        return self.clock
+
+    def submit(self, env: Envelope) -> str:
+        """Apply one envelope; "OK" or the rejection reason code."""
+        self.clock += 1_000
+        try:
+            self.state.apply(env, log_time=self.clock, offset=self.offset)
+        except RejectedEventError as e:
+            self.last_reject = e
+            return e.reason
+        self.offset += 1
+        self.version += 1
+        return "OK"
+
+    def signed(self, event, signers: list[SigningKey]) -> Envelope:
+        return sign_event(event, signers)
+
+    def _v(self, version: int | None) -> int:
+        return self.version + 1 if version is None else version
+
+    # -- events -----------------------------------------------------------------------
+
+    def create(self, root: list[SigningKey], targets: list[SigningKey], *, root_threshold: int = 1,
+               targets_threshold: int = 1, signers: list[SigningKey] | None = None, expires: int = FAR) -> str:
+        ev = RepoCreated(self.repo, 1, 0, [k.public_key for k in root], root_threshold,
+                         [k.public_key for k in targets], targets_threshold, expires)
+        return self.submit(self.signed(ev, root if signers is None else signers))
+
+    def rotate_root(self, new: list[SigningKey], threshold: int, signers: list[SigningKey], *,
+                    expires: int = FAR, version: int | None = None) -> str:
+        ev = RootRotated(self.repo, self._v(version), 0, [k.public_key for k in new], threshold, expires)
+        return self.submit(self.signed(ev, signers))
+
+    def set_role(self, role: str, keys: list[SigningKey], signers: list[SigningKey], *, threshold: int = 1,
+                 paths: list[str] | None = None, expires: int = FAR, version: int | None = None) -> str:
+        if paths is None:
+            paths = [] if role == "targets" else ["*"]
+        ev = RoleKeysSet(self.repo, self._v(version), 0, role, [k.public_key for k in keys], threshold, expires, paths)
+        return self.submit(self.signed(ev, signers))
+
+    def remove_role(self, role: str, signers: list[SigningKey]) -> str:
+        return self.submit(self.signed(RoleRemoved(self.repo, self._v(None), 0, role), signers))
+
+    def compromise(self, k: SigningKey, since: int, signers: list[SigningKey]) -> str:
+        return self.submit(self.signed(KeyCompromised(self.repo, self._v(None), 0, k.keyid, since), signers))
+
+    def sign_tag(self, tag: str, signers: list[SigningKey], *, role: str = "targets", digest: str = DIGEST,
+                 expires: int = FAR, version: int | None = None, issued_at: int = 0) -> str:
+        ev = ImageSigned(self.repo, self._v(version), issued_at, role, tag, digest, 1234, expires)
+        return self.submit(self.signed(ev, signers))
+
+    def delete_tag(self, tag: str, signers: list[SigningKey], role: str = "targets") -> str:
+        return self.submit(self.signed(TagDeleted(self.repo, self._v(None), 0, role, tag), signers))
+
+    def submit_tampered(self, env: Envelope) -> str:
+        return self.submit(env)
+
+    # -- verification -----------------------------------------------------------------
+
+    def verify(self, tag: str, digest: str | None = None, *, ref_time: int = NOW, crypto=None) -> str:
+        v = BatchVerifier(self.state, ref_time=ref_time, crypto=crypto)
+        return v.verify_all([Request(self.repo, tag, digest)])[0].code
+
+
+def flip_bit(data: bytes, index: int) -> bytes:
+    b = bytearray(data)
+    b[index % len(b)] ^= 0x01
+    return bytes(b)
+
+
+def resign(env: Envelope, payload: bytes) -> Envelope:
+    """The same signatures over different payload bytes (tampering in transit)."""
+    return Envelope(payload, [Signature(s.keyid, s.sig) for s in env.signatures])
