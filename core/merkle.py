@@ -120,7 +120,7 @@ class CompactRange:
         size = self._size
         level = 0
         while size & 1:
-            h = _sha256(_NODE_PREFIX + peaks.pop() + h).digest()
+            h = node_hash(peaks.pop(), h)
             size >>= 1
             level += 1
             if on_node is not None:
