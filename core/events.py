@@ -148,3 +148,11 @@ def envelope_from_json(line: bytes | str, max_bytes: int = DEFAULT_MAX_EVENT_BYT
     if len(env.payload) > max_bytes:
         raise EventTooLargeError(f"event payload is {len(env.payload)} bytes; the limit is {max_bytes}")
     return env
+
+
+def decode_wire(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope:
+    """An envelope as it arrives from a file or a topic: JSON (starts with ``{``) or
+    canonical MessagePack. Raises :class:`EncodingError` / :class:`EventTooLargeError`."""
+    if data[:1] == b"{":
+        return envelope_from_json(data, max_bytes)
+    return decode_envelope(data, max_bytes)

@@ -38,6 +38,15 @@ def default_crypto() -> CryptoFn:
     return check_signatures
 
 
+def backend_name() -> str:
+    """"c" (compiled) or "py" (pure Python): the crypto backend verification uses."""
+    try:
+        from .backend import BACKEND
+    except ImportError:
+        return "py"
+    return BACKEND
+
+
 class BatchVerifier:
     """Verifies requests against one :class:`TrustState` at one reference time.
 

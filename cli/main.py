@@ -1,0 +1,528 @@
+"""The `trustlog` command line: a thin layer over the library.
+
+Exit codes: 0 success; 1 the job ran but found a problem (a rejected event, a failing
+verdict when --fail-on-reject is given); 2 bad input or a failure to run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import msgspec
+
+from trustlog.core.errors import InputError, TrustlogError
+from trustlog.core.events import (
+    TARGETS, Envelope, Event, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated,
+    envelope_to_json, sign_event,
+)
+from trustlog.core.keys import KEY_TYPES, SigningKey
+
+from .ui import UI
+
+DEFAULT_LOG = os.environ.get("TRUSTLOG_LOG", "./trustlog-data")
+DEFAULT_KEYS = os.environ.get("TRUSTLOG_KEYS", str(Path.home() / ".trustlog" / "keys"))
+
+
+def _version_string() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from trustlog.verifier.batch import backend_name
+    try:
+        v = version("trustlog")
+    except PackageNotFoundError:  # running from a source tree
+        v = "unknown"
+    return f"trustlog {v} (verifier backend: {backend_name()})"
+
+
+def _emit(ui: UI, obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def _parse_time(s: str) -> int:
+    """A log time in ns from ISO 8601 (`2026-11-01T00:00:00Z`) or an integer (ns)."""
+    if s.isdigit():
+        return int(s)
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{s!r} is not a time: use ISO 8601 like 2026-11-01T00:00:00Z or integer ns") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1_000_000_000)
+
+
+def _keystore(args: argparse.Namespace):
+    from trustlog.ingest.keystore import KeyStore
+
+    return KeyStore(args.keys)
+
+
+def _open_log(args: argparse.Namespace, ui: UI | None = None):
+    from trustlog.ingest.pipeline import TrustLog
+
+    log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024))
+    if log.recovery is not None and ui is not None:
+        ui.info(f"recovered log: {log.recovery}")
+    return log
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+def cmd_key_generate(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.keystore import passphrase_from_env
+
+    ks = _keystore(args)
+    passphrase = passphrase_from_env(args.name)
+    if args.prompt:
+        import getpass
+        passphrase = getpass.getpass(f"New passphrase for {args.name!r}: ")
+        if getpass.getpass("Repeat passphrase: ") != passphrase:
+            raise InputError("the passphrases differ; nothing was written")
+    key = ks.generate(args.name, args.type, passphrase)
+    info = {"name": args.name, "keytype": key.keytype, "keyid": key.keyid, "encrypted": bool(passphrase),
+            "private": str(ks.dir / f"{args.name}.key"), "public": str(ks.dir / f"{args.name}.pub")}
+    if args.json:
+        _emit(ui, info)
+    else:
+        ui.out.print(f"{info['keytype']} key {args.name!r}: {key.keyid}\n  private: {info['private']} "
+                     f"(mode 0600{', encrypted' if passphrase else ', NOT encrypted: set TRUSTLOG_PASSPHRASE'})"
+                     f"\n  public:  {info['public']}")
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace, ui: UI) -> int:
+    ks = _keystore(args)
+    rows = []
+    for name in ks.names():
+        k = ks.public(name)
+        rows.append({"name": name, "keytype": k.keytype, "keyid": k.keyid})
+    if args.json:
+        _emit(ui, rows)
+    else:
+        ui.table(f"keys in {ks.dir}", ["name", "type", "key id"], [[r["name"], r["keytype"], r["keyid"]] for r in rows])
+    return 0
+
+
+def cmd_key_show(args: argparse.Namespace, ui: UI) -> int:
+    import base64
+    k = _keystore(args).public(args.name)
+    info = {"name": args.name, "keytype": k.keytype, "keyid": k.keyid, "public": base64.b64encode(k.public).decode()}
+    if args.json:
+        _emit(ui, info)
+    else:
+        ui.out.print(f"{k.keytype} {k.keyid}\n{info['public']}")
+    return 0
+
+
+# -- authoring events ------------------------------------------------------------------
+
+def _signers(args: argparse.Namespace, names: list[str]) -> list[SigningKey]:
+    if not names:
+        raise InputError("no signing key given: use --sign-with NAME (repeat for a threshold)")
+    ks = _keystore(args)
+    return [ks.load(n) for n in names]
+
+
+def _publics(args: argparse.Namespace, names: list[str]):
+    ks = _keystore(args)
+    return [ks.public(n) for n in names]
+
+
+def _expires(days: float) -> int:
+    return int(time.time() + days * 86_400)
+
+
+def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], signer_names: list[str]) -> int:
+    """Sign the event at the repository's next version and append it to the log (or
+    write it to --out as a JSONL line for another pipeline to ingest)."""
+    signers = _signers(args, signer_names)
+    if args.version is not None:
+        version = args.version
+    else:
+        with _open_log(args, ui) as log:
+            repo = log.state.repos.get(args.repo)
+            version = (repo.version if repo else 0) + 1
+    env = sign_event(make(version), signers)
+    if args.out:
+        with open(args.out, "ab") as f:
+            f.write(envelope_to_json(env) + b"\n")
+        result = {"event_id": env.event_id, "version": version, "written_to": args.out}
+        code = 0
+    else:
+        with _open_log(args, ui) as log:
+            r = log.ingest_batch([(env.to_bytes(), None)])
+        if r.accepted:
+            result = {"event_id": env.event_id, "version": version, "accepted": True}
+            code = 0
+        else:
+            reason = next(iter(r.reasons), "DUPLICATE")
+            result = {"event_id": env.event_id, "version": version, "accepted": False, "reason": reason,
+                      "detail": _last_reject_detail(args)}
+            code = 1
+    if args.json:
+        _emit(ui, result)
+    elif result.get("accepted", True):
+        ui.out.print(f"{'appended' if not args.out else 'written'}: {args.repo} v{version} event {env.event_id[:16]}…")
+    else:
+        ui.err.print(f"trustlog: rejected: {result['reason']}: {result['detail']}")
+    return code
+
+
+def _last_reject_detail(args: argparse.Namespace) -> str:
+    from trustlog.ingest.rejects import RejectsLog
+    last = None
+    rl = RejectsLog.open(Path(args.log) / "rejects")
+    try:
+        for rec in rl:
+            last = rec
+    finally:
+        rl.close()
+    return last.detail if last else ""
+
+
+def cmd_repo_create(args: argparse.Namespace, ui: UI) -> int:
+    root = _publics(args, args.root_key)
+    targets = _publics(args, args.targets_key)
+    return _submit(args, ui, lambda v: RepoCreated(args.repo, v, int(time.time()), root, args.root_threshold,
+                                                   targets, args.targets_threshold, _expires(args.expires_days)),
+                   args.sign_with or args.root_key)
+
+
+def cmd_sign(args: argparse.Namespace, ui: UI) -> int:
+    if not args.digest.startswith("sha256:"):
+        raise InputError(f"{args.digest!r}: give the manifest digest as sha256:<64 hex>")
+    return _submit(args, ui, lambda v: ImageSigned(args.repo, v, int(time.time()), args.role, args.tag, args.digest,
+                                                   args.size, _expires(args.expires_days)), args.sign_with)
+
+
+def cmd_signer_add(args: argparse.Namespace, ui: UI) -> int:
+    keys = _publics(args, args.key)
+    return _submit(args, ui, lambda v: RoleKeysSet(args.repo, v, int(time.time()), f"targets/{args.name}", keys,
+                                                   args.threshold, _expires(args.expires_days), args.paths),
+                   args.sign_with)
+
+
+def cmd_signer_remove(args: argparse.Namespace, ui: UI) -> int:
+    return _submit(args, ui, lambda v: RoleRemoved(args.repo, v, int(time.time()), f"targets/{args.name}"),
+                   args.sign_with)
+
+
+def cmd_rotate(args: argparse.Namespace, ui: UI) -> int:
+    keys = _publics(args, args.new_key)
+    if args.role == "root":
+        make = lambda v: RootRotated(args.repo, v, int(time.time()), keys, args.threshold, _expires(args.expires_days))  # noqa: E731
+    else:
+        make = lambda v: RoleKeysSet(args.repo, v, int(time.time()), TARGETS, keys, args.threshold,  # noqa: E731
+                                     _expires(args.expires_days), [])
+    return _submit(args, ui, make, args.sign_with)
+
+
+def cmd_compromise(args: argparse.Namespace, ui: UI) -> int:
+    since = _parse_time(args.since)
+    keyid = args.keyid
+    if len(keyid) != 64:
+        keyid = _keystore(args).public(keyid).keyid
+    return _submit(args, ui, lambda v: KeyCompromised(args.repo, v, int(time.time()), keyid, since, args.note),
+                   args.sign_with)
+
+
+# -- ingest, verify, inspect -------------------------------------------------------------
+
+def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.pipeline import BatchResult, read_lines
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    total_lines = sum(1 for line in open(path, "rb") if line.strip())
+    t0 = time.perf_counter()
+    with _open_log(args, ui) as log, ui.progress(f"ingest {path.name}", total=total_lines) as bar:
+        res: BatchResult = log.ingest(read_lines(path), batch_size=args.batch,
+                                      progress=lambda r: bar.advance(r.accepted + r.rejected + r.duplicates))
+        version = log.state.version
+    out = {"file": str(path), "accepted": res.accepted, "rejected": res.rejected, "duplicates": res.duplicates,
+           "rejected_by_reason": dict(res.reasons), "state_version": version,
+           "seconds": round(time.perf_counter() - t0, 3)}
+    if args.json:
+        _emit(ui, out)
+    else:
+        ui.table("ingest", ["accepted", "rejected", "duplicates", "state version"],
+                 [[res.accepted, res.rejected, res.duplicates, version]])
+        if res.reasons:
+            ui.table("rejected events (kept in the rejects log)", ["reason", "count"],
+                     [[k, v] for k, v in res.reasons.most_common()])
+    return 0
+
+
+def _read_requests(path: Path):
+    from trustlog.core.evaluate import Request
+
+    dec = msgspec.json.Decoder(Request)
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield dec.decode(line)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                raise InputError(f"{path}:{n}: not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}") from e
+
+
+def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.verifier.batch import BatchVerifier, requests_for_state
+
+    src = Path(args.requests) if args.requests else None
+    if src is not None and not src.is_file():
+        raise InputError(f"{src}: no such file")
+    ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
+    counts: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    with _open_log(args, ui) as log:
+        if src is not None:
+            total = sum(1 for line in open(src, "rb") if line.strip())
+            reqs = list(_read_requests(src))  # parse everything first: bad input writes nothing
+        else:
+            total = sum(len(r.tags) for r in log.state.repos.values())
+            reqs = requests_for_state(log.state)
+        verifier = BatchVerifier(log.state, ref_time=ref)
+        out = open(args.out, "wb") if args.out else sys.stdout.buffer
+        enc = msgspec.json.Encoder()
+        try:
+            with ui.progress("verify", total=total) as bar:
+                for v in verifier.verify(reqs):
+                    counts[v.code] += 1
+                    out.write(enc.encode(v) + b"\n")
+                    bar.advance()
+        finally:
+            if args.out:
+                out.close()
+        state_version = log.state.version
+    secs = time.perf_counter() - t0
+    summary = {"requests": sum(counts.values()), "verdicts": dict(counts.most_common()),
+               "state_version": state_version, "reference_time": ref, "seconds": round(secs, 3)}
+    if args.json:
+        if args.out:
+            _emit(ui, summary)
+    elif args.out:
+        ui.table(f"verdicts → {args.out} (state version {state_version})", ["verdict", "count"],
+                 [[k, v] for k, v in counts.most_common()])
+    else:
+        ui.err.print(f"{summary['requests']} verdicts: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+    failing = sum(v for k, v in counts.items() if k != "VALID")
+    return 1 if (args.fail_on_reject and failing) else 0
+
+
+def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
+    with _open_log(args, ui) as log:
+        repo = log.state.repos.get(args.repo)
+        if repo is None:
+            raise InputError(f"no repository {args.repo!r} in {args.log} ({len(log.state.repos)} repositories)")
+        roles = []
+        for role, gid in sorted(repo.roles.items()):
+            g = repo.grants[gid]
+            roles.append({"role": role, "threshold": g.threshold, "keys": list(g.keyids), "paths": list(g.paths),
+                          "expires": g.expires, "set_at_offset": g.offset})
+        info = {"repo": repo.name, "version": repo.version, "origin": repo.origin, "roles": roles,
+                "tags": len(repo.tags), "deleted_tags": len(repo.deleted_tags),
+                "compromised_keys": {k: v for k, v in repo.compromised_keyids.items()},
+                "state_version": log.state.version}
+        tags = sorted(repo.tags.values(), key=lambda e: e.offset)[-args.tags:] if args.tags else []
+        if args.json:
+            info["recent_tags"] = [{"tag": t.tag, "digest": t.digest, "role": t.role, "offset": t.offset} for t in tags]
+            _emit(ui, info)
+            return 0
+    ui.out.print(f"[bold]{repo.name}[/bold]  version {repo.version}  first root: "
+                 f"{'pinned' if repo.origin == 'pinned' else 'trusted on first use'}  tags: {len(repo.tags)}")
+    ui.table("roles", ["role", "threshold", "keys", "paths", "set at offset"],
+             [[r["role"], r["threshold"], "\n".join(k[:16] + "…" for k in r["keys"]), " ".join(r["paths"]),
+               r["set_at_offset"]] for r in roles])
+    if info["compromised_keys"]:
+        ui.table("compromised keys", ["key id", "since (log time, ns)"], [[k, v] for k, v in info["compromised_keys"].items()])
+    if tags:
+        ui.table("most recent tags", ["tag", "digest", "role", "offset"], [[t.tag, t.digest, t.role, t.offset] for t in tags])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
+    from .demo import run_demo
+
+    s = run_demo(args.dir, args.scale, ui)
+    if args.json:
+        _emit(ui, s.to_dict())
+        return 0
+    ui.out.print(f"\n[bold]trustlog demo[/bold] — {s.repositories} repositories, {s.tags} tags, {s.events} events "
+                 f"(backend {s.backend}); log in {s.directory}")
+    ui.table("verdicts", ["verdict", "count"], [[k, v] for k, v in s.verdicts.items()])
+    ui.table("rejected events (kept in the rejects log with their reason)", ["reason", "count"],
+             [[k, v] for k, v in s.rejected_events.items()])
+    ui.table("compromised signer key", ["key id", "repositories", "tags losing trust", "tags signed before, kept"],
+             [[s.compromised_key[:16] + "…", s.compromised_repositories, s.compromise_affected_tags,
+               s.compromise_kept_tags]])
+    ui.table("incidents woven in", ["incident", "repository"], [[k, v] for k, v in s.incidents.items()])
+    ui.out.print(f"timings: ingest {s.seconds['ingest']} s, verify {s.seconds['verify']} s; "
+                 f"verdicts in {s.directory}/verdicts.jsonl")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    common.add_argument("--log", default=DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG; default %(default)s)")
+    common.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS; default %(default)s)")
+
+    p = argparse.ArgumentParser(
+        prog="trustlog",
+        description="Event-sourced trust metadata for container images: a tamper-evident log of signing and "
+                    "key-rotation events, and a batch verifier over it.",
+        epilog="Start with `trustlog demo`. Every command takes --help.",
+    )
+    p.add_argument("--version", dest="show_version", action="store_true",
+                   help="print the version and the verifier backend in use")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    # key
+    pk = sub.add_parser("key", help="generate and list signing keys")
+    ksub = pk.add_subparsers(dest="keycmd", metavar="ACTION", required=True)
+    g = ksub.add_parser("generate", parents=[common], help="create a key pair (PKCS#8 PEM, mode 0600)",
+                        description="Create a key pair. The private key is encrypted with the passphrase from "
+                                    "TRUSTLOG_<NAME>_PASSPHRASE or TRUSTLOG_PASSPHRASE, or one typed at --prompt.")
+    g.add_argument("name")
+    g.add_argument("--type", default="ed25519", choices=KEY_TYPES)
+    g.add_argument("--prompt", action="store_true", help="ask for a passphrase")
+    g.set_defaults(func=cmd_key_generate)
+    ksub.add_parser("list", parents=[common], help="list keys").set_defaults(func=cmd_key_list)
+    s = ksub.add_parser("show", parents=[common], help="print a public key and its key id")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_key_show)
+
+    def authoring(name: str, help_: str, **kw: Any) -> argparse.ArgumentParser:
+        a = sub.add_parser(name, parents=[common], help=help_, description=help_, **kw)
+        a.add_argument("--sign-with", action="append", default=[], metavar="KEY",
+                       help="name of a private key to sign with (repeat for a threshold)")
+        a.add_argument("--out", help="write the signed event to this JSONL file instead of appending to the log")
+        a.add_argument("--version", dest="version", type=int, default=None,
+                       help="repository version to use (default: the log's current + 1)")
+        a.add_argument("--expires-days", type=float, default=365, help="validity of the signed metadata (days)")
+        return a
+
+    # repo create
+    pr = sub.add_parser("repo", help="create a repository")
+    rsub = pr.add_subparsers(dest="repocmd", metavar="ACTION", required=True)
+    c = rsub.add_parser("create", parents=[common], help="create a repository with root and targets keys")
+    c.add_argument("repo", help="repository (GUN), e.g. registry.example.com/team/app")
+    c.add_argument("--root-key", action="append", required=True, metavar="KEY", help="root key (repeat)")
+    c.add_argument("--root-threshold", type=int, default=1)
+    c.add_argument("--targets-key", action="append", required=True, metavar="KEY", help="targets key (repeat)")
+    c.add_argument("--targets-threshold", type=int, default=1)
+    c.add_argument("--sign-with", action="append", default=[], metavar="KEY",
+                   help="root keys to sign with (default: every --root-key)")
+    c.add_argument("--out")
+    c.add_argument("--version", dest="version", type=int, default=None, help=argparse.SUPPRESS)
+    c.add_argument("--expires-days", type=float, default=3650)
+    c.set_defaults(func=cmd_repo_create)
+
+    a = authoring("sign", "sign a tag: bind REPO:TAG to a manifest digest")
+    a.add_argument("repo")
+    a.add_argument("tag")
+    a.add_argument("digest", help="sha256:<64 hex>")
+    a.add_argument("--size", type=int, default=0, help="manifest size in bytes")
+    a.add_argument("--role", default="targets", help="targets (default) or targets/NAME for a delegated signer")
+    a.set_defaults(func=cmd_sign)
+
+    ps = sub.add_parser("signer", help="add or remove a delegated signer (docker trust signer add/remove)")
+    ssub = ps.add_subparsers(dest="signercmd", metavar="ACTION", required=True)
+    sa = ssub.add_parser("add", parents=[common], help="delegate tag patterns to a signer, signed by targets")
+    sa.add_argument("repo")
+    sa.add_argument("name", help="signer name: the role becomes targets/NAME")
+    sa.add_argument("--key", action="append", required=True, metavar="KEY", help="signer public key (repeat)")
+    sa.add_argument("--threshold", type=int, default=1)
+    sa.add_argument("--paths", nargs="+", default=["*"], help="tag patterns the signer may sign (default: *)")
+    for x in (sa,):
+        x.add_argument("--sign-with", action="append", default=[], metavar="KEY")
+        x.add_argument("--out")
+        x.add_argument("--version", dest="version", type=int, default=None)
+        x.add_argument("--expires-days", type=float, default=365)
+    sa.set_defaults(func=cmd_signer_add)
+    sr = ssub.add_parser("remove", parents=[common], help="remove a delegated signer; its tags lose trust")
+    sr.add_argument("repo")
+    sr.add_argument("name")
+    sr.add_argument("--sign-with", action="append", default=[], metavar="KEY")
+    sr.add_argument("--out")
+    sr.add_argument("--version", dest="version", type=int, default=None)
+    sr.set_defaults(func=cmd_signer_remove)
+
+    ro = authoring("rotate", "rotate root (signed by old AND new root keys) or targets keys (signed by root)")
+    ro.add_argument("role", choices=["root", "targets"])
+    ro.add_argument("repo")
+    ro.add_argument("--new-key", action="append", required=True, metavar="KEY")
+    ro.add_argument("--threshold", type=int, default=1)
+    ro.set_defaults(func=cmd_rotate)
+
+    co = authoring("compromise", "report a key compromised since a log time; what it signed after falls")
+    co.add_argument("repo")
+    co.add_argument("keyid", help="key id (64 hex) or a key name in the key directory")
+    co.add_argument("--since", required=True, help="log time: ISO 8601 (2026-11-01T00:00:00Z) or integer ns")
+    co.add_argument("--note", default="")
+    co.set_defaults(func=cmd_compromise)
+
+    i = sub.add_parser("ingest", parents=[common], help="append events from a JSONL file to the log")
+    i.add_argument("file", help="JSONL: one envelope {payload, signatures} per line")
+    i.add_argument("--batch", type=int, default=2048, help="events per verified, fsynced batch")
+    i.add_argument("--max-event-bytes", type=int, default=64 * 1024)
+    i.set_defaults(func=cmd_ingest)
+
+    v = sub.add_parser("verify", parents=[common], help="verify a JSONL of requests into a JSONL of verdicts")
+    v.add_argument("requests", nargs="?", help="JSONL of {repo, tag[, digest]} (default: every tag in the log)")
+    v.add_argument("--out", "-o", help="write verdicts here (default: stdout)")
+    v.add_argument("--ref-time", help="reference time for expiry (ISO 8601; default: now, fixed for the run)")
+    v.add_argument("--fail-on-reject", action="store_true", help="exit 1 if any verdict is not VALID")
+    v.set_defaults(func=cmd_verify)
+
+    ins = sub.add_parser("inspect", parents=[common], help="show a repository's trust state")
+    ins.add_argument("repo")
+    ins.add_argument("--tags", type=int, default=10, help="show this many most recent tags")
+    ins.set_defaults(func=cmd_inspect)
+
+    d = sub.add_parser("demo", parents=[common], help="generate a synthetic registry, ingest, verify, summarise",
+                       description="The main job on the embedded default (no broker): ~1,000 repositories and "
+                                   "20,000 signed tags with incidents woven in; --scale 50 reaches a million tags.")
+    d.add_argument("--dir", help="directory for the log (default: a fresh temporary one)")
+    d.add_argument("--scale", type=float, default=1.0, help="multiply the registry size (default 1)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.show_version and args.cmd is None:
+        print(_version_string())
+        return 0
+    if args.cmd is None:
+        parser.print_help()
+        return 2
+    ui = UI(json_mode=getattr(args, "json", False))
+    try:
+        return args.func(args, ui)
+    except TrustlogError as e:
+        print(f"trustlog: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"trustlog: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trustlog: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Human output: progress bars and tables on stderr/stdout via rich; silent for --json."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class _NullBar:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class _Bar:
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self._p, self._t = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        self._p.advance(self._t, n)
+
+
+class UI:
+    def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet or json_mode
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+    def info(self, msg: str) -> None:
+        if not self.quiet:
+            self.err.print(msg)
+
+    @contextlib.contextmanager
+    def progress(self, label: str, total: int | None) -> Iterator[_Bar | _NullBar]:
+        if self.quiet:
+            yield _NullBar()
+            return
+        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn()]
+        with Progress(*cols, console=self.err, transient=False) as p:
+            yield _Bar(p, p.add_task(label, total=total))
+
+    def table(self, title: str, columns: list[str], rows: list[list[Any]]) -> None:
+        t = Table(title=title, title_justify="left")
+        for c in columns:
+            t.add_column(c, overflow="fold")
+        for r in rows:
+            t.add_row(*[str(x) for x in r])
+        self.out.print(t)
