@@ -1,0 +1,110 @@
+"""The rejects log: every input that was not accepted, with the reason, so that nothing
+is dropped silently. A :class:`SegmentLog` of canonical :class:`RejectRecord` bodies."""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+from trustlog.core.errors import EncodingError, LogError
+
+from .records import KafkaPosition, LogClock, RejectRecord, decode_reject, encode_reject
+from .segment_log import SegmentLog
+
+DEFAULT_MAX_RAW_BYTES = 1024 * 1024
+
+
+class RejectsLog:
+    """Append-only log of rejected inputs. Open with :meth:`open`.
+
+    ``raw`` longer than ``max_raw_bytes`` is cut to that length (an oversized input is
+    a common reason for a reject, and must not make the reject itself unstorable); the
+    detail then says how long it was.
+    """
+
+    def __init__(self, log: SegmentLog, clock: LogClock, max_raw_bytes: int) -> None:
+        """Use :meth:`open`."""
+        self._log = log
+        self._clock = clock
+        self._max_raw_bytes = max_raw_bytes
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        max_raw_bytes: int = DEFAULT_MAX_RAW_BYTES,
+        now_ns: Callable[[], int] = time.time_ns,
+        **log_options: Any,
+    ) -> RejectsLog:
+        """Open the rejects log in ``directory``; ``log_options`` go to :meth:`SegmentLog.open`."""
+        if max_raw_bytes < 0:
+            raise ValueError(f"max_raw_bytes must be >= 0, not {max_raw_bytes}")
+        log = SegmentLog.open(directory, **log_options)
+        clock = LogClock(now_ns)
+        try:
+            if log.durable_offset:
+                clock.observe(decode_reject(log.read(log.durable_offset - 1)).log_time)
+        except EncodingError as e:
+            log.close()
+            raise LogError(f"{directory} does not hold a rejects log (its last record is not a RejectRecord: {e})") from e
+        return cls(log, clock, max_raw_bytes)
+
+    @property
+    def log(self) -> SegmentLog:
+        return self._log
+
+    def record(
+        self,
+        reason: str,
+        detail: str,
+        raw: bytes,
+        event_id: str = "",
+        source: KafkaPosition | None = None,
+        log_time: int | None = None,
+    ) -> int:
+        """Append a reject and return its offset (durable after :meth:`flush`).
+
+        ``log_time`` defaults to the next log time; if given it must be later than
+        every log time already in this log.
+        """
+        if not reason:
+            raise ValueError("a reject needs a reason code")
+        if log_time is None:
+            log_time = self._clock.next()
+        elif log_time <= self._clock.last:
+            raise ValueError(
+                f"log_time {log_time} is not after the last log time {self._clock.last}; log times must increase"
+            )
+        else:
+            self._clock.observe(log_time)
+        if len(raw) > self._max_raw_bytes:
+            detail = f"{detail} [raw cut to the first {self._max_raw_bytes} of {len(raw)} bytes]"
+            raw = raw[: self._max_raw_bytes]
+        rec = RejectRecord(log_time, reason, detail, bytes(raw), event_id, source)
+        return self._log.append(encode_reject(rec))
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def __iter__(self) -> Iterator[RejectRecord]:
+        """The durable rejects, oldest first."""
+        return (decode_reject(body) for _, body in self._log.scan())
+
+    def counts_by_reason(self) -> dict[str, int]:
+        """How many durable rejects there are per reason code (reads the whole log)."""
+        return dict(Counter(rec.reason for rec in self))
+
+    def close(self) -> None:
+        self._log.close()
+
+    def __enter__(self) -> RejectsLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
