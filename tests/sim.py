@@ -5,6 +5,7 @@ step returns either "OK" or the rejection reason, so a scenario reads as data.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from trustlog.core.evaluate import Request
@@ -13,7 +14,7 @@ from trustlog.core.events import (
     TagDeleted, sign_event,
 )
 from trustlog.core.keys import SigningKey
-from trustlog.core.state import RejectedEventError, TrustState
+from trustlog.core.state import RejectedEventError, TrustState, default_sigcheck
 from trustlog.verifier.batch import BatchVerifier
 
 FAR = 4_000_000_000  # expiry far in the future (seconds)
@@ -40,6 +41,12 @@ class Sim:
     offset: int = 0
     clock: int = 1_000_000
     last_reject: RejectedEventError | None = None
+    crypto: Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]] | None = None
+
+    def _sigcheck(self, k, message: bytes, signature: bytes) -> bool:
+        if self.crypto is None:
+            return default_sigcheck(k, message, signature)
+        return self.crypto([(k.alg, k.public, message, signature)])[0] == 1
 
     def now(self) -> int:
         return self.clock
@@ -48,7 +55,7 @@ class Sim:
         """Apply one envelope; "OK" or the rejection reason code."""
         self.clock += 1_000
         try:
-            self.state.apply(env, log_time=self.clock, offset=self.offset)
+            self.state.apply(env, log_time=self.clock, offset=self.offset, sigcheck=self._sigcheck)
         except RejectedEventError as e:
             self.last_reject = e
             return e.reason
@@ -102,7 +109,7 @@ class Sim:
     # -- verification -----------------------------------------------------------------
 
     def verify(self, tag: str, digest: str | None = None, *, ref_time: int = NOW, crypto=None) -> str:
-        v = BatchVerifier(self.state, ref_time=ref_time, crypto=crypto)
+        v = BatchVerifier(self.state, ref_time=ref_time, crypto=crypto or self.crypto)
         return v.verify_all([Request(self.repo, tag, digest)])[0].code
 
 

@@ -25,8 +25,8 @@ def _events(n_tags: int = 5) -> list[bytes]:
     return out
 
 
-def test_ingest_and_reopen_rebuilds_state(tmp_path: Path) -> None:
-    with TrustLog(tmp_path) as log:
+def test_ingest_and_reopen_rebuilds_state(tmp_path: Path, crypto) -> None:
+    with TrustLog(tmp_path, crypto=crypto) as log:
         r = log.ingest([(e, None) for e in _events()])
         assert (r.accepted, r.rejected) == (6, 0)
         before = {t: e.digest for t, e in log.state.repos[REPO].tags.items()}
@@ -58,8 +58,8 @@ def test_redelivery_is_recognised_not_duplicated(tmp_path: Path) -> None:
     ],
     ids=["msgpack-garbage", "bad-json", "wrong-schema", "payload-not-event", "oversized"],
 )
-def test_malformed_inputs_are_rejected_with_a_reason(tmp_path: Path, raw: bytes, reason: str) -> None:
-    with TrustLog(tmp_path) as log:
+def test_malformed_inputs_are_rejected_with_a_reason(tmp_path: Path, raw: bytes, reason: str, crypto) -> None:
+    with TrustLog(tmp_path, crypto=crypto) as log:
         r = log.ingest([(raw, None)] + [(e, None) for e in _events(1)])
         assert r.reasons == {reason: 1}
         assert r.accepted == 2  # the worker went on
@@ -110,9 +110,9 @@ def test_fsync_failure_stops_and_loses_nothing(tmp_path: Path) -> None:
         assert log2.log.next_offset == len(events)
 
 
-def test_synthetic_registry_incidents(tmp_path: Path) -> None:
+def test_synthetic_registry_incidents(tmp_path: Path, crypto) -> None:
     reg = SyntheticRegistry(repos=40, tags=400, ref_time=1_900_000_000)
-    with TrustLog(tmp_path) as log:
+    with TrustLog(tmp_path, crypto=crypto) as log:
         r1 = log.ingest((e.to_bytes(), None) for e in reg.phase1())
         since = log.clock.last + 1
         r2 = log.ingest((e.to_bytes(), None) for e in reg.phase2(since))

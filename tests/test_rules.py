@@ -329,8 +329,8 @@ SCENARIOS: list[tuple[str, Callable[[Sim], str], str]] = [
 
 
 @pytest.mark.parametrize("name,scenario,expected", SCENARIOS, ids=[s[0] for s in SCENARIOS])
-def test_rule(name: str, scenario: Callable[[Sim], str], expected: str) -> None:
-    s = Sim()
+def test_rule(name: str, scenario: Callable[[Sim], str], expected: str, crypto) -> None:
+    s = Sim(crypto=crypto)
     assert scenario(s) == expected
 
 
