@@ -37,3 +37,6 @@ def crypto(request: pytest.FixtureRequest) -> CryptoFn:
 
     check.backend = request.param  # type: ignore[attr-defined]
     return check
+
+
+from kafka_broker import kafka_bootstrap  # noqa: E402,F401  (fixture shared by Kafka tests)
