@@ -66,10 +66,26 @@ def _keystore(args: argparse.Namespace):
 def _open_log(args: argparse.Namespace, ui: UI | None = None):
     from trustlog.ingest.pipeline import TrustLog
 
-    log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024))
+    log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024),
+                   pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
     if log.recovery is not None and ui is not None:
         ui.info(f"recovered log: {log.recovery}")
     return log
+
+
+def load_pins(path: str):
+    """A pin file: JSON ``{"registry.example.com/team/*": ["<root keyid>", ...], ...}``.
+    Repositories matching a pattern must be created with root keys from its list;
+    the others are trusted on first use."""
+    from trustlog.core.state import Pin
+
+    try:
+        raw = msgspec.json.decode(Path(path).read_bytes(), type=dict[str, list[str]])
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such pin file") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise InputError(f"{path}: a pin file maps repository patterns to lists of root key ids: {e}") from e
+    return [Pin(pattern, frozenset(ids)) for pattern, ids in raw.items()]
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -378,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     common.add_argument("--log", default=DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG; default %(default)s)")
     common.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS; default %(default)s)")
+    common.add_argument("--pins", default=os.environ.get("TRUSTLOG_PINS"),
+                        help="pin file: repository patterns -> root key ids (env TRUSTLOG_PINS); "
+                             "unpinned repositories are trusted on first use")
 
     p = argparse.ArgumentParser(
         prog="trustlog",

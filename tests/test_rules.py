@@ -12,6 +12,7 @@ import pytest
 
 from sim import DIGEST, NOW, Sim, flip_bit, key, resign
 from trustlog.core.events import Envelope, ImageSigned, Signature, sign_event
+from trustlog.core.state import TrustState
 
 R1, R2, R3 = key("root1"), key("root2"), key("root3")
 N1, N2 = key("newroot1"), key("newroot2")
@@ -332,6 +333,21 @@ SCENARIOS: list[tuple[str, Callable[[Sim], str], str]] = [
 def test_rule(name: str, scenario: Callable[[Sim], str], expected: str, crypto) -> None:
     s = Sim(crypto=crypto)
     assert scenario(s) == expected
+
+
+@pytest.mark.parametrize("pinned_keys,expected,origin", [
+    (None, "OK", "tofu"),
+    ([R1, R2, R3], "OK", "pinned"),
+    ([R1, X], "PIN_MISMATCH", None),
+])
+def test_pins_and_trust_on_first_use(pinned_keys, expected: str, origin: str | None) -> None:
+    from trustlog.core.state import Pin
+
+    pins = [] if pinned_keys is None else [Pin("registry.example.com/team/*", frozenset(k.keyid for k in pinned_keys))]
+    s = Sim(state=TrustState(pins))
+    assert s.create([R1, R2, R3], [T1], root_threshold=2) == expected
+    if origin is not None:
+        assert s.state.repos[s.repo].origin == origin
 
 
 def test_rejection_leaves_state_unchanged() -> None:
