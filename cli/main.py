@@ -517,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", help="directory for the log (default: a fresh temporary one)")
     d.add_argument("--scale", type=float, default=1.0, help="multiply the registry size (default 1)")
     d.set_defaults(func=cmd_demo)
+
+    from .kafka_cmds import register as register_kafka
+    register_kafka(sub, common)
     return p
 
 

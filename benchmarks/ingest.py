@@ -1,0 +1,286 @@
+"""Kafka ingest throughput against the real broker, side by side with a bare consumer.
+
+    python benchmarks/ingest.py [--n 200000] [--bootstrap HOST:PORT] [--json] [--profile]
+
+The broker: ``--bootstrap``, else ``$TRUSTLOG_KAFKA_BOOTSTRAP``, else the one
+``scripts/kafka/kafka.sh start`` runs (started here if it is not running).
+
+In one run, on a fresh 4-partition topic:
+
+1. publish N signed events (the demo's synthetic registry: Ed25519, some ECDSA P-256
+   and RSA-PSS, with the demo's incidents) keyed by repository, acks=all, idempotent;
+2. ``bare_consume_per_s``: a bare kafka-python loop (no group, no processing) reading
+   the N messages back with the worker's fetch settings -- the ceiling kafka-python
+   sets on this machine;
+3. ``ingest_per_s``: :class:`KafkaIngestWorker` on the same topic (consumer group,
+   per-partition fsynced logs, every signature checked by the selected backend,
+   offsets committed after each group commit), messages over wall time from start
+   to the last commit (group join and log creation included).
+
+It prints a table with the ratio and where the ingest time went (kafka-python's poll
+and record decoding, the crypto backend, the rest of ingest_batch: envelope decode,
+fold, append; fsync). ``--json`` ends with one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITIONS = 4
+
+
+def bootstrap_address(arg: str | None) -> str:
+    if arg:
+        return arg
+    if os.environ.get("TRUSTLOG_KAFKA_BOOTSTRAP"):
+        return os.environ["TRUSTLOG_KAFKA_BOOTSTRAP"]
+    script = REPO / "scripts" / "kafka" / "kafka.sh"
+    r = subprocess.run([str(script), "bootstrap"], capture_output=True, text=True)
+    if r.returncode == 0 and r.stdout.strip():
+        return r.stdout.strip().splitlines()[-1]
+    print("starting the broker: scripts/kafka/kafka.sh start", file=sys.stderr)
+    r = subprocess.run([str(script), "start"], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        sys.exit(f"cannot start the broker:\n{r.stderr}")
+    return r.stdout.strip().splitlines()[-1]
+
+
+def make_events(n: int) -> list[tuple[bytes, bytes]]:
+    """N (key, canonical envelope) pairs from the synthetic registry, in stream order."""
+    from trustlog.core.events import decode_event
+    from trustlog.ingest.synthetic import SyntheticRegistry
+
+    repos = max(8, n // 200)
+    reg = SyntheticRegistry(repos, n, ref_time=int(time.time()))  # ~1.01 n events; cut at n
+    out: list[tuple[bytes, bytes]] = []
+    for env in itertools.chain(reg.phase1(), reg.phase2(time.time_ns())):
+        if len(out) >= n:
+            break
+        out.append((decode_event(env.payload).repo.encode(), env.to_bytes()))
+    if len(out) < n:
+        sys.exit(f"the generator made only {len(out)} events")
+    return out
+
+
+def publish(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> float:
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
+                      batch_size=512 * 1024, client_id="trustlog-bench-publish")
+    t0 = time.perf_counter()
+    errors = []
+    for k, v in events:
+        p.send(topic, key=k, value=v).add_errback(errors.append)
+    p.flush()
+    dt = time.perf_counter() - t0
+    p.close()
+    if errors:
+        sys.exit(f"{len(errors)} messages not acknowledged: {errors[0]!r}")
+    return dt
+
+
+def bare_consume(bootstrap: str, topic: str, n: int, fetch: dict) -> float:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="trustlog-bench-bare",
+                      **fetch)
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    got = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    while got < n:
+        for recs in c.poll(timeout_ms=1000).values():
+            got += len(recs)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    c.close()
+    return dt, cpu
+
+
+class TimedCrypto:
+    def __init__(self) -> None:
+        from trustlog.verifier.batch import default_crypto
+
+        self.fn = default_crypto()
+        self.seconds = 0.0  # wall seconds in the backend, all threads
+        self.main_seconds = 0.0  # of which in the worker's thread (inside ingest_batch)
+        self.signatures = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, items):
+        t0 = time.perf_counter()
+        r = self.fn(items)
+        dt = time.perf_counter() - t0
+        with self._lock:
+            self.seconds += dt
+            if threading.current_thread() is threading.main_thread():
+                self.main_seconds += dt
+            self.signatures += len(items)
+            self.calls += 1
+        return r
+
+
+def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profile: bool,
+           preverify: bool = True) -> dict:
+    from trustlog.ingest.kafka_worker import KafkaIngestWorker
+
+    crypto = TimedCrypto()
+    w = KafkaIngestWorker(bootstrap, topic, f"bench-{uuid.uuid4().hex[:8]}", logdir, max_messages=n,
+                          max_poll_records=fetch["max_poll_records"],
+                          max_partition_fetch_bytes=fetch["max_partition_fetch_bytes"],
+                          fetch_max_bytes=fetch["fetch_max_bytes"], progress=False,
+                          log_options={"crypto": crypto}, install_signal_handlers=False, preverify=preverify)
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
+    rc = w.run()
+    dt, cpu, main_cpu = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
+    if prof is not None:
+        prof.disable()
+        import pstats
+
+        print("\n--- profile of the ingest worker (top 25 by own time) ---", file=sys.stderr)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    if rc != 0:
+        sys.exit(f"the ingest worker failed: {w.stats.error}")
+    s = w.stats
+    return {"seconds": dt, "cpu_s": cpu, "main_cpu_s": main_cpu, "messages": s.messages, "accepted": s.accepted, "rejected": s.rejected,
+            "duplicates": s.duplicates, "batches": s.batches, "ingest_batch_s": s.ingest_seconds,
+            "fsync_s": s.fsync_seconds, "crypto_s": crypto.seconds,
+            "crypto_main_s": crypto.main_seconds, "signatures": crypto.signatures,
+            "active_s": (s.last_message_at or 0) - (s.first_message_at or 0)}
+
+
+def bound(ing: dict) -> float:
+    """Events/s the measured CPU costs allow on this machine's CPUs when nothing else
+    runs: all threads' CPU spread over every core, and the main thread's on one."""
+    n = ing["messages"]
+    return min((os.cpu_count() or 1) * n / ing["cpu_s"], n / ing["main_cpu_s"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200_000, help="events (default %(default)s)")
+    ap.add_argument("--bootstrap", help="broker address (default: $TRUSTLOG_KAFKA_BOOTSTRAP or kafka.sh's)")
+    ap.add_argument("--max-poll-records", type=int, default=5000)
+    ap.add_argument("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024)
+    ap.add_argument("--fetch-max-bytes", type=int, default=64 * 1024 * 1024)
+    ap.add_argument("--profile", action="store_true", help="cProfile the ingest worker (slows it down)")
+    ap.add_argument("--keep", action="store_true", help="keep the topic and the logs")
+    ap.add_argument("--no-preverify", action="store_true",
+                    help="check signatures only inside ingest_batch (no background pre-verification)")
+    ap.add_argument("--ab", action="store_true", help="also run the worker without pre-verification, for comparison")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    args = ap.parse_args()
+
+    import kafka
+    from kafka.admin import KafkaAdminClient
+
+    from trustlog.verifier.backend import BACKEND
+
+    bootstrap = bootstrap_address(args.bootstrap)
+    fetch = {"max_poll_records": args.max_poll_records, "max_partition_fetch_bytes": args.max_partition_fetch_bytes,
+             "fetch_max_bytes": args.fetch_max_bytes}
+    print(f"trustlog ingest benchmark: n={args.n:,}, broker {bootstrap}, kafka-python {kafka.__version__}, "
+          f"Python {platform.python_version()}, crypto backend {BACKEND!r}, {os.cpu_count()} CPUs", file=sys.stderr)
+    if BACKEND != "c":
+        print("WARNING: the compiled crypto backend is not in use; figures are not representative", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    events = make_events(args.n)
+    gen_s = time.perf_counter() - t0
+    size = sum(len(v) for _, v in events)
+    print(f"generated {len(events):,} signed events ({size / len(events):.0f} B avg) in {gen_s:.1f} s",
+          file=sys.stderr)
+
+    topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustlog-bench-admin")
+    admin.create_topics({topic: {"num_partitions": PARTITIONS, "replication_factor": 1}}, timeout_ms=30_000,
+                        wait_for_metadata=True)
+    tmp = Path(tempfile.mkdtemp(prefix="trustlog-bench-ingest-", dir=os.environ.get("TRUSTLOG_BENCH_DIR")))
+    try:
+        pub_s = publish(bootstrap, topic, events)
+        del events
+        print(f"published in {pub_s:.1f} s ({args.n / pub_s:,.0f}/s)", file=sys.stderr)
+        bare_s, bare_cpu = bare_consume(bootstrap, topic, args.n, fetch)
+        print(f"bare consume: {bare_s:.2f} s ({args.n / bare_s:,.0f}/s)", file=sys.stderr)
+        ing = ingest(bootstrap, topic, args.n, tmp / "logs", fetch, args.profile, not args.no_preverify)
+        if args.ab:
+            ab = ingest(bootstrap, topic, args.n, tmp / "logs-ab", fetch, False, args.no_preverify)
+            print(f"worker with pre-verification {'off' if not args.no_preverify else 'on'}: "
+                  f"{ab['messages'] / ab['seconds']:,.0f}/s, {ab['cpu_s'] / ab['messages'] * 1e6:.0f} us CPU/event, "
+                  f"main thread {ab['main_cpu_s'] / ab['messages'] * 1e6:.0f} us/event, "
+                  f"idle-machine bound {bound(ab):,.0f}/s",
+                  file=sys.stderr)
+    finally:
+        if not args.keep:
+            admin.delete_topics([topic], timeout_ms=30_000, raise_errors=False)
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        admin.close()
+
+    bare_rate = args.n / bare_s
+    ingest_rate = ing["messages"] / ing["seconds"]
+    other = max(0.0, ing["ingest_batch_s"] - ing["crypto_main_s"] - ing["fsync_s"])
+    poll = max(0.0, ing["seconds"] - ing["ingest_batch_s"])
+    rows = [
+        ("publish (acks=all, idempotent)", f"{args.n / pub_s:,.0f}/s", ""),
+        ("bare kafka-python consume", f"{bare_rate:,.0f}/s", "baseline"),
+        ("ingest worker (verify + fold + fsync + commit)", f"{ingest_rate:,.0f}/s",
+         f"{ingest_rate / bare_rate:.2f}x of bare"),
+    ]
+    print()
+    w = max(len(r[0]) for r in rows)
+    print(f"{'':{w}}  {'events/s':>12}  ratio")
+    for name, rate, note in rows:
+        print(f"{name:{w}}  {rate:>12}  {note}")
+    print(f"\ningest worker thread, {ing['seconds']:.2f} s wall ({ing['batches']} batches, "
+          f"{ing['signatures']:,} signatures for {ing['accepted']:,} accepted / {ing['rejected']} rejected):")
+    for name, secs in (("kafka-python poll + record decode, commits, waiting", poll),
+                       ("crypto backend inside ingest_batch", ing["crypto_main_s"]),
+                       ("fsync (group commits)", ing["fsync_s"]),
+                       ("rest of ingest_batch (decode, fold, append, Merkle, index)", other)):
+        print(f"  {name:{w}}  {secs:7.2f} s  {secs / ing['seconds'] * 100:5.1f} %")
+    print(f"  {'crypto backend in the pre-verification thread (overlaps)':{w}}  "
+          f"{ing['crypto_s'] - ing['crypto_main_s']:7.2f} s")
+    print(f"  CPU: ingest {ing['cpu_s'] / ing['messages'] * 1e6:.0f} us/event (all threads; main thread "
+          f"{ing['main_cpu_s'] / ing['messages'] * 1e6:.0f}), bound on {os.cpu_count()} idle CPUs {bound(ing):,.0f}/s; "
+          f"bare consume {bare_cpu / args.n * 1e6:.1f} us/event; load average {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
+    if ing["signatures"]:
+        print(f"  crypto: {ing['crypto_s'] / ing['signatures'] * 1e6:.1f} us per signature (backend {BACKEND})")
+    if args.json:
+        print(json.dumps({
+            "n": args.n, "backend": BACKEND, "cpus": os.cpu_count(), "kafka_python": kafka.__version__,
+            "publish_per_s": round(args.n / pub_s, 1), "bare_consume_per_s": round(bare_rate, 1),
+            "ingest_per_s": round(ingest_rate, 1), "ratio": round(ingest_rate / bare_rate, 3),
+            "ingest_idle_bound_per_s": round(bound(ing), 1),
+            "ingest_main_thread_cpu_us_per_event": round(ing["main_cpu_s"] / ing["messages"] * 1e6, 1),
+            "ingest_seconds": round(ing["seconds"], 3), "ingest_cpu_us_per_event": round(ing["cpu_s"] / ing["messages"] * 1e6, 1),
+            "bare_cpu_us_per_event": round(bare_cpu / args.n * 1e6, 2), "load_average": round(os.getloadavg()[0], 2), "poll_seconds": round(poll, 3),
+            "crypto_seconds": round(ing["crypto_s"], 3), "crypto_in_worker_thread_seconds": round(ing["crypto_main_s"], 3), "fsync_seconds": round(ing["fsync_s"], 3),
+            "other_ingest_seconds": round(other, 3), "signatures": ing["signatures"],
+            "accepted": ing["accepted"], "rejected": ing["rejected"], "duplicates": ing["duplicates"],
+        }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,453 @@
+"""Kafka commands: `trustlog publish`, `trustlog ingest --kafka`, `trustlog verify-kafka`.
+
+Registered into the main parser by ``register(sub, common)``; the embedded default
+(files and a local log, no broker) is untouched.
+
+Log time and the demo's compromise point. ``KeyCompromised.since`` is a *log* time:
+what the key signed that was appended at or after it loses trust. Published events get
+their log time only when a worker appends them, so ``publish --demo`` takes ``since`` =
+``time.time_ns()`` on the publisher's clock at the phase boundary (after phase 1 is
+acknowledged by the broker). With ``--wait-group G`` it first waits until consumer
+group G has committed every phase-1 offset -- committed means appended and fsynced, so
+all of phase 1 then has a log time before ``since`` and the verdicts match the
+embedded demo's. Without it, phase-1 events a worker appends after the boundary count
+as signed after the compromise (stricter, never looser). Worker and publisher clocks
+are assumed to agree (NTP).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from trustlog.core.errors import EncodingError, InputError, TrustlogError
+from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES, Envelope, decode_event, decode_wire, envelope_to_json
+
+from .ui import UI
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _servers(bootstrap: str) -> list[str]:
+    return [s.strip() for s in bootstrap.split(",") if s.strip()]
+
+
+# -- publish --------------------------------------------------------------------------------
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
+    """Create ``topic`` with ``partitions`` partitions unless it exists; True if created."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="trustlog-admin")
+    try:
+        if topic in admin.list_topics():
+            return False
+        try:
+            admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
+                                timeout_ms=30_000, wait_for_metadata=True)
+        except TopicAlreadyExistsError:
+            return False
+        return True
+    finally:
+        admin.close()
+
+
+class Publisher:
+    """Send canonical msgpack envelopes keyed by repository: acks=all, idempotent."""
+
+    def __init__(self, bootstrap: str, topic: str, *, linger_ms: int = 20, batch_size: int = 512 * 1024) -> None:
+        from kafka import KafkaProducer
+
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers=_servers(bootstrap), acks="all", enable_idempotence=True,
+                                      linger_ms=linger_ms, batch_size=batch_size,
+                                      client_id=f"trustlog-publish-{os.getpid()}")
+        self.sent = 0
+        self.per_partition: Counter[int] = Counter()
+        self.end_offsets: dict[int, int] = {}
+        self.errors: list[BaseException] = []
+
+    def _ok(self, md: Any) -> None:
+        self.per_partition[md.partition] += 1
+        if md.offset + 1 > self.end_offsets.get(md.partition, 0):
+            self.end_offsets[md.partition] = md.offset + 1
+
+    def _err(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+
+    def send_envelope(self, env: Envelope, repo: str | None = None) -> None:
+        if repo is None:
+            repo = decode_event(env.payload).repo
+        self.send_raw(env.to_bytes(), repo.encode())
+
+    def send_raw(self, value: bytes, key: bytes | None) -> None:
+        fut = self.producer.send(self.topic, key=key, value=value)
+        fut.add_callback(self._ok)
+        fut.add_errback(self._err)
+        self.sent += 1
+
+    def flush(self) -> None:
+        self.producer.flush()
+        if self.errors:
+            raise TrustlogError(f"{len(self.errors)} of {self.sent} messages were not acknowledged by the broker; "
+                                f"first error: {self.errors[0]!r}")
+
+    def close(self) -> None:
+        self.producer.close(timeout=30)
+
+
+def wait_for_group(bootstrap: str, group: str, topic: str, end_offsets: dict[int, int], timeout: float,
+                   ui: UI | None = None) -> float:
+    """Wait until ``group`` has committed at least ``end_offsets`` on ``topic``; return
+    the seconds waited. Raises TrustlogError on timeout."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="trustlog-admin")
+    t0 = time.monotonic()
+    try:
+        while True:
+            try:
+                offsets = admin.list_group_offsets(group).get(group) or {}
+            except KafkaError:  # the group does not exist yet, or its coordinator moves
+                offsets = {}
+            committed = {tp.partition: om.offset for tp, om in offsets.items()
+                         if tp.topic == topic and om is not None and om.offset is not None and om.offset >= 0}
+            behind = {p: e - committed.get(p, 0) for p, e in end_offsets.items() if committed.get(p, 0) < e}
+            if not behind:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise TrustlogError(f"group {group!r} did not commit phase 1 within {timeout:.0f} s "
+                                    f"(still behind: {behind}); is an ingest worker running?")
+            if ui is not None:
+                ui.info(f"waiting for group {group} to ingest phase 1: {sum(behind.values())} messages behind")
+            time.sleep(0.5)
+    finally:
+        admin.close()
+
+
+def _file_envelopes(path: Path, max_bytes: int, send_invalid: bool) -> Iterator[tuple[Envelope | None, bytes]]:
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                env = decode_wire(line, max_bytes)
+                decode_event(env.payload)
+            except EncodingError as e:
+                if not send_invalid:
+                    raise InputError(f"{path}:{n}: not a signed event envelope ({e}); fix the line, or give "
+                                     "--send-invalid to publish it raw (unkeyed) for the rejects log") from e
+                yield None, line
+                continue
+            yield env, line
+
+
+def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
+    if not args.demo and not args.file:
+        raise InputError("give a JSONL FILE of envelopes or --demo")
+    if args.demo and args.file:
+        raise InputError("give either FILE or --demo, not both")
+    path = Path(args.file) if args.file else None
+    if path is not None and not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path is not None and not args.send_invalid:  # bad input publishes nothing: check every line first
+        for _ in _file_envelopes(path, args.max_event_bytes, False):
+            pass
+    if args.partitions:
+        ensure_topic(args.kafka, args.topic, args.partitions)
+    t0 = time.perf_counter()
+    pub = Publisher(args.kafka, args.topic, linger_ms=args.linger_ms)
+    dump = open(args.dump, "wb") if args.dump else None
+    out: dict[str, Any] = {"topic": args.topic}
+    try:
+        def send_all(envs: Iterable[Envelope]) -> int:
+            n = 0
+            for env in envs:
+                pub.send_envelope(env)
+                if dump is not None:
+                    dump.write(envelope_to_json(env) + b"\n")
+                n += 1
+            return n
+
+        if args.demo:
+            from trustlog.ingest.synthetic import SyntheticRegistry
+
+            from .main import _parse_time
+
+            ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
+            n_repos = max(8, int(1000 * args.scale))
+            n_tags = max(2 * n_repos, int(20_000 * args.scale))
+            reg = SyntheticRegistry(n_repos, n_tags, ref_time=ref)
+            ui.info(f"publishing a synthetic registry to {args.topic}: {n_repos} repositories, {n_tags} tags")
+            n1 = send_all(reg.phase1())
+            pub.flush()
+            waited = 0.0
+            if args.wait_group:
+                waited = wait_for_group(args.kafka, args.wait_group, args.topic, dict(pub.end_offsets),
+                                        args.wait_timeout, ui)
+            since = time.time_ns()
+            n2 = send_all(reg.phase2(since))
+            out.update(phase1=n1, phase2=n2, since=since, ref_time=ref, waited_seconds=round(waited, 3),
+                       compromised_keyid=reg.incidents.compromised_keyid,
+                       expected_rejects=dict(reg.incidents.expected_rejects))
+        else:
+            assert path is not None
+            invalid = 0
+            for env, line in _file_envelopes(path, args.max_event_bytes, args.send_invalid):
+                if env is None:
+                    pub.send_raw(line, None)
+                    invalid += 1
+                else:
+                    pub.send_envelope(env)
+                    if dump is not None:
+                        dump.write(envelope_to_json(env) + b"\n")
+            out.update(file=str(path), invalid_sent_raw=invalid)
+        pub.flush()
+    finally:
+        if dump is not None:
+            dump.close()
+        pub.close()
+    out.update(published=pub.sent, partitions={str(p): c for p, c in sorted(pub.per_partition.items())},
+               seconds=round(time.perf_counter() - t0, 3))
+    if args.json:
+        _emit(out)
+    else:
+        ui.table(f"published to {args.topic}", ["messages", "partitions", "seconds"],
+                 [[pub.sent, " ".join(f"p{p}:{c}" for p, c in sorted(pub.per_partition.items())), out["seconds"]]])
+        if args.demo:
+            ui.info(f"compromise point (since, publisher log time): {out['since']}")
+    return 0
+
+
+# -- ingest --kafka ------------------------------------------------------------------------
+
+def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
+    import logging
+
+    from trustlog.ingest.kafka_worker import worker_from_args
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    w = worker_from_args(args.kafka, args, quiet=args.json)
+    rc = w.run()
+    if args.json:
+        _emit(w.stats.to_dict())
+    if rc:
+        print(f"trustlog: error: {w.stats.error}", file=sys.stderr)
+    return rc
+
+
+def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
+    """Give the existing `trustlog ingest FILE` a Kafka mode: `trustlog ingest --kafka B
+    --topic T --group G` (FILE becomes optional)."""
+    from trustlog.ingest.kafka_worker import add_worker_arguments
+
+    for action in ingest._actions:
+        if action.dest == "file" and not action.option_strings:
+            action.nargs = "?"
+            action.required = False
+            action.default = None
+            action.help = (action.help or "") + " (or --kafka)"
+    g = ingest.add_argument_group("Kafka (scale-out) mode: --log is the directory of the partition logs p<N>/")
+    g.add_argument("--kafka", metavar="BOOTSTRAP", help="consume a topic instead of reading FILE")
+    add_worker_arguments(g, with_log=False)  # type: ignore[arg-type]
+    file_func = ingest.get_default("func")
+
+    def dispatch(args: argparse.Namespace, ui: UI) -> int:
+        if args.kafka:
+            if args.file:
+                raise InputError("give either FILE or --kafka, not both")
+            return cmd_ingest_kafka(args, ui)
+        if not args.file:
+            raise InputError("give a JSONL FILE to ingest, or --kafka BOOTSTRAP --topic T --group G")
+        return file_func(args, ui)
+
+    ingest.set_defaults(func=dispatch)
+
+
+# -- verify-kafka -------------------------------------------------------------------------
+
+def result_key(req_repo: str, req_tag: str, digest: str | None) -> bytes:
+    """Results are keyed by the requested image digest, or repo:tag when none was given."""
+    return (digest or f"{req_repo}:{req_tag}").encode()
+
+
+def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
+    import signal
+
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.structs import OffsetAndMetadata
+
+    from trustlog.core.evaluate import Request, Verdict
+    from trustlog.core.reasons import Code
+    from trustlog.ingest.kafka_worker import open_partition_logs
+    from trustlog.verifier.batch import BatchVerifier
+
+    from .main import _parse_time
+
+    ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
+    t0 = time.perf_counter()
+    state = open_partition_logs(args.log)
+    ui.info(f"state from {args.log}: {len(state.repos)} repositories, {state.version} records "
+            f"({time.perf_counter() - t0:.1f} s)")
+    verifier = BatchVerifier(state, ref_time=ref)
+    consumer = KafkaConsumer(args.kafka_requests, bootstrap_servers=_servers(args.kafka), group_id=args.group,
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             max_poll_records=args.max_poll_records, session_timeout_ms=6000,
+                             heartbeat_interval_ms=2000, client_id=f"trustlog-verify-{os.getpid()}")
+    producer = KafkaProducer(bootstrap_servers=_servers(args.kafka), acks="all", enable_idempotence=True,
+                             linger_ms=5, client_id=f"trustlog-verify-{os.getpid()}")
+    dec = msgspec.json.Decoder(Request)
+    enc = msgspec.json.Encoder()
+    stop = [False]
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop[0] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    counts: Counter[str] = Counter()
+    n = 0
+    last = time.monotonic()
+    try:
+        while not stop[0]:
+            polled = consumer.poll(timeout_ms=500)
+            if not polled:
+                if args.idle_exit is not None and time.monotonic() - last >= args.idle_exit:
+                    break
+                continue
+            last = time.monotonic()
+            commits = {}
+            for tp, records in polled.items():
+                good: list[tuple[Request, Any]] = []
+                for r in records:
+                    try:
+                        good.append((dec.decode(r.value or b""), r))
+                    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                        v = Verdict("", "", Code.MALFORMED_REQUEST.value,
+                                    f"not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}", state.version)
+                        producer.send(args.kafka_results, key=None, value=enc.encode(v),
+                                      headers=[("request", f"{tp.topic}/{tp.partition}/{r.offset}".encode())])
+                        counts[v.code] += 1
+                for (req, r), v in zip(good, verifier.verify(req for req, _ in good)):
+                    producer.send(args.kafka_results, key=result_key(req.repo, req.tag, req.digest),
+                                  value=enc.encode(v),
+                                  headers=[("request", f"{tp.topic}/{tp.partition}/{r.offset}".encode())])
+                    counts[v.code] += 1
+                commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                n += len(records)
+            producer.flush()  # results out before the requests count as done
+            consumer.commit(commits)
+            if args.max_messages is not None and n >= args.max_messages:
+                break
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+    summary = {"requests": n, "verdicts": dict(counts.most_common()), "state_version": state.version,
+               "reference_time": ref, "seconds": round(time.perf_counter() - t0, 3)}
+    if args.json:
+        _emit(summary)
+    else:
+        ui.err.print(f"{n} verdicts → {args.kafka_results}: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+    return 0
+
+
+# -- registration -------------------------------------------------------------------------
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the Kafka commands to the `trustlog` subparsers (``sub``); ``common`` gives
+    --json/--log/--keys."""
+    pp = sub.add_parser(
+        "publish", parents=[common], help="produce signed events to a Kafka topic, keyed by repository",
+        description="Produce canonical MessagePack envelopes to TOPIC, keyed by repository (acks=all, "
+                    "idempotent), from a JSONL FILE of envelopes or from the demo generator. With --demo, phase 2 "
+                    "(which reports a CI key compromised) gets since = the publisher's clock at the phase "
+                    "boundary; --wait-group G first waits until group G has ingested all of phase 1.")
+    pp.add_argument("file", nargs="?", help="JSONL: one envelope {payload, signatures} per line")
+    pp.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="bootstrap servers host:port[,...]")
+    pp.add_argument("--topic", required=True)
+    pp.add_argument("--partitions", type=int, help="create the topic with this many partitions if it is missing")
+    pp.add_argument("--demo", action="store_true", help="publish the synthetic registry of `trustlog demo`")
+    pp.add_argument("--scale", type=float, default=1.0, help="demo size (1 = 1,000 repositories, 20,000 tags)")
+    pp.add_argument("--ref-time", help="demo: reference time for expired tags (ISO 8601 or integer ns; default now)")
+    pp.add_argument("--wait-group", metavar="GROUP",
+                    help="demo: before phase 2, wait until GROUP has committed every phase-1 offset")
+    pp.add_argument("--wait-timeout", type=float, default=600.0)
+    pp.add_argument("--dump", metavar="FILE", help="also write every published envelope to this JSONL file")
+    pp.add_argument("--send-invalid", action="store_true",
+                    help="publish lines that are not envelopes raw and unkeyed (the workers reject them)")
+    pp.add_argument("--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES)
+    pp.add_argument("--linger-ms", type=int, default=20)
+    pp.set_defaults(func=cmd_publish)
+
+    ingest = sub.choices.get("ingest")
+    if ingest is None:
+        ingest = sub.add_parser("ingest", parents=[common], help="consume a Kafka topic into partition logs")
+        ingest.add_argument("file", nargs="?", help=argparse.SUPPRESS)
+        ingest.set_defaults(func=lambda a, u: (_ for _ in ()).throw(InputError("give --kafka")))
+    _extend_ingest(ingest)
+
+    vk = sub.add_parser(
+        "verify-kafka", parents=[common], help="answer verification requests from a topic into a results topic",
+        description="Fold every partition log under --log (p0/, p1/, ...; stop their ingest workers first: "
+                    "folding takes each log's writer lock), then read requests {repo, tag[, digest]} "
+                    "(JSON) from --kafka-requests and write verdict JSON to --kafka-results, keyed by the "
+                    "requested digest (or repo:tag). Request offsets are committed after the results are "
+                    "acknowledged (at least once).")
+    vk.add_argument("--kafka", required=True, metavar="BOOTSTRAP")
+    vk.add_argument("--kafka-requests", required=True, metavar="TOPIC")
+    vk.add_argument("--kafka-results", required=True, metavar="TOPIC")
+    vk.add_argument("--group", default="trustlog-verify", help="consumer group (default %(default)s)")
+    vk.add_argument("--ref-time", help="reference time for expiry (ISO 8601 or ns; default: now, fixed)")
+    vk.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without requests")
+    vk.add_argument("--max-messages", type=int, help="stop after this many requests")
+    vk.add_argument("--max-poll-records", type=int, default=5000)
+    vk.set_defaults(func=cmd_verify_kafka)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trustlog.cli.kafka_cmds COMMAND ...`: the trustlog command line with the
+    Kafka commands registered, whether or not cli/main.py registers them itself."""
+    from . import main as cli_main
+
+    parser = cli_main.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "publish" not in sub.choices:
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+        common.add_argument("--log", default=cli_main.DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG)")
+        common.add_argument("--keys", default=cli_main.DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS)")
+        register(sub, common)
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    ui = UI(json_mode=getattr(args, "json", False))
+    try:
+        return args.func(args, ui)
+    except TrustlogError as e:
+        print(f"trustlog: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"trustlog: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trustlog: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

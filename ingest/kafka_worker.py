@@ -1,0 +1,878 @@
+"""Kafka ingest: a consumer-group worker that appends a topic, exactly once, to one
+trust log per Kafka partition.
+
+    <log-dir>/p0/   the TrustLog of partition 0 (log/ + rejects/)
+    <log-dir>/p1/   ...
+
+Exactly once, with the log as the truth:
+
+* A partition's log is opened when the partition is assigned and closed when it is
+  revoked. The SegmentLog ``LOCK`` (an exclusive flock) makes its owner the single
+  writer; a worker that is given a partition whose log another process still holds
+  waits (the partition stays paused) until the lock is free.
+* On assignment the consumer seeks to ``log.positions[(topic, p)] + 1``: the last Kafka
+  offset *in the log*, not the committed group offset. A message that was made durable
+  but whose offset commit was lost is therefore not read again; one that is read again
+  anyway (a zombie owner, a manual reset) is recognised by its event id, and a rejected
+  input by its content hash.
+* Every poll batch of a partition goes through :meth:`TrustLog.ingest_batch` (one batch
+  signature check, one group commit). Kafka offsets are committed only after it has
+  returned, i.e. after the fsync. An fsync failure (``LogError``) stops the worker with
+  exit status 3 *without* committing; the batch is ingested after a restart.
+* Inputs that are not accepted (not msgpack/JSON, wrong schema, oversized, bad
+  signature, rule broken) go to the partition's rejects log with a reason, and with
+  ``dlq`` also to a dead-letter topic (value = the raw input, headers ``reason``,
+  ``detail``, ``source``). They never stop the worker. Dead letters are at least once:
+  a worker taking over a partition re-sends the rejects whose source offset is at or
+  after the committed group offset (the ones whose send may not have completed).
+
+Throughput: while batch k is folded and appended, the signatures of batch k+1 (already
+polled) are checked in a background thread into the log's validity cache (the crypto
+backend releases the GIL). That only warms a cache of facts about (key, message,
+signature); every trust decision is still the fold's. A rebalance drops the polled
+batch (it is read again from the log position).
+
+Run it as ``python -m trustlog.ingest.kafka_worker`` or ``trustlog ingest --kafka``.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import ConsumerRebalanceListener
+
+from trustlog.core.errors import EncodingError, LogError, TrustlogError
+from trustlog.core.events import (
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, RepoCreated, RoleKeysSet, RootRotated, decode_event, decode_wire,
+)
+from trustlog.core.keys import PublicKey
+from trustlog.core.state import TrustState
+from trustlog.verifier.cache import cache_key
+
+from .pipeline import BatchResult, TrustLog
+from .records import KafkaPosition
+from .rejects import RejectsLog
+
+log = logging.getLogger("trustlog.ingest.kafka")
+
+FAULT_FSYNC_ENV = "TRUSTLOG_FAULT_FSYNC_AFTER"
+EXIT_OK = 0
+EXIT_LOG_FAILURE = 3
+LOCK_RETRY_SECONDS = 0.2
+
+
+# -- the per-partition log ---------------------------------------------------------------
+
+class PartitionLog(TrustLog):
+    """A :class:`TrustLog` whose batch signature check also covers keys that events
+    introduce, in this batch or in an earlier one not yet folded.
+
+    ``TrustLog._precheck`` only knows the keys of repositories already in the state (and
+    a new repository's own keys), so for a batch that creates repositories or adds
+    signers, every later signature by those keys is checked one at a time (single-item
+    backend calls, no threads) during the fold; and a batch pre-verified while the
+    previous one is still being folded would miss the keys that one adds. Here every key
+    set by any event seen (``RepoCreated``, ``RootRotated``, ``RoleKeysSet``) is a
+    candidate too: a key id is the hash of the key, so the mapping is always right.
+    This only decides what is *pre*-computed into the validity cache; what counts is
+    still decided by the fold, so the result is identical. (Upstream candidate for
+    ``TrustLog._precheck``.)
+    """
+
+    MAX_REMEMBERED_KEYS = 1_000_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._introduced: dict[str, PublicKey] = {}
+        super().__init__(*args, **kwargs)
+
+    def preverify(self, raws: Sequence[bytes | None]) -> None:
+        """Check the signatures of ``raws`` into the validity cache ahead of
+        :meth:`ingest_batch` (safe from another thread: it only reads the state and adds
+        cache entries, which are facts about (key, message, signature), not trust)."""
+        decoded: list[tuple[Envelope, Event | None]] = []
+        for raw in raws:
+            if not raw:
+                continue
+            try:
+                env = decode_wire(raw, self.max_event_bytes)
+                decoded.append((env, decode_event(env.payload)))
+            except EncodingError:
+                continue
+        if decoded:
+            self._precheck(decoded)
+
+    def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]]) -> None:
+        introduced = self._introduced
+        if len(introduced) > self.MAX_REMEMBERED_KEYS:
+            introduced.clear()  # only a hint; the state holds every accepted key anyway
+        for _, event in decoded:
+            if isinstance(event, RepoCreated):
+                for k in (*event.root_keys, *event.targets_keys):
+                    introduced[k.keyid] = k
+            elif isinstance(event, RootRotated):
+                for k in event.root_keys:
+                    introduced[k.keyid] = k
+            elif isinstance(event, RoleKeysSet):
+                for k in event.keys:
+                    introduced[k.keyid] = k
+        repos = self.state.repos
+        cache = self.cache
+        items: list[tuple[int, bytes, bytes, bytes]] = []
+        cks: list[bytes] = []
+        seen: set[bytes] = set()
+        for env, event in decoded:
+            if event is None:
+                continue
+            repo = repos.get(event.repo)
+            known = repo.keys if repo is not None else {}
+            for s in env.signatures:
+                key = known.get(s.keyid) or introduced.get(s.keyid)
+                if key is None:
+                    continue
+                try:
+                    alg = key.alg
+                except Exception:  # noqa: BLE001 - an unknown key type is rejected by the fold
+                    continue
+                ck = cache_key(alg, key.public, env.payload, s.sig)
+                if ck in seen or ck in cache:
+                    continue
+                seen.add(ck)
+                cks.append(ck)
+                items.append((alg, key.public, env.payload, s.sig))
+        if items:
+            for ck, ok in zip(cks, self.crypto(items), strict=True):
+                cache.put(ck, ok == 1)
+
+
+def _preverify_jobs(jobs: list[tuple["PartitionLog", list[bytes | None]]]) -> None:
+    for tl, raws in jobs:
+        try:
+            tl.preverify(raws)
+        except Exception as e:  # noqa: BLE001 - only a cache warm-up: the fold checks everything itself
+            log.debug("pre-verification failed (the fold will check): %r", e)
+
+
+def partition_dir(log_dir: str | os.PathLike[str], partition: int) -> Path:
+    return Path(log_dir) / f"p{partition}"
+
+
+def partition_dirs(log_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """The ``p<N>`` log directories under ``log_dir``, by partition number."""
+    out = []
+    base = Path(log_dir)
+    if base.is_dir():
+        for d in base.iterdir():
+            if d.is_dir() and d.name.startswith("p") and d.name[1:].isdigit():
+                out.append((int(d.name[1:]), d))
+    return sorted(out)
+
+
+def open_partition_logs(log_dir: str | os.PathLike[str], **trustlog_options: Any) -> TrustState:
+    """The trust state of every ``p*/`` log under ``log_dir``, merged.
+
+    Each partition log is folded on its own (a :class:`TrustLog`, opened and closed, so
+    it takes each log's writer lock for the duration: stop the ingest workers of that
+    directory first, or fold a copy). Repositories are partitioned by key, so their
+    states do not overlap; a repository found in two logs is an error. The merged
+    ``version`` is the total number of records folded.
+    """
+    dirs = partition_dirs(log_dir)
+    if not dirs:
+        raise LogError(f"no partition logs (p0/, p1/, ...) under {log_dir}")
+    merged = TrustState()
+    for p, d in dirs:
+        with TrustLog(d, **trustlog_options) as tl:
+            for name, repo in tl.state.repos.items():
+                if name in merged.repos:
+                    raise LogError(f"repository {name!r} is in two partition logs (p{p} and another); "
+                                   "was the topic repartitioned or keyed by something else?")
+                merged.repos[name] = repo
+            merged.version += tl.state.version
+    return merged
+
+
+# -- fault injection -----------------------------------------------------------------------
+
+def fault_fsync_from_env(env: dict[str, str] | None = None) -> Callable[[int], None] | None:
+    """``TRUSTLOG_FAULT_FSYNC_AFTER=N``: an fsync that works N times (counted over every
+    log of the process), then fails with EIO. For fault-injection tests only."""
+    raw = (env if env is not None else os.environ).get(FAULT_FSYNC_ENV, "").strip()
+    if not raw:
+        return None
+    limit = int(raw)
+    calls = [0]
+
+    def fsync(fd: int) -> None:
+        calls[0] += 1
+        if calls[0] > limit:
+            raise OSError(errno.EIO, f"injected fsync failure ({FAULT_FSYNC_ENV}={limit})")
+        os.fsync(fd)
+
+    return fsync
+
+
+# -- metrics and progress -------------------------------------------------------------------
+
+class _Metrics:
+    def __init__(self, port: int | None) -> None:
+        self.enabled = port is not None
+        if not self.enabled:
+            return
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+        self.registry = CollectorRegistry()
+        self.events = Counter("trustlog_ingest_events", "Events appended to the log", ["partition"],
+                              registry=self.registry)
+        self.duplicates = Counter("trustlog_ingest_duplicates", "Redelivered inputs already in the log",
+                                  registry=self.registry)
+        self.rejects = Counter("trustlog_ingest_rejects", "Inputs rejected, by reason", ["reason"],
+                               registry=self.registry)
+        self.rate = Gauge("trustlog_ingest_events_per_second", "Messages ingested per second (10 s window)",
+                          registry=self.registry)
+        self.lag = Gauge("trustlog_ingest_consumer_lag", "High watermark minus next offset to ingest",
+                         ["partition"], registry=self.registry)
+        self.fsync = Histogram("trustlog_ingest_fsync_seconds", "Seconds spent in fsync per group commit",
+                               buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                               registry=self.registry)
+        self.partitions = Gauge("trustlog_ingest_partitions", "Partitions whose log this worker holds",
+                                registry=self.registry)
+        self.server = start_http_server(port, registry=self.registry)
+
+    def close(self) -> None:
+        if self.enabled and isinstance(self.server, tuple):
+            try:
+                self.server[0].shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class _Progress:
+    """One live status line on stderr (rich, when it is a terminal); otherwise a plain
+    line every ``interval`` seconds."""
+
+    def __init__(self, enabled: bool, interval: float) -> None:
+        self.enabled = enabled
+        self.interval = interval
+        self._live = None
+        self._last = 0.0
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live("", console=Console(file=sys.stderr), refresh_per_second=4, transient=False)
+            self._live.start()
+
+    def update(self, line: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        if self._live is not None:
+            self._live.update(line)
+            return
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self, line: str) -> None:
+        if self._live is not None:
+            self._live.update(line)
+            self._live.stop()
+        elif self.enabled:
+            print(line, file=sys.stderr, flush=True)
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+@dataclass
+class WorkerStats:
+    messages: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    commits: int = 0
+    commit_failures: int = 0
+    dead_letters: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    fsync_seconds: float = 0.0
+    ingest_seconds: float = 0.0
+    first_message_at: float | None = None
+    last_message_at: float | None = None
+    partitions_seen: set[int] = field(default_factory=set)
+    by_partition: dict[int, int] = field(default_factory=dict)
+    exit_code: int = 0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        span = ((self.last_message_at or 0) - (self.first_message_at or 0)) if self.first_message_at else 0.0
+        return {
+            "messages": self.messages, "accepted": self.accepted, "rejected": self.rejected,
+            "duplicates": self.duplicates, "batches": self.batches, "commits": self.commits,
+            "commit_failures": self.commit_failures, "dead_letters": self.dead_letters,
+            "rejected_by_reason": dict(self.reasons), "fsync_seconds": round(self.fsync_seconds, 4),
+            "ingest_seconds": round(self.ingest_seconds, 4), "active_seconds": round(span, 4),
+            "messages_per_second": round(self.messages / span, 1) if span > 0 else None,
+            "partitions": sorted(self.partitions_seen),
+            "messages_by_partition": {str(p): n for p, n in sorted(self.by_partition.items())}, "exit_code": self.exit_code, "error": self.error,
+        }
+
+
+class _Listener(ConsumerRebalanceListener):
+    """ConsumerRebalanceListener. Runs on kafka-python's IO thread, so it only does quick
+    things: pause what is assigned (the main loop opens, seeks and resumes), keep a
+    revoked log open until the new assignment is known (re-assigned: reused without a
+    re-fold; not: closed, releasing its lock for the new owner)."""
+
+    def __init__(self, worker: "KafkaIngestWorker") -> None:
+        self.w = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        w = self.w
+        with w._lock:
+            for tp in revoked:
+                if tp.topic != w.topic:
+                    continue
+                tl = w._logs.pop(tp.partition, None)
+                if tl is not None:
+                    w._stale[tp.partition] = tl
+                w._pending.discard(tp.partition)
+            w._assigned = set()
+            w._generation += 1
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        # evicted: another member may own these already -- release the locks now
+        self.on_partitions_revoked(lost)
+        w = self.w
+        with w._lock:
+            for tp in lost:
+                tl = w._stale.pop(tp.partition, None)
+                if tl is not None:
+                    w._close_log(tp.partition, tl)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        w = self.w
+        mine = [tp for tp in assigned if tp.topic == w.topic]
+        with w._lock:
+            parts = {tp.partition for tp in mine}
+            for p in list(w._stale):
+                if p not in parts:
+                    w._close_log(p, w._stale.pop(p))
+            w._assigned = parts
+            w._pending = set(parts)
+            w._generation += 1
+            w._assigned_at = time.monotonic()
+        if mine:
+            w.consumer.pause(*mine)
+        log.info("assigned partitions %s of %s", sorted(parts), w.topic)
+
+
+class KafkaIngestWorker:
+    """Consume ``topic`` in consumer group ``group`` into ``<log_dir>/p<partition>/``.
+
+    :meth:`run` returns the exit status: 0 after a clean stop (signal, ``max_messages``,
+    ``idle_exit``), 3 after a log failure (nothing of the failed batch committed).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        log_dir: str | os.PathLike[str],
+        *,
+        dlq: str | None = None,
+        instance_id: str | None = None,
+        max_messages: int | None = None,
+        idle_exit: float | None = None,
+        metrics_port: int | None = None,
+        max_poll_records: int = 5000,
+        max_partition_fetch_bytes: int = 8 * 1024 * 1024,
+        fetch_max_bytes: int = 64 * 1024 * 1024,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 100,
+        session_timeout_ms: int = 6000,
+        heartbeat_interval_ms: int = 2000,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        fsync_fn: Callable[[int], None] | None = None,
+        progress: bool = True,
+        progress_interval: float = 5.0,
+        client_id: str | None = None,
+        consumer_options: dict[str, Any] | None = None,
+        log_options: dict[str, Any] | None = None,
+        preverify: bool = True,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self.log_dir = Path(log_dir)
+        self.dlq = dlq
+        self.instance_id = instance_id
+        self.max_messages = max_messages
+        self.idle_exit = idle_exit
+        self.max_poll_records = max_poll_records
+        self.max_event_bytes = max_event_bytes
+        self.fsync_fn = fsync_fn if fsync_fn is not None else fault_fsync_from_env()
+        self.install_signal_handlers = install_signal_handlers
+        self.log_options = dict(log_options or {})
+        self.preverify = preverify
+        self._executor: ThreadPoolExecutor | None = None
+        self._generation = 0
+        self.commit_timeout_ms = 30_000
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._logs: dict[int, TrustLog] = {}
+        self._stale: dict[int, TrustLog] = {}
+        self._pending: set[int] = set()
+        self._assigned: set[int] = set()
+        self._assigned_at: float | None = None
+        self._next_offset: dict[int, int] = {}
+        self._dlq_catchup: set[int] = set()
+        self._failed_log: TrustLog | None = None
+        self._rate_window: deque[tuple[float, int]] = deque()
+        self._metrics_port = metrics_port
+        self._metrics = _Metrics(None)
+        self._progress_opts = (progress, progress_interval)
+        self._consumer_config: dict[str, Any] = dict(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group,
+            client_id=client_id or f"trustlog-ingest-{os.getpid()}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_poll_records,
+            max_partition_fetch_bytes=max_partition_fetch_bytes,
+            fetch_max_bytes=fetch_max_bytes,
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+        )
+        if instance_id:
+            self._consumer_config["group_instance_id"] = instance_id
+        self._consumer_config.update(consumer_options or {})
+        self.consumer: Any = None
+        self.producer: Any = None
+
+    # -- control ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop after the current batch (thread- and signal-safe)."""
+        self._stop.set()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        self._stop.set()
+
+    # -- logs -------------------------------------------------------------------------------
+
+    def _open_log(self, partition: int) -> TrustLog:
+        opts: dict[str, Any] = {"max_event_bytes": self.max_event_bytes, **self.log_options}
+        if self.fsync_fn is not None:
+            opts["fsync_fn"] = self.fsync_fn
+        return PartitionLog(partition_dir(self.log_dir, partition), **opts)
+
+    def _close_log(self, partition: int, tl: TrustLog) -> None:
+        if tl is self._failed_log:
+            return  # never flush a log whose group commit failed; the process exit releases it
+        try:
+            tl.close()
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing the log of partition %d failed: %s", partition, e)
+
+    def _activate_pending(self) -> None:
+        """Open (or reuse) the log of each newly assigned partition, seek to the offset
+        after the last one the log holds, resume fetching. A log still locked by its
+        previous owner is retried on the next round."""
+        from kafka import TopicPartition
+
+        with self._lock:
+            todo = sorted(self._pending)
+        for p in todo:
+            with self._lock:
+                if p not in self._pending:
+                    continue
+                tl = self._stale.pop(p, None)
+            if tl is None:
+                try:
+                    tl = self._open_log(p)
+                except LogError as e:
+                    if isinstance(e.__cause__, BlockingIOError):
+                        log.info("partition %d: its log is still held by another writer; waiting", p)
+                        continue
+                    raise
+                if tl.recovery is not None:
+                    log.warning("partition %d: recovered log: %s", p, tl.recovery)
+            tp = TopicPartition(self.topic, p)
+            with self._lock:
+                if p not in self._pending:  # revoked while we were opening it
+                    self._stale[p] = tl
+                    continue
+                self._pending.discard(p)
+                self._logs[p] = tl
+            nxt = tl.positions.get((self.topic, p), -1) + 1
+            self._next_offset[p] = nxt
+            self.stats.partitions_seen.add(p)
+            self.consumer.seek(tp, nxt)
+            self.consumer.resume(tp)
+            if self.dlq:
+                self._dlq_catchup.add(p)
+            log.info("partition %d: log %s holds up to offset %d; consuming from %d",
+                     p, partition_dir(self.log_dir, p), nxt - 1, nxt)
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def _send_dead_letter(self, rec: Any) -> None:
+        src = rec.source
+        headers = [("reason", rec.reason.encode()), ("detail", rec.detail.encode("utf-8", "replace"))]
+        key = None
+        if src is not None:
+            headers.append(("source", f"{src.topic}/{src.partition}/{src.offset}".encode()))
+            key = f"{src.topic}/{src.partition}".encode()
+        self.producer.send(self.dlq, value=rec.raw, key=key, headers=headers)
+        self.stats.dead_letters += 1
+
+    def _dlq_new_rejects(self, rejects: RejectsLog, start: int) -> None:
+        from .records import decode_reject
+
+        rl = rejects.log
+        for off in range(start, rl.durable_offset):
+            self._send_dead_letter(decode_reject(rl.read(off)))
+
+    def _dlq_catch_up(self) -> None:
+        """Re-send the rejects of a newly owned partition whose source offset is at or
+        after the group's committed offset: their dead letters may never have been sent."""
+        from kafka import TopicPartition
+
+        sent = False
+        for p in sorted(self._dlq_catchup):
+            tl = self._logs.get(p)
+            if tl is None:
+                continue
+            committed = self.consumer.committed(TopicPartition(self.topic, p)) or 0
+            for rec in tl.rejects:
+                if rec.source is not None and rec.source.topic == self.topic and rec.source.partition == p \
+                        and rec.source.offset >= committed:
+                    self._send_dead_letter(rec)
+                    sent = True
+        self._dlq_catchup.clear()
+        if sent:
+            self.producer.flush()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _make_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        c = KafkaConsumer(**self._consumer_config)
+        return c
+
+    def _ingest_polled(self, polled: dict[Any, list[Any]]) -> dict[Any, Any]:
+        """Ingest each partition's records as one batch; return the offsets to commit."""
+        from kafka.structs import OffsetAndMetadata
+
+        commits: dict[Any, Any] = {}
+        for tp, records in polled.items():
+            if not records or tp.topic != self.topic:
+                continue
+            with self._lock:
+                tl = self._logs.get(tp.partition)
+                if tl is None:
+                    continue  # revoked meanwhile: not ours to write, not committed
+                raws = [(r.value if r.value is not None else b"",
+                         KafkaPosition(tp.topic, tp.partition, r.offset)) for r in records]
+                rej_start = tl.rejects.log.next_offset
+                fs0 = tl.log.fsync_seconds_total + tl.rejects.log.fsync_seconds_total
+                t0 = time.perf_counter()
+                try:
+                    res: BatchResult = tl.ingest_batch(raws)
+                except LogError:
+                    self._failed_log = tl
+                    raise
+                self.stats.ingest_seconds += time.perf_counter() - t0
+                spent = tl.log.fsync_seconds_total + tl.rejects.log.fsync_seconds_total - fs0
+                if self.dlq and res.rejected:
+                    self._dlq_new_rejects(tl.rejects, rej_start)
+            self.stats.fsync_seconds += spent
+            self._count(tp.partition, res, len(records), spent)
+            nxt = records[-1].offset + 1
+            self._next_offset[tp.partition] = nxt
+            commits[tp] = OffsetAndMetadata(nxt, "", -1)
+        return commits
+
+    def _count(self, partition: int, res: BatchResult, n: int, fsync_spent: float) -> None:
+        s = self.stats
+        now = time.monotonic()
+        if s.first_message_at is None:
+            s.first_message_at = now
+        s.last_message_at = now
+        s.messages += n
+        s.by_partition[partition] = s.by_partition.get(partition, 0) + n
+        s.accepted += res.accepted
+        s.rejected += res.rejected
+        s.duplicates += res.duplicates
+        s.batches += 1
+        for reason, c in res.reasons.items():
+            s.reasons[str(getattr(reason, "value", reason))] = s.reasons.get(str(getattr(reason, "value", reason)), 0) + c
+        self._rate_window.append((now, n))
+        m = self._metrics
+        if m.enabled:
+            m.events.labels(str(partition)).inc(res.accepted)
+            if res.duplicates:
+                m.duplicates.inc(res.duplicates)
+            for reason, c in res.reasons.items():
+                m.rejects.labels(str(getattr(reason, "value", reason))).inc(c)
+            m.fsync.observe(fsync_spent)
+
+    def _rate(self) -> float:
+        now = time.monotonic()
+        w = self._rate_window
+        while w and now - w[0][0] > 10.0:
+            w.popleft()
+        if not w:
+            return 0.0
+        span = max(now - w[0][0], 1.0)
+        return sum(n for _, n in w) / span
+
+    def _lag(self) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        out = {}
+        for p in list(self._logs):
+            hw = self.consumer.highwater(TopicPartition(self.topic, p))
+            if hw is not None:
+                out[p] = max(0, hw - self._next_offset.get(p, 0))
+        return out
+
+    def _status_line(self) -> str:
+        s = self.stats
+        lag = self._lag()
+        parts = ",".join(str(p) for p in sorted(self._logs)) or "-"
+        waiting = f" waiting for p{','.join(map(str, sorted(self._pending)))}" if self._pending else ""
+        return (f"ingest {self.topic} [{self.group}] partitions {parts}{waiting}: {s.messages:,} messages "
+                f"({self._rate():,.0f}/s), {s.accepted:,} appended, {s.rejected:,} rejected, "
+                f"{s.duplicates:,} duplicates, lag {sum(lag.values()):,}")
+
+    def _update_gauges(self) -> None:
+        m = self._metrics
+        if not m.enabled:
+            return
+        m.rate.set(self._rate())
+        m.partitions.set(len(self._logs))
+        for p, lag in self._lag().items():
+            m.lag.labels(str(p)).set(lag)
+
+    def _ingest_and_commit(self, polled: dict[Any, list[Any]]) -> None:
+        from kafka.errors import KafkaError
+
+        commits = self._ingest_polled(polled)
+        if not commits:
+            return
+        if self.producer is not None:
+            self.producer.flush()  # dead letters out before the offsets move on
+        try:
+            self.consumer.commit(commits, timeout_ms=self.commit_timeout_ms)
+            self.stats.commits += 1
+        except KafkaError as e:  # the log is the truth: the next owner seeks by it
+            self.stats.commit_failures += 1
+            log.warning("offset commit failed (%s); the log keeps the position", e)
+
+    def _preverify_async(self, polled: dict[Any, list[Any]]) -> Future | None:
+        if not self.preverify:
+            return None
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustlog-preverify")
+        with self._lock:
+            jobs = [(self._logs[tp.partition], [r.value for r in recs]) for tp, recs in polled.items()
+                    if tp.topic == self.topic and tp.partition in self._logs]
+        return self._executor.submit(_preverify_jobs, jobs)
+
+    def run(self) -> int:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        old_handlers = {}
+        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._metrics = _Metrics(self._metrics_port)
+        progress = _Progress(*self._progress_opts)
+        progress.update(f"ingest {self.topic} [{self.group}]: started (pid {os.getpid()}), logs in {self.log_dir}",
+                        force=True)
+        started = time.monotonic()
+        self.stats.exit_code = EXIT_OK
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self.consumer = self._make_consumer()
+            if self.dlq:
+                self.producer = KafkaProducer(bootstrap_servers=self.bootstrap.split(","), acks="all",
+                                              enable_idempotence=True, linger_ms=5,
+                                              client_id=f"trustlog-dlq-{os.getpid()}")
+            self.consumer.subscribe([self.topic], listener=_Listener(self))
+            last_status = 0.0
+            # (generation, records, pre-verification) of the batch polled but not yet ingested
+            held: tuple[int, dict[Any, list[Any]], Future | None] | None = None
+            while True:
+                stopping = self._stop.is_set()
+                if not stopping:
+                    if self._pending:
+                        self._activate_pending()
+                    if self._dlq_catchup:
+                        self._dlq_catch_up()
+                    polled = self.consumer.poll(timeout_ms=LOCK_RETRY_SECONDS * 1000 if self._pending else 500,
+                                                max_records=self.max_poll_records)
+                    gen = self._generation
+                    # the signatures of this batch are checked in the background while the
+                    # previous one is folded and appended (the backend releases the GIL)
+                    nxt = (gen, polled, self._preverify_async(polled)) if polled else None
+                else:
+                    nxt = None
+                if held is not None:
+                    gen0, records, fut = held
+                    if fut is not None:
+                        fut.result()
+                    if gen0 == self._generation:  # else: a rebalance re-seeked; they come again
+                        self._ingest_and_commit(records)
+                held = nxt
+                now = time.monotonic()
+                if now - last_status >= 0.5:
+                    last_status = now
+                    self._update_gauges()
+                    progress.update(self._status_line())
+                if stopping and held is None:
+                    break
+                if self.max_messages is not None and self.stats.messages >= self.max_messages:
+                    break
+                if self.idle_exit is not None and not self._pending and held is None:
+                    since = max(self.stats.last_message_at or started, self._assigned_at or started)
+                    if now - since >= self.idle_exit:
+                        log.info("idle for %.1f s: stopping", now - since)
+                        break
+        except LogError as e:
+            self.stats.exit_code = EXIT_LOG_FAILURE
+            self.stats.error = str(e)
+            log.error("log failure, stopping without committing: %s", e)
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+            try:
+                if self.consumer is not None:
+                    self.consumer.close(autocommit=False)
+            except Exception as e:  # noqa: BLE001
+                log.warning("closing the consumer: %s", e)
+            if self.producer is not None:
+                try:
+                    self.producer.close(timeout=10)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("closing the dead-letter producer: %s", e)
+            with self._lock:
+                for p, tl in list(self._logs.items()) + list(self._stale.items()):
+                    self._close_log(p, tl)
+                self._logs.clear()
+                self._stale.clear()
+            self._metrics.close()
+            progress.close(self._status_line_final())
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+        return self.stats.exit_code
+
+    def _status_line_final(self) -> str:
+        s = self.stats
+        span = (s.last_message_at or 0) - (s.first_message_at or 0)
+        rate = f" ({s.messages / span:,.0f}/s)" if span > 0 else ""
+        tail = f"; STOPPED ON LOG FAILURE: {s.error}" if s.exit_code else ""
+        return (f"ingest {self.topic} [{self.group}] done: {s.messages:,} messages{rate}, {s.accepted:,} appended, "
+                f"{s.rejected:,} rejected, {s.duplicates:,} duplicates{tail}")
+
+
+# -- command line --------------------------------------------------------------------------
+
+def add_worker_arguments(parser: argparse.ArgumentParser, *, with_log: bool = True) -> None:
+    """The Kafka ingest options (shared by this module's main and ``trustlog ingest --kafka``).
+    Options the parser already has (say ``--max-event-bytes``) are left as they are."""
+
+    class _P:
+        @staticmethod
+        def add_argument(*flags: str, **kw: Any) -> None:
+            if not any(f in parser._option_string_actions for f in flags):
+                parser.add_argument(*flags, **kw)
+
+    p = _P()
+    p.add_argument("--topic", help="topic to consume (envelopes keyed by repository)")
+    p.add_argument("--group", help="consumer group id; workers of one group share the partitions")
+    if with_log:
+        p.add_argument("--log", default=os.environ.get("TRUSTLOG_LOG", "./trustlog-data"),
+                       help="directory of the partition logs <log>/p<N>/")
+    p.add_argument("--dlq", metavar="TOPIC", help="also send rejected inputs to this dead-letter topic")
+    p.add_argument("--instance-id", help="static group membership id (a restart within the session timeout "
+                                         "gets its partitions back without a rebalance)")
+    p.add_argument("--max-messages", type=int, help="stop after this many messages")
+    p.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without messages")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--max-poll-records", type=int, default=5000, help="records per poll (default %(default)s)")
+    p.add_argument("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024)
+    p.add_argument("--session-timeout-ms", type=int, default=6000)
+    p.add_argument("--heartbeat-interval-ms", type=int, default=2000)
+    p.add_argument("--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES)
+    p.add_argument("--no-preverify", action="store_true",
+                   help="check signatures only inside each batch's fold (default: the next batch's signatures "
+                        "are checked in a background thread while the current one is appended)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--progress-interval", type=float, default=5.0,
+                   help="seconds between progress lines when stderr is not a terminal")
+
+
+def worker_from_args(bootstrap: str, args: argparse.Namespace, *, quiet: bool = False) -> KafkaIngestWorker:
+    if not args.topic or not args.group:
+        from trustlog.core.errors import InputError
+        raise InputError("Kafka ingest needs --topic and --group")
+    return KafkaIngestWorker(
+        bootstrap, args.topic, args.group, args.log, dlq=args.dlq, instance_id=args.instance_id,
+        max_messages=args.max_messages, idle_exit=args.idle_exit, metrics_port=args.metrics_port,
+        max_poll_records=args.max_poll_records, max_partition_fetch_bytes=args.max_partition_fetch_bytes,
+        session_timeout_ms=args.session_timeout_ms, heartbeat_interval_ms=args.heartbeat_interval_ms,
+        max_event_bytes=args.max_event_bytes, preverify=not args.no_preverify, progress=not (quiet or args.quiet),
+        progress_interval=args.progress_interval,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trustlog.ingest.kafka_worker",
+                                description="Consume a topic of signed events into one trust log per partition.")
+    p.add_argument("--kafka", "--bootstrap", dest="kafka", required=True, metavar="BOOTSTRAP",
+                   help="bootstrap servers host:port[,host:port]")
+    add_worker_arguments(p)
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        w = worker_from_args(args.kafka, args)
+        rc = w.run()
+    except TrustlogError as e:
+        print(f"trustlog: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        import json
+        print(json.dumps(w.stats.to_dict()), flush=True)
+    if rc:
+        print(f"trustlog: error: {w.stats.error}", file=sys.stderr)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
