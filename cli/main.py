@@ -520,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .kafka_cmds import register as register_kafka
     register_kafka(sub, common)
+    from .audit_cmds import register as register_audit
+    register_audit(sub, common)
     return p
 
 

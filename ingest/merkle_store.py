@@ -242,6 +242,12 @@ class MerkleStore:
     def leaf_hash(self, index: int) -> bytes:
         return self.node(0, index)
 
+    def leaf_hashes(self, start: int, count: int) -> bytes:
+        """``count`` consecutive leaf hashes from ``start``, packed (bulk reads)."""
+        if not (0 <= start and 0 <= count and start + count <= self.size):
+            raise TreeRangeError(f"leaves [{start}, {start + count}) are outside a tree of {self.size} leaves")
+        return self._levels[0].read_range(start, count)
+
     def root(self) -> bytes:
         """``MTH(D[size])`` of the whole tree (RFC 9162 §2.1.1)."""
         return self._range.root()

@@ -1,0 +1,292 @@
+"""Replay and audit at scale: rebuild the trust state from a log of N events, and answer
+a key-compromise audit, side by side with the naive way.
+
+    python benchmarks/replay.py --n 1000000 [--json] [--cache DIR]
+
+The log is generated once per N and kept in the cache directory (default
+``$TRUSTLOG_BENCH_CACHE`` or ``/tmp/trustlog-bench``): a registry of N/200 repositories,
+each with its own root and targets keys and a CI signer drawn from a shared pool (one
+CI key per ~20 repositories), tags re-signed over time (20 tags per repository). Every
+event is really signed (Ed25519); generation skips verification at ingest (the
+signatures are made right there), everything else — fold, Merkle tree, checkpoints,
+indexes — is the real pipeline.
+
+Figures, each against its baseline:
+
+* ``replay_per_s``: the state rebuilt from the whole log by the trusted fold (no
+  signature re-verification; integrity is the Merkle tree's), events per second;
+  ``verified_replay_per_s``: the validating fold that re-verifies every signature
+  (measured on a prefix), for comparison;
+* ``open_*_s``: opening the log (TrustLog) from no snapshot and from a snapshot;
+* ``audit_ms``: the audit of one CI key (what it signed, split at the compromise
+  point, blast radius, what-if verdicts) from the indexes; ``audit_scan_ms``: the naive
+  way, a full scan of the log for that key's signatures.
+
+With ``--json`` the last line is one JSON object with these figures.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from trustlog.core.events import ImageSigned, RepoCreated, RoleKeysSet, sign_event
+from trustlog.core.keys import SigningKey
+
+FAR = 4_102_444_800
+TAGS_PER_REPO = 20
+REPO_EVENTS = 200          # events per repository on average
+CI_SHARE = 20              # repositories per CI key
+FORMAT = "v1"
+
+
+def _trust_all(items):
+    return [1] * len(items)
+
+
+def generate(d: Path, n: int, progress: bool) -> dict:
+    """Write a log of ``n`` events in ``d``; returns its description."""
+    from trustlog.ingest.pipeline import TrustLog
+
+    n_repos = max(10, n // REPO_EVENTS)
+    n_ci = max(2, n_repos // CI_SHARE)
+    seed = f"bench/{n}"
+    ci = [SigningKey.from_seed(f"{seed}/ci/{i}".encode()) for i in range(n_ci)]
+    repos = []
+    t0 = time.perf_counter()
+    made = 0
+    since = None
+    with TrustLog(d, crypto=_trust_all, checkpoint_every=100_000, snapshot_every=None) as tl:
+        batch: list[tuple[bytes, None]] = []
+
+        def emit(env) -> None:
+            nonlocal made
+            batch.append((env.to_bytes(), None))
+            made += 1
+            if len(batch) >= 4096:
+                r = tl.ingest_batch(batch)
+                assert r.accepted == len(batch), r
+                batch.clear()
+                if progress and made % 200_000 < 4096:
+                    rate = made / (time.perf_counter() - t0)
+                    print(f"  generated {made:,}/{n:,} events ({rate:,.0f}/s)", file=sys.stderr)
+
+        for i in range(n_repos):
+            name = f"registry.example.com/org{i % 97}/app{i}"
+            root = SigningKey.from_seed(f"{seed}/{i}/root".encode())
+            targets = SigningKey.from_seed(f"{seed}/{i}/targets".encode())
+            signer = ci[i % n_ci]
+            repos.append([name, targets, signer, 2])
+            emit(sign_event(RepoCreated(name, 1, 1_700_000_000, [root.public_key], 1, [targets.public_key], 1,
+                                        FAR), [root]))
+            emit(sign_event(RoleKeysSet(name, 2, 1_700_000_000, "targets/ci", [signer.public_key], 1, FAR,
+                                        ["build-*"]), [targets]))
+        rnd = 0
+        while made < n:
+            for r in repos:
+                if made >= n:
+                    break
+                if since is None and made >= n // 2:
+                    r_batch = tl.ingest_batch(batch)
+                    assert r_batch.accepted == len(batch)
+                    batch.clear()
+                    since = tl.clock.last + 1
+                name, targets, signer, v = r
+                v += 1
+                r[3] = v
+                k = (rnd * 7 + v) % TAGS_PER_REPO
+                digest = "sha256:" + hashlib.sha256(f"{name}:{v}".encode()).hexdigest()
+                if v % 4:
+                    ev = ImageSigned(name, v, 1_700_000_000 + v, "targets/ci", f"build-{k}", digest, 1000 + v, FAR)
+                    emit(sign_event(ev, [signer]))
+                else:
+                    ev = ImageSigned(name, v, 1_700_000_000 + v, "targets", f"v1.{k}", digest, 1000 + v, FAR)
+                    emit(sign_event(ev, [targets]))
+            rnd += 1
+        if batch:
+            r_batch = tl.ingest_batch(batch)
+            assert r_batch.accepted == len(batch)
+        events = tl.log.next_offset
+    info = {"format": FORMAT, "events": events, "repos": n_repos, "ci_keys": n_ci, "since": since,
+            "audit_key": ci[1].keyid, "generate_s": round(time.perf_counter() - t0, 1),
+            "log_bytes": sum(f.stat().st_size for f in (d / "log").glob("*.seg"))}
+    (d / "bench.json").write_text(json.dumps(info))
+    return info
+
+
+def verified_fold_rate(d: Path, limit: int) -> tuple[int, float]:
+    """The validating fold (canonical decode, every signature re-verified in batches
+    through the batch verifier's crypto, every rule) on the first ``limit`` records."""
+    from trustlog.core.events import decode_envelope, decode_event
+    from trustlog.core.state import TrustState
+    from trustlog.ingest.logcheck import _precheck, VerifyReport
+    from trustlog.ingest.records import decode_record
+    from trustlog.ingest.segment_log import SegmentLog
+    from trustlog.verifier.batch import default_crypto
+    from trustlog.verifier.cache import CryptoCache, cache_key
+
+    crypto = default_crypto()
+    log = SegmentLog.open(d / "log", create=False)
+    st, cache = TrustState(), CryptoCache()
+    rep = VerifyReport("", "", "")
+
+    def sigcheck(k, m, s):
+        v = cache.get(cache_key(k.alg, k.public, m, s))
+        return v if v is not None else crypto([(k.alg, k.public, m, s)])[0] == 1
+
+    t0 = time.perf_counter()
+    chunk = []
+    done = 0
+    try:
+        for off, body in log.scan(0):
+            if off >= limit:
+                break
+            rec = decode_record(body)
+            env = decode_envelope(rec.envelope, max_bytes=1 << 30)
+            chunk.append((off, rec, env, decode_event(env.payload)))
+            if len(chunk) == 4096:
+                _fold_verified(st, chunk, cache, crypto, rep, sigcheck)
+                done += len(chunk)
+                chunk = []
+        _fold_verified(st, chunk, cache, crypto, rep, sigcheck)
+        done += len(chunk)
+    finally:
+        log.close()
+    return done, time.perf_counter() - t0
+
+
+def _fold_verified(st, chunk, cache, crypto, rep, sigcheck) -> None:
+    from trustlog.ingest.logcheck import _precheck
+
+    _precheck(st, [(env, ev) for _, _, env, ev in chunk], cache, crypto, rep)
+    for off, rec, env, ev in chunk:
+        st.apply(env, log_time=rec.log_time, offset=off, sigcheck=sigcheck, event=ev)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=10_000_000, help="events in the log (default 10,000,000)")
+    p.add_argument("--cache", default=os.environ.get("TRUSTLOG_BENCH_CACHE", "/tmp/trustlog-bench"),
+                   help="where generated logs are kept and reused")
+    p.add_argument("--verified-sample", type=int, default=50_000,
+                   help="records the validating fold is timed on (default 50,000)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of the full rebuild (median)")
+    p.add_argument("--audit-repeat", type=int, default=5, help="runs of each audit (median; the first is cold)")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of figures")
+    args = p.parse_args(argv)
+
+    from trustlog.ingest.pipeline import TrustLog
+    from trustlog.ingest.replay import fold_log
+    from trustlog.verifier.audit import audit_key, audit_scan
+    from trustlog.verifier.batch import backend_name
+
+    d = Path(args.cache) / f"n{args.n}-{FORMAT}"
+    info_path = d / "bench.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        print(f"using the cached log in {d} ({info['events']:,} events, generated in {info['generate_s']} s)",
+              file=sys.stderr)
+    else:
+        if d.exists():
+            import shutil
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        print(f"generating {args.n:,} signed events in {d} (once; reused next time) ...", file=sys.stderr)
+        info = generate(d, args.n, progress=True)
+    n = info["events"]
+    out: dict = {"events": n, "repos": info["repos"], "log_bytes": info["log_bytes"], "backend": backend_name(),
+                 "cpus": os.cpu_count()}
+
+    # 1. full rebuild, trusted fold (median of --repeat)
+    times = []
+    for _ in range(args.repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        st = fold_log(d)
+        times.append(time.perf_counter() - t0)
+        assert st.version == n
+        tags = sum(len(r.tags) for r in st.repos.values())
+        del st
+    out["replay_s"] = round(statistics.median(times), 3)
+    out["replay_per_s"] = round(n / statistics.median(times))
+    out["tags"] = tags
+    # 2. the validating fold on a prefix
+    k, secs = verified_fold_rate(d, min(n, args.verified_sample))
+    out["verified_replay_per_s"] = round(k / secs)
+    out["verified_sample"] = k
+    # 3. opening the log: from scratch (no snapshot), then from a snapshot at the end
+    snaps = d / "snapshots"
+    hidden = d / "snapshots.hidden"
+    if snaps.exists():
+        snaps.rename(hidden)
+    try:
+        gc.collect()
+        t0 = time.perf_counter()
+        with TrustLog(d, snapshot_every=None) as tl:
+            out["open_no_snapshot_s"] = round(time.perf_counter() - t0, 3)
+            assert tl.opened_with["verified"] == 0, tl.opened_with
+            tl.snapshot()
+    finally:
+        if hidden.exists():
+            import shutil
+            shutil.rmtree(hidden)
+    gc.collect()
+    t0 = time.perf_counter()
+    tl = TrustLog(d, snapshot_every=None)
+    out["open_snapshot_s"] = round(time.perf_counter() - t0, 3)
+    out["snapshot_bytes"] = sum(f.stat().st_size for f in snaps.glob("*.snap"))
+    try:
+        assert tl.opened_with["snapshot"] == n, tl.opened_with
+        # 4. the audit, from the indexes (median; the first run is with a cold page cache for the key's records)
+        key, since = info["audit_key"], info["since"]
+        times, rep = [], None
+        for _ in range(args.audit_repeat):
+            t0 = time.perf_counter()
+            rep = audit_key(tl, key, since, ref_time=1_900_000_000)
+            times.append(time.perf_counter() - t0)
+        assert rep is not None
+        out["audit_ms"] = round(statistics.median(times) * 1000, 1)
+        out["audit_first_ms"] = round(times[0] * 1000, 1)
+        out["audit_key_events"] = len(rep.signed)
+        out["audit_blast_radius"] = len(rep.blast_radius)
+        out["audit_verdict_changes"] = len(rep.verdict_changes)
+        out["audit_breakdown_s"] = rep.seconds
+    finally:
+        tl.close()
+    # 5. the naive way: scan the whole log for the key
+    t0 = time.perf_counter()
+    scan = audit_scan(str(d), key, since)
+    out["audit_scan_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    assert [(o, a) for o, _, a in scan] == [(e.offset, e.after) for e in rep.signed], "index and scan disagree"
+
+    w = max(len(k) for k in out)
+    print(f"\nreplay benchmark: {n:,} events, {out['repos']:,} repositories, {out['tags']:,} tags "
+          f"({out['log_bytes'] / 1e6:,.0f} MB of log), crypto backend {out['backend']}, {out['cpus']} CPUs")
+    rows = [
+        ("rebuild state, trusted fold (no signature re-verification)", f"{out['replay_per_s']:,} events/s",
+         f"{out['replay_s']} s"),
+        ("  baseline: validating fold, every signature re-verified", f"{out['verified_replay_per_s']:,} events/s",
+         f"on {k:,} records"),
+        ("open the log, no snapshot (fold + leaf check + ids)", f"{out['open_no_snapshot_s']} s", ""),
+        ("open the log from a snapshot", f"{out['open_snapshot_s']} s", f"{out['snapshot_bytes'] / 1e6:,.0f} MB"),
+        ("audit one key from the indexes (median; first run)", f"{out['audit_ms']} ms ({out['audit_first_ms']})",
+         f"{out['audit_key_events']:,} events signed, blast radius {out['audit_blast_radius']:,}, "
+         f"{out['audit_verdict_changes']:,} verdicts change"),
+        ("  baseline: full scan of the log for the key", f"{out['audit_scan_ms']} ms", ""),
+    ]
+    for a, b, c in rows:
+        print(f"  {a:<62} {b:>18}  {c}")
+    del w
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,556 @@
+"""CLI commands for the tamper-evident log, replay and the key-compromise audit.
+
+Registered into the main parser by ``register(sub, common)``::
+
+    trustlog checkpoint latest|list|create
+    trustlog proof inclusion OFFSET [--size N]
+    trustlog proof consistency OLD [NEW]
+    trustlog proof verify PROOF.json --checkpoint CP.json [--checkpoint OLD.json] --log-key log.pub
+    trustlog log verify [--log-key log.pub] [--checkpoint CP.json ...]
+    trustlog snapshot create [--at OFFSET] | list
+    trustlog state --at OFFSET|TIME REPO
+    trustlog replay verify --at OFFSET|TIME [REQUESTS]
+    trustlog audit --key K [--since T] [--html report.html]
+
+``--at``: a plain integer is a log offset (the state after that many records); an
+ISO 8601 time (``2026-11-01T00:00:00Z``) or ``ns:<integer>`` is a log time.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.markup import escape
+
+from trustlog.core.errors import InputError, TrustlogError
+
+from .ui import UI
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def parse_time(s: str) -> int:
+    """Log time in ns from ISO 8601 or an integer of ns (``ns:`` prefix optional)."""
+    s = s.strip()
+    if s.startswith("ns:"):
+        s = s[3:]
+    if s.isdigit():
+        return int(s)
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{s!r} is not a time: use ISO 8601 like 2026-11-01T00:00:00Z or integer ns") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1_000_000) * 1000
+
+
+def parse_at(s: str) -> tuple[int | None, int | None]:
+    """``--at``: (offset, None) for a plain integer, (None, log_time) otherwise."""
+    s = s.strip()
+    if s.isdigit():
+        return int(s), None
+    return None, parse_time(s)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _need_log(args: argparse.Namespace) -> Path:
+    d = Path(args.log)
+    if not (d / "log").is_dir():
+        raise InputError(f"no log at {d} (give --log DIR or set TRUSTLOG_LOG)")
+    return d
+
+
+def _open(args: argparse.Namespace):
+    from trustlog.ingest.pipeline import TrustLog
+
+    return TrustLog(_need_log(args))
+
+
+def _read_json(path: str) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    try:
+        return msgspec.json.decode(p.read_bytes())
+    except msgspec.DecodeError as e:
+        raise InputError(f"{p}: not JSON: {e}") from e
+
+
+def _hex(b: bytes) -> str:
+    return b.hex()
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+def cmd_checkpoint_latest(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.transparency import checkpoint_to_json
+
+    with _open(args) as tl:
+        latest = tl.tree.latest()
+        if latest is None:
+            raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
+        _emit(checkpoint_to_json(latest[0]))
+    return 0
+
+
+def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.transparency import checkpoint_to_json
+
+    with _open(args) as tl:
+        rows = [checkpoint_to_json(s) for s in tl.tree.merkle.checkpoints]
+    if args.json:
+        _emit(rows)
+    else:
+        ui.table(f"signed checkpoints of {args.log}", ["#", "tree size", "root", "log time"],
+                 [[i, r["tree_size"], r["root_hash"], _iso(r["log_time"])] for i, r in enumerate(rows)])
+    return 0
+
+
+def cmd_checkpoint_create(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.transparency import checkpoint_to_json
+
+    with _open(args) as tl:
+        tl.checkpoint()
+        latest = tl.tree.latest()
+    if latest is None:
+        raise InputError(f"{args.log} is empty: nothing to checkpoint")
+    _emit(checkpoint_to_json(latest[0])) if args.json else ui.out.print(
+        f"checkpoint: size {latest[1].tree_size} root {latest[1].root_hash.hex()}")
+    return 0
+
+
+# -- proofs ------------------------------------------------------------------------------
+
+def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.core.merkle import leaf_hash, verify_inclusion
+    from trustlog.core.events import decode_envelope
+    from trustlog.ingest.records import decode_record
+
+    with _open(args) as tl:
+        merkle = tl.tree.merkle
+        latest = tl.tree.latest()
+        size = args.size if args.size is not None else (latest[1].tree_size if latest else merkle.size)
+        if not 0 <= args.offset < size <= merkle.size:
+            raise InputError(f"offset {args.offset} is not in a tree of {size} leaves (the log holds {merkle.size})")
+        body = tl.log.read(args.offset)
+        proof = merkle.inclusion_proof(args.offset, size)
+        root = merkle.root_at(size)
+        verify_inclusion(leaf_hash(body), args.offset, size, proof, root)
+        env = decode_envelope(decode_record(body).envelope, max_bytes=1 << 30)
+        out = {"type": "inclusion", "origin": tl.tree.origin, "leaf_index": args.offset, "tree_size": size,
+               "leaf_hash": _hex(leaf_hash(body)), "root_hash": _hex(root), "event_id": env.event_id,
+               "record": base64.b64encode(body).decode(), "proof": [_hex(p) for p in proof]}
+    if args.json:
+        _emit(out)
+    else:
+        ui.out.print(f"inclusion proof: leaf {out['leaf_index']} of tree size {size}\n"
+                     f"leaf_hash {out['leaf_hash']}\nroot_hash {out['root_hash']}\nevent_id  {out['event_id']}")
+        for p in out["proof"]:
+            ui.out.print(p)
+    return 0
+
+
+def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
+    with _open(args) as tl:
+        merkle = tl.tree.merkle
+        latest = tl.tree.latest()
+        new = args.new if args.new is not None else (latest[1].tree_size if latest else merkle.size)
+        if not 0 <= args.old <= new <= merkle.size:
+            raise InputError(f"need 0 <= OLD ({args.old}) <= NEW ({new}) <= {merkle.size}")
+        proof = merkle.consistency_proof(args.old, new)
+        out = {"type": "consistency", "origin": tl.tree.origin, "old_size": args.old, "new_size": new,
+               "old_root": _hex(merkle.root_at(args.old)), "new_root": _hex(merkle.root_at(new)),
+               "proof": [_hex(p) for p in proof]}
+    if args.json:
+        _emit(out)
+    else:
+        ui.out.print(f"consistency proof: {args.old} -> {new}\nold_root {out['old_root']}\nnew_root {out['new_root']}")
+        for p in out["proof"]:
+            ui.out.print(p)
+    return 0
+
+
+def verify_proof_file(proof: dict[str, Any], checkpoints: list[dict[str, Any]], log_key) -> str:
+    """Check a proof against signed checkpoints, without the log; returns what was
+    proven or raises :class:`TrustlogError` (``MerkleProofError``, ``SignatureError``)."""
+    from trustlog.core.merkle import MerkleProofError, leaf_hash, verify_consistency, verify_inclusion
+    from trustlog.ingest.transparency import verify_checkpoint_json
+
+    cps = {}
+    for c in checkpoints:
+        cp = verify_checkpoint_json(c, log_key)
+        cps[cp.tree_size] = cp
+    try:
+        kind = proof["type"]
+        path = [bytes.fromhex(h) for h in proof["proof"]]
+        if kind == "inclusion":
+            index, size = int(proof["leaf_index"]), int(proof["tree_size"])
+            leaf = bytes.fromhex(proof["leaf_hash"])
+            if "record" in proof:
+                record = base64.b64decode(proof["record"], validate=True)
+                if leaf_hash(record) != leaf:
+                    raise MerkleProofError("the record in the proof file does not hash to its leaf_hash")
+            if size not in cps:
+                raise InputError(f"the proof is for tree size {size}; give the signed checkpoint of that size "
+                                 f"(have: {sorted(cps) or 'none'})")
+            verify_inclusion(leaf, index, size, path, cps[size].root_hash)
+            return f"record {index} is included in the log of {size} records signed by key {log_key.keyid[:16]}…"
+        if kind == "consistency":
+            old, new = int(proof["old_size"]), int(proof["new_size"])
+            missing = [s for s in (old, new) if s not in cps and s != 0]
+            if missing:
+                raise InputError(f"give the signed checkpoints of sizes {missing} (have: {sorted(cps) or 'none'})")
+            from trustlog.core.merkle import EMPTY_ROOT
+            old_root = cps[old].root_hash if old else EMPTY_ROOT
+            verify_consistency(old, new, old_root, cps[new].root_hash, path)
+            return f"the log of {new} records extends the log of {old} records (key {log_key.keyid[:16]}…)"
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"not a proof file written by `trustlog proof ... --json`: {e}") from e
+    raise InputError(f"unknown proof type {proof.get('type')!r}")
+
+
+def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.transparency import load_public_key
+
+    key = load_public_key(args.log_key)
+    proof = _read_json(args.proof)
+    cps = [_read_json(c) for c in args.checkpoint]
+    try:
+        msg = verify_proof_file(proof, cps, key)
+    except InputError:
+        raise
+    except TrustlogError as e:
+        if args.json:
+            _emit({"ok": False, "error": str(e)})
+        else:
+            ui.err.print(f"[bold red]FAILED[/bold red]: {escape(str(e))}")
+        return 1
+    if args.json:
+        _emit({"ok": True, "proven": msg})
+    else:
+        ui.out.print(f"[green]OK[/green]: {msg}")
+    return 0
+
+
+# -- log verify --------------------------------------------------------------------------
+
+def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.logcheck import verify_log
+    from trustlog.ingest.transparency import checkpoint_from_json, load_public_key
+
+    d = _need_log(args)
+    key = load_public_key(args.log_key) if args.log_key else None
+    extra = [checkpoint_from_json(_read_json(c)) for c in args.checkpoint]
+    with ui.progress("verify log", total=None) as bar:
+        last = [0]
+
+        def progress(n: int) -> None:
+            bar.advance(n - last[0])
+            last[0] = n
+        report = verify_log(d, key, checkpoints=extra, progress=progress)
+    if args.json:
+        _emit(report.to_dict())
+    else:
+        ui.table(f"log verify {d}", ["records", "segments", "checkpoints verified", "signatures verified",
+                                     "snapshots verified", "root", "seconds"],
+                 [[report.records, report.segments, f"{report.checkpoints_verified}/{report.checkpoints}",
+                   report.signatures_verified, report.snapshots_verified, report.root[:16] + "…",
+                   round(report.seconds, 2)]])
+        ui.err.print(escape(f"log key: {report.log_key[:16]}… from {report.log_key_source}"))
+        for w in report.warnings:
+            ui.err.print(escape(f"warning: {w}"))
+        if report.ok:
+            ui.out.print("[green]OK[/green]: every record, checkpoint, signature and state transition checks out")
+        else:
+            assert report.first is not None
+            ui.out.print(f"[bold red]INCONSISTENT[/bold red]: first inconsistency: {escape(report.first.describe())}")
+            for f in report.findings:
+                if f is not report.first:
+                    ui.out.print(f"  also: {escape(f.describe())}")
+    return 0 if report.ok else 1
+
+
+# -- snapshots, state, replay ---------------------------------------------------------------
+
+def cmd_snapshot_create(args: argparse.Namespace, ui: UI) -> int:
+    with _open(args) as tl:
+        path = tl.snapshot() if args.at is None else tl.snapshot_at(args.at)
+    _emit({"snapshot": str(path)}) if args.json else ui.out.print(f"snapshot written: {path}")
+    return 0
+
+
+def cmd_snapshot_list(args: argparse.Namespace, ui: UI) -> int:
+    with _open(args) as tl:
+        snaps = tl.snapshots.list()
+        rows = [{"offset": s.header.offset, "root": s.header.root.hex(), "repos": s.header.repos,
+                 "bytes": s.header.body_len, "auto": s.header.auto, "path": str(s.path)} for s in snaps]
+        skipped = list(tl.snapshots.skipped)
+    if args.json:
+        _emit({"snapshots": rows, "skipped": skipped})
+    else:
+        ui.table(f"snapshots of {args.log}", ["offset", "repositories", "bytes", "auto", "root"],
+                 [[r["offset"], r["repos"], r["bytes"], r["auto"], r["root"][:16] + "…"] for r in rows])
+        for s in skipped:
+            ui.err.print(escape(f"skipped: {s}"))
+    return 0
+
+
+def _state_at(tl, at: str):
+    offset, log_time = parse_at(at)
+    return tl.state_at(offset=offset, log_time=log_time)
+
+
+def cmd_state(args: argparse.Namespace, ui: UI) -> int:
+    with _open(args) as tl:
+        st = _state_at(tl, args.at)
+        repo = st.repos.get(args.repo)
+        if repo is None:
+            raise InputError(f"no repository {args.repo!r} at state version {st.version} "
+                             f"({len(st.repos)} repositories then)")
+        roles = [{"role": r, "threshold": repo.grants[g].threshold, "keys": list(repo.grants[g].keyids),
+                  "paths": list(repo.grants[g].paths), "set_at_offset": repo.grants[g].offset}
+                 for r, g in sorted(repo.roles.items())]
+        tags = sorted(repo.tags.values(), key=lambda e: e.offset)
+        info = {"repo": repo.name, "state_version": st.version, "version": repo.version, "origin": repo.origin,
+                "roles": roles, "compromised_keys": dict(repo.compromised_keyids),
+                "tags": [{"tag": t.tag, "digest": t.digest, "role": t.role, "offset": t.offset} for t in tags],
+                "deleted_tags": dict(repo.deleted_tags)}
+    if args.json:
+        _emit(info)
+        return 0
+    ui.out.print(f"[bold]{repo.name}[/bold] at state version {st.version} (--at {args.at}): "
+                 f"repository version {repo.version}, {len(tags)} tags")
+    ui.table("roles", ["role", "threshold", "keys", "paths", "set at offset"],
+             [[r["role"], r["threshold"], "\n".join(k[:16] + "…" for k in r["keys"]), " ".join(r["paths"]),
+               r["set_at_offset"]] for r in roles])
+    if info["compromised_keys"]:
+        ui.table("compromised keys", ["key id", "since (log time, ns)"], list(map(list, info["compromised_keys"].items())))
+    ui.table("tags", ["tag", "digest", "role", "offset"], [[t["tag"], t["digest"], t["role"], t["offset"]]
+                                                          for t in info["tags"][-args.tags:]])
+    return 0
+
+
+def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.core.evaluate import Request
+    from trustlog.verifier.batch import BatchVerifier, requests_for_state
+
+    ref = int(time.time()) if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
+    counts: Counter[str] = Counter()
+    with _open(args) as tl:
+        st = _state_at(tl, args.at)
+        if args.requests:
+            src = Path(args.requests)
+            if not src.is_file():
+                raise InputError(f"{src}: no such file")
+            dec = msgspec.json.Decoder(Request)
+            try:
+                reqs = [dec.decode(line) for line in src.read_bytes().splitlines() if line.strip()]
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                raise InputError(f"{src}: not a JSONL of requests {{repo, tag[, digest]}}: {e}") from e
+        else:
+            reqs = list(requests_for_state(st))
+        out = open(args.out, "wb") if args.out else sys.stdout.buffer
+        enc = msgspec.json.Encoder()
+        try:
+            for v in BatchVerifier(st, ref_time=ref, crypto=tl.crypto, cache=tl.cache).verify(reqs):
+                counts[v.code] += 1
+                if args.out or not args.json:
+                    out.write(enc.encode(v) + b"\n")
+        finally:
+            if args.out:
+                out.close()
+        version = st.version
+    summary = {"state_version": version, "at": args.at, "requests": sum(counts.values()),
+               "verdicts": dict(counts.most_common()), "reference_time": ref}
+    if args.json:
+        _emit(summary)
+    else:
+        ui.err.print(f"{summary['requests']} verdicts at state version {version}: "
+                     + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+    return 0
+
+
+# -- audit -----------------------------------------------------------------------------
+
+def _resolve_key(args: argparse.Namespace) -> str:
+    k = args.key
+    if len(k) == 64 and all(c in "0123456789abcdef" for c in k):
+        return k
+    from trustlog.ingest.keystore import KeyStore
+
+    return KeyStore(args.keys).public(k).keyid
+
+
+def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.verifier.audit import audit_key
+
+    keyid = _resolve_key(args)
+    since = parse_time(args.since) if args.since else None
+    ref = None if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
+    with _open(args) as tl:
+        report = audit_key(tl, keyid, since, ref_time=ref)
+    if args.html:
+        from .audit_html import render_html
+
+        Path(args.html).write_text(render_html(report, log_dir=str(args.log)), encoding="utf-8")
+    if args.json:
+        _emit(report.to_dict())
+        return 0
+    s = report.summary()
+    if not report.signed and not report.granted:
+        ui.err.print(f"note: key {keyid[:16]}… signed nothing and was given no authority in {args.log}")
+    ui.out.print(f"[bold]audit of key {keyid}[/bold]\ncompromised since: "
+                 + ("(whole history)" if since is None else f"{_iso(since)} ({since} ns)")
+                 + f"  — log state version {report.state_version}")
+    ui.table("summary", ["signed", "before since", "after since", "delegations made after", "events under them",
+                         "blast radius", "verdicts that change", "repositories"],
+             [[s["signed"], s["signed_before"], s["signed_after"], s["delegations_after"], s["delegated_events"],
+               s["blast_radius"], s["verdict_changes"], s["repositories"]]])
+    lim = args.limit
+
+    def rows(evs):
+        return [[e.offset, _iso(e.log_time), e.repo, e.kind, e.role or "", e.tag or "",
+                 "after" if e.after else "before"] for e in evs[:lim]]
+    cols = ["offset", "log time", "repository", "event", "role", "tag", "vs since"]
+    if report.fallen_grants:
+        ui.table("grants that fall (made by the key after since, and beneath them)",
+                 ["repository", "role", "grant", "offset", "made by the key"],
+                 [[g.repo, g.role, g.grant_id, g.offset, "yes" if g.direct else "beneath"]
+                  for g in report.fallen_grants[:lim]])
+    ui.table(f"blast radius ({len(report.blast_radius)} events; first {lim})", cols + ["how"],
+             [r + [e.relation] for r, e in zip(rows(report.blast_radius), report.blast_radius)])
+    ui.table(f"signed before since: kept ({len(report.signed_before)}; first {lim})", cols,
+             rows(report.signed_before))
+    if report.verdict_changes:
+        ui.table(f"current verdicts that change ({len(report.verdict_changes)}; first {lim})",
+                 ["repository", "tag", "now", "would be", "why"],
+                 [[v.repo, v.tag, v.before, v.after, v.reason] for v in report.verdict_changes[:lim]])
+    else:
+        ui.out.print("no current verdict changes")
+    if report.already_reported:
+        ui.table("the log already reports this key compromised", ["repository", "since"],
+                 [[r, f"{_iso(t)} ({t} ns)"] for r, t in sorted(report.already_reported.items())[:lim]])
+    if args.html:
+        ui.err.print(f"HTML report: {args.html}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add this module's commands to the main parser's subcommands."""
+    pc = sub.add_parser("checkpoint", help="signed checkpoints of the log's Merkle tree")
+    csub = pc.add_subparsers(dest="cpcmd", metavar="ACTION", required=True)
+    csub.add_parser("latest", parents=[common], help="print the latest signed checkpoint as JSON") \
+        .set_defaults(func=cmd_checkpoint_latest)
+    csub.add_parser("list", parents=[common], help="list the signed checkpoints").set_defaults(func=cmd_checkpoint_list)
+    csub.add_parser("create", parents=[common], help="sign a checkpoint of the log now") \
+        .set_defaults(func=cmd_checkpoint_create)
+
+    pp = sub.add_parser("proof", help="RFC 9162 inclusion and consistency proofs, and checking them")
+    psub = pp.add_subparsers(dest="proofcmd", metavar="ACTION", required=True)
+    a = psub.add_parser("inclusion", parents=[common], help="prove that the record at OFFSET is in the log",
+                        description="Audit path of a record in the tree of --size leaves (default: the size of the "
+                                    "latest signed checkpoint, so `proof verify` can check it against that).")
+    a.add_argument("offset", type=int)
+    a.add_argument("--size", type=int, default=None, help="tree size (default: the latest checkpoint's)")
+    a.set_defaults(func=cmd_proof_inclusion)
+    c = psub.add_parser("consistency", parents=[common], help="prove that the log of NEW records extends OLD")
+    c.add_argument("old", type=int)
+    c.add_argument("new", type=int, nargs="?", default=None, help="(default: the latest checkpoint's size)")
+    c.set_defaults(func=cmd_proof_consistency)
+    v = psub.add_parser("verify", parents=[common], help="check a proof file against signed checkpoints, without the log")
+    v.add_argument("proof", help="JSON written by `trustlog proof inclusion|consistency --json`")
+    v.add_argument("--checkpoint", action="append", default=[], required=True, metavar="CP.json",
+                   help="signed checkpoint (`trustlog checkpoint latest`); repeat for a consistency proof's old size")
+    v.add_argument("--log-key", required=True, metavar="log.pub", help="the log's public key (DIR/log.pub)")
+    v.set_defaults(func=cmd_proof_verify)
+
+    pl = sub.add_parser("log", help="audit the log itself")
+    lsub = pl.add_subparsers(dest="logcmd", metavar="ACTION", required=True)
+    lv = lsub.add_parser("verify", parents=[common], help="offline audit of the whole log: trusts nothing on disk",
+                         description="Re-reads every record (CRC), recomputes the Merkle root against every signed "
+                                     "checkpoint, re-verifies every signature in batches and replays every state "
+                                     "transition. Exit 0 if clean, 1 at the first inconsistency (reported precisely).")
+    lv.add_argument("--log-key", metavar="log.pub", help="the log's public key, obtained independently "
+                                                        "(default: DIR/log.pub)")
+    lv.add_argument("--checkpoint", action="append", default=[], metavar="CP.json",
+                    help="extra signed checkpoint to check the log against (e.g. one a witness kept)")
+    lv.set_defaults(func=cmd_log_verify)
+
+    ps = sub.add_parser("snapshot", help="state snapshots for fast restart and replay")
+    ssub = ps.add_subparsers(dest="snapcmd", metavar="ACTION", required=True)
+    sc = ssub.add_parser("create", parents=[common], help="write a signed state snapshot (now, or --at OFFSET)")
+    sc.add_argument("--at", type=int, default=None, metavar="OFFSET", help="snapshot the state after OFFSET records")
+    sc.set_defaults(func=cmd_snapshot_create)
+    ssub.add_parser("list", parents=[common], help="list snapshots").set_defaults(func=cmd_snapshot_list)
+
+    st = sub.add_parser("state", parents=[common], help="a repository's trust state at a past offset or log time")
+    st.add_argument("repo")
+    st.add_argument("--at", required=True, metavar="OFFSET|TIME",
+                    help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
+    st.add_argument("--tags", type=int, default=20, help="show this many most recent tags")
+    st.set_defaults(func=cmd_state)
+
+    pr = sub.add_parser("replay", help="verify against the state at a past point")
+    rsub = pr.add_subparsers(dest="replaycmd", metavar="ACTION", required=True)
+    rv = rsub.add_parser("verify", parents=[common], help="verdicts an image had at a past offset or log time")
+    rv.add_argument("requests", nargs="?", help="JSONL of {repo, tag[, digest]} (default: every tag then)")
+    rv.add_argument("--at", required=True, metavar="OFFSET|TIME")
+    rv.add_argument("--out", "-o", help="write verdicts here (default: stdout)")
+    rv.add_argument("--ref-time", help="reference time for expiry (ISO 8601; default: now)")
+    rv.set_defaults(func=cmd_replay_verify)
+
+    au = sub.add_parser("audit", parents=[common], help="what a key signed, and what falls if it was compromised",
+                        description="Everything key K signed (split at --since), the delegations it made after "
+                                    "--since and everything signed under them, and which current verdicts change "
+                                    "if K is reported compromised since then. Rich tables, --json, or --html FILE "
+                                    "(a self-contained report with a timeline).")
+    au.add_argument("--key", required=True, metavar="K", help="key id (64 hex) or a key name in --keys")
+    au.add_argument("--since", metavar="T", help="compromise point, log time: ISO 8601 or integer ns "
+                                                 "(default: the key's whole history)")
+    au.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    au.add_argument("--ref-time", help="reference time for expiry in the verdicts (ISO 8601; default: now)")
+    au.add_argument("--limit", type=int, default=50, help="rows per table (default 50)")
+    au.set_defaults(func=cmd_audit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """These commands alone (``python -m trustlog.cli.audit_cmds``), with the main
+    CLI's options and exit codes; ``trustlog`` itself registers them the same way."""
+    from .main import DEFAULT_KEYS, DEFAULT_LOG
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    common.add_argument("--log", default=DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG)")
+    common.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS)")
+    p = argparse.ArgumentParser(prog="trustlog")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    register(sub, common)
+    args = p.parse_args(argv)
+    ui = UI(json_mode=getattr(args, "json", False))
+    try:
+        return args.func(args, ui)
+    except TrustlogError as e:
+        print(f"trustlog: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"trustlog: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Replay: the trust state as of any offset or log time, rebuilt from the log without
+re-verifying signatures.
+
+Every record in the log was verified when it was appended, and the log's integrity is
+carried by its Merkle tree and signed checkpoints (``trustlog log verify`` re-checks
+everything from scratch). Replay therefore trusts the records' signatures and applies
+each event with :class:`TrustedFold`: the same rules as the validating fold, minus the
+signature checks, with a fast path for ``ImageSigned`` (the bulk of any log) that makes
+the same state changes as :meth:`TrustState.apply` does.
+
+``state_at(dir, offset=N)`` is the state after records ``[0, N)``;
+``state_at(dir, log_time=T)`` the state after every record appended at or before log
+time ``T`` (ns). Both start from the newest usable snapshot at or below the target.
+"""
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import gc
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import crc32c
+import msgspec
+
+from trustlog.core.errors import EncodingError, InputError, LogCorruptionError, LogError
+from trustlog.core.events import Envelope, Event, ImageSigned
+from trustlog.core.keys import PublicKey, key_material_id
+from trustlog.core.state import RejectedEventError, TagEntry, TrustState
+
+from .records import LogRecord
+from .segment_log import SegmentLog
+
+if TYPE_CHECKING:
+    from .pipeline import TrustLog
+
+_record_decoder = msgspec.msgpack.Decoder(LogRecord)
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_event_decoder = msgspec.msgpack.Decoder(Event)
+
+
+def _trusted(_key: PublicKey, _message: bytes, _signature: bytes) -> bool:
+    return True
+
+
+def decode_trusted(body: bytes | memoryview) -> tuple[LogRecord, Envelope, Event]:
+    """Decode a record of a trusted log (no canonical-form re-check: the bytes are
+    covered by the Merkle tree; ``trustlog log verify`` checks the canonical form)."""
+    try:
+        rec = _record_decoder.decode(body)
+        env = _envelope_decoder.decode(rec.envelope)
+        return rec, env, _event_decoder.decode(env.payload)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise EncodingError(str(e)) from e
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector while a fold makes millions of acyclic objects (it
+    would rescan them again and again; nothing it could free is made here)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class TrustedFold:
+    """Applies records of a trusted log to a :class:`TrustState`: every rule but the
+    signature checks. Raises :class:`RejectedEventError` exactly where the validating
+    fold would for any reason other than a bad signature."""
+
+    __slots__ = ("state", "_materials", "_patterns")
+
+    def __init__(self, state: TrustState) -> None:
+        self.state = state
+        self._materials: dict[str, bytes] = {}
+        self._patterns: dict[tuple[tuple[str, ...], str], bool] = {}
+
+    def apply(self, env: Envelope, ev: Event, log_time: int, offset: int) -> None:
+        """Apply one decoded record. ``ImageSigned`` (the bulk of any log) takes a fast
+        path with the same effects as ``_image_signed`` in core.state; anything
+        unusual goes to :meth:`TrustState.apply` (which then accepts or raises)."""
+        if type(ev) is ImageSigned:
+            st = self.state
+            repo = st.repos.get(ev.repo)
+            if repo is not None and ev.version == repo.version + 1:
+                gid = repo.roles.get(ev.role)
+                if gid is not None:
+                    grant = repo.grants[gid]
+                    sigs = env.signatures
+                    comp = repo.compromised
+                    signatures = None
+                    if len(sigs) == 1 and grant.threshold == 1:
+                        s = sigs[0]
+                        kid = s.keyid
+                        if kid in grant.keyids:
+                            if comp:
+                                since = comp.get(self._material(repo, kid))
+                                if since is None or since > log_time:
+                                    signatures = ((kid, s.sig),)
+                            else:
+                                signatures = ((kid, s.sig),)
+                    else:
+                        signatures = self._counted(repo, grant, sigs, log_time)
+                    if signatures is not None and ev.expires > ev.issued_at and ev.size >= 0 and (
+                            ev.role == "targets" or self._may_sign(grant.paths, ev.tag)):
+                        tag = ev.tag
+                        repo.tags[tag] = TagEntry(tag, ev.digest, ev.size, ev.expires, ev.role, gid, log_time,
+                                                  offset, ev.version, env.payload, signatures)
+                        if repo.deleted_tags:
+                            repo.deleted_tags.pop(tag, None)
+                        repo.version = ev.version
+                        repo.last_log_time = log_time
+                        st.version = offset + 1
+                        return
+        self.state.apply(env, log_time=log_time, offset=offset, sigcheck=_trusted, event=ev)
+
+    def _material(self, repo, keyid: str) -> bytes:
+        m = self._materials.get(keyid)
+        if m is None:
+            m = self._materials[keyid] = key_material_id(repo.keys[keyid])
+        return m
+
+    def _may_sign(self, paths: tuple[str, ...], tag: str) -> bool:
+        k = (paths, tag)
+        ok = self._patterns.get(k)
+        if ok is None:
+            ok = self._patterns[k] = any(fnmatch.fnmatchcase(tag, p) for p in paths)
+        return ok
+
+    def _counted(self, repo, grant, sigs, log_time: int) -> tuple[tuple[str, bytes], ...] | None:
+        """``count_signers`` without the crypto: None if the threshold is not met."""
+        keyids = grant.keyids
+        comp = repo.compromised
+        counted: list[str] = []
+        mats: set[bytes] = set()
+        for s in sigs:
+            kid = s.keyid
+            if kid not in keyids:
+                continue
+            mat = self._material(repo, kid)
+            if mat in mats:
+                continue
+            if comp:
+                since = comp.get(mat)
+                if since is not None and since <= log_time:
+                    continue
+            mats.add(mat)
+            counted.append(kid)
+        if not counted or len(counted) < grant.threshold:
+            return None
+        return tuple((s.keyid, s.sig) for s in sigs if s.keyid in counted)
+
+    def fold_bodies(self, first: int, bodies: list, where: str = "log") -> None:
+        """Fold consecutive record bodies, the first at offset ``first``."""
+        rdec, edec, vdec = _record_decoder.decode, _envelope_decoder.decode, _event_decoder.decode
+        apply = self.apply
+        offset = first
+        try:
+            for body in bodies:
+                rec = rdec(body)
+                env = edec(rec.envelope)
+                apply(env, vdec(env.payload), rec.log_time, offset)
+                offset += 1
+        except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
+            raise LogError(f"{where}: record {offset} cannot be replayed ({e}); the log was altered — "
+                           "run `trustlog log verify`") from e
+
+
+_FRAME = struct.Struct(">II")
+
+
+def iter_chunks(log: SegmentLog, start: int, end: int, chunk: int = 65_536, *,
+                crc: bool = True) -> Iterator[tuple[int, list]]:
+    """Record bodies ``[start, end)`` in lists of up to ``chunk``, with the offset of
+    each list's first; each segment is read in one go (bodies are memoryviews into
+    it). Every CRC is checked unless ``crc=False`` (for a caller that compares every
+    body with its Merkle leaf, a stronger check)."""
+    names = log.segment_names
+    bases = [int(n.split(".", 1)[0]) for n in names]
+    first_seg = max(0, bisect.bisect_right(bases, start) - 1)
+    unpack = _FRAME.unpack_from
+    for si in range(first_seg, len(names)):
+        base = bases[si]
+        if base >= end:
+            return
+        stop = min(end, bases[si + 1]) if si + 1 < len(bases) else end
+        name = names[si]
+        data = (log.directory / name).read_bytes()
+        mv = memoryview(data)
+        size = len(data)
+        pos, off = 0, base
+        out: list = []
+        out_first = max(start, base)
+        while off < stop:
+            if pos + 8 > size:
+                raise LogCorruptionError(name, pos, f"the segment ends {stop - off} records early")
+            length, want = unpack(data, pos)
+            b1 = pos + 8 + length
+            if b1 > size:
+                raise LogCorruptionError(name, pos, f"record length {length} runs past the end of the segment")
+            if off >= start:
+                body = mv[pos + 8:b1]
+                if crc and crc32c.crc32c(body, crc32c.crc32c(mv[pos:pos + 4])) != want:
+                    raise LogCorruptionError(name, pos, "CRC mismatch")
+                out.append(body)
+                if len(out) >= chunk:
+                    yield out_first, out
+                    out_first, out = off + 1, []
+            pos = b1
+            off += 1
+        if out:
+            yield out_first, out
+
+
+def iter_records(log: SegmentLog, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """``(offset, body)`` of records ``[start, end)``, CRC-checked."""
+    for first, bodies in iter_chunks(log, start, end):
+        for i, body in enumerate(bodies):
+            yield first + i, body
+
+
+def fold_range(state: TrustState, log: SegmentLog, start: int, end: int, *, where: str = "log") -> TrustState:
+    """Fold records ``[start, end)`` into ``state`` (which must hold ``[0, start)``)."""
+    if state.version != start:
+        raise LogError(f"cannot fold from offset {start}: the state holds {state.version} records")
+    fold = TrustedFold(state)
+    with gc_paused():
+        for first, bodies in iter_chunks(log, start, end):
+            fold.fold_bodies(first, bodies, where)
+    return state
+
+
+def fold_log(directory: str | os.PathLike[str], end: int | None = None) -> TrustState:
+    """The state folded from ``DIR/log`` from offset 0, with no snapshot, index or
+    tree (the benchmark's baseline for a full rebuild)."""
+    log = SegmentLog.open(os.path.join(directory, "log"), create=False, verify=False)
+    try:
+        stop = log.durable_offset if end is None else min(end, log.durable_offset)
+        return fold_range(TrustState(), log, 0, stop, where=str(directory))
+    finally:
+        log.close()
+
+
+def offset_at_time(log: SegmentLog, log_time: int) -> int:
+    """The number of records appended at or before ``log_time`` (binary search: log
+    times strictly increase along the log)."""
+    lo, hi = 0, log.durable_offset
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _record_decoder.decode(log.read(mid)).log_time <= log_time:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def state_at(trustlog_dir: "str | os.PathLike[str] | TrustLog", offset: int | None = None,
+             log_time: int | None = None, **open_kw) -> TrustState:
+    """The trust state as it was after ``offset`` records, or at log time ``log_time``
+    (ns; every record appended at or before it). With both, the earlier wins; with
+    neither, the current state. Accepts a log directory or an open ``TrustLog``."""
+    from .pipeline import TrustLog
+
+    if isinstance(trustlog_dir, TrustLog):
+        return trustlog_dir.state_at(offset=offset, log_time=log_time)
+    with TrustLog(trustlog_dir, **open_kw) as tl:
+        return tl.state_at(offset=offset, log_time=log_time)
+
+
+def resolve_target(log: SegmentLog, offset: int | None, log_time: int | None) -> int:
+    end = log.durable_offset
+    target = end
+    if offset is not None:
+        if not 0 <= offset <= end:
+            raise InputError(f"offset {offset} is outside the log (0..{end})")
+        target = offset
+    if log_time is not None:
+        target = min(target, offset_at_time(log, log_time))
+    return target

@@ -1,0 +1,212 @@
+"""The log's own identity and its tamper evidence: the log key, the Merkle tree over the
+records, signed checkpoints.
+
+``DIR/log.key`` (Ed25519, PKCS#8 PEM, mode 0600) and ``DIR/log.pub`` are created on the
+first open of a log directory, with :class:`~trustlog.ingest.keystore.KeyStore`. The log
+key signs checkpoints and snapshots; give ``log.pub`` to auditors (``trustlog log
+verify --log-key``, ``trustlog proof verify``). The log's name in its checkpoints
+(``origin``) is ``trustlog/`` and the first 32 hex digits of the log key id.
+
+``DIR/merkle/`` is a :class:`~trustlog.ingest.merkle_store.MerkleStore`: leaf ``i`` is
+the RFC 9162 leaf hash of the body of record ``i`` of ``DIR/log`` exactly as stored.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from trustlog.core.checkpoint import (
+    Checkpoint, SignedCheckpoint, sign_checkpoint, verify_checkpoint,
+)
+from trustlog.core.encoding import decode_canonical
+from trustlog.core.errors import InputError, LogError, SignatureError, TrustlogError
+from trustlog.core.keys import PublicKey, SigningKey
+
+from .keystore import KeyStore, PublicKeyFile
+from .merkle_store import MerkleStore
+
+LOG_KEY_NAME = "log"
+
+
+def origin_for(key: PublicKey) -> str:
+    return "trustlog/" + key.keyid[:32]
+
+
+def load_or_create_log_key(directory: Path) -> SigningKey:
+    """The log's signing key, created (unencrypted, mode 0600) on first use. A
+    passphrase-protected one is opened with ``TRUSTLOG_LOG_PASSPHRASE``."""
+    ks = KeyStore(directory)
+    priv, pub = directory / f"{LOG_KEY_NAME}.key", directory / f"{LOG_KEY_NAME}.pub"
+    if not priv.exists():
+        if pub.exists():
+            raise LogError(f"{pub} exists but {priv.name} is missing: the log cannot sign checkpoints. "
+                           "Restore log.key, or move log.pub away to start a new log identity.")
+        return _create_log_key(directory)
+    key = ks.load(LOG_KEY_NAME, prompt=False)
+    if not pub.exists():  # a crash between the two renames: the public half is derived data
+        _write_atomically(pub, msgspec.json.encode(
+            PublicKeyFile(LOG_KEY_NAME, key.keytype, key.keyid, key.public_key.public)) + b"\n", 0o644)
+    elif key.public_key != ks.public(str(pub)):
+        raise LogError(f"{priv} and {pub} do not belong together")
+    return key
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _create_log_key(directory: Path) -> SigningKey:
+    """A new Ed25519 log key: each file is written whole or not at all (a crash can leave
+    the private key without its public half, which the next open rewrites)."""
+    key = SigningKey.generate("ed25519")
+    staging = directory / f".log-key.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    KeyStore(staging).save(LOG_KEY_NAME, key, None)
+    for name in (f"{LOG_KEY_NAME}.key", f"{LOG_KEY_NAME}.pub"):
+        fd = os.open(staging / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(staging / name, directory / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
+    """A ``.pub`` file written by the key store (such as ``DIR/log.pub``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such public key file")
+    return KeyStore(p.parent).public(str(p))
+
+
+class LogTree:
+    """The Merkle tree and checkpoints of one log directory, with its signing key."""
+
+    def __init__(self, directory: Path, key: SigningKey, merkle: MerkleStore) -> None:
+        self.directory = directory
+        self.key = key
+        self.public_key = key.public_key
+        self.origin = origin_for(key.public_key)
+        self.merkle = merkle
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], key: SigningKey | None = None) -> LogTree:
+        d = Path(directory)
+        key = key or load_or_create_log_key(d)
+        return cls(d, key, MerkleStore.open(d / "merkle"))
+
+    @property
+    def size(self) -> int:
+        return self.merkle.size
+
+    def latest(self) -> tuple[SignedCheckpoint, Checkpoint] | None:
+        """The latest stored checkpoint, its signature checked with the log key."""
+        signed = self.merkle.checkpoints.latest()
+        if signed is None:
+            return None
+        try:
+            return signed, verify_checkpoint(signed, self.public_key, origin=self.origin)
+        except TrustlogError as e:
+            raise LogError(f"{self.directory}/merkle: the latest checkpoint does not verify with the log key "
+                           f"({e}); the checkpoints were altered — run `trustlog log verify`") from e
+
+    def reconcile(self, log_size: int) -> int:
+        """Bring the tree in line with a log of ``log_size`` records after an open.
+
+        Leaves after the latest signed checkpoint are dropped (they are recomputed from
+        the log, whose records past the checkpoint are then re-verified). Returns the
+        number of leaves the checkpoint attests: records below it may be folded
+        without re-verifying signatures, since their leaves are compared on the way.
+        """
+        latest = self.latest()
+        attested = 0
+        if latest is not None:
+            cp = latest[1]
+            attested = cp.tree_size
+            if cp.tree_size > log_size:
+                raise LogError(
+                    f"{self.directory}: checkpoint signed over {cp.tree_size} records but the log holds {log_size}: "
+                    "records were lost or removed. Restore the log from a replica; run `trustlog log verify`."
+                )
+            if self.merkle.size < cp.tree_size:
+                raise LogError(
+                    f"{self.directory}/merkle holds {self.merkle.size} leaves but a checkpoint covers "
+                    f"{cp.tree_size}: the tree was damaged. Run `trustlog log verify`, then remove "
+                    f"{self.directory}/merkle to rebuild it (its checkpoints are lost with it)."
+                )
+        if self.merkle.size > attested:
+            self.merkle.truncate(attested)
+        if latest is not None and self.merkle.root_at(attested) != latest[1].root_hash:
+            raise LogError(f"{self.directory}/merkle: the tree does not match the latest signed checkpoint; "
+                           "run `trustlog log verify`")
+        return attested
+
+    def append_leaf(self, leaf: bytes) -> None:
+        self.merkle.append([leaf])
+
+    def checkpoint(self, log_time: int) -> SignedCheckpoint | None:
+        """Sign and store a checkpoint of the whole tree (nothing if unchanged)."""
+        latest = self.merkle.checkpoints.latest_checkpoint()
+        size = self.merkle.size
+        if latest is not None and latest.tree_size == size:
+            return None
+        if latest is None and size == 0:
+            return None
+        cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0))
+        signed = sign_checkpoint(cp, self.key)
+        self.merkle.add_checkpoint(signed)
+        return signed
+
+    def close(self, flush: bool = True) -> None:
+        self.merkle.close(fsync=flush)
+
+
+# -- JSON forms for files given to auditors --------------------------------------------
+
+
+def checkpoint_to_json(signed: SignedCheckpoint) -> dict[str, Any]:
+    """A signed checkpoint as JSON: the signed canonical bytes (base64) with a readable
+    copy of its fields. Verifiers decode ``checkpoint`` and ignore the copy."""
+    cp = decode_canonical(signed.checkpoint, Checkpoint)
+    return {
+        "origin": cp.origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "log_time": cp.log_time,
+        "keyid": signed.keyid, "sig": base64.b64encode(signed.sig).decode(),
+        "checkpoint": base64.b64encode(signed.checkpoint).decode(),
+    }
+
+
+def checkpoint_from_json(data: bytes | str | dict[str, Any]) -> SignedCheckpoint:
+    try:
+        obj = data if isinstance(data, dict) else msgspec.json.decode(data)
+        return SignedCheckpoint(base64.b64decode(obj["checkpoint"], validate=True), str(obj["keyid"]),
+                                base64.b64decode(obj["sig"], validate=True))
+    except (KeyError, TypeError, ValueError, msgspec.DecodeError) as e:
+        raise InputError(f"not a signed checkpoint file (trustlog checkpoint latest --json): {e}") from e
+
+
+def verify_checkpoint_json(data: bytes | str | dict[str, Any], key: PublicKey) -> Checkpoint:
+    """Check a checkpoint file's signature; raises :class:`SignatureError`."""
+    signed = checkpoint_from_json(data)
+    cp = verify_checkpoint(signed, key)
+    if cp.origin != origin_for(key):
+        raise SignatureError(f"checkpoint names log {cp.origin!r}, not {origin_for(key)!r}")
+    return cp
