@@ -46,20 +46,16 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from trustlog.core.errors import EncodingError, LogError, TrustlogError
-from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, RepoCreated, RoleKeysSet, RootRotated, decode_event, decode_wire,
-)
-from trustlog.core.keys import PublicKey
+from trustlog.core.errors import LogError, TrustlogError
+from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES
 from trustlog.core.state import TrustState
-from trustlog.verifier.cache import cache_key
 
 from .pipeline import BatchResult, TrustLog
 from .records import KafkaPosition
@@ -75,88 +71,7 @@ LOCK_RETRY_SECONDS = 0.2
 
 # -- the per-partition log ---------------------------------------------------------------
 
-class PartitionLog(TrustLog):
-    """A :class:`TrustLog` whose batch signature check also covers keys that events
-    introduce, in this batch or in an earlier one not yet folded.
-
-    ``TrustLog._precheck`` only knows the keys of repositories already in the state (and
-    a new repository's own keys), so for a batch that creates repositories or adds
-    signers, every later signature by those keys is checked one at a time (single-item
-    backend calls, no threads) during the fold; and a batch pre-verified while the
-    previous one is still being folded would miss the keys that one adds. Here every key
-    set by any event seen (``RepoCreated``, ``RootRotated``, ``RoleKeysSet``) is a
-    candidate too: a key id is the hash of the key, so the mapping is always right.
-    This only decides what is *pre*-computed into the validity cache; what counts is
-    still decided by the fold, so the result is identical. (Upstream candidate for
-    ``TrustLog._precheck``.)
-    """
-
-    MAX_REMEMBERED_KEYS = 1_000_000
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._introduced: dict[str, PublicKey] = {}
-        super().__init__(*args, **kwargs)
-
-    def preverify(self, raws: Sequence[bytes | None]) -> None:
-        """Check the signatures of ``raws`` into the validity cache ahead of
-        :meth:`ingest_batch` (safe from another thread: it only reads the state and adds
-        cache entries, which are facts about (key, message, signature), not trust)."""
-        decoded: list[tuple[Envelope, Event | None]] = []
-        for raw in raws:
-            if not raw:
-                continue
-            try:
-                env = decode_wire(raw, self.max_event_bytes)
-                decoded.append((env, decode_event(env.payload)))
-            except EncodingError:
-                continue
-        if decoded:
-            self._precheck(decoded)
-
-    def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]]) -> None:
-        introduced = self._introduced
-        if len(introduced) > self.MAX_REMEMBERED_KEYS:
-            introduced.clear()  # only a hint; the state holds every accepted key anyway
-        for _, event in decoded:
-            if isinstance(event, RepoCreated):
-                for k in (*event.root_keys, *event.targets_keys):
-                    introduced[k.keyid] = k
-            elif isinstance(event, RootRotated):
-                for k in event.root_keys:
-                    introduced[k.keyid] = k
-            elif isinstance(event, RoleKeysSet):
-                for k in event.keys:
-                    introduced[k.keyid] = k
-        repos = self.state.repos
-        cache = self.cache
-        items: list[tuple[int, bytes, bytes, bytes]] = []
-        cks: list[bytes] = []
-        seen: set[bytes] = set()
-        for env, event in decoded:
-            if event is None:
-                continue
-            repo = repos.get(event.repo)
-            known = repo.keys if repo is not None else {}
-            for s in env.signatures:
-                key = known.get(s.keyid) or introduced.get(s.keyid)
-                if key is None:
-                    continue
-                try:
-                    alg = key.alg
-                except Exception:  # noqa: BLE001 - an unknown key type is rejected by the fold
-                    continue
-                ck = cache_key(alg, key.public, env.payload, s.sig)
-                if ck in seen or ck in cache:
-                    continue
-                seen.add(ck)
-                cks.append(ck)
-                items.append((alg, key.public, env.payload, s.sig))
-        if items:
-            for ck, ok in zip(cks, self.crypto(items), strict=True):
-                cache.put(ck, ok == 1)
-
-
-def _preverify_jobs(jobs: list[tuple["PartitionLog", list[bytes | None]]]) -> None:
+def _preverify_jobs(jobs: list[tuple[TrustLog, list[bytes | None]]]) -> None:
     for tl, raws in jobs:
         try:
             tl.preverify(raws)
@@ -482,7 +397,7 @@ class KafkaIngestWorker:
         opts: dict[str, Any] = {"max_event_bytes": self.max_event_bytes, **self.log_options}
         if self.fsync_fn is not None:
             opts["fsync_fn"] = self.fsync_fn
-        return PartitionLog(partition_dir(self.log_dir, partition), **opts)
+        return TrustLog(partition_dir(self.log_dir, partition), **opts)
 
     def _close_log(self, partition: int, tl: TrustLog) -> None:
         if tl is self._failed_log:
@@ -701,7 +616,6 @@ class KafkaIngestWorker:
 
     def run(self) -> int:
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError
 
         old_handlers = {}
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():

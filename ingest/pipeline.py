@@ -31,9 +31,10 @@ from pathlib import Path
 
 from trustlog.core.errors import EncodingError, EventTooLargeError, LogError
 from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, RepoCreated, RootRotated, decode_envelope, decode_event, decode_wire,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, RepoCreated, RoleKeysSet, RootRotated, decode_envelope, decode_event,
+    decode_wire,
 )
-from trustlog.core.keys import PublicKey, SigningKey
+from trustlog.core.keys import ALG_BY_KEYTYPE, PublicKey, SigningKey
 from trustlog.core.merkle import leaf_hash
 from trustlog.core.reasons import Reject
 from trustlog.core.state import Pin, RejectedEventError, TrustState
@@ -50,6 +51,7 @@ from .transparency import LogTree
 DEFAULT_CHECKPOINT_EVERY = 100_000
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
 
+MAX_REMEMBERED_KEYS = 1_000_000  # keys introduced by events, kept as pre-verification hints
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
 
 
@@ -103,6 +105,7 @@ class TrustLog:
         self.crypto = crypto or _default_crypto()
         self.clock = clock or LogClock()
         self.cache = CryptoCache()
+        self._introduced: dict[str, PublicKey] = {}
         self.pins = tuple(pins)
         self.state = TrustState(self.pins)
         self.event_ids: set[bytes] = set()
@@ -278,35 +281,62 @@ class TrustLog:
             self.cache.put(ck, v)
         return v
 
+    def preverify(self, raws: Sequence[bytes | None]) -> None:
+        """Check the signatures of ``raws`` into the validity cache ahead of
+        :meth:`ingest_batch` (safe from another thread: it only reads the state and adds
+        cache entries, which are facts about (key, message, signature), not trust)."""
+        decoded: list[tuple[Envelope, Event | None]] = []
+        for raw in raws:
+            if not raw:
+                continue
+            try:
+                env = decode_wire(raw, self.max_event_bytes)
+                decoded.append((env, decode_event(env.payload)))
+            except EncodingError:
+                continue
+        if decoded:
+            self._precheck(decoded)
+
     def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]]) -> None:
         """Verify, in one backend call, every signature the fold will ask about.
 
-        Candidate keys are those the repository knows plus those the event introduces
-        (a new repository's or a rotation's keys)."""
+        Candidate keys are those the repository knows plus every key that an event seen
+        so far introduces (``RepoCreated``, ``RootRotated``, ``RoleKeysSet``), in this
+        batch or an earlier one not yet folded: a key id is the hash of the key, so the
+        mapping is always right. This only decides what is pre-computed into the
+        validity cache; what counts is still decided by the fold."""
+        introduced = self._introduced
+        if len(introduced) > MAX_REMEMBERED_KEYS:
+            introduced.clear()  # only a hint; the state holds every accepted key anyway
+        for _, event in decoded:
+            if isinstance(event, RepoCreated):
+                keys: Iterable[PublicKey] = (*event.root_keys, *event.targets_keys)
+            elif isinstance(event, RootRotated):
+                keys = event.root_keys
+            elif isinstance(event, RoleKeysSet):
+                keys = event.keys
+            else:
+                continue
+            for k in keys:
+                introduced[k.keyid] = k
         items: list[tuple[int, bytes, bytes, bytes]] = []
         cks: list[bytes] = []
+        seen: set[bytes] = set()
         for env, event in decoded:
             if event is None:
                 continue
             repo = self.state.repos.get(event.repo)
             known = repo.keys if repo is not None else {}
-            extra: dict[str, PublicKey] = {}
-            if isinstance(event, RepoCreated):
-                extra = {k.keyid: k for k in (*event.root_keys, *event.targets_keys)}
-            elif isinstance(event, RootRotated):
-                extra = {k.keyid: k for k in event.root_keys}
             for s in env.signatures:
-                key = known.get(s.keyid) or extra.get(s.keyid)
-                if key is None:
+                key = known.get(s.keyid) or introduced.get(s.keyid)
+                if key is None or key.keytype not in ALG_BY_KEYTYPE:
+                    continue  # unknown keys and key types are the fold's to reject
+                ck = cache_key(key.alg, key.public, env.payload, s.sig)
+                if ck in seen or ck in self.cache:
                     continue
-                try:
-                    alg = key.alg
-                except Exception:  # noqa: BLE001 - an unknown key type is rejected by the fold
-                    continue
-                ck = cache_key(alg, key.public, env.payload, s.sig)
-                if ck not in self.cache:
-                    cks.append(ck)
-                    items.append((alg, key.public, env.payload, s.sig))
+                seen.add(ck)
+                cks.append(ck)
+                items.append((key.alg, key.public, env.payload, s.sig))
         if items:
             for ck, ok in zip(cks, self.crypto(items), strict=True):
                 self.cache.put(ck, ok == 1)
