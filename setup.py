@@ -54,6 +54,7 @@ def _extensions() -> list[Extension]:
     ext = Extension(
         "trustlog.verifier._cverify",
         ["verifier/_cverify.pyx"],
+        depends=["verifier/_trust.pxi"],
         libraries=["crypto"],
         # EC_KEY / RSA are the calls pyca/cryptography itself makes; keep them quiet.
         define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],

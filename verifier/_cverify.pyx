@@ -706,3 +706,9 @@ def raw_verify_loop(int alg, const uint8_t[::1] key not None, const uint8_t[::1]
                 ok += 1
         state_free(st)
     return ok
+
+
+# ---------------------------------------------------------------------------
+# Key-chain evaluation over the compiled state, and the compact validity cache
+
+include "_trust.pxi"

@@ -6,7 +6,13 @@ Two halves, as DESIGN.md's fast path describes:
    backend (compiled or pure Python) and cached by content hash, because it never
    changes;
 2. trust status (delegation, compromise, removal, expiry), recomputed cheaply against
-   the current state by :mod:`trustlog.core.evaluate` on every run.
+   the current state on every run.
+
+Two engines give identical verdicts. ``"c"`` (the default when the extension is built):
+the state compiled to flat arrays (:mod:`trustlog.verifier.compiled`), updated per
+changed repository, crypto and chain evaluation in C on every core with the GIL
+released. ``"py"`` (``TRUSTLOG_PUREPYTHON=1``, or no extension): the reference,
+:func:`trustlog.core.evaluate.evaluate_entry` per tag over a :class:`CryptoCache`.
 
 Fail closed: an exception while evaluating one request becomes an ``ERROR`` verdict
 naming the exception, never a pass and never a crash of the whole run.
@@ -14,7 +20,9 @@ naming the exception, never a pass and never a crash of the whole run.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from trustlog.core.evaluate import Request, Verdict, evaluate_entry
 from trustlog.core.reasons import Code
@@ -35,6 +43,8 @@ def default_crypto() -> CryptoFn:
 
         def check_signatures(items: Sequence[tuple[int, bytes, bytes, bytes]]) -> Sequence[int]:
             return [1 if crypto_valid(a, k, m, s) else 0 for a, k, m, s in items]
+
+        check_signatures.backend = "py"  # type: ignore[attr-defined]
     return check_signatures
 
 
@@ -47,11 +57,43 @@ def backend_name() -> str:
     return BACKEND
 
 
+ENGINES = ("c", "py")
+
+
+def pick_engine(engine: str | None = None, crypto: CryptoFn | None = None) -> str:
+    """``engine`` if given; else "py" for a pure-Python crypto function (one whose
+    ``backend`` attribute is "py") or when the compiled backend is not in use; else "c"."""
+    if engine is not None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown verifier engine {engine!r}; use one of {', '.join(ENGINES)}")
+        if engine == "c" and not _compiled_available():
+            raise ImportError("the compiled verifier engine is not built")
+        return engine
+    if getattr(crypto, "backend", None) == "py":
+        return "py"
+    return "c" if backend_name() == "c" and _compiled_available() else "py"
+
+
+def _compiled_available() -> bool:
+    try:
+        from .compiled import available
+    except ImportError:
+        return False
+    return available()
+
+
 class BatchVerifier:
     """Verifies requests against one :class:`TrustState` at one reference time.
 
     ``ref_time`` (seconds) is fixed when the verifier is made, so that every verdict of
-    a run is judged against the same clock, however long the run takes.
+    a run is judged against the same clock, however long the run takes. The state may
+    change between calls (events folded in); each call sees it as it is then, and the
+    compiled engine recompiles only the repositories that changed.
+
+    ``engine``: "c" or "py" (see the module docstring; default from :func:`pick_engine`).
+    ``crypto``: a batch crypto function; the compiled engine uses its own C check unless
+    a function without ``backend == "c"`` is given. ``cache``: a :class:`CryptoCache`, or
+    for the compiled engine a :class:`~trustlog.verifier._cverify.SigCache` to share.
     """
 
     def __init__(
@@ -60,15 +102,27 @@ class BatchVerifier:
         *,
         ref_time: int | None = None,
         crypto: CryptoFn | None = None,
-        cache: CryptoCache | None = None,
+        cache: Any = None,
         chunk: int = DEFAULT_CHUNK,
+        engine: str | None = None,
+        nthreads: int = 0,
     ) -> None:
         self.state = state
         self.ref_time = int(time.time()) if ref_time is None else ref_time
-        self.crypto = crypto or default_crypto()
-        self.cache = cache if cache is not None else CryptoCache()
+        self.engine = pick_engine(engine, crypto)
         self.chunk = chunk
         self._memo: dict[tuple[str, int], dict] = {}
+        self._compiled = None
+        if self.engine == "c":
+            from .compiled import CompiledEvaluator
+
+            external = None if crypto is None or getattr(crypto, "backend", None) == "c" else crypto
+            self._compiled = CompiledEvaluator(state, cache=cache, crypto=external, nthreads=nthreads)
+            self.crypto = crypto or default_crypto()
+            self.cache = self._compiled.cache
+        else:
+            self.crypto = crypto or default_crypto()
+            self.cache = cache if cache is not None else CryptoCache()
 
     def verify(self, requests: Iterable[Request]) -> Iterator[Verdict]:
         """Yield one verdict per request, in order."""
@@ -83,6 +137,16 @@ class BatchVerifier:
 
     def verify_all(self, requests: Iterable[Request]) -> list[Verdict]:
         return list(self.verify(requests))
+
+    def sweep(self, timings: dict[str, float] | None = None) -> "SweepResult":
+        """Verify every signed tag of the state (a full sweep).
+
+        On the compiled engine no Python object is made per tag: the result holds
+        verdict bytes, counts them, and builds Verdict objects only when iterated
+        (before the state changes again). ``timings`` receives per-stage seconds."""
+        if self._compiled is not None:
+            return SweepResult(self._compiled.sweep(self.ref_time, timings), None)
+        return SweepResult(None, self.verify_all(requests_for_state(self.state)))
 
     # -- internals ---------------------------------------------------------------------
 
@@ -104,6 +168,8 @@ class BatchVerifier:
         return repo, entry
 
     def _verify_chunk(self, reqs: list[Request]) -> list[Verdict]:
+        if self._compiled is not None:
+            return self._verify_chunk_compiled(reqs)
         resolved = [self._resolve(r) for r in reqs]
         # (1) crypto validity of every signature not yet in the cache, in one batch
         keys_needed: list[bytes] = []
@@ -138,6 +204,30 @@ class BatchVerifier:
             out.append(self._evaluate(req, repo, entry, ks, memo))
         return out
 
+    def _verify_chunk_compiled(self, reqs: list[Request]) -> list[Verdict]:
+        resolved = [self._resolve(r) for r in reqs]
+        todo = [res for res in resolved if not isinstance(res, Verdict)]
+        v = self.state.version
+        try:
+            results = self._compiled.evaluate(todo, self.ref_time) if todo else []
+        except Exception as e:  # noqa: BLE001 - fail closed: any fault is a rejecting verdict
+            err = f"internal error: {type(e).__name__}: {e}"
+            results = [(Code.ERROR, err, [])] * len(todo)
+        out: list[Verdict] = []
+        it = iter(results)
+        for req, res in zip(reqs, resolved):
+            if isinstance(res, Verdict):
+                out.append(res)
+                continue
+            code, reason, counted = next(it)
+            if code is Code.ERROR:
+                out.append(Verdict(req.repo, req.tag, code.value, reason, v))
+                continue
+            entry = res[1]
+            out.append(Verdict(req.repo, req.tag, code.value, reason, v, digest=entry.digest, role=entry.role,
+                               keys=counted, log_offset=entry.offset))
+        return out
+
     def _memo_for_run(self) -> dict:
         key = ("memo", self.state.version)
         memo = self._memo.get(key)
@@ -155,6 +245,29 @@ class BatchVerifier:
             return Verdict(req.repo, req.tag, Code.ERROR.value, f"internal error: {type(e).__name__}: {e}", v)
         return Verdict(req.repo, req.tag, code.value, reason, v, digest=entry.digest, role=entry.role,
                        keys=counted, log_offset=entry.offset)
+
+
+class SweepResult:
+    """Verdicts of a full sweep: ``counts`` (code -> n), ``total``, and iteration."""
+
+    def __init__(self, compiled: Any, verdicts: list[Verdict] | None) -> None:
+        self._compiled = compiled
+        self._verdicts = verdicts
+
+    @property
+    def total(self) -> int:
+        return self._compiled.total if self._compiled is not None else len(self._verdicts or ())
+
+    @property
+    def counts(self) -> dict[str, int]:
+        if self._compiled is not None:
+            return self._compiled.counts
+        return dict(Counter(v.code for v in self._verdicts or ()).most_common())
+
+    def __iter__(self) -> Iterator[Verdict]:
+        if self._compiled is not None:
+            return self._compiled.verdicts()
+        return iter(self._verdicts or ())
 
 
 def requests_for_state(state: TrustState) -> Iterator[Request]:

@@ -1,0 +1,1568 @@
+# Included by _cverify.pyx (one extension: this part calls its verify_item / ThreadState).
+#
+# Key-chain evaluation over the trust state compiled to flat arrays, and the compact
+# crypto-validity cache. The rules are those of trustlog.core.evaluate (the reference);
+# tests/test_chain_differential.py checks every verdict against it.
+#
+# Layout. Every repository of the state owns one *slot*; a slot's data lives in
+# contiguous segments of global tables:
+#
+#   keys    KeyC   alg, key material (local index), pointer to the public key bytes
+#   mats    int64  compromised_since per key material (INT64_MAX: never)
+#   grants  GrantC parent, thresholds, log time, removed flag, signer range, fault memo
+#   gsig    int32  signer key (local index) of each grant
+#   roles   int64  expiry of the current grant of each role named by a tag (INT64_MAX: none)
+#   rows    RowC   one per signed tag: grant, role, log time, expiry, signature range
+#   sigs    SigC   one per signature of a tag: key, member of the grant?, validity byte
+#
+# Rows and signatures refer to keys, grants and roles by *local* index (the slot adds its
+# bases), so a changed repository is recompiled alone: its new segments are appended, the
+# old ones become dead space, and compaction copies the live segments when dead space
+# outgrows live. A row keeps references to its TagEntry, payload and signature tuple, so
+# the raw pointers it holds stay valid, and so that a TagEntry's address (the key of the
+# row index) cannot be reused while the row lives.
+#
+# Crypto validity of a signature is computed once: its BLAKE2b-128 cache key (the same
+# bytes as trustlog.verifier.cache.cache_key) is looked up in SigCache, and misses are
+# verified in parallel with the GIL released; the byte then lives in the row, so a
+# recompiled repository carries it over and a warm run only re-evaluates trust.
+
+from libc.stdint cimport int32_t, int64_t, uint32_t, INT32_MAX, INT64_MAX, INT64_MIN
+from libc.string cimport memset
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree, PyMem_RawCalloc
+
+cdef extern from "openssl/crypto.h" nogil:
+    const char *OpenSSL_version(int t)
+    int OPENSSL_VERSION
+
+
+def openssl_version() -> str:
+    """The libcrypto this extension runs its ECDSA and RSA checks with."""
+    return (<bytes>OpenSSL_version(OPENSSL_VERSION)).decode()
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_rwlock_t:
+        pass
+    int pthread_rwlock_init(pthread_rwlock_t *lock, const void *attr)
+    int pthread_rwlock_destroy(pthread_rwlock_t *lock)
+    int pthread_rwlock_rdlock(pthread_rwlock_t *lock)
+    int pthread_rwlock_wrlock(pthread_rwlock_t *lock)
+    int pthread_rwlock_unlock(pthread_rwlock_t *lock)
+
+cdef enum:
+    # Verdict bytes of the compiled evaluation (trustlog.verifier.compiled.CODES).
+    V_NONE = 0              # a dead row: no verdict
+    V_VALID = 1
+    V_BAD_SIGNATURE = 2
+    V_THRESHOLD_NOT_MET = 3
+    V_KEY_COMPROMISED = 4
+    V_DELEGATION_COMPROMISED = 5
+    V_ROLE_REMOVED = 6
+    V_EXPIRED = 7
+    V_ERROR = 8
+    # Details of V_ERROR (trustlog.verifier.compiled.ERRORS).
+    E_ROW = 1               # the tag entry could not be compiled
+    E_REPO = 2              # the repository could not be compiled
+    E_GRANT = 3             # the entry's grant does not exist
+    E_UNVERIFIED = 4        # a signature reached evaluation without a validity byte
+    E_KEY = 5               # a signature's key is missing from the repository
+    E_CHAIN = 6             # the chain of grants above is malformed
+    E_ROLE = 7              # the entry's role index is out of range
+    # Grant faults (memoised per slot at compile time).
+    F_UNKNOWN = 0xFF
+    F_NONE = 0
+    F_REMOVED = 1
+    F_DELEG = 2
+    F_ERROR = 3
+    # Flags.
+    G_REMOVED = 1
+    G_ERROR = 2
+    ROW_DEAD = 1
+    ROW_ERROR = 2
+    SLOT_BROKEN = 1
+    SLOT_DEAD = 2
+    # Signature validity byte (0 invalid, 1 valid, 2 check failed: retried next time).
+    S_UNKNOWN = 0xFF
+    S_MISS = 0xFE           # internal: not in the cache, to verify
+
+from array import array as _array
+
+from trustlog.core.keys import ALG_BY_KEYTYPE as _ALG_BY_KEYTYPE, key_material_id as _key_material_id
+
+# ---------------------------------------------------------------------------
+# BLAKE2b from PyNaCl's libsodium (the same function as hashlib.blake2b)
+
+ctypedef int (*b2_init_fn)(void *state, const unsigned char *key, size_t keylen, size_t outlen) noexcept nogil
+ctypedef int (*b2_update_fn)(void *state, const unsigned char *inp, unsigned long long inlen) noexcept nogil
+ctypedef int (*b2_final_fn)(void *state, unsigned char *out, size_t outlen) noexcept nogil
+ctypedef size_t (*b2_size_fn)() noexcept nogil
+
+cdef b2_init_fn _b2_init = NULL
+cdef b2_update_fn _b2_update = NULL
+cdef b2_final_fn _b2_final = NULL
+
+
+def _load_blake2b():
+    global _b2_init, _b2_update, _b2_final
+    import nacl._sodium
+
+    path = os.fsencode(nacl._sodium.__file__)
+    cdef void *handle = dlopen(path, RTLD_NOW | RTLD_GLOBAL)
+    if handle == NULL:
+        raise ImportError(f"cannot dlopen PyNaCl's libsodium at {path!r}")
+    cdef b2_size_fn size = <b2_size_fn>dlsym(handle, b"crypto_generichash_blake2b_statebytes")
+    _b2_init = <b2_init_fn>dlsym(handle, b"crypto_generichash_blake2b_init")
+    _b2_update = <b2_update_fn>dlsym(handle, b"crypto_generichash_blake2b_update")
+    _b2_final = <b2_final_fn>dlsym(handle, b"crypto_generichash_blake2b_final")
+    if size == NULL or _b2_init == NULL or _b2_update == NULL or _b2_final == NULL:
+        raise ImportError(f"{path!r} does not export crypto_generichash_blake2b_*")
+    if size() > 448:
+        raise ImportError(f"libsodium's BLAKE2b state is {size()} bytes; this build expects at most 448")
+
+
+_load_blake2b()
+
+
+cdef inline void _put_u32be(uint8_t *p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 24)
+    p[1] = <uint8_t>(v >> 16)
+    p[2] = <uint8_t>(v >> 8)
+    p[3] = <uint8_t>v
+
+
+cdef int cache_key16(uint8_t alg, const uint8_t *key, size_t klen, const uint8_t *msg, size_t mlen,
+                     const uint8_t *sig, size_t slen, uint8_t *out) noexcept nogil:
+    """BLAKE2b-128 of ``>BIII`` (alg, lengths), key, message, signature: cache.cache_key."""
+    cdef unsigned char buf[512]
+    cdef void *st = <void *>((<size_t>buf + 63) & ~(<size_t>63))
+    cdef uint8_t hdr[13]
+    if klen > 0xFFFFFFFFu or mlen > 0xFFFFFFFFu or slen > 0xFFFFFFFFu:
+        return 0
+    hdr[0] = alg
+    _put_u32be(hdr + 1, <uint32_t>klen)
+    _put_u32be(hdr + 5, <uint32_t>mlen)
+    _put_u32be(hdr + 9, <uint32_t>slen)
+    if _b2_init(st, NULL, 0, 16) != 0:
+        return 0
+    if (_b2_update(st, hdr, 13) != 0 or _b2_update(st, key, klen) != 0
+            or _b2_update(st, msg, mlen) != 0 or _b2_update(st, sig, slen) != 0):
+        return 0
+    return _b2_final(st, out, 16) == 0
+
+
+def cache_key(int alg, const uint8_t[::1] public not None, const uint8_t[::1] message not None,
+              const uint8_t[::1] signature not None):
+    """The compiled twin of :func:`trustlog.verifier.cache.cache_key` (for tests)."""
+    cdef uint8_t out[16]
+    if not 0 <= alg <= 255:
+        raise ValueError(f"algorithm code {alg} does not fit in a byte")
+    if not cache_key16(<uint8_t>alg, _ptr(public), public.shape[0], _ptr(message), message.shape[0],
+                       _ptr(signature), signature.shape[0], out):
+        raise ValueError("cannot hash this item")
+    return (<char *>out)[:16]
+
+
+# ---------------------------------------------------------------------------
+# SigCache: validity by 128-bit content hash, open addressing, 17 bytes a slot
+
+cdef class SigCache:
+    """Crypto validity by content hash: the compact, compiled CryptoCache.
+
+    Same interface as :class:`trustlog.verifier.cache.CryptoCache` (``in``, ``len``,
+    ``get``, ``put``, ``hits``, ``misses``), keys are the 16-byte ``cache_key``. A table
+    of 16-byte keys and one value byte per slot, at most 70 % full: 24 to 49 bytes per
+    cached signature. Lookups from the compiled verifier run in parallel without the
+    GIL under a read lock; inserts take the write lock.
+    """
+
+    cdef uint8_t *keys
+    cdef uint8_t *vals          # 0 empty, 1 invalid, 2 valid
+    cdef size_t cap
+    cdef size_t count
+    cdef pthread_rwlock_t lock
+    cdef public unsigned long long hits
+    cdef public unsigned long long misses
+
+    def __cinit__(self, size_t capacity=1024):
+        cdef size_t cap = 1024
+        while cap < capacity:
+            cap <<= 1
+        pthread_rwlock_init(&self.lock, NULL)
+        self.keys = <uint8_t *>PyMem_RawMalloc(cap * 16)
+        self.vals = <uint8_t *>PyMem_RawCalloc(cap, 1)
+        if self.keys == NULL or self.vals == NULL:
+            raise MemoryError()
+        self.cap = cap
+        self.count = 0
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.keys)
+        PyMem_RawFree(self.vals)
+        pthread_rwlock_destroy(&self.lock)
+
+    cdef inline size_t _slot0(self, const uint8_t *k) noexcept nogil:
+        cdef uint64_t h
+        memcpy(&h, k, 8)
+        return <size_t>(h & (self.cap - 1))
+
+    cdef inline uint8_t find(self, const uint8_t *k) noexcept nogil:
+        """1 invalid, 2 valid, 0 absent. Caller holds the lock (read or write)."""
+        cdef size_t mask = self.cap - 1
+        cdef size_t i = self._slot0(k)
+        while self.vals[i]:
+            if memcmp(self.keys + 16 * i, k, 16) == 0:
+                return self.vals[i]
+            i = (i + 1) & mask
+        return 0
+
+    cdef int _rehash(self, size_t newcap) noexcept nogil:
+        cdef uint8_t *nk = <uint8_t *>PyMem_RawMalloc(newcap * 16)
+        cdef uint8_t *nv = <uint8_t *>PyMem_RawCalloc(newcap, 1)
+        cdef size_t i, j, mask = newcap - 1
+        cdef uint64_t h
+        if nk == NULL or nv == NULL:
+            PyMem_RawFree(nk)
+            PyMem_RawFree(nv)
+            return -1
+        for i in range(self.cap):
+            if self.vals[i]:
+                memcpy(&h, self.keys + 16 * i, 8)
+                j = <size_t>(h & mask)
+                while nv[j]:
+                    j = (j + 1) & mask
+                memcpy(nk + 16 * j, self.keys + 16 * i, 16)
+                nv[j] = self.vals[i]
+        PyMem_RawFree(self.keys)
+        PyMem_RawFree(self.vals)
+        self.keys = nk
+        self.vals = nv
+        self.cap = newcap
+        return 0
+
+    cdef int reserve(self, size_t more) noexcept nogil:
+        """Room for ``more`` inserts without passing 70 % load. Caller holds the write lock."""
+        cdef size_t need = self.count + more
+        cdef size_t cap = self.cap
+        while need * 10 > cap * 7:
+            cap <<= 1
+        if cap != self.cap:
+            return self._rehash(cap)
+        return 0
+
+    cdef int insert(self, const uint8_t *k, uint8_t v) noexcept nogil:
+        """Store v (1 invalid, 2 valid). Caller holds the write lock."""
+        cdef size_t mask, i
+        if self.reserve(1) != 0:
+            return -1
+        mask = self.cap - 1
+        i = self._slot0(k)
+        while self.vals[i]:
+            if memcmp(self.keys + 16 * i, k, 16) == 0:
+                self.vals[i] = v
+                return 0
+            i = (i + 1) & mask
+        memcpy(self.keys + 16 * i, k, 16)
+        self.vals[i] = v
+        self.count += 1
+        return 0
+
+    cdef inline void rdlock(self) noexcept nogil:
+        pthread_rwlock_rdlock(&self.lock)
+
+    cdef inline void wrlock(self) noexcept nogil:
+        pthread_rwlock_wrlock(&self.lock)
+
+    cdef inline void unlock(self) noexcept nogil:
+        pthread_rwlock_unlock(&self.lock)
+
+    # -- CryptoCache's interface ------------------------------------------------------
+
+    cdef const uint8_t *_key(self, key) except NULL:
+        if not isinstance(key, bytes) or len(key) != 16:
+            raise ValueError("SigCache keys are the 16-byte cache_key of a signature")
+        return <const uint8_t *>PyBytes_AS_STRING(key)
+
+    def __contains__(self, key) -> bool:
+        cdef const uint8_t *k = self._key(key)
+        cdef uint8_t v
+        with nogil:
+            self.rdlock()
+            v = self.find(k)
+            self.unlock()
+        return v != 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def get(self, key):
+        """True (valid), False (invalid) or None (not cached)."""
+        cdef const uint8_t *k = self._key(key)
+        cdef uint8_t v
+        with nogil:
+            self.rdlock()
+            v = self.find(k)
+            self.unlock()
+        if v == 0:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return v == 2
+
+    def put(self, key, valid) -> None:
+        cdef const uint8_t *k = self._key(key)
+        cdef uint8_t v = 2 if valid else 1
+        cdef int rc
+        with nogil:
+            self.wrlock()
+            rc = self.insert(k, v)
+            self.unlock()
+        if rc != 0:
+            raise MemoryError()
+
+    def clear(self) -> None:
+        with nogil:
+            self.wrlock()
+            memset(self.vals, 0, self.cap)
+            self.count = 0
+            self.unlock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the table holds (its slots), not counting this small object."""
+        return self.cap * 17
+
+    @property
+    def capacity(self) -> int:
+        return self.cap
+
+
+# ---------------------------------------------------------------------------
+# Growable arrays and the row index (TagEntry address -> row)
+
+cdef struct Buf:
+    char *p
+    Py_ssize_t n            # items in use
+    Py_ssize_t cap          # items allocated
+    Py_ssize_t item         # bytes per item
+
+
+cdef int buf_init(Buf *b, Py_ssize_t item) except -1:
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    b.item = item
+    return 0
+
+
+cdef int buf_reserve(Buf *b, Py_ssize_t need) except -1:
+    cdef Py_ssize_t cap
+    cdef char *p
+    if need <= b.cap:
+        return 0
+    cap = b.cap + (b.cap >> 1) + 64
+    if cap < need:
+        cap = need
+    p = <char *>PyMem_RawRealloc(b.p, <size_t>(cap * b.item))
+    if p == NULL:
+        raise MemoryError()
+    b.p = p
+    b.cap = cap
+    return 0
+
+
+cdef Py_ssize_t buf_grow(Buf *b, Py_ssize_t k) except -1:
+    """Append k zeroed items; return the index of the first."""
+    cdef Py_ssize_t at = b.n
+    buf_reserve(b, b.n + k)
+    memset(b.p + at * b.item, 0, <size_t>(k * b.item))
+    b.n += k
+    return at
+
+
+cdef void buf_free(Buf *b) noexcept:
+    PyMem_RawFree(b.p)
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+
+
+cdef struct PtrMap:
+    uint64_t *keys          # 0: empty
+    int64_t *vals
+    size_t cap
+    size_t count
+
+
+cdef inline size_t pm_slot(const PtrMap *m, uint64_t k) noexcept nogil:
+    return <size_t>(((k >> 4) * <uint64_t>0x9E3779B97F4A7C15ULL) >> 20) & (m.cap - 1)
+
+
+cdef int pm_rehash(PtrMap *m, size_t newcap) except -1:
+    cdef uint64_t *ok = m.keys
+    cdef int64_t *ov = m.vals
+    cdef size_t oc = m.cap, i, j
+    m.keys = <uint64_t *>PyMem_RawCalloc(newcap, 8)
+    m.vals = <int64_t *>PyMem_RawMalloc(newcap * 8)
+    if m.keys == NULL or m.vals == NULL:
+        PyMem_RawFree(m.keys)
+        PyMem_RawFree(m.vals)
+        m.keys = ok
+        m.vals = ov
+        raise MemoryError()
+    m.cap = newcap
+    for i in range(oc):
+        if ok[i]:
+            j = pm_slot(m, ok[i])
+            while m.keys[j]:
+                j = (j + 1) & (newcap - 1)
+            m.keys[j] = ok[i]
+            m.vals[j] = ov[i]
+    PyMem_RawFree(ok)
+    PyMem_RawFree(ov)
+    return 0
+
+
+cdef inline int64_t pm_get(const PtrMap *m, uint64_t k) noexcept nogil:
+    cdef size_t i
+    if m.cap == 0:
+        return -1
+    i = pm_slot(m, k)
+    while m.keys[i]:
+        if m.keys[i] == k:
+            return m.vals[i]
+        i = (i + 1) & (m.cap - 1)
+    return -1
+
+
+cdef int pm_put(PtrMap *m, uint64_t k, int64_t v) except -1:
+    cdef size_t i
+    if (m.count + 1) * 2 > m.cap:
+        pm_rehash(m, m.cap * 2 if m.cap else 1024)
+    i = pm_slot(m, k)
+    while m.keys[i]:
+        if m.keys[i] == k:
+            m.vals[i] = v
+            return 0
+        i = (i + 1) & (m.cap - 1)
+    m.keys[i] = k
+    m.vals[i] = v
+    m.count += 1
+    return 0
+
+
+cdef void pm_del(PtrMap *m, uint64_t k) noexcept:
+    """Remove k (backward-shift deletion keeps probe chains whole)."""
+    cdef size_t mask, i, j, home
+    if m.cap == 0:
+        return
+    mask = m.cap - 1
+    i = pm_slot(m, k)
+    while m.keys[i]:
+        if m.keys[i] == k:
+            break
+        i = (i + 1) & mask
+    else:
+        return
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if not m.keys[j]:
+            break
+        home = pm_slot(m, m.keys[j])
+        # move keys[j] into the hole at i unless its home lies cyclically in (i, j]
+        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
+            m.keys[i] = m.keys[j]
+            m.vals[i] = m.vals[j]
+            i = j
+    m.keys[i] = 0
+    m.count -= 1
+
+
+cdef void pm_free(PtrMap *m) noexcept:
+    PyMem_RawFree(m.keys)
+    PyMem_RawFree(m.vals)
+    m.keys = NULL
+    m.vals = NULL
+    m.cap = 0
+    m.count = 0
+
+
+# ---------------------------------------------------------------------------
+# The compiled tables
+
+cdef struct SlotC:
+    int64_t key_base
+    int64_t mat_base
+    int64_t grant_base
+    int64_t gs_base
+    int64_t role_base
+    int64_t row_start
+    int64_t sig_start
+    int64_t nrows
+    int64_t nsigs
+    int64_t root_exp
+    int64_t targets_exp
+    int32_t nkeys
+    int32_t nmats
+    int32_t ngrants
+    int32_t ngs
+    int32_t nroles
+    uint8_t flags
+
+cdef struct KeyC:
+    const uint8_t *ptr
+    int32_t len
+    int32_t mat             # local material index, -1: key missing
+    uint8_t alg             # 0: unknown key type
+
+cdef struct GrantC:
+    int64_t log_time
+    int64_t gs_start        # local offset into the slot's gsig segment
+    int32_t gs_n
+    int32_t parent          # local grant index, -1: none
+    int32_t thr             # the grant's own threshold (for tags it signs)
+    int32_t chain_thr       # the threshold its signers had to meet (parent's, or own)
+    int32_t fault_at
+    uint8_t flags
+    uint8_t fault
+
+cdef struct RowC:
+    int64_t log_time
+    int64_t expires
+    int64_t sig_start       # global index into sigs
+    PyObject *obj           # the TagEntry (a reference)
+    PyObject *payload       # its payload bytes (a reference)
+    PyObject *sigtuple      # its signatures tuple (a reference)
+    const uint8_t *pay      # the payload's bytes
+    int64_t pay_len
+    int32_t repo            # slot
+    int32_t grant           # local grant index
+    int32_t role            # local role index, -1: "targets"
+    int32_t nsig
+    uint8_t flags
+
+cdef struct SigC:
+    const uint8_t *ptr      # signature bytes (owned by the row's signature tuple)
+    uint32_t len
+    int32_t key             # local key index, -1: missing
+    uint8_t member          # keyid is one of the entry's grant keys
+    uint8_t valid           # 0, 1, 2 (check failed) or S_UNKNOWN
+
+cdef struct CT:
+    SlotC *slots
+    KeyC *keys
+    int64_t *mats
+    GrantC *grants
+    int32_t *gsig
+    int64_t *roles
+    RowC *rows
+    SigC *sigs
+
+
+cdef inline int64_t _i64(object x) except? -1:
+    """A Python int clamped to int64 (only ever decides an absurd boundary, toward rejecting)."""
+    try:
+        return x
+    except OverflowError:
+        return INT64_MAX if x > 0 else INT64_MIN
+
+
+cdef inline int32_t _i32(object x, bint *bad):
+    if not isinstance(x, int) or x < -1 or x > INT32_MAX:
+        bad[0] = True
+        return -1
+    return <int32_t>x
+
+
+cdef void slot_faults(CT *c, int32_t si) noexcept nogil:
+    """Fault of every grant of slot ``si``: grant_fault of the reference, memoised."""
+    cdef SlotC *r = &c.slots[si]
+    cdef GrantC *G = c.grants + r.grant_base
+    cdef int32_t n = r.ngrants, g0, g, stop, at, steps, p, j, t, good, m, m2
+    cdef uint8_t res
+    cdef int32_t *gs
+    cdef bint dup
+    for g in range(n):
+        G[g].fault = F_UNKNOWN
+        G[g].fault_at = -1
+    for g0 in range(n):
+        if G[g0].fault != F_UNKNOWN:
+            continue
+        g = g0
+        steps = 0
+        while True:
+            if G[g].fault != F_UNKNOWN:
+                res = G[g].fault
+                at = G[g].fault_at
+                break
+            if steps > n:                       # a cycle: never from the fold
+                res = F_ERROR
+                at = g0
+                break
+            steps += 1
+            if G[g].flags & G_REMOVED:
+                res = F_REMOVED
+                at = g
+                break
+            if G[g].flags & G_ERROR:
+                res = F_ERROR
+                at = g
+                break
+            # distinct key materials among its signers not compromised at its log time
+            gs = c.gsig + r.gs_base + G[g].gs_start
+            good = 0
+            for j in range(G[g].gs_n):
+                m = c.keys[r.key_base + gs[j]].mat
+                if c.mats[r.mat_base + m] <= G[g].log_time:
+                    continue
+                dup = False
+                for t in range(j):
+                    m2 = c.keys[r.key_base + gs[t]].mat
+                    if m2 == m and c.mats[r.mat_base + m2] > G[g].log_time:
+                        dup = True
+                        break
+                if not dup:
+                    good += 1
+            if good < G[g].chain_thr:
+                res = F_DELEG
+                at = g
+                break
+            p = G[g].parent
+            if p < 0:
+                res = F_NONE
+                at = -1
+                break
+            g = p
+        stop = g
+        g = g0
+        steps = 0
+        while steps <= n:
+            if G[g].fault == F_UNKNOWN:
+                G[g].fault = res
+                G[g].fault_at = at
+            if g == stop:
+                break
+            p = G[g].parent
+            if p < 0 or p >= n:
+                break
+            g = p
+            steps += 1
+
+
+cdef inline uint8_t eval_row(const CT *c, int64_t i, int64_t ref, int32_t *detail, uint8_t *cnt) noexcept nogil:
+    """Verdict byte of row i at reference time ``ref``: evaluate_entry of the reference."""
+    cdef const RowC *e = &c.rows[i]
+    cdef const SlotC *r
+    cdef const GrantC *g
+    cdef const SigC *S
+    cdef int32_t j, t, counted = 0, bad = 0, comp = 0, m, k
+    cdef bint dup
+    detail[0] = 0
+    if e.flags & ROW_DEAD:
+        return V_NONE
+    if e.nsig:
+        memset(cnt, 0, <size_t>e.nsig)
+    if e.flags & ROW_ERROR:
+        detail[0] = E_ROW
+        return V_ERROR
+    r = &c.slots[e.repo]
+    if r.flags:
+        detail[0] = E_REPO
+        return V_ERROR
+    if e.grant < 0 or e.grant >= r.ngrants:
+        detail[0] = E_GRANT
+        return V_ERROR
+    g = &c.grants[r.grant_base + e.grant]
+    S = c.sigs + e.sig_start
+    # (1) signatures: valid, by a member key, not compromised when appended, each key once
+    for j in range(e.nsig):
+        if not S[j].member:
+            continue
+        if S[j].valid != 1:
+            if S[j].valid == S_UNKNOWN:
+                detail[0] = E_UNVERIFIED
+                return V_ERROR
+            bad += 1
+            continue
+        k = S[j].key
+        if k < 0 or k >= r.nkeys:
+            detail[0] = E_KEY
+            return V_ERROR
+        m = c.keys[r.key_base + k].mat
+        if m < 0 or m >= r.nmats:
+            detail[0] = E_KEY
+            return V_ERROR
+        if c.mats[r.mat_base + m] <= e.log_time:
+            comp += 1
+            continue
+        dup = False
+        for t in range(j):
+            if cnt[t] and c.keys[r.key_base + S[t].key].mat == m:
+                dup = True
+                break
+        if not dup:
+            cnt[j] = 1
+            counted += 1
+    if counted < g.thr:
+        if bad:
+            detail[0] = bad
+            return V_BAD_SIGNATURE
+        if comp:
+            return V_KEY_COMPROMISED
+        detail[0] = counted
+        return V_THRESHOLD_NOT_MET
+    # (2) the chain of authority above the signing keys
+    if g.fault != F_NONE:
+        if g.fault == F_REMOVED:
+            detail[0] = g.fault_at
+            return V_ROLE_REMOVED
+        if g.fault == F_DELEG:
+            detail[0] = g.fault_at
+            return V_DELEGATION_COMPROMISED
+        detail[0] = E_CHAIN
+        return V_ERROR
+    # (3) expiry at the run's reference time: root, targets, the signing role, the tag
+    if r.root_exp <= ref:
+        detail[0] = 0
+        return V_EXPIRED
+    if r.targets_exp <= ref:
+        detail[0] = 1
+        return V_EXPIRED
+    if e.role >= 0:
+        if e.role >= r.nroles:
+            detail[0] = E_ROLE
+            return V_ERROR
+        if c.roles[r.role_base + e.role] <= ref:
+            detail[0] = 2
+            return V_EXPIRED
+    if e.expires <= ref:
+        detail[0] = 3
+        return V_EXPIRED
+    return V_VALID
+
+
+cdef class _Rec:
+    """Python-side bookkeeping of one slot (local index maps, references)."""
+
+    cdef public object name, repo, version, shape, error
+    cdef public dict key_idx, mat_idx, role_idx
+    cdef public list key_refs
+
+    def __init__(self, name):
+        self.name = name
+        self.repo = None
+        self.version = None
+        self.shape = None
+        self.key_idx = {}
+        self.mat_idx = {}
+        self.role_idx = {}
+        self.key_refs = []
+        self.error = None
+
+
+cdef class CompiledTrust:
+    """A TrustState compiled to flat arrays, kept up to date by per-repository deltas.
+
+    Not thread-safe: one Python thread drives it (its C parts use every core).
+    """
+
+    cdef readonly object state
+    cdef readonly SigCache cache
+    cdef object pycache             # an optional CryptoCache consulted and filled on misses
+    cdef object crypto              # an optional batch crypto function (else the C one)
+    cdef readonly int nthreads
+    cdef Buf slots, keys, mats, grants, gsig, roles, rows, sigs
+    cdef PtrMap pm
+    cdef list recs
+    cdef dict by_name
+    cdef readonly Py_ssize_t live_rows, live_sigs, dead_rows, dead_sigs, dead_hdr, live_hdr
+    cdef readonly Py_ssize_t compact_min
+    cdef readonly unsigned long long recompiled, compactions, verified, cache_hits
+
+    def __cinit__(self):
+        buf_init(&self.slots, sizeof(SlotC))
+        buf_init(&self.keys, sizeof(KeyC))
+        buf_init(&self.mats, sizeof(int64_t))
+        buf_init(&self.grants, sizeof(GrantC))
+        buf_init(&self.gsig, sizeof(int32_t))
+        buf_init(&self.roles, sizeof(int64_t))
+        buf_init(&self.rows, sizeof(RowC))
+        buf_init(&self.sigs, sizeof(SigC))
+        self.pm.keys = NULL
+        self.pm.vals = NULL
+        self.pm.cap = 0
+        self.pm.count = 0
+
+    def __init__(self, state, SigCache cache=None, *, pycache=None, crypto=None, int nthreads=0,
+                 Py_ssize_t compact_min=4096):
+        """``compact_min``: dead rows (or header entries) tolerated before compaction is
+        considered; it then runs when dead space outgrows live space."""
+        self.compact_min = compact_min
+        if nthreads < 0:
+            raise ValueError(f"nthreads must be >= 0, got {nthreads}")
+        self.state = state
+        self.cache = cache if cache is not None else SigCache()
+        self.pycache = pycache
+        self.crypto = crypto
+        self.nthreads = nthreads if nthreads > 0 else default_threads()
+        self.recs = []
+        self.by_name = {}
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        cdef RowC *R = <RowC *>self.rows.p
+        for i in range(self.rows.n):
+            if not (R[i].flags & ROW_DEAD):
+                Py_XDECREF(R[i].obj)
+                Py_XDECREF(R[i].payload)
+                Py_XDECREF(R[i].sigtuple)
+        buf_free(&self.slots)
+        buf_free(&self.keys)
+        buf_free(&self.mats)
+        buf_free(&self.grants)
+        buf_free(&self.gsig)
+        buf_free(&self.roles)
+        buf_free(&self.rows)
+        buf_free(&self.sigs)
+        pm_free(&self.pm)
+
+    cdef void _view(self, CT *c) noexcept:
+        c.slots = <SlotC *>self.slots.p
+        c.keys = <KeyC *>self.keys.p
+        c.mats = <int64_t *>self.mats.p
+        c.grants = <GrantC *>self.grants.p
+        c.gsig = <int32_t *>self.gsig.p
+        c.roles = <int64_t *>self.roles.p
+        c.rows = <RowC *>self.rows.p
+        c.sigs = <SigC *>self.sigs.p
+
+    # -- deltas ------------------------------------------------------------------------
+
+    def refresh(self, repos=None):
+        """Bring the arrays up to date with the state; return how many repositories
+        were recompiled. Each repository costs one comparison of its version (and a
+        few sizes) unless it changed. ``repos``: check only these RepoState objects
+        (the ones a batch of requests names) instead of the whole state."""
+        cdef int n = 0
+        cdef Py_ssize_t slot
+        st_repos = self.state.repos
+        if repos is not None:
+            for repo in repos:
+                n += self._refresh_one(repo.name, repo)
+        else:
+            for name, repo in st_repos.items():
+                n += self._refresh_one(name, repo)
+            if len(self.by_name) > len(st_repos):
+                for name in [nm for nm in self.by_name if nm not in st_repos]:
+                    self._drop(self.by_name.pop(name))
+        self.recompiled += n
+        if self.dead_rows > self.compact_min and self.dead_rows > self.live_rows:
+            self._compact()
+        elif self.dead_hdr > self.compact_min and self.dead_hdr > 2 * self.live_hdr:
+            self._compact()
+        return n
+
+    cdef int _refresh_one(self, name, repo) except -1:
+        cdef Py_ssize_t slot
+        cdef _Rec rec
+        got = self.by_name.get(name)
+        if got is None:
+            slot = buf_grow(&self.slots, 1)
+            rec = _Rec(name)
+            self.recs.append(rec)
+            self.by_name[name] = slot
+            self._compile(slot, rec, repo)
+            return 1
+        rec = self.recs[got]
+        if rec.repo is not repo or rec.version != repo.version or rec.shape != _shape(repo):
+            self._compile(got, rec, repo)
+            return 1
+        return 0
+
+    cdef void _release_rows(self, int64_t start, int64_t n) noexcept:
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef int64_t i
+        for i in range(start, start + n):
+            if R[i].flags & ROW_DEAD:
+                continue
+            if pm_get(&self.pm, <uint64_t>R[i].obj) == i:
+                pm_del(&self.pm, <uint64_t>R[i].obj)
+            Py_XDECREF(R[i].obj)
+            Py_XDECREF(R[i].payload)
+            Py_XDECREF(R[i].sigtuple)
+            R[i].obj = NULL
+            R[i].payload = NULL
+            R[i].sigtuple = NULL
+            R[i].flags = ROW_DEAD
+
+    cdef void _drop(self, Py_ssize_t slot):
+        cdef SlotC *s = &(<SlotC *>self.slots.p)[slot]
+        self._release_rows(s.row_start, s.nrows)
+        self.live_rows -= s.nrows
+        self.live_sigs -= s.nsigs
+        self.dead_rows += s.nrows
+        self.dead_sigs += s.nsigs
+        hdr = s.nkeys + s.nmats + s.ngrants + s.ngs + s.nroles
+        self.live_hdr -= hdr
+        self.dead_hdr += hdr
+        s.nrows = 0
+        s.nsigs = 0
+        s.flags = SLOT_DEAD
+        rec = self.recs[slot]
+        self.recs[slot] = _Rec(rec.name)
+
+    cdef int _compile(self, Py_ssize_t slot, _Rec rec, repo) except -1:
+        """Recompile one repository into fresh segments; the old ones become dead."""
+        cdef SlotC old = (<SlotC *>self.slots.p)[slot]
+        cdef SlotC *s
+        cdef Py_ssize_t row0 = self.rows.n, sig0 = self.sigs.n
+        cdef CT c
+        old_refs = rec.key_refs
+        rec.error = None
+        broken = False
+        try:
+            self._compile_header(slot, rec, repo)
+        except Exception as e:  # noqa: BLE001 - fail closed: the whole repository is ERROR
+            rec.error = f"{type(e).__name__}: {e}"
+            broken = True
+        s = &(<SlotC *>self.slots.p)[slot]
+        s.row_start = row0
+        s.sig_start = sig0
+        if not broken:
+            try:
+                self._compile_rows(slot, rec, repo, old.row_start, old.nrows)
+            except Exception as e:  # noqa: BLE001
+                rec.error = f"{type(e).__name__}: {e}"
+                broken = True
+        if not broken:
+            try:
+                self._compile_roles(slot, rec, repo)
+            except Exception as e:  # noqa: BLE001
+                rec.error = f"{type(e).__name__}: {e}"
+                broken = True
+        s = &(<SlotC *>self.slots.p)[slot]
+        s.nrows = self.rows.n - row0
+        s.nsigs = self.sigs.n - sig0
+        s.flags = SLOT_BROKEN if broken else 0
+        self._release_rows(old.row_start, old.nrows)
+        if not broken:
+            self._view(&c)
+            slot_faults(&c, <int32_t>slot)
+        self.live_rows += s.nrows - old.nrows
+        self.live_sigs += s.nsigs - old.nsigs
+        self.dead_rows += old.nrows
+        self.dead_sigs += old.nsigs
+        hdr_old = old.nkeys + old.nmats + old.ngrants + old.ngs + old.nroles
+        hdr_new = s.nkeys + s.nmats + s.ngrants + s.ngs + s.nroles
+        self.live_hdr += hdr_new - hdr_old
+        self.dead_hdr += hdr_old
+        rec.repo = repo
+        rec.version = repo.version
+        rec.shape = _shape(repo)
+        del old_refs
+        return 0
+
+    cdef int _compile_header(self, Py_ssize_t slot, _Rec rec, repo) except -1:
+        cdef SlotC *s
+        cdef KeyC *K
+        cdef GrantC *G
+        cdef int32_t *GS
+        cdef int64_t *M
+        cdef Py_ssize_t kb, mb, gb, gsb, i, j, nk, ng, ngs
+        cdef bint bad
+        keys = repo.keys
+        key_idx = rec.key_idx
+        for keyid in keys:
+            if keyid not in key_idx:
+                key_idx[keyid] = len(key_idx)
+        nk = len(key_idx)
+        kb = buf_grow(&self.keys, nk)
+        refs = [None] * nk
+        mat_idx = rec.mat_idx
+        for keyid, i in key_idx.items():
+            key = keys.get(keyid)
+            K = &(<KeyC *>self.keys.p)[kb + i]
+            if key is None:
+                K.mat = -1
+                continue
+            public = key.public
+            if not isinstance(public, bytes):
+                raise TypeError(f"key {keyid!r}: public key is not bytes")
+            refs[i] = public
+            K.ptr = <const uint8_t *>PyBytes_AS_STRING(public)
+            K.len = <int32_t>PyBytes_GET_SIZE(public)
+            K.alg = <uint8_t>_ALG_BY_KEYTYPE.get(key.keytype, 0)
+            mat = _key_material_id(key)
+            m = mat_idx.get(mat)
+            if m is None:
+                m = mat_idx[mat] = len(mat_idx)
+            K.mat = <int32_t>m
+        rec.key_refs = refs
+        # compromised_since per key material
+        mb = buf_grow(&self.mats, len(mat_idx))
+        compromised = repo.compromised
+        for mat, i in mat_idx.items():
+            since = compromised.get(mat)
+            M = <int64_t *>self.mats.p
+            M[mb + i] = INT64_MAX if since is None else _i64(since)
+        # grants, and the keys of their parent that signed each
+        grants = repo.grants
+        ng = len(grants)
+        ngs = 0
+        for gr in grants:
+            ngs += len(gr.signers)
+        gb = buf_grow(&self.grants, ng)
+        gsb = buf_grow(&self.gsig, ngs)
+        ngs = 0
+        for i in range(ng):
+            gr = grants[i]
+            G = &(<GrantC *>self.grants.p)[gb + i]
+            bad = False
+            if gr.grant_id != i:
+                bad = True
+            if gr.removed_offset is not None:
+                G.flags |= G_REMOVED
+            parent = gr.parent
+            if parent is None:
+                G.parent = -1
+                G.chain_thr = _i32(gr.threshold, &bad)
+            else:
+                G.parent = _i32(parent, &bad)
+                if not 0 <= G.parent < ng:
+                    bad = True
+                    G.parent = -1
+                    G.chain_thr = 0
+                else:
+                    G.chain_thr = _i32(grants[parent].threshold, &bad)
+            G.thr = _i32(gr.threshold, &bad)
+            G.log_time = _i64(gr.log_time)
+            G.gs_start = ngs
+            signers = gr.signers
+            G.gs_n = <int32_t>len(signers)
+            GS = <int32_t *>self.gsig.p
+            for k in signers:
+                j = key_idx.get(k, -1)
+                if j < 0 or keys.get(k) is None:
+                    bad = True
+                    j = -1
+                GS[gsb + ngs] = <int32_t>j
+                ngs += 1
+            if bad:
+                G.flags |= G_ERROR
+        s = &(<SlotC *>self.slots.p)[slot]
+        s.key_base = kb
+        s.nkeys = <int32_t>nk
+        s.mat_base = mb
+        s.nmats = <int32_t>len(mat_idx)
+        s.grant_base = gb
+        s.ngrants = <int32_t>ng
+        s.gs_base = gsb
+        s.ngs = <int32_t>ngs
+        s.nroles = 0
+        s.role_base = self.roles.n
+        return 0
+
+    cdef int _compile_roles(self, Py_ssize_t slot, _Rec rec, repo) except -1:
+        cdef Py_ssize_t rb = buf_grow(&self.roles, len(rec.role_idx))
+        cdef SlotC *s
+        cdef int64_t *RO = <int64_t *>self.roles.p
+        for name, i in rec.role_idx.items():
+            g = repo.role_grant(name)
+            RO[rb + i] = INT64_MAX if g is None else _i64(g.expires)
+        s = &(<SlotC *>self.slots.p)[slot]
+        s.role_base = rb
+        s.nroles = <int32_t>len(rec.role_idx)
+        g = repo.role_grant("root")
+        s.root_exp = INT64_MAX if g is None else _i64(g.expires)
+        g = repo.role_grant("targets")
+        s.targets_exp = INT64_MAX if g is None else _i64(g.expires)
+        return 0
+
+    cdef int _compile_rows(self, Py_ssize_t slot, _Rec rec, repo, int64_t old_start, int64_t old_n) except -1:
+        cdef Py_ssize_t ri, si, j, nsig, oi
+        cdef RowC *e
+        cdef RowC *o
+        cdef SigC *S
+        cdef SigC *OS
+        cdef SlotC *sl = &(<SlotC *>self.slots.p)[slot]
+        cdef int64_t kb = sl.key_base
+        cdef int32_t nk = sl.nkeys
+        cdef int32_t ngr = sl.ngrants
+        cdef bint bad
+        cdef int64_t gid
+        cdef KeyC *K
+        members = {}
+        grants = repo.grants
+        key_idx = rec.key_idx
+        role_idx = rec.role_idx
+        for entry in repo.tags.values():
+            ri = buf_grow(&self.rows, 1)
+            e = &(<RowC *>self.rows.p)[ri]
+            Py_INCREF(entry)
+            e.obj = <PyObject *>entry
+            e.repo = <int32_t>slot
+            e.sig_start = self.sigs.n
+            e.role = -1
+            bad = False
+            try:
+                gid = entry.grant_id
+                if not 0 <= gid < ngr:
+                    bad = True
+                    gid = -1
+                e.grant = <int32_t>gid
+                e.log_time = _i64(entry.log_time)
+                e.expires = _i64(entry.expires)
+                role = entry.role
+                if role != "targets":
+                    r = role_idx.get(role)
+                    if r is None:
+                        r = role_idx[role] = len(role_idx)
+                    e.role = <int32_t>r
+                payload = entry.payload
+                sigs = entry.signatures
+                if type(payload) is not bytes or type(sigs) is not tuple:
+                    raise TypeError("payload must be bytes and signatures a tuple")
+                mem = members.get(gid) if gid >= 0 else frozenset()
+                if mem is None:
+                    mem = members[gid] = frozenset(grants[gid].keyids)
+                Py_INCREF(payload)
+                e.payload = <PyObject *>payload
+                e.pay = <const uint8_t *>PyBytes_AS_STRING(payload)
+                e.pay_len = PyBytes_GET_SIZE(payload)
+                Py_INCREF(sigs)
+                e.sigtuple = <PyObject *>sigs
+                nsig = len(sigs)
+                e.nsig = <int32_t>nsig
+                si = buf_grow(&self.sigs, nsig)
+                e = &(<RowC *>self.rows.p)[ri]
+                for j in range(nsig):
+                    S = &(<SigC *>self.sigs.p)[si + j]
+                    S.valid = S_UNKNOWN
+                    S.key = -1
+                    item = sigs[j]
+                    if type(item) is not tuple or len(item) != 2:
+                        bad = True
+                        continue
+                    keyid, sig = item
+                    if type(sig) is not bytes or PyBytes_GET_SIZE(sig) > 0xFFFFFFFF:
+                        bad = True
+                        continue
+                    S.ptr = <const uint8_t *>PyBytes_AS_STRING(sig)
+                    S.len = <uint32_t>PyBytes_GET_SIZE(sig)
+                    k = key_idx.get(keyid)
+                    if k is None:
+                        bad = True
+                        continue
+                    S.key = <int32_t>k
+                    K = &(<KeyC *>self.keys.p)[kb + S.key]
+                    if K.mat < 0 or K.alg == 0:
+                        bad = True      # missing key or unknown key type: never passes
+                    S.member = keyid in mem
+                # carry the validity bytes over from the row this entry had before
+                oi = pm_get(&self.pm, <uint64_t><PyObject *>entry)
+                if oi >= old_start and oi < old_start + old_n and not bad:
+                    o = &(<RowC *>self.rows.p)[oi]
+                    if o.payload == e.payload and o.sigtuple == e.sigtuple and o.nsig == e.nsig:
+                        OS = <SigC *>self.sigs.p + o.sig_start
+                        S = <SigC *>self.sigs.p + e.sig_start
+                        for j in range(nsig):
+                            if OS[j].key == S[j].key and OS[j].valid <= 1:
+                                S[j].valid = OS[j].valid
+            except Exception:  # noqa: BLE001 - fail closed: this tag is ERROR
+                bad = True
+            e = &(<RowC *>self.rows.p)[ri]
+            if bad:
+                e.flags |= ROW_ERROR
+            pm_put(&self.pm, <uint64_t><PyObject *>entry, ri)
+        return 0
+
+    cdef int _compact(self) except -1:
+        """Copy every live segment into fresh tables, slot by slot."""
+        cdef Buf nkeys, nmats, ngrants, ngsig, nroles, nrows, nsigs
+        cdef SlotC *s
+        cdef Py_ssize_t slot, i, at
+        cdef int64_t d
+        cdef RowC *R
+        buf_init(&nkeys, sizeof(KeyC))
+        buf_init(&nmats, sizeof(int64_t))
+        buf_init(&ngrants, sizeof(GrantC))
+        buf_init(&ngsig, sizeof(int32_t))
+        buf_init(&nroles, sizeof(int64_t))
+        buf_init(&nrows, sizeof(RowC))
+        buf_init(&nsigs, sizeof(SigC))
+        try:
+            buf_reserve(&nrows, self.live_rows)
+            buf_reserve(&nsigs, self.live_sigs)
+            buf_reserve(&nkeys, self.keys.n)
+            buf_reserve(&ngrants, self.grants.n)
+            for slot in range(self.slots.n):
+                s = &(<SlotC *>self.slots.p)[slot]
+                if s.flags & SLOT_DEAD:
+                    continue
+                at = buf_grow(&nkeys, s.nkeys)
+                memcpy(nkeys.p + at * nkeys.item, self.keys.p + s.key_base * self.keys.item, s.nkeys * nkeys.item)
+                s.key_base = at
+                at = buf_grow(&nmats, s.nmats)
+                memcpy(nmats.p + at * nmats.item, self.mats.p + s.mat_base * self.mats.item, s.nmats * nmats.item)
+                s.mat_base = at
+                at = buf_grow(&ngrants, s.ngrants)
+                memcpy(ngrants.p + at * ngrants.item, self.grants.p + s.grant_base * self.grants.item,
+                       s.ngrants * ngrants.item)
+                s.grant_base = at
+                at = buf_grow(&ngsig, s.ngs)
+                memcpy(ngsig.p + at * ngsig.item, self.gsig.p + s.gs_base * self.gsig.item, s.ngs * ngsig.item)
+                s.gs_base = at
+                at = buf_grow(&nroles, s.nroles)
+                memcpy(nroles.p + at * nroles.item, self.roles.p + s.role_base * self.roles.item,
+                       s.nroles * nroles.item)
+                s.role_base = at
+                at = buf_grow(&nsigs, s.nsigs)
+                memcpy(nsigs.p + at * nsigs.item, self.sigs.p + s.sig_start * self.sigs.item, s.nsigs * nsigs.item)
+                d = at - s.sig_start
+                s.sig_start = at
+                at = buf_grow(&nrows, s.nrows)
+                memcpy(nrows.p + at * nrows.item, self.rows.p + s.row_start * self.rows.item, s.nrows * nrows.item)
+                s.row_start = at
+                R = <RowC *>nrows.p
+                for i in range(at, at + s.nrows):
+                    R[i].sig_start += d
+        except BaseException:
+            buf_free(&nkeys)
+            buf_free(&nmats)
+            buf_free(&ngrants)
+            buf_free(&ngsig)
+            buf_free(&nroles)
+            buf_free(&nrows)
+            buf_free(&nsigs)
+            raise
+        # dead rows hold no references (released when they died)
+        buf_free(&self.keys)
+        buf_free(&self.mats)
+        buf_free(&self.grants)
+        buf_free(&self.gsig)
+        buf_free(&self.roles)
+        buf_free(&self.rows)
+        buf_free(&self.sigs)
+        self.keys = nkeys
+        self.mats = nmats
+        self.grants = ngrants
+        self.gsig = ngsig
+        self.roles = nroles
+        self.rows = nrows
+        self.sigs = nsigs
+        pm_free(&self.pm)
+        R = <RowC *>self.rows.p
+        for i in range(self.rows.n):
+            if not (R[i].flags & ROW_DEAD):
+                pm_put(&self.pm, <uint64_t>R[i].obj, i)
+        self.dead_rows = 0
+        self.dead_sigs = 0
+        self.dead_hdr = 0
+        self.compactions += 1
+        return 0
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def rows_for(self, entries):
+        """The row of each TagEntry (-1 where it is not compiled), as array('q')."""
+        cdef Py_ssize_t n = len(entries), i
+        out = _array("q", bytes(8 * n))
+        cdef int64_t[::1] o = out
+        cdef int64_t row
+        cdef RowC *R = <RowC *>self.rows.p
+        for i in range(n):
+            e = entries[i]
+            row = pm_get(&self.pm, <uint64_t><PyObject *>e)
+            if row >= 0 and R[row].obj != <PyObject *>e:
+                row = -1
+            o[i] = row
+        return out
+
+    def row_info(self, int64_t row):
+        """(repository name, TagEntry, first signature index, signature count) of a row."""
+        if not 0 <= row < self.rows.n:
+            raise IndexError(row)
+        cdef RowC *e = &(<RowC *>self.rows.p)[row]
+        if e.flags & ROW_DEAD:
+            raise KeyError(f"row {row} is dead")
+        return self.recs[e.repo].name, <object>e.obj, e.sig_start, e.nsig
+
+    def live_row_ids(self):
+        """Every live row, in slot order then tag order, as array('q')."""
+        out = _array("q")
+        cdef SlotC *S = <SlotC *>self.slots.p
+        cdef Py_ssize_t slot
+        for slot in range(self.slots.n):
+            if not (S[slot].flags & SLOT_DEAD) and S[slot].nrows:
+                out.extend(range(S[slot].row_start, S[slot].row_start + S[slot].nrows))
+        return out
+
+    def repo_error(self, str name):
+        slot = self.by_name.get(name)
+        return None if slot is None else self.recs[slot].error
+
+    @property
+    def nrows(self) -> int:
+        return self.rows.n
+
+    @property
+    def nsigs(self) -> int:
+        return self.sigs.n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the compiled tables and the row index (not the SigCache)."""
+        return (self.slots.cap * self.slots.item + self.keys.cap * self.keys.item + self.mats.cap * self.mats.item
+                + self.grants.cap * self.grants.item + self.gsig.cap * self.gsig.item
+                + self.roles.cap * self.roles.item + self.rows.cap * self.rows.item
+                + self.sigs.cap * self.sigs.item + self.pm.cap * 16)
+
+    # -- crypto validity ----------------------------------------------------------------
+
+    def ensure(self, rows=None):
+        """Give every member signature of ``rows`` (array('q'); all rows if None) a
+        validity byte: kept in the row, else from the SigCache, else verified now in
+        parallel with the GIL released. Returns (looked up, cache hits, verified)."""
+        cdef int64_t[::1] rv
+        cdef Py_ssize_t nr, i, j, n = 0
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef SigC *S = <SigC *>self.sigs.p
+        cdef RowC *e
+        cdef int64_t row
+        cdef bint all_rows = rows is None
+        if all_rows:
+            nr = self.rows.n
+        else:
+            rv = rows
+            nr = rv.shape[0]
+        for i in range(nr):
+            row = i if all_rows else rv[i]
+            if row < 0 or row >= self.rows.n:
+                continue
+            e = &R[row]
+            if e.flags & (ROW_DEAD | ROW_ERROR):
+                continue
+            for j in range(e.nsig):
+                if S[e.sig_start + j].member and S[e.sig_start + j].valid > 1:
+                    n += 1
+        if n == 0:
+            return 0, 0, 0
+        cdef int64_t *tsig = <int64_t *>PyMem_RawMalloc(n * 8)
+        cdef int64_t *trow = <int64_t *>PyMem_RawMalloc(n * 8)
+        cdef uint8_t *hk = <uint8_t *>PyMem_RawMalloc(n * 16)
+        cdef uint8_t *res = <uint8_t *>PyMem_RawMalloc(n)
+        cdef int64_t *midx = <int64_t *>PyMem_RawMalloc(n * 8)
+        cdef Py_ssize_t t = 0
+        try:
+            if tsig == NULL or trow == NULL or hk == NULL or res == NULL or midx == NULL:
+                raise MemoryError()
+            # (1) the signatures that need a byte; each claimed once (a row may repeat)
+            for i in range(nr):
+                row = i if all_rows else rv[i]
+                if row < 0 or row >= self.rows.n:
+                    continue
+                e = &R[row]
+                if e.flags & (ROW_DEAD | ROW_ERROR):
+                    continue
+                for j in range(e.nsig):
+                    if S[e.sig_start + j].member and S[e.sig_start + j].valid > 1 \
+                            and S[e.sig_start + j].valid != S_MISS:
+                        S[e.sig_start + j].valid = S_MISS
+                        tsig[t] = e.sig_start + j
+                        trow[t] = row
+                        t += 1
+            return self._ensure(t, tsig, trow, hk, res, midx)
+        finally:
+            for i in range(t):          # anything left claimed falls back to unknown
+                if S[tsig[i]].valid == S_MISS:
+                    S[tsig[i]].valid = S_UNKNOWN
+            PyMem_RawFree(tsig)
+            PyMem_RawFree(trow)
+            PyMem_RawFree(hk)
+            PyMem_RawFree(res)
+            PyMem_RawFree(midx)
+
+    cdef tuple _ensure(self, Py_ssize_t n, const int64_t *tsig, const int64_t *trow, uint8_t *hk,
+                       uint8_t *res, int64_t *midx):
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef SigC *S = <SigC *>self.sigs.p
+        cdef SlotC *SL = <SlotC *>self.slots.p
+        cdef KeyC *K = <KeyC *>self.keys.p
+        cdef const RowC *er
+        cdef const KeyC *k
+        cdef const SigC *sg
+        cdef Py_ssize_t i, m, nmiss = 0, hits = 0, verified = 0
+        cdef SigCache cache = self.cache
+        cdef ThreadState *st = NULL
+        cdef int nt = self.nthreads if n >= 64 * self.nthreads else 1
+        cdef int rc = 0
+        cdef bint deferred = False
+        # (2) content hash and cache lookup, in parallel under the cache's read lock
+        with nogil:
+            cache.rdlock()
+            for i in prange(n, num_threads=nt, schedule="static"):
+                er = &R[trow[i]]
+                sg = &S[tsig[i]]
+                k = &K[SL[er.repo].key_base + sg.key]
+                if cache_key16(k.alg, k.ptr, <size_t>k.len, er.pay, <size_t>er.pay_len, sg.ptr, sg.len, hk + 16 * i):
+                    res[i] = cache.find(hk + 16 * i)
+                    res[i] = S_MISS if res[i] == 0 else res[i] - 1
+                else:
+                    res[i] = R_ERROR
+            cache.unlock()
+        for i in range(n):
+            if res[i] == S_MISS:
+                midx[nmiss] = i
+                nmiss += 1
+            elif res[i] <= 1:
+                hits += 1
+        # (3) an optional Python CryptoCache given by the caller
+        if nmiss and self.pycache is not None:
+            m = 0
+            for i in range(nmiss):
+                v = self.pycache.get(PyBytes_FromStringAndSize(<char *>hk + 16 * midx[i], 16))
+                if v is None:
+                    midx[m] = midx[i]
+                    m += 1
+                else:
+                    res[midx[i]] = 1 if v else 0
+                    hits += 1
+            nmiss = m
+        # (4) verify the misses
+        if nmiss and self.crypto is None:
+            nt = self.nthreads if nmiss >= 4 * self.nthreads else 1
+            with nogil, parallel(num_threads=nt):
+                st = state_new()
+                for m in prange(nmiss, schedule="dynamic", chunksize=16):
+                    i = midx[m]
+                    er = &R[trow[i]]
+                    sg = &S[tsig[i]]
+                    k = &K[SL[er.repo].key_base + sg.key]
+                    res[i] = <uint8_t>verify_item(st, k.alg, k.ptr, <size_t>k.len, er.pay, <size_t>er.pay_len,
+                                                  sg.ptr, sg.len)
+                state_free(st)
+            for m in range(nmiss):
+                i = midx[m]
+                if res[i] == R_DEFER:
+                    er = &R[trow[i]]
+                    sg = &S[tsig[i]]
+                    k = &K[SL[er.repo].key_base + sg.key]
+                    if not deferred:
+                        from trustlog.verifier.crypto_batch import verify_one
+                        deferred = True
+                    res[i] = verify_one(k.alg, (<const char *>k.ptr)[:k.len], (<const char *>er.pay)[:er.pay_len],
+                                        (<const char *>sg.ptr)[:sg.len])
+        elif nmiss:
+            items = []
+            for m in range(nmiss):
+                i = midx[m]
+                er = &R[trow[i]]
+                sg = &S[tsig[i]]
+                k = &K[SL[er.repo].key_base + sg.key]
+                items.append((k.alg, (<const char *>k.ptr)[:k.len], (<const char *>er.pay)[:er.pay_len],
+                              (<const char *>sg.ptr)[:sg.len]))
+            out = self.crypto(items)
+            if len(out) != nmiss:
+                raise ValueError(f"crypto function returned {len(out)} results for {nmiss} items")
+            for m in range(nmiss):
+                v = out[m]
+                res[midx[m]] = 1 if v == 1 else (0 if v == 0 else R_ERROR)
+        verified = nmiss
+        # (5) remember what was decided (a failed check is retried next time)
+        if nmiss:
+            with nogil:
+                cache.wrlock()
+                rc = cache.reserve(nmiss)
+                if rc == 0:
+                    for m in range(nmiss):
+                        i = midx[m]
+                        if res[i] <= 1 and cache.insert(hk + 16 * i, res[i] + 1) != 0:
+                            rc = -1
+                            break
+                cache.unlock()
+            if rc != 0:
+                raise MemoryError()
+            if self.pycache is not None:
+                for m in range(nmiss):
+                    i = midx[m]
+                    if res[i] <= 1:
+                        self.pycache.put(PyBytes_FromStringAndSize(<char *>hk + 16 * i, 16), res[i] == 1)
+        for i in range(n):
+            S[tsig[i]].valid = res[i] if res[i] <= 1 else R_ERROR
+        cache.hits += hits
+        cache.misses += n - hits
+        self.cache_hits += hits
+        self.verified += verified
+        return n, hits, verified
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def evaluate(self, rows, int64_t ref_time):
+        """Verdict bytes for ``rows`` (array('q')) at ``ref_time``: (codes, details,
+        counted flags per signature, offsets of each row's flags). GIL released."""
+        cdef int64_t[::1] rv = rows
+        cdef Py_ssize_t n = rv.shape[0], i
+        codes = bytearray(n)
+        details = _array("i", bytes(4 * n))
+        offsets = _array("q", bytes(8 * (n + 1)))
+        cdef int64_t[::1] off = offsets
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef int64_t row, total = 0
+        for i in range(n):
+            off[i] = total
+            row = rv[i]
+            if 0 <= row < self.rows.n:
+                total += R[row].nsig
+        off[n] = total
+        counted = bytearray(total)
+        if n == 0:
+            return codes, details, counted, offsets
+        cdef uint8_t[::1] cv = codes
+        cdef int32_t[::1] dv = details
+        cdef uint8_t *cp = _bytes_ptr(counted)
+        cdef CT c
+        self._view(&c)
+        cdef Py_ssize_t nrows = self.rows.n
+        cdef int nt = self.nthreads if n >= 4096 else 1
+        with nogil:
+            for i in prange(n, num_threads=nt, schedule="static"):
+                row = rv[i]
+                if row < 0 or row >= nrows:
+                    cv[i] = V_ERROR
+                    dv[i] = E_ROW
+                else:
+                    cv[i] = eval_row(&c, row, ref_time, &dv[i], cp + off[i])
+        return codes, details, counted, offsets
+
+    def sweep(self, int64_t ref_time):
+        """Verdict bytes for every row (dead rows: 0) at ``ref_time``: (codes, details,
+        counted flags indexed like the signatures). Run ensure() first."""
+        cdef Py_ssize_t n = self.rows.n, i
+        codes = bytearray(n)
+        details = _array("i", bytes(4 * n))
+        counted = bytearray(self.sigs.n)
+        if n == 0:
+            return codes, details, counted
+        cdef uint8_t[::1] cv = codes
+        cdef int32_t[::1] dv = details
+        cdef uint8_t *cp = _bytes_ptr(counted)
+        cdef CT c
+        self._view(&c)
+        cdef int nt = self.nthreads if n >= 4096 else 1
+        with nogil:
+            for i in prange(n, num_threads=nt, schedule="static", chunksize=2048):
+                cv[i] = eval_row(&c, i, ref_time, &dv[i], cp + c.rows[i].sig_start)
+        return codes, details, counted
+
+
+cdef inline uint8_t *_bytes_ptr(bytearray b):
+    return <uint8_t *>(<char *>b) if len(b) else <uint8_t *>_EMPTY
+
+
+def _shape(repo):
+    """A cheap fingerprint of a repository besides its version (guards against a state
+    mutated without going through the fold)."""
+    return (len(repo.keys), len(repo.grants), len(repo.roles), len(repo.compromised), len(repo.tags))
