@@ -526,31 +526,3 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     au.add_argument("--ref-time", help="reference time for expiry in the verdicts (ISO 8601; default: now)")
     au.add_argument("--limit", type=int, default=50, help="rows per table (default 50)")
     au.set_defaults(func=cmd_audit)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """These commands alone (``python -m trustlog.cli.audit_cmds``), with the main
-    CLI's options and exit codes; ``trustlog`` itself registers them the same way."""
-    from .main import DEFAULT_KEYS, DEFAULT_LOG
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    common.add_argument("--log", default=DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG)")
-    common.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS)")
-    p = argparse.ArgumentParser(prog="trustlog")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    register(sub, common)
-    args = p.parse_args(argv)
-    ui = UI(json_mode=getattr(args, "json", False))
-    try:
-        return args.func(args, ui)
-    except TrustlogError as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

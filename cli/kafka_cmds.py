@@ -416,38 +416,3 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     vk.add_argument("--max-messages", type=int, help="stop after this many requests")
     vk.add_argument("--max-poll-records", type=int, default=5000)
     vk.set_defaults(func=cmd_verify_kafka)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m trustlog.cli.kafka_cmds COMMAND ...`: the trustlog command line with the
-    Kafka commands registered, whether or not cli/main.py registers them itself."""
-    from . import main as cli_main
-
-    parser = cli_main.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "publish" not in sub.choices:
-        common = argparse.ArgumentParser(add_help=False)
-        common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-        common.add_argument("--log", default=cli_main.DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG)")
-        common.add_argument("--keys", default=cli_main.DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS)")
-        register(sub, common)
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 2
-    ui = UI(json_mode=getattr(args, "json", False))
-    try:
-        return args.func(args, ui)
-    except TrustlogError as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("trustlog: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

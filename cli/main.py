@@ -18,7 +18,7 @@ import msgspec
 
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.events import (
-    TARGETS, Envelope, Event, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated,
+    TARGETS, Event, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated,
     envelope_to_json, sign_event,
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from trustlog.cli.audit_cmds import main as cli
+from trustlog.cli.main import main as cli
 from trustlog.core.events import ImageSigned, RoleKeysSet
 from trustlog.core.keys import SigningKey
 from trustlog.ingest.logindex import LogIndex

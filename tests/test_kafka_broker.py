@@ -8,7 +8,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from kafka_broker import _external, kafka_bootstrap, restart_broker  # noqa: F401 (fixture)
+from kafka_broker import _external, restart_broker
 
 N = 100
 PARTITIONS = 4

@@ -24,7 +24,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from kafka_broker import _external, kafka_bootstrap, restart_broker  # noqa: F401 (fixture)
+from kafka_broker import _external, restart_broker
 
 from trustlog.cli.kafka_cmds import wait_for_group
 from trustlog.core.evaluate import Request
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.kafka
 PARTITIONS = 4
 PY = sys.executable
 WORKER = [PY, "-m", "trustlog.ingest.kafka_worker"]
-CLI = [PY, "-m", "trustlog.cli.kafka_cmds"]  # = `trustlog` with the Kafka commands registered
+CLI = [PY, "-m", "trustlog.cli.main"]  # = `trustlog`
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from logtools import decode_body, history, read_frames, reencode, segment_path, write_frames
 from sim import key
-from trustlog.cli.audit_cmds import main as cli
+from trustlog.cli.main import main as cli
 from trustlog.core.checkpoint import Checkpoint, sign_checkpoint
 from trustlog.core.encoding import canonical_bytes
 from trustlog.core.errors import LogError

@@ -11,7 +11,7 @@ import pytest
 
 from logtools import CI, REPO_A, TARGETS_A, history
 from sim import DIGEST, FAR
-from trustlog.cli.audit_cmds import main as cli
+from trustlog.cli.main import main as cli
 from trustlog.core.evaluate import Request
 from trustlog.core.events import ImageSigned, KeyCompromised, RoleRemoved, sign_event
 from trustlog.ingest.logcheck import verify_log
