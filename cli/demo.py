@@ -64,12 +64,13 @@ def run_demo(directory: str | None, scale: float, ui: UI, *, ref_time: int | Non
     with TrustLog(d) as log:
         expected = reg.expected_tags + 3 * n_repos
         t0 = time.perf_counter()
-        with ui.progress("ingest phase 1 (sign + verify + append)", total=expected) as bar:
+        with ui.progress("ingest (sign, batch-verify, fold, append + fsync)", total=expected) as bar:
             total.add(log.ingest(((e.to_bytes(), None) for e in reg.phase1()),
                                  progress=lambda r: bar.advance(r.accepted + r.rejected + r.duplicates)))
             since = log.clock.last + 1
             total.add(log.ingest(((e.to_bytes(), None) for e in reg.phase2(since)),
                                  progress=lambda r: bar.advance(r.accepted + r.rejected + r.duplicates)))
+            bar.done()
         secs["ingest"] = time.perf_counter() - t0
 
         verifier = BatchVerifier(log.state, ref_time=ref)

@@ -15,6 +15,9 @@ class _NullBar:
     def advance(self, n: int = 1) -> None:
         pass
 
+    def done(self) -> None:
+        pass
+
 
 class _Bar:
     def __init__(self, progress: Progress, task: Any) -> None:
@@ -22,6 +25,11 @@ class _Bar:
 
     def advance(self, n: int = 1) -> None:
         self._p.advance(self._t, n)
+
+    def done(self) -> None:
+        """The work turned out smaller than estimated: show the bar complete."""
+        task = next(t for t in self._p.tasks if t.id == self._t)
+        self._p.update(self._t, total=task.completed)
 
 
 class UI:
