@@ -35,6 +35,7 @@ class Verdict(msgspec.Struct, frozen=True, omit_defaults=True):
     role: str | None = None
     keys: list[str] = []
     log_offset: int | None = None
+    root_trust: str | None = None  # "pinned" or "tofu": how the repository's first root was trusted
 
     @property
     def ok(self) -> bool:

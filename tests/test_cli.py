@@ -57,6 +57,7 @@ def test_full_flow(env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     lines = [json.loads(x) for x in verdicts.read_text().splitlines()]
     assert [v["code"] for v in lines] == ["VALID", "UNKNOWN_TAG"]
     assert all(v["state_version"] == 3 for v in lines)
+    assert lines[0]["root_trust"] == "tofu"  # no pin file: the first root was trusted on first use
     assert run("verify", str(reqs), "--out", str(verdicts), "--fail-on-reject") == 1
 
     # alice's key compromised since before she signed: v1 falls

@@ -223,9 +223,9 @@ class BatchVerifier:
             if code is Code.ERROR:
                 out.append(Verdict(req.repo, req.tag, code.value, reason, v))
                 continue
-            entry = res[1]
+            repo, entry = res
             out.append(Verdict(req.repo, req.tag, code.value, reason, v, digest=entry.digest, role=entry.role,
-                               keys=counted, log_offset=entry.offset))
+                               keys=counted, log_offset=entry.offset, root_trust=repo.origin))
         return out
 
     def _memo_for_run(self) -> dict:
@@ -244,7 +244,7 @@ class BatchVerifier:
         except Exception as e:  # noqa: BLE001 - fail closed: any fault is a rejecting verdict
             return Verdict(req.repo, req.tag, Code.ERROR.value, f"internal error: {type(e).__name__}: {e}", v)
         return Verdict(req.repo, req.tag, code.value, reason, v, digest=entry.digest, role=entry.role,
-                       keys=counted, log_offset=entry.offset)
+                       keys=counted, log_offset=entry.offset, root_trust=repo.origin)
 
 
 class SweepResult:

@@ -207,4 +207,5 @@ class Sweep:
             sigs = entry.signatures
             keys = [sigs[k][0] for k in range(n) if counted[lo + k]]
             yield Verdict(name, entry.tag, code.value, reason(code, details[row], repo, entry, len(keys)), v,
-                          digest=entry.digest, role=entry.role, keys=keys, log_offset=entry.offset)
+                          digest=entry.digest, role=entry.role, keys=keys, log_offset=entry.offset,
+                          root_trust=repo.origin)
