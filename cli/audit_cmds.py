@@ -31,27 +31,12 @@ from rich.markup import escape
 
 from trustlog.core.errors import InputError, TrustlogError
 
+from .times import parse_time
 from .ui import UI
 
 
 def _emit(obj: Any) -> None:
     sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
-
-
-def parse_time(s: str) -> int:
-    """Log time in ns from ISO 8601 or an integer of ns (``ns:`` prefix optional)."""
-    s = s.strip()
-    if s.startswith("ns:"):
-        s = s[3:]
-    if s.isdigit():
-        return int(s)
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"{s!r} is not a time: use ISO 8601 like 2026-11-01T00:00:00Z or integer ns") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1_000_000) * 1000
 
 
 def parse_at(s: str) -> tuple[int | None, int | None]:

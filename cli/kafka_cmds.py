@@ -185,7 +185,7 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
         if args.demo:
             from trustlog.ingest.synthetic import SyntheticRegistry
 
-            from .main import _parse_time
+            from .times import parse_time as _parse_time
 
             ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
             n_repos = max(8, int(1000 * args.scale))
@@ -295,7 +295,7 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.kafka_worker import open_partition_logs
     from trustlog.verifier.batch import BatchVerifier
 
-    from .main import _parse_time
+    from .times import parse_time as _parse_time
 
     ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
     t0 = time.perf_counter()

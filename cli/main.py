@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +22,7 @@ from trustlog.core.events import (
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey
 
+from .times import parse_time as _parse_time
 from .ui import UI
 
 DEFAULT_LOG = os.environ.get("TRUSTLOG_LOG", "./trustlog-data")
@@ -42,19 +42,6 @@ def _version_string() -> str:
 
 def _emit(ui: UI, obj: Any) -> None:
     sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
-
-
-def _parse_time(s: str) -> int:
-    """A log time in ns from ISO 8601 (`2026-11-01T00:00:00Z`) or an integer (ns)."""
-    if s.isdigit():
-        return int(s)
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"{s!r} is not a time: use ISO 8601 like 2026-11-01T00:00:00Z or integer ns") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1_000_000_000)
 
 
 def _keystore(args: argparse.Namespace):
