@@ -71,10 +71,13 @@ def timeline_svg(report: AuditReport, width: int = 960, height: int = 240, bucke
     parts.append(f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{pad_t + h}" stroke="#333"/>')
     parts.append(f'<text x="{pad_l - 6}" y="{pad_t + 4}" text-anchor="end" font-size="11">{peak}</text>')
     parts.append(f'<text x="{pad_l - 6}" y="{pad_t + h}" text-anchor="end" font-size="11">0</text>')
+    short = span < 120 * 1_000_000_000  # under two minutes: label the time of day, to the millisecond
     for k in range(5):
         t = lo + span * k // 4
-        parts.append(f'<text x="{x(t):.1f}" y="{pad_t + h + 16}" text-anchor="middle" font-size="10">'
-                     f'{_e(_t(t)[:19])}</text>')
+        label = _t(t)[11:23] if short else _t(t)[:19]
+        anchor = "start" if k == 0 else "end" if k == 4 else "middle"  # keep the outer labels inside
+        parts.append(f'<text x="{x(t):.1f}" y="{pad_t + h + 16}" text-anchor="{anchor}" font-size="10">'
+                     f'{_e(label)}</text>')
     # delegations the key made (direct fallen grants) and grants it received
     for g in report.fallen_grants:
         if g.direct:
@@ -122,7 +125,7 @@ _HEAD = ("<tr><th>offset</th><th>log time</th><th>repository</th><th>event</th><
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto}
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
 tr.after td{background:#fdeeee}.num{text-align:right}.ok{color:#2a9d55}.bad{color:#d0342c;font-weight:600}
