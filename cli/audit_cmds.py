@@ -31,6 +31,7 @@ from rich.markup import escape
 
 from trustlog.core.errors import InputError, TrustlogError
 
+from .render import print_repo, roles_info, tags_info
 from .times import parse_time
 from .ui import UI
 
@@ -305,26 +306,17 @@ def cmd_state(args: argparse.Namespace, ui: UI) -> int:
         if repo is None:
             raise InputError(f"no repository {args.repo!r} at state version {st.version} "
                              f"({len(st.repos)} repositories then)")
-        roles = [{"role": r, "threshold": repo.grants[g].threshold, "keys": list(repo.grants[g].keyids),
-                  "paths": list(repo.grants[g].paths), "set_at_offset": repo.grants[g].offset}
-                 for r, g in sorted(repo.roles.items())]
+        roles = roles_info(repo)
         tags = sorted(repo.tags.values(), key=lambda e: e.offset)
         info = {"repo": repo.name, "state_version": st.version, "version": repo.version, "origin": repo.origin,
-                "roles": roles, "compromised_keys": dict(repo.compromised_keyids),
-                "tags": [{"tag": t.tag, "digest": t.digest, "role": t.role, "offset": t.offset} for t in tags],
+                "roles": roles, "compromised_keys": dict(repo.compromised_keyids), "tags": tags_info(tags),
                 "deleted_tags": dict(repo.deleted_tags)}
     if args.json:
         _emit(info)
         return 0
     ui.out.print(f"[bold]{repo.name}[/bold] at state version {st.version} (--at {args.at}): "
                  f"repository version {repo.version}, {len(tags)} tags")
-    ui.table("roles", ["role", "threshold", "keys", "paths", "set at offset"],
-             [[r["role"], r["threshold"], "\n".join(k[:16] + "…" for k in r["keys"]), " ".join(r["paths"]),
-               r["set_at_offset"]] for r in roles])
-    if info["compromised_keys"]:
-        ui.table("compromised keys", ["key id", "since (log time, ns)"], list(map(list, info["compromised_keys"].items())))
-    ui.table("tags", ["tag", "digest", "role", "offset"], [[t["tag"], t["digest"], t["role"], t["offset"]]
-                                                          for t in info["tags"][-args.tags:]])
+    print_repo(ui, roles, info["compromised_keys"], info["tags"][-args.tags:], "tags")
     return 0
 
 

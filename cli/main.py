@@ -22,6 +22,7 @@ from trustlog.core.events import (
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey
 
+from .render import print_repo, roles_info, tags_info
 from .times import parse_time as _parse_time
 from .ui import UI
 
@@ -164,9 +165,9 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
             result = {"event_id": env.event_id, "version": version, "accepted": True}
             code = 0
         else:
-            reason = next(iter(r.reasons), "DUPLICATE")
+            reason, detail = r.last_reject or ("DUPLICATE", "this exact event is already in the log")
             result = {"event_id": env.event_id, "version": version, "accepted": False, "reason": reason,
-                      "detail": _last_reject_detail(args)}
+                      "detail": detail}
             code = 1
     if args.json:
         _emit(ui, result)
@@ -175,18 +176,6 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
     else:
         ui.err.print(f"trustlog: rejected: {result['reason']}: {result['detail']}")
     return code
-
-
-def _last_reject_detail(args: argparse.Namespace) -> str:
-    from trustlog.ingest.rejects import RejectsLog
-    last = None
-    rl = RejectsLog.open(Path(args.log) / "rejects")
-    try:
-        for rec in rl:
-            last = rec
-    finally:
-        rl.close()
-    return last.detail if last else ""
 
 
 def cmd_repo_create(args: argparse.Namespace, ui: UI) -> int:
@@ -327,29 +316,18 @@ def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
         repo = log.state.repos.get(args.repo)
         if repo is None:
             raise InputError(f"no repository {args.repo!r} in {args.log} ({len(log.state.repos)} repositories)")
-        roles = []
-        for role, gid in sorted(repo.roles.items()):
-            g = repo.grants[gid]
-            roles.append({"role": role, "threshold": g.threshold, "keys": list(g.keyids), "paths": list(g.paths),
-                          "expires": g.expires, "set_at_offset": g.offset})
+        roles = roles_info(repo)
         info = {"repo": repo.name, "version": repo.version, "origin": repo.origin, "roles": roles,
                 "tags": len(repo.tags), "deleted_tags": len(repo.deleted_tags),
-                "compromised_keys": {k: v for k, v in repo.compromised_keyids.items()},
-                "state_version": log.state.version}
-        tags = sorted(repo.tags.values(), key=lambda e: e.offset)[-args.tags:] if args.tags else []
+                "compromised_keys": dict(repo.compromised_keyids), "state_version": log.state.version}
+        recent = tags_info(sorted(repo.tags.values(), key=lambda e: e.offset)[-args.tags:] if args.tags else [])
         if args.json:
-            info["recent_tags"] = [{"tag": t.tag, "digest": t.digest, "role": t.role, "offset": t.offset} for t in tags]
+            info["recent_tags"] = recent
             _emit(ui, info)
             return 0
     ui.out.print(f"[bold]{repo.name}[/bold]  version {repo.version}  first root: "
                  f"{'pinned' if repo.origin == 'pinned' else 'trusted on first use'}  tags: {len(repo.tags)}")
-    ui.table("roles", ["role", "threshold", "keys", "paths", "set at offset"],
-             [[r["role"], r["threshold"], "\n".join(k[:16] + "…" for k in r["keys"]), " ".join(r["paths"]),
-               r["set_at_offset"]] for r in roles])
-    if info["compromised_keys"]:
-        ui.table("compromised keys", ["key id", "since (log time, ns)"], [[k, v] for k, v in info["compromised_keys"].items()])
-    if tags:
-        ui.table("most recent tags", ["tag", "digest", "role", "offset"], [[t.tag, t.digest, t.role, t.offset] for t in tags])
+    print_repo(ui, roles, info["compromised_keys"], recent, "most recent tags")
     return 0
 
 

@@ -62,6 +62,7 @@ class BatchResult:
     duplicates: int = 0
     reasons: Counter = field(default_factory=Counter)
     last_positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    last_reject: tuple[str, str] | None = None   # (reason, detail) of the latest reject
 
     def add(self, other: "BatchResult") -> None:
         self.accepted += other.accepted
@@ -69,6 +70,7 @@ class BatchResult:
         self.duplicates += other.duplicates
         self.reasons.update(other.reasons)
         self.last_positions.update(other.last_positions)
+        self.last_reject = other.last_reject or self.last_reject
 
 
 def _default_crypto() -> CryptoFn:
@@ -420,6 +422,7 @@ class TrustLog:
                                 source=src, log_time=self.clock.next())
             res.rejected += 1
             res.reasons[err.reason] += 1
+            res.last_reject = (err.reason, err.message)
         self.rejects.flush()
         self.log.flush()
         tree.merkle.flush(fsync=False)
