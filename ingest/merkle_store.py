@@ -31,10 +31,10 @@ import crc32c
 from trustlog.core.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
+    decode_checkpoint,
     decode_signed_checkpoint,
     encode_signed_checkpoint,
 )
-from trustlog.core.encoding import decode_canonical
 from trustlog.core.errors import EncodingError, LogCorruptionError, LogError
 from trustlog.core.merkle import (
     HASH_SIZE,
@@ -296,7 +296,7 @@ class MerkleStore:
         The tree is flushed with fsync first, so a durable checkpoint never names
         leaves that are not durable.
         """
-        cp = decode_canonical(signed.checkpoint, Checkpoint)
+        cp = decode_checkpoint(signed.checkpoint)
         if cp.tree_size > self.size:
             raise LogError(f"checkpoint names {cp.tree_size} leaves; the tree has {self.size}")
         if cp.root_hash != self.root_at(cp.tree_size):
@@ -388,7 +388,7 @@ class CheckpointStore:
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The body of :meth:`latest`, decoded but NOT signature-checked."""
-        return None if self._latest is None else decode_canonical(self._latest.checkpoint, Checkpoint)
+        return None if self._latest is None else decode_checkpoint(self._latest.checkpoint)
 
     def all(self) -> list[SignedCheckpoint]:
         return list(self)
@@ -399,7 +399,7 @@ class CheckpointStore:
 
     def append(self, signed: SignedCheckpoint, fsync: bool = True) -> None:
         """Append ``signed``; its tree size must not be below the latest one's."""
-        cp = decode_canonical(signed.checkpoint, Checkpoint)
+        cp = decode_checkpoint(signed.checkpoint)
         prev = self.latest_checkpoint()
         if prev is not None and (cp.tree_size < prev.tree_size or cp.origin != prev.origin):
             raise LogError(

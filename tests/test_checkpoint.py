@@ -11,13 +11,15 @@ from trustlog.core.checkpoint import (
     CHECKPOINT_CONTEXT,
     Checkpoint,
     SignedCheckpoint,
+    _LegacyCheckpoint,
+    decode_checkpoint,
     decode_signed_checkpoint,
     encode_signed_checkpoint,
     sign_checkpoint,
     verify_checkpoint,
 )
 from trustlog.core.encoding import canonical_bytes
-from trustlog.core.errors import EncodingError, LogCorruptionError, LogError, SignatureError
+from trustlog.core.errors import EncodingError, LogCorruptionError, LogError, SignatureError, TrustlogError
 from trustlog.core.keys import SigningKey
 from trustlog.core.merkle import leaf_hash
 from trustlog.ingest.merkle_store import CHECKPOINTS_FILE, CheckpointStore, MerkleStore
@@ -32,18 +34,47 @@ def cp(size: int = 5, root: bytes = ROOT, origin: str = "trustlog/partition-0") 
 
 
 def resign(body: bytes, key: SigningKey = KEY) -> SignedCheckpoint:
-    """A valid signature over arbitrary bytes, to test what verification does after it."""
+    """A valid note signature over arbitrary bytes, to test what verification does after it."""
+    return SignedCheckpoint(checkpoint=body, keyid=key.keyid, sig=key.sign(body))
+
+
+def legacy(c: Checkpoint, key: SigningKey = KEY) -> SignedCheckpoint:
+    """A checkpoint as logs before the note format stored it (MessagePack behind a context)."""
+    body = canonical_bytes(_LegacyCheckpoint(c.origin, c.tree_size, c.root_hash, c.log_time))
     return SignedCheckpoint(checkpoint=body, keyid=key.keyid, sig=key.sign(CHECKPOINT_CONTEXT + body))
 
 
-@pytest.mark.parametrize("keytype", ["ed25519", "ecdsa-p256", "ecdsa-p256-der"])
-def test_round_trip(keytype: str) -> None:
-    key = KEY if keytype == "ed25519" else SigningKey.generate(keytype)
-    signed = sign_checkpoint(cp(), key)
-    assert verify_checkpoint(signed, key.public_key) == cp()
-    assert verify_checkpoint(signed, key.public_key, origin="trustlog/partition-0") == cp()
+def test_round_trip() -> None:
+    signed = sign_checkpoint(cp(), KEY)
+    assert verify_checkpoint(signed, KEY.public_key) == cp()
+    assert verify_checkpoint(signed, KEY.public_key, origin="trustlog/partition-0") == cp()
     again = decode_signed_checkpoint(encode_signed_checkpoint(signed))
-    assert verify_checkpoint(again, key.public_key) == cp()
+    assert verify_checkpoint(again, KEY.public_key) == cp()
+    assert signed.checkpoint == (b"trustlog/partition-0\n5\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+                                 b"trustlog-log-time 1700000000000000005\n")
+
+
+def test_extension_lines_round_trip() -> None:
+    c = Checkpoint("trustlog/partition-0", 3, ROOT, 7, ("trustlog-rejects 2 " + "A" * 43 + "=",))
+    signed = sign_checkpoint(c, KEY)
+    assert signed.checkpoint.endswith(b"\ntrustlog-rejects 2 " + b"A" * 43 + b"=\n")
+    assert verify_checkpoint(signed, KEY.public_key) == c
+    for bad in ("", "two\nlines", "trustlog-log-time 5"):
+        with pytest.raises(ValueError, match="extension"):
+            Checkpoint("o", 1, ROOT, 1, (bad,))
+
+
+@pytest.mark.parametrize("keytype", ["ed25519", "ecdsa-p256", "ecdsa-p256-der"])
+def test_legacy_checkpoints_still_verify(keytype: str) -> None:
+    key = KEY if keytype == "ed25519" else SigningKey.generate(keytype)
+    old = legacy(cp(), key)
+    assert verify_checkpoint(old, key.public_key) == cp()
+    assert decode_checkpoint(old.checkpoint) == cp()
+
+
+def test_new_checkpoints_need_an_ed25519_key() -> None:
+    with pytest.raises(SignatureError, match="Ed25519"):
+        sign_checkpoint(cp(), SigningKey.generate("ecdsa-p256"))
 
 
 def test_wrong_key_is_rejected() -> None:
@@ -55,12 +86,13 @@ def test_wrong_key_is_rejected() -> None:
         verify_checkpoint(forged, OTHER.public_key)
 
 
-def test_tampering_is_rejected() -> None:
-    signed = sign_checkpoint(cp(), KEY)
+@pytest.mark.parametrize("make", [sign_checkpoint, legacy], ids=["note", "legacy"])
+def test_tampering_is_rejected(make) -> None:
+    signed = make(cp(), KEY)
     for i in range(len(signed.checkpoint)):
         body = bytearray(signed.checkpoint)
         body[i] ^= 0x01
-        with pytest.raises(SignatureError):
+        with pytest.raises(TrustlogError):
             verify_checkpoint(SignedCheckpoint(bytes(body), signed.keyid, signed.sig), KEY.public_key)
     sig = bytearray(signed.sig)
     sig[0] ^= 0x80
@@ -69,10 +101,13 @@ def test_tampering_is_rejected() -> None:
 
 
 def test_signature_is_domain_separated() -> None:
-    body = canonical_bytes(cp())
-    bare = SignedCheckpoint(body, KEY.keyid, KEY.sign(body))  # e.g. lifted from another protocol
+    """A legacy body signed bare, or a note body signed behind the legacy context, is refused."""
+    body = legacy(cp()).checkpoint
     with pytest.raises(SignatureError):
-        verify_checkpoint(bare, KEY.public_key)
+        verify_checkpoint(SignedCheckpoint(body, KEY.keyid, KEY.sign(body)), KEY.public_key)
+    note = sign_checkpoint(cp(), KEY).checkpoint
+    with pytest.raises(SignatureError):
+        verify_checkpoint(SignedCheckpoint(note, KEY.keyid, KEY.sign(CHECKPOINT_CONTEXT + note)), KEY.public_key)
 
 
 def test_other_origin_is_rejected() -> None:
@@ -81,15 +116,36 @@ def test_other_origin_is_rejected() -> None:
         verify_checkpoint(signed, KEY.public_key, origin="trustlog/partition-0")
 
 
-def test_signed_but_malformed_bodies_are_rejected() -> None:
+@pytest.mark.parametrize("body", [
+    b"o\n01\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\ntrustlog-log-time 1\n",   # leading zero
+    b"o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\ntrustlog-log-time 1\n",    # no padding
+    b"o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\ntrustlog-log-time 1\n",   # 31 bytes
+    b"o\n-1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\ntrustlog-log-time 1\n",
+    b"o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",                          # no log time
+    b"o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\ntrustlog-log-time 1",      # no final newline
+    b"o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\ntrustlog-log-time 1\n\n",  # empty extension
+    b"o x\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\ntrustlog-log-time 1\n",  # space in origin
+    b"\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\ntrustlog-log-time 1\n",     # empty origin
+    b"o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\ntrustlog-log-time 1\xff\n",
+])
+def test_signed_but_malformed_note_bodies_are_rejected(body: bytes) -> None:
+    with pytest.raises(EncodingError):
+        verify_checkpoint(resign(body), KEY.public_key)
+
+
+def test_signed_but_malformed_legacy_bodies_are_rejected() -> None:
     fields = {"origin": "o", "tree_size": 1, "root_hash": ROOT, "log_time": 1}
     non_canonical = msgspec.msgpack.encode(dict(reversed(fields.items())))
     with pytest.raises(EncodingError, match="canonical"):
-        verify_checkpoint(resign(non_canonical), KEY.public_key)
+        verify_checkpoint(legacy_resign(non_canonical), KEY.public_key)
     for bad in ({"root_hash": ROOT[:31]}, {"tree_size": -1}, {"origin": ""}, {"extra": 1}):
         body = canonical_bytes({**fields, **bad})
         with pytest.raises(EncodingError):
-            verify_checkpoint(resign(body), KEY.public_key)
+            verify_checkpoint(legacy_resign(body), KEY.public_key)
+
+
+def legacy_resign(body: bytes) -> SignedCheckpoint:
+    return SignedCheckpoint(checkpoint=body, keyid=KEY.keyid, sig=KEY.sign(CHECKPOINT_CONTEXT + body))
 
 
 def test_checkpoint_fields_are_validated() -> None:
@@ -97,6 +153,18 @@ def test_checkpoint_fields_are_validated() -> None:
         cp(root=b"short")
     with pytest.raises(ValueError, match="tree_size"):
         cp(size=-1)
+
+
+def test_store_reads_legacy_and_note_checkpoints_in_one_file(tmp_path: Path) -> None:
+    """A log written before the note format keeps its old checkpoints; new ones follow."""
+    store = CheckpointStore.open(tmp_path / CHECKPOINTS_FILE)
+    store.append(legacy(cp(1)))
+    store.append(sign_checkpoint(cp(2), KEY))
+    store.close()
+    store = CheckpointStore.open(tmp_path / CHECKPOINTS_FILE)
+    assert [verify_checkpoint(s, KEY.public_key).tree_size for s in store] == [1, 2]
+    assert store.latest_checkpoint() == cp(2)
+    store.close()
 
 
 # --- the checkpoints file --------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from logtools import decode_body, history, read_frames, reencode, segment_path, write_frames
 from sim import key
 from trustlog.cli.main import main as cli
-from trustlog.core.checkpoint import Checkpoint, sign_checkpoint
+from trustlog.core.checkpoint import Checkpoint, decode_checkpoint, sign_checkpoint
 from trustlog.core.encoding import canonical_bytes
 from trustlog.core.errors import LogError
 from trustlog.core.events import Envelope
@@ -162,7 +162,7 @@ def test_checkpoint_resigned_by_another_key(logdir: Path) -> None:
     impostor = key("impostor-log-key")
 
     def resign(cps):
-        cp = msgspec.msgpack.decode(cps[1].checkpoint, type=Checkpoint)
+        cp = decode_checkpoint(cps[1].checkpoint)
         cps[1] = sign_checkpoint(cp, impostor)
         return cps
 
@@ -180,7 +180,7 @@ def test_checkpoint_root_changed_even_with_the_real_key(logdir: Path) -> None:
     real = load_or_create_log_key(logdir)
 
     def forge(cps):
-        cp = msgspec.msgpack.decode(cps[0].checkpoint, type=Checkpoint)
+        cp = decode_checkpoint(cps[0].checkpoint)
         cps[0] = sign_checkpoint(Checkpoint(cp.origin, cp.tree_size, leaf_hash(b"forged"), cp.log_time), real)
         return cps
 
