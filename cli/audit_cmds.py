@@ -2,11 +2,11 @@
 
 Registered into the main parser by ``register(sub, common)``::
 
-    trustlog checkpoint latest|list|create
+    trustlog checkpoint latest [--note]|list|create|vkey|publish SPEC...
     trustlog proof inclusion OFFSET [--size N]
     trustlog proof consistency OLD [NEW]
     trustlog proof verify PROOF.json --checkpoint CP.json [--checkpoint OLD.json] --log-key log.pub
-    trustlog log verify [--log-key log.pub] [--checkpoint CP.json ...]
+    trustlog log verify [--log-key log.pub] [--checkpoint CP.json ...] [--witness SPEC ...]
     trustlog snapshot create [--at OFFSET] | list
     trustlog state --at OFFSET|TIME REPO
     trustlog replay verify --at OFFSET|TIME [REQUESTS]
@@ -75,6 +75,15 @@ def _read_json(path: str) -> Any:
         raise InputError(f"{p}: not JSON: {e}") from e
 
 
+def _read_checkpoint_arg(path: str) -> Any:
+    """A checkpoint file: JSON (``checkpoint latest``) or a signed note (``--note``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    data = p.read_bytes()
+    return _read_json(path) if data.lstrip().startswith(b"{") else data
+
+
 def _hex(b: bytes) -> str:
     return b.hex()
 
@@ -82,14 +91,57 @@ def _hex(b: bytes) -> str:
 # -- checkpoints ---------------------------------------------------------------------------
 
 def cmd_checkpoint_latest(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.core.checkpoint import checkpoint_note
     from trustlog.ingest.transparency import checkpoint_to_json
 
     with _open(args) as tl:
         latest = tl.tree.latest()
         if latest is None:
             raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
-        _emit(checkpoint_to_json(latest[0]))
+        if args.note:
+            sys.stdout.write(checkpoint_note(latest[0], tl.tree.public_key).decode())
+        else:
+            _emit(checkpoint_to_json(latest[0], tl.tree.public_key))
     return 0
+
+
+def cmd_checkpoint_vkey(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.core.checkpoint import log_verifier_key
+    from trustlog.ingest.transparency import load_public_key, origin_for
+
+    key = load_public_key(args.log_key or Path(_need_log(args)) / "log.pub")
+    vkey = log_verifier_key(origin_for(key), key)
+    _emit({"origin": origin_for(key), "vkey": vkey, "keyid": key.keyid}) if args.json else ui.out.print(vkey)
+    return 0
+
+
+def cmd_checkpoint_publish(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.ingest.witness import parse_spec, publish
+
+    places = [parse_spec(s) for s in args.spec]
+    failed, rows = 0, []
+    with _open(args) as tl:
+        latest = tl.tree.latest()
+        if latest is None:
+            raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
+        for place in places:
+            try:
+                cosigs = publish(place, latest[0], tl.tree)
+                rows.append({"spec": place.spec, "ok": True, "tree_size": latest[1].tree_size,
+                             "cosignatures": [c.line() for c in cosigs]})
+            except TrustlogError as e:
+                failed += 1
+                rows.append({"spec": place.spec, "ok": False, "error": str(e)})
+    if args.json:
+        _emit(rows)
+    else:
+        for r in rows:
+            if r["ok"]:
+                ui.out.print(escape(f"published size {r['tree_size']} to {r['spec']}"
+                                    + (f" ({len(r['cosignatures'])} cosignature)" if r["cosignatures"] else "")))
+            else:
+                ui.err.print(f"[bold red]FAILED[/bold red]: {escape(r['spec'])}: {escape(r['error'])}")
+    return 1 if failed else 0
 
 
 def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
@@ -213,7 +265,7 @@ def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
 
     key = load_public_key(args.log_key)
     proof = _read_json(args.proof)
-    cps = [_read_json(c) for c in args.checkpoint]
+    cps = [_read_checkpoint_arg(c) for c in args.checkpoint]
     try:
         msg = verify_proof_file(proof, cps, key)
     except InputError:
@@ -235,18 +287,20 @@ def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
 
 def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.logcheck import verify_log
-    from trustlog.ingest.transparency import checkpoint_from_json, load_public_key
+    from trustlog.ingest.transparency import load_public_key, read_checkpoint_file
+    from trustlog.ingest.witness import parse_spec
 
     d = _need_log(args)
     key = load_public_key(args.log_key) if args.log_key else None
-    extra = [checkpoint_from_json(_read_json(c)) for c in args.checkpoint]
+    extra = [read_checkpoint_file(c, key or load_public_key(d / "log.pub")) for c in args.checkpoint]
+    places = [parse_spec(s) for s in args.witness]
     with ui.progress("verify log", total=None) as bar:
         last = [0]
 
         def progress(n: int) -> None:
             bar.advance(n - last[0])
             last[0] = n
-        report = verify_log(d, key, checkpoints=extra, progress=progress)
+        report = verify_log(d, key, checkpoints=extra, witnesses=places, progress=progress)
     if args.json:
         _emit(report.to_dict())
     else:
@@ -256,6 +310,13 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
                    report.signatures_verified, report.snapshots_verified, report.root[:16] + "…",
                    round(report.seconds, 2)]])
         ui.err.print(escape(f"log key: {report.log_key[:16]}… from {report.log_key_source}"))
+        for w in report.witnesses:
+            ui.err.print(escape(f"witness {w['spec']}: {w['checkpoints']} checkpoint(s)"
+                                + (f", largest size {w['largest']}" if w.get("largest") is not None else "")
+                                + (f", cosigned at {w['cosigned'][-1]}" if w.get("cosigned") else "")))
+        if not args.witness:
+            ui.err.print("note: no --witness given: a host that holds the log key can rewrite history and "
+                         "re-sign it unseen (docs/checkpoints.md)")
         for w in report.warnings:
             ui.err.print(escape(f"warning: {w}"))
         if report.ok:
@@ -431,8 +492,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     """Add this module's commands to the main parser's subcommands."""
     pc = sub.add_parser("checkpoint", help="signed checkpoints of the log's Merkle tree")
     csub = pc.add_subparsers(dest="cpcmd", metavar="ACTION", required=True)
-    csub.add_parser("latest", parents=[common], help="print the latest signed checkpoint as JSON") \
-        .set_defaults(func=cmd_checkpoint_latest)
+    cl = csub.add_parser("latest", parents=[common], help="print the latest signed checkpoint as JSON",
+                         description="The latest checkpoint as JSON (with its C2SP signed note in `note` and the "
+                                     "log's note verifier key in `vkey`), or with --note the signed note itself.")
+    cl.add_argument("--note", action="store_true", help="print the C2SP signed note (tlog-checkpoint) only")
+    cl.set_defaults(func=cmd_checkpoint_latest)
+    cv = csub.add_parser("vkey", parents=[common], help="print the log's note verifier key (NAME+HASH+KEY)",
+                         description="The verifier key of the log key, for Go's note.NewVerifier and witnesses.")
+    cv.add_argument("--log-key", metavar="log.pub", help="the log's public key (default: DIR/log.pub)")
+    cv.set_defaults(func=cmd_checkpoint_vkey)
+    cpub = csub.add_parser("publish", parents=[common], help="publish the latest checkpoint off the host",
+                           description="Send the latest signed checkpoint to each SPEC: file:DIR (append-only "
+                                       "copy), kafka:HOST:PORT/TOPIC, or a witness http://HOST:PORT (C2SP "
+                                       "tlog-witness, which co-signs it). TRUSTLOG_PUBLISH does the same for every "
+                                       "checkpoint the log signs. Exit 1 if any place failed.")
+    cpub.add_argument("spec", nargs="+", metavar="SPEC", help="file:DIR | kafka:HOST:PORT/TOPIC | http://HOST:PORT")
+    cpub.set_defaults(func=cmd_checkpoint_publish)
     csub.add_parser("list", parents=[common], help="list the signed checkpoints").set_defaults(func=cmd_checkpoint_list)
     csub.add_parser("create", parents=[common], help="sign a checkpoint of the log now") \
         .set_defaults(func=cmd_checkpoint_create)
@@ -452,7 +527,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     v = psub.add_parser("verify", parents=[common], help="check a proof file against signed checkpoints, without the log")
     v.add_argument("proof", help="JSON written by `trustlog proof inclusion|consistency --json`")
     v.add_argument("--checkpoint", action="append", default=[], required=True, metavar="CP.json",
-                   help="signed checkpoint (`trustlog checkpoint latest`); repeat for a consistency proof's old size")
+                   help="signed checkpoint (`trustlog checkpoint latest`, JSON or --note); repeat for a "
+                        "consistency proof's old size")
     v.add_argument("--log-key", required=True, metavar="log.pub", help="the log's public key (DIR/log.pub)")
     v.set_defaults(func=cmd_proof_verify)
 
@@ -465,7 +541,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     lv.add_argument("--log-key", metavar="log.pub", help="the log's public key, obtained independently "
                                                         "(default: DIR/log.pub)")
     lv.add_argument("--checkpoint", action="append", default=[], metavar="CP.json",
-                    help="extra signed checkpoint to check the log against (e.g. one a witness kept)")
+                    help="extra signed checkpoint to check the log against (JSON or signed note)")
+    lv.add_argument("--witness", action="append", default=[], metavar="SPEC",
+                    help="a place checkpoints were published to (file:DIR, kafka:HOST:PORT/TOPIC, "
+                         "http://HOST:PORT,vkey=FILE); every checkpoint there must be consistent with today's "
+                         "log, and a witness's must carry its cosignature. Repeatable")
     lv.set_defaults(func=cmd_log_verify)
 
     ps = sub.add_parser("snapshot", help="state snapshots for fast restart and replay")

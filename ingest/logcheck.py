@@ -27,10 +27,10 @@ from typing import Any
 import crc32c
 
 from trustlog.core.checkpoint import Checkpoint, SignedCheckpoint, decode_signed_checkpoint, verify_checkpoint
-from trustlog.core.errors import EncodingError, TrustlogError
+from trustlog.core.errors import EncodingError, InputError, TrustlogError
 from trustlog.core.events import Envelope, Event, RepoCreated, RootRotated, decode_envelope, decode_event
 from trustlog.core.keys import PublicKey
-from trustlog.core.merkle import CompactRange, leaf_hash
+from trustlog.core.merkle import CompactRange, MemoryNodeStore, consistency_proof, leaf_hash, verify_consistency
 from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.verifier.cache import CryptoCache, cache_key
 
@@ -75,6 +75,8 @@ class VerifyReport:
     checkpoints_verified: int = 0
     signatures_verified: int = 0
     snapshots_verified: int = 0
+    witnessed_verified: int = 0
+    witnesses: list[dict[str, Any]] = field(default_factory=list)
     root: str = ""
     first: Finding | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -91,6 +93,7 @@ class VerifyReport:
             "log_key_source": self.log_key_source, "records": self.records, "segments": self.segments,
             "checkpoints": self.checkpoints, "checkpoints_verified": self.checkpoints_verified,
             "signatures_verified": self.signatures_verified, "snapshots_verified": self.snapshots_verified,
+            "witnessed_verified": self.witnessed_verified, "witnesses": self.witnesses,
             "root": self.root, "first_inconsistency": None if self.first is None else vars(self.first),
             "findings": [vars(f) for f in self.findings], "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
@@ -185,13 +188,21 @@ def verify_log(
     log_key: PublicKey | None = None,
     *,
     checkpoints: Sequence[SignedCheckpoint] = (),
+    witnessed: Sequence[tuple[str, SignedCheckpoint]] = (),
+    witnesses: Sequence[Any] = (),
     crypto: CryptoFn | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Audit the log in ``directory``; see the module docstring. ``log_key`` defaults
     to ``DIR/log.pub`` (then the report says so: an independent audit passes the key
     obtained out of band). ``checkpoints`` are extra signed checkpoints (e.g. kept by a
-    witness) checked like the stored ones."""
+    witness) checked like the stored ones. ``witnessed`` are ``(label, checkpoint)``
+    pairs read back from places off the host (``trustlog.ingest.witness``): each is
+    checked like a stored one and, in addition, an RFC 9162 consistency proof from its
+    size to the log's full tree, built from the re-read records, must verify against
+    its signed root and today's root. ``witnesses`` are places
+    (:func:`trustlog.ingest.witness.parse_spec`) to read such checkpoints from; one that
+    cannot be read, holds none of this log, or lacks a valid cosignature is a finding."""
     from .transparency import load_public_key
     from trustlog.verifier.batch import default_crypto
 
@@ -202,8 +213,9 @@ def verify_log(
         log_key = load_public_key(d / "log.pub")
         source = f"{d / 'log.pub'} (from the log directory itself; pass --log-key for an independent audit)"
     report = VerifyReport(str(d), log_key.keyid, source)
+    witnessed = list(witnessed) + _collect_witnessed(witnesses, log_key, report)
     try:
-        _verify(d, log_key, list(checkpoints), crypto or default_crypto(), report, progress)
+        _verify(d, log_key, list(checkpoints), witnessed, crypto or default_crypto(), report, progress)
     except _Stop as stop:
         report.findings.append(stop.args[0])
     if report.findings:
@@ -213,13 +225,48 @@ def verify_log(
     return report
 
 
-def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: CryptoFn, report: VerifyReport,
-            progress: Callable[[int], None] | None) -> None:
+def _collect_witnessed(places: Sequence[Any], key: PublicKey, report: VerifyReport) -> list[tuple[str, SignedCheckpoint]]:
+    from .witness import WitnessError, collect
+
+    out: list[tuple[str, SignedCheckpoint]] = []
+    for place in places:
+        try:
+            got = collect(place, key, origin_for(key))
+        except InputError:
+            raise
+        except (WitnessError, TrustlogError) as e:
+            report.findings.append(Finding("witness", f"{place.spec}: {e}"))
+            report.witnesses.append({"spec": place.spec, "checkpoints": 0, "error": str(e)})
+            continue
+        if not got:
+            report.findings.append(Finding("witness", f"{place.spec} holds no checkpoint of this log "
+                                           "(it was never published there, or the log is another one)"))
+        sizes = [w.signed for w in got]
+        report.witnesses.append({"spec": place.spec, "checkpoints": len(got),
+                                 "cosigned": [w.cosigned for w in got if w.cosigned is not None],
+                                 "largest": max((_size(s) for s in sizes), default=None)})
+        out += [(w.label, w.signed) for w in got]
+    return out
+
+
+def _size(signed: SignedCheckpoint) -> int | None:
+    from trustlog.core.checkpoint import decode_checkpoint
+
+    try:
+        return decode_checkpoint(signed.checkpoint).tree_size
+    except TrustlogError:
+        return None
+
+
+def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], witnessed: list[tuple[str, SignedCheckpoint]],
+            crypto: CryptoFn, report: VerifyReport, progress: Callable[[int], None] | None) -> None:
     if not (d / "log").is_dir():
         raise _Stop(Finding("segments", f"no log at {d / 'log'}"))
     # (1) checkpoints: every signature, before any record is read
     cps = _read_checkpoints(d / "merkle" / "checkpoints.log", report)
     cps += [(f"given checkpoint #{i}", s) for i, s in enumerate(extra)]
+    cps += [(f"witnessed checkpoint ({label})", s) for label, s in witnessed]
+    witnessed_cps: list[tuple[str, Checkpoint]] = []
     report.checkpoints = len(cps)
     by_size: dict[int, list[tuple[str, Checkpoint]]] = {}
     prev_size = -1
@@ -234,6 +281,8 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
                                     "checkpoints were reordered"))
             prev_size = cp.tree_size
         by_size.setdefault(cp.tree_size, []).append((name, cp))
+        if name.startswith("witnessed"):
+            witnessed_cps.append((name, cp))
         report.checkpoints_verified += 1
     if not cps:
         report.warnings.append("no signed checkpoint: the records cannot be tied to anything the log key signed")
@@ -257,6 +306,7 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
     state = TrustState()
     cache = CryptoCache()
     cr = CompactRange()
+    leaves: MemoryNodeStore | None = MemoryNodeStore() if witnessed_cps else None
     last_time = -1
     chunk: list[tuple[_Rec, LogRecord, Envelope, Event]] = []
 
@@ -302,6 +352,8 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
                     "merkle", "record is not the one the log's Merkle tree holds at this offset (its leaf hash "
                     "differs): it was altered, removed, inserted or moved", r.offset, r.segment, r.position))
             cr.append(leaf)
+            if leaves is not None:
+                leaves.append(leaf)
             report.records = r.offset + 1
             chunk.append((r, rec, env, ev))
             for name, cp in by_size.get(cr.size, ()):
@@ -343,12 +395,28 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
             for name, _cp in by_size[size]:
                 raise _Stop(Finding("checkpoint", f"{name} signed {size} records but the log holds {n}: "
                                     "records were removed from the end", offset=n))
+    if leaves is not None:
+        _check_witnessed(witnessed_cps, leaves, cr.root(), n, report)
     if n_stored > n and first_leaf_diff is None:
         report.findings.append(Finding("merkle", f"the stored tree holds {n_stored} leaves but the log {n} records",
                                        offset=n))
     for off, snap in snaps.items():
         report.findings.append(Finding("snapshot", f"{snap.path.name} is at offset {off}, past the log's end ({n})",
                                        offset=min(off, n)))
+
+
+def _check_witnessed(witnessed: list[tuple[str, Checkpoint]], leaves: MemoryNodeStore, root: bytes, n: int,
+                     report: VerifyReport) -> None:
+    """A consistency proof from every witnessed checkpoint to today's tree of ``n``
+    records (whose roots at the witnessed sizes were already compared on the way)."""
+    for name, cp in witnessed:
+        try:
+            proof = consistency_proof(cp.tree_size, n, leaves) if 0 < cp.tree_size < n else []
+            verify_consistency(cp.tree_size, n, cp.root_hash, root, proof)
+        except TrustlogError as e:
+            raise _Stop(Finding("witness", f"{name}: no consistency from its size {cp.tree_size} to today's "
+                                f"tree of {n} records: {e}", offset=min(cp.tree_size, n))) from e
+        report.witnessed_verified += 1
 
 
 def _check_snapshot(store: SnapshotStore, snap, state: TrustState, report: VerifyReport) -> None:

@@ -1,18 +1,27 @@
 """The log's own identity and its tamper evidence: the log key, the Merkle tree over the
 records, signed checkpoints.
 
-``DIR/log.key`` (Ed25519, PKCS#8 PEM, mode 0600) and ``DIR/log.pub`` are created on the
-first open of a log directory, with :class:`~trustlog.ingest.keystore.KeyStore`. The log
-key signs checkpoints and snapshots; give ``log.pub`` to auditors (``trustlog log
-verify --log-key``, ``trustlog proof verify``). The log's name in its checkpoints
-(``origin``) is ``trustlog/`` and the first 32 hex digits of the log key id.
+The log key (Ed25519) signs checkpoints and snapshots. By default it is ``DIR/log.key``
+(PKCS#8 PEM, mode 0600), created on the first open of a log directory with
+:class:`~trustlog.ingest.keystore.KeyStore`; ``DIR/log.pub`` is its public half. Anyone
+who can write the log directory can then also re-sign a rewritten history, so an
+operator should keep the key apart: ``TRUSTLOG_LOG_KEY=/elsewhere/NAME.key`` (a key made
+with ``trustlog key generate NAME --keys /elsewhere``, passphrase-protected as any key:
+``TRUSTLOG_LOG_PASSPHRASE``, ``TRUSTLOG_<NAME>_PASSPHRASE`` or ``TRUSTLOG_PASSPHRASE``).
+A log key that sits inside the log directory is warned about (one line, once). Give
+``log.pub`` to auditors (``trustlog log verify --log-key``, ``trustlog proof verify``).
+The log's name in its checkpoints (``origin``, also the note key name) is ``trustlog/``
+and the first 32 hex digits of the log key id.
 
 ``DIR/merkle/`` is a :class:`~trustlog.ingest.merkle_store.MerkleStore`: leaf ``i`` is
 the RFC 9162 leaf hash of the body of record ``i`` of ``DIR/log`` exactly as stored.
+Each newly signed checkpoint is also published to the places named in
+``TRUSTLOG_PUBLISH`` (see :mod:`trustlog.ingest.witness`).
 """
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -21,9 +30,9 @@ from typing import Any
 import msgspec
 
 from trustlog.core.checkpoint import (
-    Checkpoint, SignedCheckpoint, sign_checkpoint, verify_checkpoint,
+    Checkpoint, SignedCheckpoint, checkpoint_from_note, checkpoint_note, decode_checkpoint, is_legacy_body,
+    log_verifier_key, sign_checkpoint, verify_checkpoint,
 )
-from trustlog.core.encoding import decode_canonical
 from trustlog.core.errors import InputError, LogError, SignatureError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
 
@@ -31,28 +40,83 @@ from .keystore import KeyStore, PublicKeyFile
 from .merkle_store import MerkleStore
 
 LOG_KEY_NAME = "log"
+LOG_KEY_ENV = "TRUSTLOG_LOG_KEY"
+LOG_PASSPHRASE_ENV = "TRUSTLOG_LOG_PASSPHRASE"
+log = logging.getLogger("trustlog.log")
+_warned: set[str] = set()
 
 
 def origin_for(key: PublicKey) -> str:
     return "trustlog/" + key.keyid[:32]
 
 
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("trustlog: warning: %s", message)
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        path.resolve().relative_to(directory.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def load_or_create_log_key(directory: Path) -> SigningKey:
-    """The log's signing key, created (unencrypted, mode 0600) on first use. A
-    passphrase-protected one is opened with ``TRUSTLOG_LOG_PASSPHRASE``."""
+    """The log's signing key: the one named by ``TRUSTLOG_LOG_KEY`` (never created), else
+    ``DIR/log.key``, created (unencrypted, mode 0600) on first use. A log key inside the
+    log directory is warned about once."""
+    external = os.environ.get(LOG_KEY_ENV)
+    if external:
+        return _load_external_log_key(directory, Path(external))
     ks = KeyStore(directory)
     priv, pub = directory / f"{LOG_KEY_NAME}.key", directory / f"{LOG_KEY_NAME}.pub"
     if not priv.exists():
         if pub.exists():
             raise LogError(f"{pub} exists but {priv.name} is missing: the log cannot sign checkpoints. "
-                           "Restore log.key, or move log.pub away to start a new log identity.")
-        return _create_log_key(directory)
-    key = ks.load(LOG_KEY_NAME, prompt=False)
-    if not pub.exists():  # a crash between the two renames: the public half is derived data
-        _write_atomically(pub, msgspec.json.encode(
-            PublicKeyFile(LOG_KEY_NAME, key.keytype, key.keyid, key.public_key.public)) + b"\n", 0o644)
-    elif key.public_key != ks.public(str(pub)):
-        raise LogError(f"{priv} and {pub} do not belong together")
+                           f"Restore log.key, set {LOG_KEY_ENV} to where you keep it, or move log.pub away "
+                           "to start a new log identity.")
+        key = _create_log_key(directory)
+    else:
+        key = ks.load(LOG_KEY_NAME, os.environ.get(LOG_PASSPHRASE_ENV) or None, prompt=False)
+        if not pub.exists():  # a crash between the two renames: the public half is derived data
+            _write_public(pub, key)
+        elif key.public_key != ks.public(str(pub)):
+            raise LogError(f"{priv} and {pub} do not belong together")
+    _warn_once(str(priv.resolve()), f"the log key {priv} sits inside the log directory: whoever can rewrite "
+               f"the log can re-sign it; move it elsewhere and set {LOG_KEY_ENV} (docs/checkpoints.md)")
+    return key
+
+
+def _write_public(pub: Path, key: SigningKey) -> None:
+    _write_atomically(pub, msgspec.json.encode(
+        PublicKeyFile(LOG_KEY_NAME, key.keytype, key.keyid, key.public_key.public)) + b"\n", 0o644)
+
+
+def _load_external_log_key(directory: Path, path: Path) -> SigningKey:
+    """The log key kept outside the log directory (``TRUSTLOG_LOG_KEY``)."""
+    if path.suffix != ".key" or not path.is_file():
+        raise InputError(f"{LOG_KEY_ENV}={path}: no such key file (a NAME.key made by "
+                         "`trustlog key generate NAME --keys DIR`)")
+    key = KeyStore(path.parent).load(path.stem, os.environ.get(LOG_PASSPHRASE_ENV) or None, prompt=True)
+    if key.keytype != "ed25519":
+        raise InputError(f"{LOG_KEY_ENV}={path}: the log key must be Ed25519 (C2SP checkpoint notes), "
+                         f"not {key.keytype}")
+    pub = directory / f"{LOG_KEY_NAME}.pub"
+    if not pub.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_public(pub, key)
+    elif key.public_key != KeyStore(directory).public(str(pub)):
+        raise LogError(f"{LOG_KEY_ENV}={path} is not the key of this log ({pub} holds another): "
+                       "a log keeps one identity")
+    if _inside(path, directory):
+        _warn_once(str(path.resolve()), f"{LOG_KEY_ENV}={path} sits inside the log directory {directory}: "
+                   "keep the log key where the log host cannot rewrite it")
+    elif (directory / f"{LOG_KEY_NAME}.key").exists():
+        _warn_once(str(directory.resolve()), f"{directory / (LOG_KEY_NAME + '.key')} is a copy of the log key "
+                   f"inside the log directory although {LOG_KEY_ENV} is set: delete it")
     return key
 
 
@@ -174,7 +238,21 @@ class LogTree:
         cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0))
         signed = sign_checkpoint(cp, self.key)
         self.merkle.add_checkpoint(signed)
+        self.publish(signed)
         return signed
+
+    def publish(self, signed: SignedCheckpoint) -> list[str]:
+        """Hand a signed checkpoint to every place in ``TRUSTLOG_PUBLISH``. A place that
+        fails is warned about and returned, never raised: the checkpoint is durable
+        here, and the next one brings that place up to date (witnesses get a
+        consistency proof from the size they last saw)."""
+        from .witness import publish_everywhere
+
+        failures = publish_everywhere(signed, self)
+        for f in failures:
+            log.warning("trustlog: warning: checkpoint of size %s not published: %s",
+                        decode_checkpoint(signed.checkpoint).tree_size, f)
+        return failures
 
     def close(self, flush: bool = True) -> None:
         self.merkle.close(fsync=flush)
@@ -183,18 +261,37 @@ class LogTree:
 # -- JSON forms for files given to auditors --------------------------------------------
 
 
-def checkpoint_to_json(signed: SignedCheckpoint) -> dict[str, Any]:
-    """A signed checkpoint as JSON: the signed canonical bytes (base64) with a readable
-    copy of its fields. Verifiers decode ``checkpoint`` and ignore the copy."""
-    cp = decode_canonical(signed.checkpoint, Checkpoint)
-    return {
+def checkpoint_to_json(signed: SignedCheckpoint, public_key: PublicKey | None = None) -> dict[str, Any]:
+    """A signed checkpoint as JSON: the signed body bytes (base64) with a readable copy
+    of its fields and, given the log key, its C2SP signed note (``note``) and the note
+    verifier key (``vkey``). Verifiers check ``checkpoint`` and ignore the copy."""
+    cp = decode_checkpoint(signed.checkpoint)
+    out: dict[str, Any] = {
         "origin": cp.origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "log_time": cp.log_time,
         "keyid": signed.keyid, "sig": base64.b64encode(signed.sig).decode(),
         "checkpoint": base64.b64encode(signed.checkpoint).decode(),
+        "format": "legacy-msgpack" if is_legacy_body(signed.checkpoint) else "c2sp-signed-note",
     }
+    if cp.extensions:
+        out["extensions"] = list(cp.extensions)
+    if public_key is not None and not is_legacy_body(signed.checkpoint):
+        out["note"] = checkpoint_note(signed, public_key).decode()
+        out["vkey"] = log_verifier_key(cp.origin, public_key)
+    return out
 
 
-def checkpoint_from_json(data: bytes | str | dict[str, Any]) -> SignedCheckpoint:
+def checkpoint_from_json(data: bytes | str | dict[str, Any], key: PublicKey | None = None) -> SignedCheckpoint:
+    """A checkpoint file: the JSON of :func:`checkpoint_to_json`, or (given the log
+    key) a C2SP signed note as ``checkpoint latest --note`` writes it."""
+    if not isinstance(data, dict):
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if not raw.lstrip().startswith(b"{"):
+            if key is None:
+                raise InputError("a checkpoint note is read with the log key (give --log-key)")
+            try:
+                return checkpoint_from_note(raw, key)[0]
+            except TrustlogError as e:
+                raise InputError(f"not a checkpoint note of this log: {e}") from e
     try:
         obj = data if isinstance(data, dict) else msgspec.json.decode(data)
         return SignedCheckpoint(base64.b64decode(obj["checkpoint"], validate=True), str(obj["keyid"]),
@@ -203,9 +300,19 @@ def checkpoint_from_json(data: bytes | str | dict[str, Any]) -> SignedCheckpoint
         raise InputError(f"not a signed checkpoint file (trustlog checkpoint latest --json): {e}") from e
 
 
+def read_checkpoint_file(path: str | os.PathLike[str], key: PublicKey | None = None) -> SignedCheckpoint:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    try:
+        return checkpoint_from_json(p.read_bytes(), key)
+    except InputError as e:
+        raise InputError(f"{p}: {e}") from e
+
+
 def verify_checkpoint_json(data: bytes | str | dict[str, Any], key: PublicKey) -> Checkpoint:
-    """Check a checkpoint file's signature; raises :class:`SignatureError`."""
-    signed = checkpoint_from_json(data)
+    """Check a checkpoint file's signature (JSON or note); raises :class:`SignatureError`."""
+    signed = checkpoint_from_json(data, key)
     cp = verify_checkpoint(signed, key)
     if cp.origin != origin_for(key):
         raise SignatureError(f"checkpoint names log {cp.origin!r}, not {origin_for(key)!r}")
