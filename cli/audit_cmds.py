@@ -165,7 +165,7 @@ def cmd_checkpoint_create(args: argparse.Namespace, ui: UI) -> int:
         latest = tl.tree.latest()
     if latest is None:
         raise InputError(f"{args.log} is empty: nothing to checkpoint")
-    _emit(checkpoint_to_json(latest[0])) if args.json else ui.out.print(
+    _emit(checkpoint_to_json(latest[0], tl.tree.public_key)) if args.json else ui.out.print(
         f"checkpoint: size {latest[1].tree_size} root {latest[1].root_hash.hex()}")
     return 0
 

@@ -153,3 +153,48 @@ def test_go_sumdb_note_verifies_a_trustlog_checkpoint_and_inclusion_proof(
     (tmp_path / "bad.json").write_text(json.dumps(proof))
     r = go(tmp_path / "log.vkey", tmp_path / "cp.note", tmp_path / "bad.json")
     assert r.returncode == 1 and "inclusion proof" in r.stderr
+
+
+def test_a_log_with_legacy_messagepack_checkpoints_still_opens_verifies_and_proves(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Logs written before the note format: their checkpoints.log is rewritten here into
+    the old form; the log opens, appends note checkpoints after them, `log verify`
+    checks both kinds, and a proof verifies against an old checkpoint file."""
+    import crc32c
+
+    from logtools import REPO_B, TARGETS_B
+    from sim import DIGEST, FAR
+    from test_checkpoint import legacy
+    from trustlog.core.events import ImageSigned, sign_event
+    from trustlog.core.checkpoint import decode_checkpoint
+    from trustlog.core.encoding import canonical_bytes
+    from trustlog.ingest.logcheck import verify_log
+    from trustlog.ingest.merkle_store import _FRAME, CHECKPOINTS_FILE, CheckpointStore
+    from trustlog.ingest.transparency import checkpoint_to_json, load_or_create_log_key
+
+    d = tmp_path / "log"
+    _small_log(d).close()
+    key = load_or_create_log_key(d)
+    path = d / "merkle" / CHECKPOINTS_FILE
+    store = CheckpointStore.open(path)
+    old = [legacy(decode_checkpoint(s.checkpoint), key) for s in store]
+    store.close()
+    path.write_bytes(b"".join(_FRAME.pack(len(p), crc32c.crc32c(p)) + p for p in map(canonical_bytes, old)))
+    (tmp_path / "old.json").write_bytes(json.dumps(checkpoint_to_json(old[-1])).encode())
+    assert checkpoint_to_json(old[-1])["format"] == "legacy-msgpack"
+    with TrustLog(d, snapshot_every=None) as tl:
+        assert tl.tree.latest()[0] == old[-1]
+        size = tl.tree.latest()[1].tree_size
+        more = [sign_event(ImageSigned(REPO_B, v, 0, "targets", f"late-{v}", DIGEST, v, FAR), [TARGETS_B])
+                for v in (8, 9)]
+        tl.ingest_batch([(e.to_bytes(), None) for e in more])
+        tl.checkpoint()
+    r = verify_log(d)
+    assert r.ok and r.checkpoints_verified == len(old) + 1, r.to_dict()
+    assert cli(["proof", "inclusion", "2", "--size", str(size), "--log", str(d), "--json"]) == 0
+    (tmp_path / "inc.json").write_text(capsys.readouterr().out)
+    assert cli(["proof", "verify", str(tmp_path / "inc.json"), "--checkpoint", str(tmp_path / "old.json"),
+                "--log-key", str(d / "log.pub")]) == 0
+    capsys.readouterr()
+    assert cli(["checkpoint", "latest", "--note", "--log", str(d)]) == 0   # the new one is a note
+    assert capsys.readouterr().out.splitlines()[1] == str(size + 2)
