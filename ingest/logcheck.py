@@ -214,6 +214,9 @@ def verify_log(
         source = f"{d / 'log.pub'} (from the log directory itself; pass --log-key for an independent audit)"
     report = VerifyReport(str(d), log_key.keyid, source)
     witnessed = list(witnessed) + _collect_witnessed(witnesses, log_key, report)
+    if source != "given" and any(getattr(p, "kind", "") in ("file", "kafka") for p in witnesses):
+        report.warnings.append("the log key came from the log directory: a host that replaced it can publish "
+                               "a new identity to file: and kafka: places; pass --log-key for them to count")
     try:
         _verify(d, log_key, list(checkpoints), witnessed, crypto or default_crypto(), report, progress)
     except _Stop as stop:

@@ -23,6 +23,7 @@ from trustlog.cli.main import main as cli
 from trustlog.core.events import ImageSigned, KeyCompromised, sign_event
 from trustlog.ingest.logcheck import verify_log
 from trustlog.ingest.pipeline import TrustLog
+from trustlog.ingest.transparency import load_public_key
 from trustlog.ingest.witness import PUBLISH_ENV, parse_spec
 from trustlog.core.errors import InputError
 
@@ -84,8 +85,15 @@ def forged_snapshot(d: Path) -> None:
         assert tl.snapshot_used is not None
 
 
+def new_log_key(d: Path) -> None:
+    """A new log key (and log.pub) for the rewritten history."""
+    (d / "log.key").unlink()
+    (d / "log.pub").unlink()
+    drop_key_compromised(d)
+
+
 ATTACKS = {"drop KeyCompromised, re-sign": drop_key_compromised, "truncate log, tree, checkpoints": truncate,
-           "forged snapshot": forged_snapshot}
+           "forged snapshot": forged_snapshot, "new log key": new_log_key}
 
 
 @pytest.fixture
@@ -135,12 +143,14 @@ def test_rewrites_are_caught_by_the_witnesses(attack: str, tmp_path: Path, witne
     witness = f"{url},vkey={vkey}"
     monkeypatch.setenv(PUBLISH_ENV, f"file:{copies} {url}")
     _build(d)
+    shutil.copy(d / "log.pub", tmp_path / "out-of-band.pub")
     places = [parse_spec(f"file:{copies}"), parse_spec(witness)]
     clean = verify_log(d, witnesses=places)
     assert clean.ok, clean.to_dict()
     assert clean.witnessed_verified == len(list((copies).rglob("*.note"))) + 1 >= 4
     assert [w["checkpoints"] for w in clean.witnesses][1] == 1 and clean.witnesses[1]["cosigned"]
     assert CI.keyid in _compromised(d)
+    log_pub = load_public_key(d / "log.pub")   # what an auditor obtained out of band
 
     ATTACKS[attack](d)          # publishing stays on: the witness sees the re-signed checkpoints too
 
@@ -149,11 +159,18 @@ def test_rewrites_are_caught_by_the_witnesses(attack: str, tmp_path: Path, witne
     if attack != "truncate log, tree, checkpoints":
         assert CI.keyid not in _compromised(d)      # ...and the verdicts changed
     for place in places:
-        r = verify_log(d, witnesses=[place])
+        r = verify_log(d, log_pub, witnesses=[place])
         assert not r.ok, (place.spec, r.to_dict())
         assert r.first.check in ("checkpoint", "witness"), r.first
+    # the witness pins the log key itself: caught even with the log's own (replaced) log.pub
     assert cli(["log", "verify", "--log", str(d), "--witness", witness]) == 1
-    assert cli(["log", "verify", "--log", str(d), "--witness", f"file:{copies}"]) == 1
+    assert cli(["log", "verify", "--log", str(d), "--log-key", str(tmp_path / "out-of-band.pub"),
+                "--witness", f"file:{copies}"]) == 1
+    if attack == "new log key":
+        # a copy the host may append to takes the new identity's checkpoints too: only the
+        # out-of-band log key tells them apart, and log verify says so
+        r = verify_log(d, witnesses=[places[0]])
+        assert r.ok and any("--log-key" in w for w in r.warnings)
     # the witness never co-signed the rewritten history: it still holds the real head
     (latest,) = (wdir / "state").glob("*.note")
     assert latest.read_text().splitlines()[1] == str(len(_events()))
