@@ -230,10 +230,13 @@ def collect(place: Place, log_key: PublicKey, origin: str) -> list[Witnessed]:
     missing or wrong, :class:`InputError` for a note that is not this log's."""
     if place.kind == "file":
         d = Path(place.target) / _origin_dir(origin)
-        if not d.is_dir():
-            return []
-        return [_from_note(f"{place.spec} {p.name}", p.read_bytes(), log_key)
-                for p in sorted(d.glob("*.note"))]
+        try:
+            if not d.is_dir():
+                return []
+            return [_from_note(f"{place.spec} {p.name}", p.read_bytes(), log_key)
+                    for p in sorted(d.glob("*.note"))]
+        except OSError as e:
+            raise WitnessError(f"cannot read {d}: {e.strerror or e}") from e
     if place.kind == "kafka":
         return [_from_note(f"{place.spec} offset {off}", value, log_key)
                 for off, key, value in _read_topic(place) if key == origin.encode()]

@@ -198,3 +198,30 @@ def test_a_log_with_legacy_messagepack_checkpoints_still_opens_verifies_and_prov
     capsys.readouterr()
     assert cli(["checkpoint", "latest", "--note", "--log", str(d)]) == 0   # the new one is a note
     assert capsys.readouterr().out.splitlines()[1] == str(size + 2)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from trustlog.core.checkpoint import Checkpoint, checkpoint_body, parse_checkpoint_body  # noqa: E402
+from trustlog.core.errors import EncodingError  # noqa: E402
+
+_ext = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FFF), min_size=1, max_size=20).filter(
+    lambda s: s.split(" ")[0] != "trustlog-log-time")
+_cps = st.builds(Checkpoint, st.from_regex(r"[a-z0-9./_-]{1,30}", fullmatch=True), st.integers(0, 2**63),
+                 st.binary(min_size=32, max_size=32), st.integers(0, 2**63), st.tuples(_ext) | st.just(()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_cps, st.data())
+def test_checkpoint_bodies_have_exactly_one_byte_form(cp: Checkpoint, data: st.DataObject) -> None:
+    """Round trip, and no other bytes parse to a checkpoint unless they are its body:
+    a mutated body is refused or is the canonical body of what it parses to."""
+    body = checkpoint_body(cp)
+    assert parse_checkpoint_body(body) == cp
+    i = data.draw(st.integers(0, len(body) - 1))
+    mutated = body[:i] + bytes([data.draw(st.integers(0, 255))]) + body[i + 1:]
+    try:
+        got = parse_checkpoint_body(mutated)
+    except EncodingError:
+        return
+    assert checkpoint_body(got) == mutated
