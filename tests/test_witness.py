@@ -278,3 +278,20 @@ def test_kafka_topic_witness_catches_a_rewrite(tmp_path: Path, kafka_bootstrap: 
     r = verify_log(d, witnesses=[parse_spec(spec)])
     assert not r.ok and r.first.check == "checkpoint" and "kafka" in r.first.what
     assert cli(["log", "verify", "--log", str(d), "--witness", spec]) == 1
+
+
+def test_a_forged_snapshot_over_the_real_log_is_caught_without_a_witness(tmp_path: Path) -> None:
+    """The snapshot alone (signed with the log key, the real root, a state without the
+    compromise): an open starts from it, but `log verify` folds the log and compares."""
+    from trustlog.ingest.snapshots import SnapshotStore
+    from trustlog.ingest.transparency import load_or_create_log_key
+
+    d = tmp_path / "log"
+    _build(d)
+    with TrustLog(d, snapshot_every=None) as tl:
+        state, n, root, last = tl.state, tl.log.next_offset, tl.tree.merkle.root(), tl.clock.last
+        state.repos[REPO_A].compromised_keyids.clear()
+        SnapshotStore(d / "snapshots", load_or_create_log_key(d)).write(state, root=root, last_log_time=last)
+    assert CI.keyid not in _compromised(d)       # the verdicts changed on open
+    r = verify_log(d)
+    assert not r.ok and r.first.check == "snapshot" and "does not equal" in r.first.what and r.first.offset == n
