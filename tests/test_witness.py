@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from logtools import CI, REPO_A, REPO_B, TARGETS_A, TARGETS_B, history, read_frames, segment_path, write_frames
-from sim import DIGEST, FAR, key
+from sim import DIGEST, FAR
 from trustlog.cli.main import main as cli
 from trustlog.core.events import ImageSigned, KeyCompromised, sign_event
 from trustlog.ingest.logcheck import verify_log
@@ -180,7 +180,6 @@ def test_witness_checks_consistency_before_cosigning(tmp_path: Path, witness_pro
     """The witness protocol itself: 409 with its size for a wrong old size, 422 for a
     proof that does not verify, 403 for another key, and a cosignature otherwise."""
     import base64
-    import urllib.request
 
     from trustlog.core.checkpoint import checkpoint_note
     from trustlog.ingest.witness import WitnessError, _http, publish
@@ -220,8 +219,8 @@ def test_witness_checks_consistency_before_cosigning(tmp_path: Path, witness_pro
     r = verify_log(d, witnesses=[parse_spec(f"{url2},vkey={vkey2}")])
     assert not r.ok and "holds no checkpoint" in r.first.what   # nothing was ever published there
     with pytest.raises(WitnessError, match="cannot reach"):
-        publish(parse_spec("http://127.0.0.1:9"), second, TrustLog(d, snapshot_every=None).tree)
-    del urllib
+        with TrustLog(d, snapshot_every=None) as tl:
+            publish(parse_spec("http://127.0.0.1:9"), second, tl.tree)
 
 
 def test_publish_failure_is_a_warning_not_an_ingest_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
