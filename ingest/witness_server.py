@@ -165,11 +165,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/add-checkpoint":
             self._reply(404, b"POST /add-checkpoint\n")
             return
-        n = int(self.headers.get("Content-Length") or 0)
+        length = self.headers.get("Content-Length") or "0"
+        n = int(length) if length.isdigit() else 0
         if not 0 < n <= MAX_BODY:
             self._reply(400, f"a request body of 1..{MAX_BODY} bytes\n".encode())
             return
-        self._reply(*self.witness.add_checkpoint(self.rfile.read(n)))
+        try:
+            self._reply(*self.witness.add_checkpoint(self.rfile.read(n)))
+        except OSError as e:   # the state could not be persisted: nothing was co-signed
+            self._reply(500, f"witness state not written: {e.strerror or e}\n".encode())
 
     def do_GET(self) -> None:  # noqa: N802
         url = urllib.parse.urlsplit(self.path)
