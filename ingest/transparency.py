@@ -246,6 +246,8 @@ class LogTree:
         fails is warned about and returned, never raised: the checkpoint is durable
         here, and the next one brings that place up to date (witnesses get a
         consistency proof from the size they last saw)."""
+        if not os.environ.get("TRUSTLOG_PUBLISH", "").strip():
+            return []
         from .witness import publish_everywhere
 
         failures = publish_everywhere(signed, self)
