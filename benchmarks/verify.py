@@ -246,12 +246,21 @@ def peak_rss_mb() -> float:
 
 
 def versions() -> dict[str, str]:
-    import Cython
     from cryptography.hazmat.backends.openssl.backend import backend as ossl
     return {"python": platform.python_version(), "pynacl": nacl.__version__ + " (bundled libsodium)",
             "cryptography": cryptography.__version__ + f" ({ossl.openssl_version_text()})",
-            "_cverify libcrypto": _cverify.openssl_version(), "cython": Cython.__version__,
+            "_cverify libcrypto": _cverify.openssl_version(), "cython": _version_of("Cython"),
             "msgspec": msgspec.__version__, "cpu": _cpu_model()}
+
+
+def _version_of(dist: str) -> str:
+    """A distribution's version, or a note: a plain `pip install .` has no Cython at run time."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed (only needed to build)"
 
 
 def _cpu_model() -> str:

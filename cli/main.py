@@ -489,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_audit(sub, common)
     from .witness_cmds import register as register_witness
     register_witness(sub, common)
+    from .sweep_cmd import register as register_sweep
+    register_sweep(sub, common)
     return p
 
 
