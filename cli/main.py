@@ -61,6 +61,14 @@ def _open_log(args: argparse.Namespace, ui: UI | None = None):
     return log
 
 
+def _open_view(args: argparse.Namespace):
+    """A read-only view of the log (``DIR/log``, or the partition logs ``DIR/p*``):
+    from the newest snapshot, without the writer's lock, writing nothing."""
+    from trustlog.ingest.view import ViewSet
+
+    return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
+
+
 def load_pins(path: str):
     """A pin file: JSON ``{"registry.example.com/team/*": ["<root keyid>", ...], ...}``.
     Repositories matching a pattern must be created with root keys from its list;
@@ -276,11 +284,11 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
     ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
     counts: Counter[str] = Counter()
     t0 = time.perf_counter()
-    with _open_log(args, ui) as log:
-        if src is not None:
-            total = sum(1 for line in open(src, "rb") if line.strip())
-            reqs = list(_read_requests(src))  # parse everything first: bad input writes nothing
-        else:
+    if src is not None:
+        reqs = list(_read_requests(src))  # parse everything first: bad input is reported before the log is read
+        total = len(reqs)
+    with _open_view(args) as log:
+        if src is None:
             total = sum(len(r.tags) for r in log.state.repos.values())
             reqs = requests_for_state(log.state)
         verifier = BatchVerifier(log.state, ref_time=ref)
@@ -312,7 +320,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
-    with _open_log(args, ui) as log:
+    with _open_view(args) as log:
         repo = log.state.repos.get(args.repo)
         if repo is None:
             raise InputError(f"no repository {args.repo!r} in {args.log} ({len(log.state.repos)} repositories)")
