@@ -491,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0, help="multiply the registry size (default 1)")
     d.set_defaults(func=cmd_demo)
 
+    from .serve_cmds import register as register_serve
+    register_serve(sub, common)
     from .kafka_cmds import register as register_kafka
     register_kafka(sub, common)
     from .audit_cmds import register as register_audit
