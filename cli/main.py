@@ -61,12 +61,13 @@ def _open_log(args: argparse.Namespace, ui: UI | None = None):
     return log
 
 
-def _open_view(args: argparse.Namespace):
+def _open_view(args: argparse.Namespace, repos=None):
     """A read-only view of the log (``DIR/log``, or the partition logs ``DIR/p*``):
-    from the newest snapshot, without the writer's lock, writing nothing."""
+    from the newest snapshot, without the writer's lock, writing nothing; with
+    ``repos``, of those repositories only (see ``LogView``)."""
     from trustlog.ingest.view import ViewSet
 
-    return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
+    return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else (), repos=repos)
 
 
 def load_pins(path: str):
@@ -287,7 +288,8 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
     if src is not None:
         reqs = list(_read_requests(src))  # parse everything first: bad input is reported before the log is read
         total = len(reqs)
-    with _open_view(args) as log:
+    # Only the repositories asked about are loaded: one request on a big log is fast.
+    with _open_view(args, repos={r.repo for r in reqs} if src is not None else None) as log:
         if src is None:
             total = sum(len(r.tags) for r in log.state.repos.values())
             reqs = requests_for_state(log.state)
@@ -320,10 +322,10 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
-    with _open_view(args) as log:
+    with _open_view(args, repos=[args.repo]) as log:
         repo = log.state.repos.get(args.repo)
         if repo is None:
-            raise InputError(f"no repository {args.repo!r} in {args.log} ({len(log.state.repos)} repositories)")
+            raise InputError(f"no repository {args.repo!r} in {args.log} (at state version {log.state.version})")
         roles = roles_info(repo)
         info = {"repo": repo.name, "version": repo.version, "origin": repo.origin, "roles": roles,
                 "tags": len(repo.tags), "deleted_tags": len(repo.deleted_tags),

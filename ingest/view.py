@@ -38,21 +38,35 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import crc32c
+import msgspec
 
 from trustlog.core.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint
 from trustlog.core.errors import LogCorruptionError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import HASH_SIZE, TreeRangeError, consistency_proof, inclusion_proof, subtree_root
-from trustlog.core.state import Pin, RejectedEventError, TrustState
+from trustlog.core.state import Pin, RejectedEventError, RepoState, TrustState
 
 from .logindex import _HEADS_HEAD, _HEADS_MAGIC, HEADS_FILE, NAMES_FILE, POSTINGS_FILE, LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
-from .snapshots import SnapshotStore
+from .snapshots import SnapshotStore, pins_key
 from .transparency import LOG_KEY_NAME, load_public_key, origin_for
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
+
+
+class _RawBody(msgspec.Struct, frozen=True):
+    repos: list[msgspec.Raw]
+
+
+class _RepoName(msgspec.Struct, frozen=True):
+    name: str
+
+
+_raw_body = msgspec.msgpack.Decoder(_RawBody)
+_repo_name = msgspec.msgpack.Decoder(_RepoName)
+_repo_state = msgspec.msgpack.Decoder(RepoState)
 _READ = 8 * 1024 * 1024  # bytes read per pread while following
 
 
@@ -297,10 +311,18 @@ class LogView:
 
     ``state`` is the fold of records ``[0, state.version)``; :meth:`poll` folds what the
     writer appended since. Not thread-safe: poll and read from one thread.
+
+    ``repos``: keep only these repositories (a command that answers a few requests).
+    Repositories are independent in the fold (an event touches only its own), so their
+    state is exactly what the full fold gives; from the snapshot only they are decoded
+    (the body is still checked whole against its signed digest), and of the records
+    after it only theirs are decoded and folded. ``state.version`` is still the offset
+    of the whole log.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, pins: Iterable[Pin] = (),
-                 use_snapshot: bool = True, follow_limit: int | None = None) -> None:
+                 use_snapshot: bool = True, follow_limit: int | None = None,
+                 repos: Iterable[str] | None = None) -> None:
         self.dir = Path(directory)
         if not (self.dir / "log").is_dir():
             raise LogError(f"no log at {self.dir} (give --log DIR or set TRUSTLOG_LOG)")
@@ -310,10 +332,15 @@ class LogView:
         self.tree = ReadOnlyTree(self.dir / "merkle", self.public_key)
         self.snapshot_used: int | None = None
         self.snapshots_skipped: list[str] = []
+        self.only = None if repos is None else frozenset(repos)
+        self._needles = None if self.only is None else [r.encode() for r in self.only]
         state = TrustState(self.pins)
         if use_snapshot and self.public_key is not None:
             store = SnapshotStore(self.dir / "snapshots", self.public_key)
-            snap = store.best(self.tree.size, self.tree.root_at, self.pins)
+            if self.only is None:
+                snap = store.best(self.tree.size, self.tree.root_at, self.pins)
+            else:
+                snap = self._best_subset(store)
             self.snapshots_skipped = store.skipped
             if snap is not None:
                 state, header = snap
@@ -323,6 +350,36 @@ class LogView:
         self.tail = SegmentTail(self.dir / "log", state.version)
         self.last_log_time = -1
         self.poll(follow_limit)
+
+    def _best_subset(self, store: SnapshotStore):
+        """``SnapshotStore.best`` decoding only the repositories in ``self.only``."""
+        want = pins_key(self.pins)
+        for snap in reversed(store.list()):
+            h = snap.header
+            if h.offset > self.tree.size:
+                continue
+            if h.pins != want:
+                store.skipped.append(f"{snap.path.name}: made with other pins")
+                continue
+            try:
+                if self.tree.root_at(h.offset) != h.root:
+                    store.skipped.append(f"{snap.path.name}: its Merkle root does not match the log's")
+                    continue
+                body = store.check_body(snap)
+                st = TrustState(self.pins)
+                only, needles = self.only, self._needles
+                with gc_paused():
+                    for raw in _raw_body.decode(body).repos:
+                        b = bytes(raw)
+                        if any(n in b for n in needles):  # cheap: most repositories are not asked for
+                            name = _repo_name.decode(b).name
+                            if name in only:
+                                st.repos[name] = _repo_state.decode(b)
+                st.version = h.offset
+                return st, h
+            except (TrustlogError, msgspec.ValidationError, msgspec.DecodeError) as e:
+                store.skipped.append(f"{snap.path.name}: {e}")
+        return None
 
     @property
     def version(self) -> int:
@@ -337,16 +394,23 @@ class LogView:
             return 0
         apply = self._fold.apply
         offset = got[0][0]
+        only, needles = self.only, self._needles
         try:
             with gc_paused():
                 for offset, body in got:
+                    if needles is not None and not any(n in body for n in needles):
+                        continue
                     rec = _record_decoder.decode(body)
                     env = _envelope_decoder.decode(rec.envelope)
-                    apply(env, _event_decoder.decode(env.payload), rec.log_time, offset)
+                    ev = _event_decoder.decode(env.payload)
+                    if only is not None and ev.repo not in only:
+                        continue
+                    apply(env, ev, rec.log_time, offset)
                     self.last_log_time = rec.log_time
         except (ValueError, TrustlogError, RejectedEventError) as e:
             raise LogError(f"{self.dir}/log: record {offset} cannot be replayed ({e}); the log was altered — "
                            "run `trustlog log verify`") from e
+        self.state.version = self.tail.offset
         return len(got)
 
     @property
@@ -416,10 +480,11 @@ class ViewSet:
     never overlap). ``state.version`` is the number of records folded, over all logs."""
 
     def __init__(self, directory: str | os.PathLike[str], *, pins: Iterable[Pin] = (),
-                 use_snapshot: bool = True) -> None:
+                 use_snapshot: bool = True, repos: Iterable[str] | None = None) -> None:
         d = Path(directory)
         self.directory = d
         self._pins = tuple(pins)
+        self._repos = None if repos is None else frozenset(repos)
         self._use_snapshot = use_snapshot
         self.partitioned = not (d / "log").is_dir()
         dirs = self._partition_dirs() if self.partitioned else [d]
@@ -429,7 +494,7 @@ class ViewSet:
         self.views: list[LogView] = []
         try:
             for p in dirs:
-                self.views.append(LogView(p, pins=pins, use_snapshot=use_snapshot))
+                self.views.append(LogView(p, pins=pins, use_snapshot=use_snapshot, repos=self._repos))
         except BaseException:
             self.close()
             raise
@@ -468,7 +533,7 @@ class ViewSet:
             for p in self._partition_dirs():
                 if p not in known:
                     try:
-                        view = LogView(p, pins=self._pins, use_snapshot=self._use_snapshot)
+                        view = LogView(p, pins=self._pins, use_snapshot=self._use_snapshot, repos=self._repos)
                     except LogError:
                         continue  # still being created by its worker: try again next time
                     self.views.append(view)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from logtools import CI, REPO_A, TARGETS_A, history
+from logtools import CI, REPO_A, REPO_B, TARGETS_A, history
 from sim import DIGEST, FAR
 from trustlog.core.events import ImageSigned, KeyCompromised, envelope_to_json, sign_event
 from trustlog.core.errors import LogError
@@ -181,3 +181,23 @@ def test_no_log_is_a_clear_error(tmp_path):
     os.makedirs(tmp_path / "empty")
     with pytest.raises(LogError, match="no log at"):
         LogView(tmp_path / "empty")
+
+
+def test_a_view_of_some_repositories_equals_the_full_fold_for_them(tmp_path):
+    from trustlog.ingest.snapshots import encode_state as enc
+    from trustlog.core.state import TrustState
+
+    envs = history(30)
+    _make_log(tmp_path, envs[:40])
+    with TrustLog(tmp_path) as tl:
+        tl.snapshot()
+        tl.ingest_batch([(e.to_bytes(), None) for e in envs[40:]])  # records after the snapshot
+        full = tl.state
+        for wanted in ({REPO_A}, {REPO_B}, {REPO_A, REPO_B}, {"registry.example.com/team/none"}):
+            with LogView(tmp_path, repos=wanted) as v:
+                assert v.snapshot_used == 40
+                assert v.version == full.version
+                assert set(v.state.repos) == wanted & set(full.repos)
+                sub = TrustState()
+                sub.repos = {n: full.repos[n] for n in v.state.repos}
+                assert enc(v.state) == enc(sub)
