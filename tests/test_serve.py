@@ -133,6 +133,8 @@ def test_health_readiness_and_metrics(shared):
 
 def test_verdicts_have_the_jsonl_shape_and_digests_are_checked(shared):
     s, _ = shared
+    code, v = s.get("/v1/repositories/" + REPO_B.replace("/", "%2F") + "/tags/v0")  # slashes may be encoded
+    assert code == 200 and v["code"] == "VALID" and v["repo"] == REPO_B
     code, v = s.get(f"/v1/repositories/{REPO_B}/tags/v0?digest=sha256:{'cd' * 32}")
     assert code == 200 and v["code"] == "DIGEST_MISMATCH"
     code, b = s.post("/v1/verify", {"requests": [{"repo": REPO_B, "tag": "v0"}, {"repo": "nope/x", "tag": "t"},
