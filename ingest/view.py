@@ -50,6 +50,7 @@ from .logindex import _HEADS_HEAD, _HEADS_MAGIC, HEADS_FILE, NAMES_FILE, POSTING
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
+from .snapshot_index import SnapshotIndexError, load_repos
 from .snapshots import SnapshotStore, pins_key
 from .transparency import LOG_KEY_NAME, load_public_key, origin_for
 
@@ -75,6 +76,18 @@ def segment_bases(directory: Path) -> list[int]:
         return sorted(int(m.group(1)) for e in os.scandir(directory) if (m := _SEGMENT_RE.match(e.name)))
     except FileNotFoundError:
         return []
+
+
+def _find_all(data: bytes, needles: list[bytes]) -> list[int]:
+    """Sorted positions of every occurrence of any of ``needles`` in ``data``."""
+    hits: list[int] = []
+    for nd in needles:
+        i = data.find(nd)
+        while i >= 0:
+            hits.append(i)
+            i = data.find(nd, i + 1)
+    hits.sort()
+    return hits
 
 
 class SegmentTail:
@@ -133,13 +146,17 @@ class SegmentTail:
         nxt = self.offset
         return nxt if nxt != self._base and (self.directory / segment_name(nxt)).exists() else None
 
-    def poll(self, limit: int | None = None, *, bodies: bool = True) -> list[tuple[int, bytes]]:
-        """The complete records appended since the last call (at most ``limit``), as
+    def poll(self, limit: int | None = None, *, bodies: bool = True,
+             needles: list[bytes] | None = None) -> list[tuple[int, bytes]]:
+        """The complete records appended since the last call (at most ``limit`` read), as
         ``(offset, body)``; with ``bodies=False`` only counted (and an empty list of
-        placeholders returned per record)."""
+        placeholders returned per record). With ``needles``, only the records whose body
+        contains one of them are returned (every record is still read and CRC-checked,
+        so a damaged one cannot hide); ``self.offset`` says how far it read."""
         out: list = []
-        while limit is None or len(out) < limit:
-            n = self._read_frames(out, None if limit is None else limit - len(out), bodies)
+        start = self.offset
+        while limit is None or self.offset - start < limit:
+            n = self._read_frames(out, None if limit is None else limit - (self.offset - start), bodies, needles)
             if n:
                 continue
             nxt = self._base_after()
@@ -147,7 +164,7 @@ class SegmentTail:
                 break
             # The next segment exists, so this one is complete: read it to its end once
             # more (records written between our last read and the new file's creation).
-            if self._read_frames(out, None if limit is None else limit - len(out), bodies):
+            if self._read_frames(out, None if limit is None else limit - (self.offset - start), bodies, needles):
                 continue
             if os.fstat(self._fd).st_size != self._pos:
                 raise LogCorruptionError(self._name, self._pos, "a sealed segment ends in a partial record")
@@ -155,7 +172,7 @@ class SegmentTail:
             self._bases.append(nxt)
         return out
 
-    def _read_frames(self, out: list, limit: int | None, bodies: bool) -> int:
+    def _read_frames(self, out: list, limit: int | None, bodies: bool, needles: list[bytes] | None = None) -> int:
         size = os.fstat(self._fd).st_size
         if size < self._pos:
             raise LogError(f"{self.directory}/{self._name} shrank below byte {self._pos} while being followed: "
@@ -164,25 +181,35 @@ class SegmentTail:
             return 0
         data = os.pread(self._fd, min(size - self._pos, _READ), self._pos)
         at, n, end = 0, 0, len(data)
+        hits = _find_all(data, needles) if needles is not None else []
+        hi = 0
+        mv = memoryview(data)
+        crc = crc32c.crc32c
         while at + HEADER_SIZE <= end and (limit is None or n < limit):
-            length, crc = HEADER.unpack_from(data, at)
+            length, crc_want = HEADER.unpack_from(data, at)
             if length > self.max_record_bytes:
                 raise LogCorruptionError(self._name, self._pos + at, f"impossible record length {length}")
             stop = at + HEADER_SIZE + length
             if stop > end:
                 if at == 0 and HEADER_SIZE + length > _READ:  # one record bigger than a read
                     data = os.pread(self._fd, HEADER_SIZE + length, self._pos)
-                    end = len(data)
+                    end, mv = len(data), memoryview(data)
+                    hits = _find_all(data, needles) if needles is not None else []
                     if stop > end:
                         break
                 else:
                     break
-            body = data[at + HEADER_SIZE:stop]
-            if crc32c.crc32c(body, crc32c.crc32c(data[at:at + 4])) != crc:
+            if crc(mv[at + HEADER_SIZE:stop], crc(mv[at:at + 4])) != crc_want:
                 if self._pos + stop >= os.fstat(self._fd).st_size:
                     break  # the last frame of the file: a write still in progress
                 raise LogCorruptionError(self._name, self._pos + at, "CRC mismatch")
-            out.append((self.offset, body) if bodies else None)
+            if needles is None:
+                out.append((self.offset, data[at + HEADER_SIZE:stop]) if bodies else None)
+            else:
+                while hi < len(hits) and hits[hi] < at + HEADER_SIZE:
+                    hi += 1
+                if hi < len(hits) and hits[hi] < stop:
+                    out.append((self.offset, data[at + HEADER_SIZE:stop]))
             self.offset += 1
             n += 1
             at = stop
@@ -365,8 +392,16 @@ class LogView:
                 if self.tree.root_at(h.offset) != h.root:
                     store.skipped.append(f"{snap.path.name}: its Merkle root does not match the log's")
                     continue
-                body = store.check_body(snap)
                 st = TrustState(self.pins)
+                try:  # through the snapshot's index: only the chunks that hold them are read
+                    _, start = store._read_header(snap.path)
+                    st.repos = load_repos(snap.path, start, h.body_len, h.body_sha256, h.offset,
+                                          store.public_key, self.only)
+                    st.version = h.offset
+                    return st, h
+                except SnapshotIndexError as e:
+                    store.skipped.append(f"{snap.path.name}: index not used ({e})")
+                body = store.check_body(snap)
                 only, needles = self.only, self._needles
                 with gc_paused():
                     for raw in _raw_body.decode(body).repos:
@@ -389,9 +424,11 @@ class LogView:
         """Fold the records appended since the last call (at most ``limit``); returns
         how many. Raises :class:`LogError` if a record cannot be replayed: the view is
         then unusable (a reader must not answer from a state that stopped following)."""
-        got = self.tail.poll(limit)
+        before = self.tail.offset
+        got = self.tail.poll(limit, needles=self._needles)
         if not got:
-            return 0
+            self.state.version = self.tail.offset
+            return self.tail.offset - before
         apply = self._fold.apply
         offset = got[0][0]
         only, needles = self.only, self._needles
@@ -411,7 +448,7 @@ class LogView:
             raise LogError(f"{self.dir}/log: record {offset} cannot be replayed ({e}); the log was altered — "
                            "run `trustlog log verify`") from e
         self.state.version = self.tail.offset
-        return len(got)
+        return self.tail.offset - before
 
     @property
     def lag_bytes(self) -> int:

@@ -201,3 +201,25 @@ def test_a_view_of_some_repositories_equals_the_full_fold_for_them(tmp_path):
                 sub = TrustState()
                 sub.repos = {n: full.repos[n] for n in v.state.repos}
                 assert enc(v.state) == enc(sub)
+
+
+def test_the_snapshot_index_is_used_and_a_bad_one_falls_back_to_the_whole_body(tmp_path):
+    envs = history(20)
+    _make_log(tmp_path, envs)
+    with TrustLog(tmp_path) as tl:
+        snap = tl.snapshot()
+        full = encode_state(tl.state)
+    sidx = snap.with_suffix(".sidx")
+    assert sidx.is_file()
+    with LogView(tmp_path, repos={REPO_A, REPO_B}) as v:
+        assert v.snapshot_used == len(envs) and not v.snapshots_skipped
+        assert encode_state(v.state) == full
+    data = bytearray(sidx.read_bytes())
+    data[-3] ^= 0x01  # an entry altered: its digest no longer matches
+    sidx.write_bytes(bytes(data))
+    with LogView(tmp_path, repos={REPO_A, REPO_B}) as v:
+        assert any("index not used" in s for s in v.snapshots_skipped)
+        assert encode_state(v.state) == full
+    sidx.unlink()
+    with LogView(tmp_path, repos={REPO_A}) as v:
+        assert v.snapshot_used == len(envs) and REPO_A in v.state.repos
