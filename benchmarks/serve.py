@@ -178,6 +178,12 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def http_post(url: str, body: bytes) -> dict:
     import urllib.request
 
@@ -250,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         single_lua.write_text(f"local paths = {lua_list([f'/v1/repositories/{r}/tags/{t}' for r, t in picks])}\n"
                               "local n = #paths\nrequest = function()\n"
                               "  return wrk.format('GET', paths[math.random(n)])\nend\n")
+        c0 = cpu_seconds(srv.pid)
         single = run_wrk(wrk, url, single_lua, args.connections, args.duration, args.threads)
+        single_cpu = cpu_seconds(srv.pid) - c0
 
         bodies = []
         for _ in range(16):
@@ -260,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         batch_lua.write_text(f"local bodies = {lua_list(bodies)}\nlocal n = #bodies\n"
                              "wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
                              "request = function()\n  return wrk.format(nil, nil, nil, bodies[math.random(n)])\nend\n")
+        c0 = cpu_seconds(srv.pid)
         batched = run_wrk(wrk, url + "/v1/verify", batch_lua, args.connections, args.duration, args.threads)
+        batched_cpu = cpu_seconds(srv.pid) - c0
         rss = rss_bytes(srv.pid)
     finally:
         srv.send_signal(signal.SIGTERM)
@@ -280,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         "batched_per_s": round(batched["per_s"] * batch_n, 1),
         "batched_p50_ms": round(batched["p50_ms"], 3), "batched_p99_ms": round(batched["p99_ms"], 3),
         "batched_non_2xx": batched["non_2xx"],
+        # load-independent: what one CPU-second of the server process yields (the machine is shared)
+        "single_per_cpu_s": round(single["requests"] / max(single_cpu, 1e-9), 1),
+        "batched_per_cpu_s": round(batched["requests"] * batch_n / max(batched_cpu, 1e-9), 1),
+        "server_cpu_share": round((single_cpu + batched_cpu) / (2 * args.duration), 2),
+        "load_average": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "baseline_per_s": round(baseline_per_s, 1), "baseline_s": round(base_s, 3),
         "verify_one_s": round(sorted(one_s)[1], 3),
         "serve_start_s": round(start_s, 3), "warmup_s": round(warm_s, 3), "warm_verdicts": codes,
@@ -297,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p50 {res['batched_p50_ms']} ms, p99 {res['batched_p99_ms']} ms)")
     print(f"baseline    : {res['baseline_per_s']:>10,.0f} verdicts/s  (trustlog verify of {len(picks):,} requests "
           f"from a file: {res['baseline_s']} s; of one request: {res['verify_one_s']} s)")
+    print(f"server CPU  : {res['single_per_cpu_s']:,.0f} lookups and {res['batched_per_cpu_s']:,.0f} batched verdicts "
+          f"per CPU-second (it got {res['server_cpu_share']} of a core; load average {res['load_average']} "
+          f"on {res['cpus']} CPUs)")
     print(f"ratio       : single {res['single_vs_baseline']}x, batched {res['batched_vs_baseline']}x the baseline")
     print(f"server      : {res['server_rss_mb']} MB resident, {res['server_bytes_per_tag']} bytes per tag; "
           f"start {res['serve_start_s']} s, warm-up {res['warmup_s']} s")

@@ -161,22 +161,30 @@ def load_repos(snapshot_path: Path, body_start: int, body_len: int, body_sha256:
     if h.chunk_bytes <= 0 or len(h.chunks) != -(-h.body_len // h.chunk_bytes):
         raise SnapshotIndexError(f"{path.name}: chunk table does not cover the body")
     want = set(names)
-    ranges = [(name, s, e) for name, s, e in _entries.decode(blob) if name in want]
+    ranges = sorted((s, e, name) for name, s, e in _entries.decode(blob) if name in want)
     out: dict[str, RepoState] = {}
     cb = h.chunk_bytes
+    verified: dict[int, bytes] = {}  # chunk index -> its checked bytes (ranges are visited in order)
     with open(snapshot_path, "rb") as f:
-        for name, s, e in ranges:
+        for s, e, name in ranges:
             if not 0 <= s < e <= h.body_len:
                 raise SnapshotIndexError(f"{path.name}: range of {name!r} is outside the body")
             c0, c1 = s // cb, (e - 1) // cb
-            f.seek(body_start + c0 * cb)
-            data = f.read(min(h.body_len, (c1 + 1) * cb) - c0 * cb)
-            mv = memoryview(data)
+            for c in [c for c in verified if c < c0]:
+                del verified[c]
+            parts = []
             for c in range(c0, c1 + 1):
-                if hashlib.sha256(mv[(c - c0) * cb:(c - c0 + 1) * cb]).digest() != h.chunks[c]:
-                    raise SnapshotIndexError(f"{snapshot_path.name}: chunk {c} does not match its digest")
+                chunk = verified.get(c)
+                if chunk is None:
+                    f.seek(body_start + c * cb)
+                    chunk = f.read(min(cb, h.body_len - c * cb))
+                    if hashlib.sha256(chunk).digest() != h.chunks[c]:
+                        raise SnapshotIndexError(f"{snapshot_path.name}: chunk {c} does not match its digest")
+                    verified[c] = chunk
+                parts.append(chunk)
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
             try:
-                repo = _repo_state.decode(mv[s - c0 * cb:e - c0 * cb])
+                repo = _repo_state.decode(memoryview(data)[s - c0 * cb:e - c0 * cb])
             except (msgspec.ValidationError, msgspec.DecodeError) as err:
                 raise SnapshotIndexError(f"{path.name}: {name!r} does not decode: {err}") from err
             if repo.name != name:

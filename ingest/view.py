@@ -360,7 +360,9 @@ class LogView:
         self.snapshot_used: int | None = None
         self.snapshots_skipped: list[str] = []
         self.only = None if repos is None else frozenset(repos)
-        self._needles = None if self.only is None else [r.encode() for r in self.only]
+        # A byte search per wanted name pays off for a few names; for many, decoding
+        # each record and looking its repository up in the set is cheaper.
+        self._needles = None if self.only is None or len(self.only) > 64 else [r.encode() for r in self.only]
         state = TrustState(self.pins)
         if use_snapshot and self.public_key is not None:
             store = SnapshotStore(self.dir / "snapshots", self.public_key)
@@ -406,7 +408,7 @@ class LogView:
                 with gc_paused():
                     for raw in _raw_body.decode(body).repos:
                         b = bytes(raw)
-                        if any(n in b for n in needles):  # cheap: most repositories are not asked for
+                        if needles is None or any(n in b for n in needles):  # most are not asked for
                             name = _repo_name.decode(b).name
                             if name in only:
                                 st.repos[name] = _repo_state.decode(b)
