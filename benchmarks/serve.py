@@ -225,10 +225,15 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([*CLI, "verify", str(one), "--log", str(d), "-o", str(work / "one.out"), "--json"],
                        check=True, capture_output=True)
         one_s.append(time.perf_counter() - t0)
+    import resource
+
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([*CLI, "verify", str(reqs), "--log", str(d), "-o", str(work / "base.out"), "--json"],
                    check=True, capture_output=True)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     base_s = time.perf_counter() - t0
+    base_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     baseline_per_s = len(picks) / base_s
 
     # -- the server -------------------------------------------------------------------------
@@ -295,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "batched_per_cpu_s": round(batched["requests"] * batch_n / max(batched_cpu, 1e-9), 1),
         "server_cpu_share": round((single_cpu + batched_cpu) / (2 * args.duration), 2),
         "load_average": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
-        "baseline_per_s": round(baseline_per_s, 1), "baseline_s": round(base_s, 3),
+        "baseline_per_s": round(baseline_per_s, 1), "baseline_per_cpu_s": round(len(picks) / max(base_cpu, 1e-9), 1), "baseline_s": round(base_s, 3),
         "verify_one_s": round(sorted(one_s)[1], 3),
         "serve_start_s": round(start_s, 3), "warmup_s": round(warm_s, 3), "warm_verdicts": codes,
         "server_rss_mb": round(rss / 2**20, 1), "server_bytes_per_tag": round(rss / max(tags, 1), 1),
@@ -313,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline    : {res['baseline_per_s']:>10,.0f} verdicts/s  (trustlog verify of {len(picks):,} requests "
           f"from a file: {res['baseline_s']} s; of one request: {res['verify_one_s']} s)")
     print(f"server CPU  : {res['single_per_cpu_s']:,.0f} lookups and {res['batched_per_cpu_s']:,.0f} batched verdicts "
-          f"per CPU-second (it got {res['server_cpu_share']} of a core; load average {res['load_average']} "
+          f"per CPU-second; baseline {res['baseline_per_cpu_s']:,.0f} (the server got {res['server_cpu_share']} of a core; load average {res['load_average']} "
           f"on {res['cpus']} CPUs)")
     print(f"ratio       : single {res['single_vs_baseline']}x, batched {res['batched_vs_baseline']}x the baseline")
     print(f"server      : {res['server_rss_mb']} MB resident, {res['server_bytes_per_tag']} bytes per tag; "

@@ -397,8 +397,9 @@ class LogView:
                 st = TrustState(self.pins)
                 try:  # through the snapshot's index: only the chunks that hold them are read
                     _, start = store._read_header(snap.path)
-                    st.repos = load_repos(snap.path, start, h.body_len, h.body_sha256, h.offset,
-                                          store.public_key, self.only)
+                    with gc_paused():
+                        st.repos = load_repos(snap.path, start, h.body_len, h.body_sha256, h.offset,
+                                              store.public_key, self.only)
                     st.version = h.offset
                     return st, h
                 except SnapshotIndexError as e:
