@@ -8,6 +8,8 @@ file, and can be opened while an ingest process (the single writer) appends:
 1. the newest snapshot whose header is signed by the log key (``DIR/log.pub``), whose
    body matches its digest, whose pins are the view's and whose Merkle root equals the
    root of the tree on disk at its offset is loaded (``SnapshotStore.best``, read-only);
+   a view of a few repositories (``repos=``) reads only theirs, through the snapshot's
+   signed index (``snapshot_index``);
 2. :class:`SegmentTail` reads the segments from the snapshot's offset on, frame by frame,
    each CRC checked, and the records are folded with :class:`~.replay.TrustedFold`
    (the rules without re-verifying signatures: the writer verified every record before
@@ -434,12 +436,10 @@ class LogView:
             return self.tail.offset - before
         apply = self._fold.apply
         offset = got[0][0]
-        only, needles = self.only, self._needles
+        only = self.only
         try:
             with gc_paused():
-                for offset, body in got:
-                    if needles is not None and not any(n in body for n in needles):
-                        continue
+                for offset, body in got:  # with needles, only records that name a wanted repository
                     rec = _record_decoder.decode(body)
                     env = _envelope_decoder.decode(rec.envelope)
                     ev = _event_decoder.decode(env.payload)

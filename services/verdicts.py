@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trustlog.core.errors import TrustlogError
 from trustlog.core.evaluate import Request, Verdict
@@ -32,7 +32,6 @@ class FollowStatus:
     last_follow: float = 0.0         # time.monotonic() of the last follow
     lag_bytes: int = 0               # bytes on disk not yet folded, at the last follow
     folded: int = 0                  # records folded since start
-    history: list[float] = field(default_factory=list)
 
 
 class VerdictService:
