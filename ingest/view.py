@@ -11,9 +11,12 @@ file, and can be opened while an ingest process (the single writer) appends:
    a view of a few repositories (``repos=``) reads only theirs, through the snapshot's
    signed index (``snapshot_index``);
 2. :class:`SegmentTail` reads the segments from the snapshot's offset on, frame by frame,
-   each CRC checked, and the records are folded with :class:`~.replay.TrustedFold`
-   (the rules without re-verifying signatures: the writer verified every record before
-   appending it; ``trustlog log verify`` re-checks everything from scratch);
+   each CRC checked, and folds the records: ``ImageSigned`` (the bulk) with
+   :class:`~.replay.TrustedFold` (the rules without the crypto: the verifier checks every
+   tag signature when it answers, so a forged one is a BAD_SIGNATURE verdict), every
+   other event — the ones that grant, rotate or revoke authority — with its signatures
+   verified, so a record slipped into the files cannot hand out trust;
+   ``trustlog log verify`` re-checks everything from scratch;
 3. :meth:`LogView.poll` reads what the writer appended since, so a long-running reader
    (the HTTP server, ``verify-kafka``) follows the log.
 
@@ -46,7 +49,8 @@ from trustlog.core.checkpoint import Checkpoint, SignedCheckpoint, verify_checkp
 from trustlog.core.errors import LogCorruptionError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import HASH_SIZE, TreeRangeError, consistency_proof, inclusion_proof, subtree_root
-from trustlog.core.state import Pin, RejectedEventError, RepoState, TrustState
+from trustlog.core.events import ImageSigned
+from trustlog.core.state import Pin, RejectedEventError, RepoState, TrustState, default_sigcheck
 
 from .logindex import _HEADS_HEAD, _HEADS_MAGIC, HEADS_FILE, NAMES_FILE, POSTINGS_FILE, LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
@@ -436,7 +440,7 @@ class LogView:
             return self.tail.offset - before
         apply = self._fold.apply
         offset = got[0][0]
-        only = self.only
+        only, state = self.only, self.state
         try:
             with gc_paused():
                 for offset, body in got:  # with needles, only records that name a wanted repository
@@ -445,7 +449,10 @@ class LogView:
                     ev = _event_decoder.decode(env.payload)
                     if only is not None and ev.repo not in only:
                         continue
-                    apply(env, ev, rec.log_time, offset)
+                    if type(ev) is ImageSigned:
+                        apply(env, ev, rec.log_time, offset)
+                    else:  # authority changes are re-verified: a reader never trusts a forged grant
+                        state.apply(env, log_time=rec.log_time, offset=offset, sigcheck=default_sigcheck, event=ev)
                     self.last_log_time = rec.log_time
         except (ValueError, TrustlogError, RejectedEventError) as e:
             raise LogError(f"{self.dir}/log: record {offset} cannot be replayed ({e}); the log was altered — "

@@ -223,3 +223,24 @@ def test_the_snapshot_index_is_used_and_a_bad_one_falls_back_to_the_whole_body(t
     sidx.unlink()
     with LogView(tmp_path, repos={REPO_A}) as v:
         assert v.snapshot_used == len(envs) and REPO_A in v.state.repos
+
+
+def test_a_forged_grant_in_the_files_is_refused_not_followed(tmp_path):
+    """A record written straight into a segment (valid CRC, bad signature) that grants
+    authority stops the view instead of handing out trust."""
+    from logtools import decode_body, reencode, read_frames, segment_path, write_frames
+    from trustlog.core.events import Envelope, RoleKeysSet, Signature
+    from sim import key
+
+    _make_log(tmp_path, history(2))
+    seg = segment_path(tmp_path)
+    frames = read_frames(seg)
+    rec, env, ev = decode_body(frames[-1][1])
+    with TrustLog(tmp_path) as tl:
+        version = tl.state.repos[REPO_A].version + 1
+    evil = key("evil")
+    forged = sign_event(RoleKeysSet(REPO_A, version, 0, "targets/evil", [evil.public_key], 1, FAR, ["*"]), [evil])
+    forged = Envelope(forged.payload, [Signature(TARGETS_A.keyid, forged.signatures[0].sig)])
+    write_frames(seg, [b for _, b in frames] + [reencode(rec, forged)])
+    with pytest.raises(LogError, match="cannot be replayed"):
+        LogView(tmp_path)
