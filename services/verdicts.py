@@ -64,7 +64,9 @@ class VerdictService:
             return 0
         self.status.folded += n
         self.status.lag_bytes = lag
-        self.status.caught_up = n < self.follow_batch and lag == 0
+        # Caught up: this follow read every complete record that was on disk (bytes of a
+        # write still in progress may remain, and show in lag_bytes).
+        self.status.caught_up = n < self.follow_batch
         self.status.last_follow = time.monotonic()
         return n
 
