@@ -157,7 +157,10 @@ class SnapshotStore:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         from .snapshot_index import write_index  # lets readers load a few repositories (view.py)
-        write_index(path, body, state.version, self._signer)
+        try:
+            write_index(path, body, state.version, self._signer)
+        except OSError:  # derived data: without it readers load the whole body
+            path.with_suffix(".sidx").unlink(missing_ok=True)
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
