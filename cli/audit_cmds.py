@@ -65,6 +65,19 @@ def _open(args: argparse.Namespace):
     return TrustLog(_need_log(args))
 
 
+def _view(args: argparse.Namespace):
+    """A read-only view for commands that only read (no writer lock, nothing written)."""
+    from trustlog.ingest.view import LogView
+
+    return LogView(_need_log(args))
+
+
+def _tree(args: argparse.Namespace):
+    from trustlog.ingest.view import open_tree
+
+    return open_tree(_need_log(args))
+
+
 def _read_json(path: str) -> Any:
     p = Path(path)
     if not p.is_file():
@@ -94,14 +107,17 @@ def cmd_checkpoint_latest(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.core.checkpoint import checkpoint_note
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    with _open(args) as tl:
-        latest = tl.tree.latest()
-        if latest is None:
-            raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
-        if args.note:
-            sys.stdout.write(checkpoint_note(latest[0], tl.tree.public_key).decode())
-        else:
-            _emit(checkpoint_to_json(latest[0], tl.tree.public_key))
+    tree = _tree(args)
+    try:
+        latest = tree.latest()
+    finally:
+        tree.close()
+    if latest is None:
+        raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
+    if args.note:
+        sys.stdout.write(checkpoint_note(latest[0], tree.public_key).decode())
+    else:
+        _emit(checkpoint_to_json(latest[0], tree.public_key))
     return 0
 
 
@@ -147,8 +163,11 @@ def cmd_checkpoint_publish(args: argparse.Namespace, ui: UI) -> int:
 def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    with _open(args) as tl:
-        rows = [checkpoint_to_json(s) for s in tl.tree.merkle.checkpoints]
+    tree = _tree(args)
+    try:
+        rows = [checkpoint_to_json(s) for s in tree.checkpoints()]
+    finally:
+        tree.close()
     if args.json:
         _emit(rows)
     else:
@@ -176,21 +195,24 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.core.merkle import leaf_hash, verify_inclusion
     from trustlog.core.events import decode_envelope
     from trustlog.ingest.records import decode_record
+    from trustlog.ingest.view import read_record
 
-    with _open(args) as tl:
-        merkle = tl.tree.merkle
-        latest = tl.tree.latest()
+    merkle = _tree(args)
+    try:
+        latest = merkle.latest()
         size = args.size if args.size is not None else (latest[1].tree_size if latest else merkle.size)
         if not 0 <= args.offset < size <= merkle.size:
             raise InputError(f"offset {args.offset} is not in a tree of {size} leaves (the log holds {merkle.size})")
-        body = tl.log.read(args.offset)
+        body = read_record(_need_log(args), args.offset)
         proof = merkle.inclusion_proof(args.offset, size)
         root = merkle.root_at(size)
         verify_inclusion(leaf_hash(body), args.offset, size, proof, root)
         env = decode_envelope(decode_record(body).envelope, max_bytes=1 << 30)
-        out = {"type": "inclusion", "origin": tl.tree.origin, "leaf_index": args.offset, "tree_size": size,
+        out = {"type": "inclusion", "origin": merkle.origin, "leaf_index": args.offset, "tree_size": size,
                "leaf_hash": _hex(leaf_hash(body)), "root_hash": _hex(root), "event_id": env.event_id,
                "record": base64.b64encode(body).decode(), "proof": [_hex(p) for p in proof]}
+    finally:
+        merkle.close()
     if args.json:
         _emit(out)
     else:
@@ -202,16 +224,18 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
-        merkle = tl.tree.merkle
-        latest = tl.tree.latest()
+    merkle = _tree(args)
+    try:
+        latest = merkle.latest()
         new = args.new if args.new is not None else (latest[1].tree_size if latest else merkle.size)
         if not 0 <= args.old <= new <= merkle.size:
             raise InputError(f"need 0 <= OLD ({args.old}) <= NEW ({new}) <= {merkle.size}")
         proof = merkle.consistency_proof(args.old, new)
-        out = {"type": "consistency", "origin": tl.tree.origin, "old_size": args.old, "new_size": new,
+        out = {"type": "consistency", "origin": merkle.origin, "old_size": args.old, "new_size": new,
                "old_root": _hex(merkle.root_at(args.old)), "new_root": _hex(merkle.root_at(new)),
                "proof": [_hex(p) for p in proof]}
+    finally:
+        merkle.close()
     if args.json:
         _emit(out)
     else:
@@ -340,11 +364,15 @@ def cmd_snapshot_create(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_snapshot_list(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
-        snaps = tl.snapshots.list()
-        rows = [{"offset": s.header.offset, "root": s.header.root.hex(), "repos": s.header.repos,
-                 "bytes": s.header.body_len, "auto": s.header.auto, "path": str(s.path)} for s in snaps]
-        skipped = list(tl.snapshots.skipped)
+    from trustlog.ingest.snapshots import SnapshotStore
+    from trustlog.ingest.transparency import load_public_key
+
+    d = _need_log(args)
+    store = SnapshotStore(d / "snapshots", load_public_key(d / "log.pub"))
+    snaps = store.list()
+    rows = [{"offset": s.header.offset, "root": s.header.root.hex(), "repos": s.header.repos,
+             "bytes": s.header.body_len, "auto": s.header.auto, "path": str(s.path)} for s in snaps]
+    skipped = list(store.skipped)
     if args.json:
         _emit({"snapshots": rows, "skipped": skipped})
     else:
@@ -361,7 +389,7 @@ def _state_at(tl, at: str):
 
 
 def cmd_state(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
+    with _view(args) as tl:
         st = _state_at(tl, args.at)
         repo = st.repos.get(args.repo)
         if repo is None:
@@ -387,7 +415,7 @@ def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
 
     ref = int(time.time()) if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
     counts: Counter[str] = Counter()
-    with _open(args) as tl:
+    with _view(args) as tl:
         st = _state_at(tl, args.at)
         if args.requests:
             src = Path(args.requests)
@@ -403,7 +431,7 @@ def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
         out = open(args.out, "wb") if args.out else sys.stdout.buffer
         enc = msgspec.json.Encoder()
         try:
-            for v in BatchVerifier(st, ref_time=ref, crypto=tl.crypto, cache=tl.cache).verify(reqs):
+            for v in BatchVerifier(st, ref_time=ref).verify(reqs):
                 counts[v.code] += 1
                 if args.out or not args.json:
                     out.write(enc.encode(v) + b"\n")
@@ -438,8 +466,10 @@ def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
     keyid = _resolve_key(args)
     since = parse_time(args.since) if args.since else None
     ref = None if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
-    with _open(args) as tl:
-        report = audit_key(tl, keyid, since, ref_time=ref)
+    from trustlog.ingest.view import audit_source
+
+    with _view(args) as view:
+        report = audit_key(audit_source(view), keyid, since, ref_time=ref)
     if args.html:
         from .audit_html import render_html
 

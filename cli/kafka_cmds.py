@@ -292,14 +292,17 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
 
     from trustlog.core.evaluate import Request, Verdict
     from trustlog.core.reasons import Code
-    from trustlog.ingest.kafka_worker import open_partition_logs
+    from trustlog.ingest.view import ViewSet
     from trustlog.verifier.batch import BatchVerifier
 
     from .times import parse_time as _parse_time
 
     ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
     t0 = time.perf_counter()
-    state = open_partition_logs(args.log)
+    # A read-only view that follows the ingest workers' logs: no writer lock, and what
+    # they append after we started is folded in before each batch of requests.
+    views = ViewSet(args.log)
+    state = views.state
     ui.info(f"state from {args.log}: {len(state.repos)} repositories, {state.version} records "
             f"({time.perf_counter() - t0:.1f} s)")
     verifier = BatchVerifier(state, ref_time=ref)
@@ -323,6 +326,10 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     try:
         while not stop[0]:
             polled = consumer.poll(timeout_ms=500)
+            while views.poll(100_000):
+                pass
+            if args.ref_time is None:
+                verifier.ref_time = int(time.time())
             if not polled:
                 if args.idle_exit is not None and time.monotonic() - last >= args.idle_exit:
                     break
@@ -356,6 +363,7 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
             signal.signal(s, h)
         consumer.close(autocommit=False)
         producer.close(timeout=10)
+        views.close()
     summary = {"requests": n, "verdicts": dict(counts.most_common()), "state_version": state.version,
                "reference_time": ref, "seconds": round(time.perf_counter() - t0, 3)}
     if args.json:
@@ -402,8 +410,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     vk = sub.add_parser(
         "verify-kafka", parents=[common], help="answer verification requests from a topic into a results topic",
-        description="Fold every partition log under --log (p0/, p1/, ...; stop their ingest workers first: "
-                    "folding takes each log's writer lock), then read requests {repo, tag[, digest]} "
+        description="Follow every partition log under --log (p0/, p1/, ...) read-only, beside their ingest "
+                    "workers (no lock is taken; events they append are folded in before each batch), and "
+                    "read requests {repo, tag[, digest]} "
                     "(JSON) from --kafka-requests and write verdict JSON to --kafka-results, keyed by the "
                     "requested digest (or repo:tag). Request offsets are committed after the results are "
                     "acknowledged (at least once).")

@@ -61,6 +61,15 @@ def _open_log(args: argparse.Namespace, ui: UI | None = None):
     return log
 
 
+def _open_view(args: argparse.Namespace, repos=None):
+    """A read-only view of the log (``DIR/log``, or the partition logs ``DIR/p*``):
+    from the newest snapshot, without the writer's lock, writing nothing; with
+    ``repos``, of those repositories only (see ``LogView``)."""
+    from trustlog.ingest.view import ViewSet
+
+    return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else (), repos=repos)
+
+
 def load_pins(path: str):
     """A pin file: JSON ``{"registry.example.com/team/*": ["<root keyid>", ...], ...}``.
     Repositories matching a pattern must be created with root keys from its list;
@@ -276,11 +285,12 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
     ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
     counts: Counter[str] = Counter()
     t0 = time.perf_counter()
-    with _open_log(args, ui) as log:
-        if src is not None:
-            total = sum(1 for line in open(src, "rb") if line.strip())
-            reqs = list(_read_requests(src))  # parse everything first: bad input writes nothing
-        else:
+    if src is not None:
+        reqs = list(_read_requests(src))  # parse everything first: bad input is reported before the log is read
+        total = len(reqs)
+    # Only the repositories asked about are loaded: one request on a big log is fast.
+    with _open_view(args, repos={r.repo for r in reqs} if src is not None else None) as log:
+        if src is None:
             total = sum(len(r.tags) for r in log.state.repos.values())
             reqs = requests_for_state(log.state)
         verifier = BatchVerifier(log.state, ref_time=ref)
@@ -312,10 +322,10 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
-    with _open_log(args, ui) as log:
+    with _open_view(args, repos=[args.repo]) as log:
         repo = log.state.repos.get(args.repo)
         if repo is None:
-            raise InputError(f"no repository {args.repo!r} in {args.log} ({len(log.state.repos)} repositories)")
+            raise InputError(f"no repository {args.repo!r} in {args.log} (at state version {log.state.version})")
         roles = roles_info(repo)
         info = {"repo": repo.name, "version": repo.version, "origin": repo.origin, "roles": roles,
                 "tags": len(repo.tags), "deleted_tags": len(repo.deleted_tags),
@@ -483,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0, help="multiply the registry size (default 1)")
     d.set_defaults(func=cmd_demo)
 
+    from .serve_cmds import register as register_serve
+    register_serve(sub, common)
     from .kafka_cmds import register as register_kafka
     register_kafka(sub, common)
     from .audit_cmds import register as register_audit

@@ -156,6 +156,11 @@ class SnapshotStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        from .snapshot_index import write_index  # lets readers load a few repositories (view.py)
+        try:
+            write_index(path, body, state.version, self._signer)
+        except OSError:  # derived data: without it readers load the whole body
+            path.with_suffix(".sidx").unlink(missing_ok=True)
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
@@ -168,6 +173,7 @@ class SnapshotStore:
         autos = [s for s in self.list() if s.header.auto]
         for s in autos[:-keep] if keep > 0 else autos:
             s.path.unlink(missing_ok=True)
+            s.path.with_suffix(".sidx").unlink(missing_ok=True)
 
     def _read_header(self, path: Path) -> tuple[SnapshotHeader, int]:
         with open(path, "rb") as f:
