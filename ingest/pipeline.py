@@ -19,6 +19,13 @@ of the same batch, so a crash can only leave rejects that are recognised (by inp
 hash) and not recorded twice when the batch is read again. The tree and the indexes
 are written after the log (not fsynced per batch: they are derived data, repaired from
 the log on open); a checkpoint is signed every ``checkpoint_every`` records and on close.
+
+The segments are the truth. Every derived file is checked on open (the Merkle levels
+against their checksums and the signed checkpoint, the index files against theirs,
+snapshots by signature, digest and root, each record of the trusted range against its
+leaf) and rebuilt from the segments when it is wrong; each repair is one line in
+:attr:`TrustLog.notices`. ``read_only=True`` opens take no lock and write nothing: the
+same checks run, the repairs stay in memory, and a torn tail is read around, not cut.
 """
 from __future__ import annotations
 
@@ -45,7 +52,9 @@ from .records import KafkaPosition, LogClock, LogRecord, decode_record, encode_r
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
 from .segment_log import SegmentLog
+import itertools
 from .snapshots import SnapshotStore
+from .merkle_store import LEAVES_FILE as LEAVES_NAME
 from .transparency import LogTree
 
 DEFAULT_CHECKPOINT_EVERY = 100_000
@@ -53,6 +62,11 @@ DEFAULT_SNAPSHOT_EVERY = 1_000_000
 
 MAX_REMEMBERED_KEYS = 1_000_000  # keys introduced by events, kept as pre-verification hints
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
+
+
+class _LeafMismatchError(LogError):
+    """A record of the signed range does not hash to the stored leaf: the leaf file or
+    the record is wrong, which the root over the records decides."""
 
 
 @dataclass
@@ -96,13 +110,16 @@ class TrustLog:
         snapshot_every: int | None = DEFAULT_SNAPSHOT_EVERY,
         snapshot_keep: int = 3,
         log_key: SigningKey | None = None,
+        read_only: bool = False,
     ) -> None:
         """``checkpoint_every``: sign a checkpoint once this many records were appended
         since the last one (and always on close); ``snapshot_every``: write a state
         snapshot every this many records (and on close once a tenth of that has
         accumulated), keeping the ``snapshot_keep`` newest automatic ones. None turns
-        the periodic ones off."""
+        the periodic ones off. ``read_only``: see the module docstring."""
         self.dir = Path(directory)
+        self.read_only = read_only
+        self.notices: list[str] = []
         self.max_event_bytes = max_event_bytes
         self.crypto = crypto or _default_crypto()
         self.clock = clock or LogClock()
@@ -126,22 +143,48 @@ class TrustLog:
             kw["fsync_fn"] = fsync_fn
         if segment_bytes is not None:
             kw["segment_bytes"] = segment_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.dir.mkdir(parents=True, exist_ok=True)
         # Records are CRC-checked when read; the whole-log check on open is `log verify`'s
         # (with a snapshot, most records are never read again on open).
-        self.log = SegmentLog.open(self.dir / "log", verify=False, **kw)
+        self.log = SegmentLog.open(self.dir / "log", verify=False, read_only=read_only, **kw)
         try:
-            self.rejects = RejectsLog.open(self.dir / "rejects", **({"fsync_fn": fsync_fn} if fsync_fn else {}))
+            self.rejects = RejectsLog.open(self.dir / "rejects", read_only=read_only,
+                                           **({"fsync_fn": fsync_fn} if fsync_fn else {}))
             self.recovery = self.log.recovery
-            self.tree = LogTree.open(self.dir, log_key)
-            self.index = LogIndex.open(self.dir / "index")
-            self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key)
+            self.tree = LogTree.open(self.dir, log_key, read_only=read_only)
+            self.index = LogIndex.open(self.dir / "index", read_only=read_only)
+            self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key or self.tree.public_key)
             self._replay()
+            self._collect_notices()
         except BaseException:
             self._abort()
             raise
         self._last_checkpoint = self.log.next_offset
         self._last_snapshot = self.snapshot_used or 0
+
+    def _collect_notices(self) -> None:
+        """One line per derived file found wrong (and what was done), per torn tail."""
+        d = self.dir
+        for name, seglog in (("log", self.log), ("rejects", self.rejects.log)):
+            if seglog.torn_tail is not None:
+                t = seglog.torn_tail
+                self.notices.append(f"{d}/{name}/{t.segment}: a torn last record of {t.truncated_bytes} bytes is "
+                                    "not read (read-only; the next writer cuts it)")
+            for idx in seglog.rebuilt_indexes:
+                self.notices.append(f"{d}/{name}/{idx}: missing or wrong; "
+                                    + ("rebuilt in memory" if self.read_only else "rebuilt from the segment"))
+        for r in self.tree.merkle.repairs:
+            self.notices.append(f"{d}/merkle/{r}")
+        self.notices.extend(self.tree.notices)
+        if self.index.rebuilt_because:
+            self.notices.append(f"{d}/index: {self.index.rebuilt_because}; rebuilt "
+                                + ("in memory" if self.read_only else "from the segments"))
+        for s in self.snapshots.skipped:
+            self.notices.append(f"{d}/snapshots/{s}: not used")
+
+    def _leaves_from_log(self, n: int) -> Iterator[bytes]:
+        return (leaf_hash(body) for body in itertools.islice(self.log.iter_segment_bodies(0), n))
 
     def _attested_floor(self) -> int:
         latest = self.tree.merkle.checkpoints.latest_checkpoint()
@@ -170,10 +213,29 @@ class TrustLog:
            batches and their leaves appended to the tree again.
         """
         n = self.log.durable_offset
-        attested = self.tree.reconcile(n)
+        attested = self.tree.reconcile(n, self._leaves_from_log)
+        try:
+            self._replay_from(n, attested)
+        except _LeafMismatchError as e:
+            # Which is wrong, the leaf file or the record? The root over the records says.
+            attested = self.tree.reconcile(n, self._leaves_from_log, problem=str(e))
+            self.state = TrustState(self.pins)
+            self.positions.clear()
+            self.snapshot_used = None
+            self._replay_from(n, attested)
+        if self.read_only:
+            return
+        self.tree.merkle.flush(fsync=False)
+        if self.index.covered != self._covered_at_open:
+            self.index.save_heads()
+        if n > attested:
+            self.tree.checkpoint(self.clock.last)
+
+    def _replay_from(self, n: int, attested: int) -> None:
         if self.index.covered > n:  # the index names records the log no longer has
             self.index._reset()
-        covered = self.index.covered
+            self.index.rebuilt_because = f"it covers {self.index.covered} records, the log holds {n}"
+        covered = self._covered_at_open = self.index.covered
         start = 0
         snap = self.snapshots.best(min(attested, covered), self.tree.merkle.root_at, self.pins)
         if snap is not None:
@@ -186,11 +248,7 @@ class TrustLog:
                             "indexed": max(0, n - max(covered, start))}
         self._replay_trusted(start, attested)
         self._replay_verified(attested, n)
-        self.tree.merkle.flush(fsync=False)
-        if self.index.covered != covered:
-            self.index.save_heads()
-        if n > attested:
-            self.tree.checkpoint(self.clock.last)
+        self._reject_hashes.clear()
         for rec in self.rejects:
             self._reject_hashes.add(_reject_hash(rec.raw))
 
@@ -215,9 +273,8 @@ class TrustLog:
                     for i, body in enumerate(bodies):
                         offset = first + i
                         if leaf_hash(body) != leaves[32 * i:32 * i + 32]:
-                            raise LogError(
-                                f"{self.dir}/log: record {offset} is not the record the signed Merkle tree holds at "
-                                "that offset: the log was altered — run `trustlog log verify`")
+                            raise _LeafMismatchError(
+                                f"leaf {offset} of {LEAVES_NAME} is not the hash of record {offset}")
                         rec, env, event = decode_trusted(body)
                         if offset >= index.covered:
                             grant, keys = event_postings(state, env, event)
@@ -367,6 +424,8 @@ class TrustLog:
                 decoded.append((raw, src, env, None, RejectedEventError(Reject.MALFORMED, f"payload: {e}")))
                 continue
             decoded.append((raw, src, env, event, None))
+        if self.read_only:
+            raise LogError(f"{self.dir} is open read-only; open it for writing to ingest")
         if self._failed or self._closed:
             raise LogError(f"{self.dir}: this TrustLog refuses writes after a failed batch (or close); reopen it")
         try:
@@ -512,6 +571,11 @@ class TrustLog:
         if self._closed:
             return
         self._closed = True
+        if self.read_only:
+            for closer in (self.index.close, lambda: self.tree.close(flush=False), self.rejects.close,
+                           self.log.close):
+                closer()
+            return
         try:
             if not self._failed:
                 self.log.flush()
