@@ -59,10 +59,16 @@ def _need_log(args: argparse.Namespace) -> Path:
     return d
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = True):
+    """The log, read-only unless the command writes (checkpoint/snapshot create, log repair)."""
     from trustlog.ingest.pipeline import TrustLog
 
-    return TrustLog(_need_log(args))
+    from .main import print_notices
+
+    tl = TrustLog(_need_log(args), read_only=read_only)
+    if ui is not None:
+        print_notices(ui, tl)
+    return tl
 
 
 def _read_json(path: str) -> Any:
@@ -84,7 +90,7 @@ def _hex(b: bytes) -> str:
 def cmd_checkpoint_latest(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         latest = tl.tree.latest()
         if latest is None:
             raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
@@ -95,7 +101,7 @@ def cmd_checkpoint_latest(args: argparse.Namespace, ui: UI) -> int:
 def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         rows = [checkpoint_to_json(s) for s in tl.tree.merkle.checkpoints]
     if args.json:
         _emit(rows)
@@ -108,7 +114,7 @@ def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
 def cmd_checkpoint_create(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    with _open(args) as tl:
+    with _open(args, ui, read_only=False) as tl:
         tl.checkpoint()
         latest = tl.tree.latest()
     if latest is None:
@@ -125,7 +131,7 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.core.events import decode_envelope
     from trustlog.ingest.records import decode_record
 
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         merkle = tl.tree.merkle
         latest = tl.tree.latest()
         size = args.size if args.size is not None else (latest[1].tree_size if latest else merkle.size)
@@ -150,7 +156,7 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         merkle = tl.tree.merkle
         latest = tl.tree.latest()
         new = args.new if args.new is not None else (latest[1].tree_size if latest else merkle.size)
@@ -266,20 +272,38 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
             for f in report.findings:
                 if f is not report.first:
                     ui.out.print(f"  also: {escape(f.describe())}")
-    return 0 if report.ok else 1
+        for f in report.derived:
+            ui.out.print(f"[bold yellow]DERIVED FILE WRONG[/bold yellow]: {escape(f.segment or '')}: {escape(f.what)}")
+    return 0 if report.ok and report.derived_ok else 1
+
+
+def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
+    """Open the log for writing (which checks every derived file and rebuilds what is
+    wrong from the segments, and cuts a torn tail) and close it. Evidence of tampering
+    is never repaired: the open refuses, and says where."""
+    with _open(args, None, read_only=False) as tl:
+        notices = list(tl.notices) + ([f"recovered log: {tl.recovery}"] if tl.recovery else [])
+    if args.json:
+        _emit({"repaired": notices})
+    elif notices:
+        for n in notices:
+            ui.out.print(escape(f"repaired: {n}"))
+    else:
+        ui.out.print("nothing to repair: every derived file matches the segments")
+    return 0
 
 
 # -- snapshots, state, replay ---------------------------------------------------------------
 
 def cmd_snapshot_create(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
+    with _open(args, ui, read_only=False) as tl:
         path = tl.snapshot() if args.at is None else tl.snapshot_at(args.at)
     _emit({"snapshot": str(path)}) if args.json else ui.out.print(f"snapshot written: {path}")
     return 0
 
 
 def cmd_snapshot_list(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         snaps = tl.snapshots.list()
         rows = [{"offset": s.header.offset, "root": s.header.root.hex(), "repos": s.header.repos,
                  "bytes": s.header.body_len, "auto": s.header.auto, "path": str(s.path)} for s in snaps]
@@ -300,7 +324,7 @@ def _state_at(tl, at: str):
 
 
 def cmd_state(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         st = _state_at(tl, args.at)
         repo = st.repos.get(args.repo)
         if repo is None:
@@ -326,7 +350,7 @@ def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
 
     ref = int(time.time()) if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
     counts: Counter[str] = Counter()
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         st = _state_at(tl, args.at)
         if args.requests:
             src = Path(args.requests)
@@ -377,7 +401,7 @@ def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
     keyid = _resolve_key(args)
     since = parse_time(args.since) if args.since else None
     ref = None if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         report = audit_key(tl, keyid, since, ref_time=ref)
     if args.html:
         from .audit_html import render_html
@@ -461,12 +485,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     lv = lsub.add_parser("verify", parents=[common], help="offline audit of the whole log: trusts nothing on disk",
                          description="Re-reads every record (CRC), recomputes the Merkle root against every signed "
                                      "checkpoint, re-verifies every signature in batches and replays every state "
-                                     "transition. Exit 0 if clean, 1 at the first inconsistency (reported precisely).")
+                                     "transition, then compares every derived file (Merkle levels, index, "
+                                     "segment indexes) with the records and names each one that differs. Exit 0 "
+                                     "if clean, 1 at the first inconsistency or a wrong derived file (reported "
+                                     "precisely). Changes nothing.")
     lv.add_argument("--log-key", metavar="log.pub", help="the log's public key, obtained independently "
                                                         "(default: DIR/log.pub)")
     lv.add_argument("--checkpoint", action="append", default=[], metavar="CP.json",
                     help="extra signed checkpoint to check the log against (e.g. one a witness kept)")
     lv.set_defaults(func=cmd_log_verify)
+    lr = lsub.add_parser("repair", parents=[common], help="rebuild damaged derived files from the segments",
+                         description="Opens the log for writing: cuts a torn last record or checkpoint frame and "
+                                     "rebuilds any index, Merkle level or snapshot reference that does not match "
+                                     "the segments, printing one line per repair. Never erases evidence of "
+                                     "tampering (a damaged record or a complete checkpoint frame that fails its "
+                                     "CRC): it refuses instead. Read-only commands never repair.")
+    lr.set_defaults(func=cmd_log_repair)
 
     ps = sub.add_parser("snapshot", help="state snapshots for fast restart and replay")
     ssub = ps.add_subparsers(dest="snapcmd", metavar="ACTION", required=True)

@@ -51,14 +51,38 @@ def _keystore(args: argparse.Namespace):
     return KeyStore(args.keys)
 
 
-def _open_log(args: argparse.Namespace, ui: UI | None = None):
+def _open_log(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = False):
+    """The log of ``--log``; commands that only read open it ``read_only`` (no lock,
+    nothing written). Every repair or damaged derived file is one line on stderr."""
     from trustlog.ingest.pipeline import TrustLog
 
+    if read_only and not (Path(args.log) / "log").is_dir():
+        raise InputError(f"no log at {args.log} (give --log DIR or set TRUSTLOG_LOG)")
     log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024),
-                   pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
-    if log.recovery is not None and ui is not None:
-        ui.info(f"recovered log: {log.recovery}")
+                   pins=load_pins(args.pins) if getattr(args, "pins", None) else (), read_only=read_only)
+    if ui is not None:
+        print_notices(ui, log)
     return log
+
+
+def print_notices(ui: UI, log) -> None:
+    from rich.markup import escape
+
+    if log.recovery is not None:
+        ui.info(escape(f"recovered log: {log.recovery}"))
+    for n in log.notices:
+        ui.err.print(escape(f"trustlog: notice: {n}"))
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes that must be at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def load_pins(path: str):
@@ -149,7 +173,7 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
     if args.version is not None:
         version = args.version
     else:
-        with _open_log(args, ui) as log:
+        with _open_log(args, ui, read_only=(Path(args.log) / "log").is_dir()) as log:
             repo = log.state.repos.get(args.repo)
             version = (repo.version if repo else 0) + 1
     env = sign_event(make(version), signers)
@@ -238,6 +262,8 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
         res: BatchResult = log.ingest(read_lines(path), batch_size=args.batch,
                                       progress=lambda r: bar.advance(r.accepted + r.rejected + r.duplicates))
         version = log.state.version
+    for n in log.close_notices:
+        ui.err.print(f"trustlog: warning: {n}", markup=False)
     out = {"file": str(path), "accepted": res.accepted, "rejected": res.rejected, "duplicates": res.duplicates,
            "rejected_by_reason": dict(res.reasons), "state_version": version,
            "seconds": round(time.perf_counter() - t0, 3)}
@@ -276,11 +302,11 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
     ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
     counts: Counter[str] = Counter()
     t0 = time.perf_counter()
-    with _open_log(args, ui) as log:
-        if src is not None:
-            total = sum(1 for line in open(src, "rb") if line.strip())
-            reqs = list(_read_requests(src))  # parse everything first: bad input writes nothing
-        else:
+    if src is not None:
+        total = sum(1 for line in open(src, "rb") if line.strip())
+        reqs = list(_read_requests(src))  # parse everything first: bad input writes nothing
+    with _open_log(args, ui, read_only=True) as log:
+        if src is None:
             total = sum(len(r.tags) for r in log.state.repos.values())
             reqs = requests_for_state(log.state)
         verifier = BatchVerifier(log.state, ref_time=ref)
@@ -312,7 +338,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
-    with _open_log(args, ui) as log:
+    with _open_log(args, ui, read_only=True) as log:
         repo = log.state.repos.get(args.repo)
         if repo is None:
             raise InputError(f"no repository {args.repo!r} in {args.log} ({len(log.state.repos)} repositories)")
@@ -460,8 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", parents=[common], help="append events from a JSONL file to the log")
     i.add_argument("file", help="JSONL: one envelope {payload, signatures} per line")
-    i.add_argument("--batch", type=int, default=2048, help="events per verified, fsynced batch")
-    i.add_argument("--max-event-bytes", type=int, default=64 * 1024)
+    i.add_argument("--batch", type=positive_int, default=2048, help="events per verified, fsynced batch")
+    i.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024,
+                   help="larger envelopes are rejected as TOO_LARGE (default %(default)s)")
     i.set_defaults(func=cmd_ingest)
 
     v = sub.add_parser("verify", parents=[common], help="verify a JSONL of requests into a JSONL of verdicts")

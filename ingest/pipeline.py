@@ -64,6 +64,14 @@ MAX_REMEMBERED_KEYS = 1_000_000  # keys introduced by events, kept as pre-verifi
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
 
 
+@dataclass(frozen=True)
+class SourceLine:
+    """Where an input came from in a file (``read_lines``): kept with its reject."""
+
+    path: str
+    line: int
+
+
 class _LeafMismatchError(LogError):
     """A record of the signed range does not hash to the stored leaf: the leaf file or
     the record is wrong, which the root over the records decides."""
@@ -120,6 +128,7 @@ class TrustLog:
         self.dir = Path(directory)
         self.read_only = read_only
         self.notices: list[str] = []
+        self.close_notices: list[str] = []
         self.max_event_bytes = max_event_bytes
         self.crypto = crypto or _default_crypto()
         self.clock = clock or LogClock()
@@ -402,13 +411,14 @@ class TrustLog:
 
     # -- ingest -------------------------------------------------------------------------
 
-    def ingest_batch(self, raws: Sequence[tuple[bytes, KafkaPosition | None]]) -> BatchResult:
+    def ingest_batch(self, raws: Sequence[tuple[bytes, KafkaPosition | SourceLine | None]]) -> BatchResult:
         """Decode, verify, fold and durably append one batch; return what happened.
 
         Raises :class:`LogError` if the batch cannot be made durable; the caller must
         then stop and reopen (the in-memory state is ahead of the disk)."""
         res = BatchResult()
-        decoded: list[tuple[bytes, KafkaPosition | None, Envelope | None, Event | None, RejectedEventError | None]] = []
+        decoded: list[tuple[bytes, KafkaPosition | SourceLine | None, Envelope | None, Event | None,
+                            RejectedEventError | None]] = []
         for raw, src in raws:
             try:
                 env = decode_wire(raw, self.max_event_bytes)
@@ -445,6 +455,9 @@ class TrustLog:
         self._precheck([(env, ev) for _, _, env, ev, err in decoded if env is not None and err is None])
         index, tree = self.index, self.tree
         for raw, src, env, event, err in decoded:
+            where = ""
+            if isinstance(src, SourceLine):
+                where, src = f" [{src.path} line {src.line}]", None
             if src is not None:
                 res.last_positions[(src.topic, src.partition)] = src.offset
             if err is None and env is not None:
@@ -477,11 +490,11 @@ class TrustLog:
                 res.duplicates += 1
                 continue
             self._reject_hashes.add(h)
-            self.rejects.record(err.reason, err.message, raw, event_id=env.event_id if env is not None else "",
+            self.rejects.record(err.reason, err.message + where, raw, event_id=env.event_id if env is not None else "",
                                 source=src, log_time=self.clock.next())
             res.rejected += 1
             res.reasons[err.reason] += 1
-            res.last_reject = (err.reason, err.message)
+            res.last_reject = (err.reason, err.message + where)
         self.rejects.flush()
         self.log.flush()
         tree.merkle.flush(fsync=False)
@@ -545,10 +558,10 @@ class TrustLog:
         last = decode_record(self.log.read(offset - 1)).log_time if offset else 0
         return self.snapshots.write(st, root=self.tree.merkle.root_at(offset), last_log_time=last)
 
-    def ingest(self, raws: Iterable[tuple[bytes, KafkaPosition | None]], batch_size: int = 2048,
+    def ingest(self, raws: Iterable[tuple[bytes, KafkaPosition | SourceLine | None]], batch_size: int = 2048,
                progress: Callable[[BatchResult], None] | None = None) -> BatchResult:
         total = BatchResult()
-        batch: list[tuple[bytes, KafkaPosition | None]] = []
+        batch: list[tuple[bytes, KafkaPosition | SourceLine | None]] = []
         for item in raws:
             batch.append(item)
             if len(batch) >= batch_size:
@@ -578,12 +591,23 @@ class TrustLog:
             return
         try:
             if not self._failed:
-                self.log.flush()
-                self.tree.checkpoint(self.clock.last)
-                self.index.save_heads()
-                if (self.snapshot_every and self.state.version > 0
-                        and self.state.version - self._last_snapshot >= max(1, self.snapshot_every // 10)):
-                    self.snapshot(auto=True)
+                self.log.flush()  # a failure here is real: records would not be durable
+                where = self.dir / "merkle"
+                try:
+                    self.tree.checkpoint(self.clock.last)
+                    where = self.dir / "index"
+                    self.index.save_heads()
+                    where = self.dir / "snapshots"
+                    if (self.snapshot_every and self.state.version > 0
+                            and self.state.version - self._last_snapshot >= max(1, self.snapshot_every // 10)):
+                        self.snapshot(auto=True)
+                except OSError as e:
+                    # The records are durable; only derived files (rebuilt on the next open) were not written.
+                    self._failed = True
+                    self.index.discard_pending()
+                    self.close_notices.append(
+                        f"every record is durable (offsets 0..{self.log.durable_offset - 1}), but writing "
+                        f"{e.filename or where} failed: {e.strerror or e}; the next open rebuilds it from the log")
             else:
                 self.index.discard_pending()
                 merkle = self.tree.merkle
@@ -591,7 +615,11 @@ class TrustLog:
         finally:
             try:
                 self.index.close()
-                self.tree.close(flush=not self._failed)
+                try:
+                    self.tree.close(flush=not self._failed)
+                except OSError:
+                    if not self.close_notices:  # else: the same derived write failing again
+                        raise
             finally:
                 self.rejects.close()
                 self.log.close()
@@ -615,11 +643,12 @@ def _safe_decode(env: Envelope) -> Event | None:
         return None
 
 
-def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, KafkaPosition | None]]:
+def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, SourceLine]]:
     """Envelopes from a JSONL file, one per line, passed on raw: a line that is not a
-    valid envelope is rejected by the pipeline with a reason, never skipped."""
+    valid envelope is rejected by the pipeline with a reason (and its line number),
+    never skipped."""
     with open(path, "rb") as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             line = line.strip()
             if line:
-                yield line, None
+                yield line, SourceLine(str(path), n)

@@ -75,15 +75,19 @@ def _create_log_key(directory: Path) -> SigningKey:
     key = SigningKey.generate("ed25519")
     staging = directory / f".log-key.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    KeyStore(staging).save(LOG_KEY_NAME, key, None)
-    for name in (f"{LOG_KEY_NAME}.key", f"{LOG_KEY_NAME}.pub"):
-        fd = os.open(staging / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(staging / name, directory / name)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        KeyStore(staging).save(LOG_KEY_NAME, key, None)
+        for name in (f"{LOG_KEY_NAME}.key", f"{LOG_KEY_NAME}.pub"):
+            fd = os.open(staging / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(staging / name, directory / name)
+    except OSError as e:
+        raise LogError(f"cannot create the log key in {directory}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # also after a failure (a full disk): no leftovers
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
