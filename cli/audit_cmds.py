@@ -283,6 +283,7 @@ def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
     is never repaired: the open refuses, and says where."""
     with _open(args, None, read_only=False) as tl:
         notices = list(tl.notices) + ([f"recovered log: {tl.recovery}"] if tl.recovery else [])
+        notices = [n for n in notices if "/snapshots/" not in n] + tl.repair_snapshots()
     if args.json:
         _emit({"repaired": notices})
     elif notices:

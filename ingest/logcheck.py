@@ -129,20 +129,23 @@ def _read_checkpoints(path: Path, report: VerifyReport) -> list[tuple[str, Signe
     out: list[tuple[str, SignedCheckpoint]] = []
     if not path.is_file():
         return out
+    from .merkle_store import frame_is_torn
+
     data = path.read_bytes()
     pos = 0
     while pos < len(data):
-        if len(data) - pos < _CP_FRAME.size:
-            report.warnings.append(f"{path.name}: ends in a torn frame at byte {pos} (a crash; ignored)")
+        torn = frame_is_torn(data, pos)
+        if torn is not None:
+            report.warnings.append(f"{path.name}: ends in a torn frame at byte {pos} ({torn}: an interrupted "
+                                   "write; ignored, the next writer open cuts it)")
             break
         length, crc = _CP_FRAME.unpack_from(data, pos)
         end = pos + _CP_FRAME.size + length
         payload = data[pos + _CP_FRAME.size:end]
-        if end > len(data):
-            report.warnings.append(f"{path.name}: ends in a torn frame at byte {pos} (a crash; ignored)")
-            break
         if crc32c.crc32c(payload) != crc:
-            raise _Stop(Finding("checkpoint", f"checkpoints.log frame at byte {pos} fails its CRC: the file was altered",
+            last = "the last frame, complete, " if end == len(data) else ""
+            raise _Stop(Finding("checkpoint", f"checkpoints.log frame at byte {pos} ({last}not a torn write) fails "
+                                "its CRC: the file was altered; kept as evidence",
                                 segment="merkle/checkpoints.log", position=pos))
         try:
             out.append((f"checkpoints.log #{len(out)}", decode_signed_checkpoint(payload)))
@@ -269,6 +272,10 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
         snaps[s.header.offset] = s
     for note in sstore.skipped:
         report.findings.append(Finding("snapshot", f"snapshot {note}"))
+    if (d / "snapshots").is_dir():
+        for aside in sorted((d / "snapshots").glob("*.damaged")):
+            report.warnings.append(f"snapshots/{aside.name}: a damaged snapshot `trustlog log repair` set aside "
+                                   "(kept for inspection; not used)")
     if 0 in snaps:
         _check_snapshot(sstore, snaps.pop(0), TrustState(), report)
     # (4) the records
@@ -388,14 +395,15 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
     if n_stored > n and first_leaf_diff is None:
         report.findings.append(Finding("merkle", f"the stored tree holds {n_stored} leaves but the log {n} records",
                                        offset=n))
-    _check_derived(d, bytes(leaves), mem_index, report)
+    _check_derived(d, bytes(leaves), mem_index, max((s for s in by_size if s <= n), default=0), report)
     for off, snap in snaps.items():
         report.findings.append(Finding("snapshot", f"{snap.path.name} is at offset {off}, past the log's end ({n})",
                                        offset=min(off, n)))
 
 
-def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, report: VerifyReport) -> None:
-    """Compare every derived file with what the records give (see the module docstring)."""
+def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, signed: int, report: VerifyReport) -> None:
+    """Compare every derived file with what the records give (see the module docstring);
+    ``signed``: the largest tree size a checkpoint signed (the tree must hold it)."""
     from .merkle_store import SUMS_FILE, MerkleStore, _parents, level_file_name
     from .segment_log import SegmentLog
 
@@ -414,7 +422,10 @@ def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, report: VerifyRe
                 report.derived.append(Finding("derived", f"subtree hash ({level}, {bad // 32}) is not the hash of "
                                               f"its children computed from the records; {fix}",
                                               segment=f"merkle/{name}", position=bad))
-        if len(got) // 32 < len(want) // 32:
+        if len(got) // 32 < signed >> level:
+            report.derived.append(Finding("derived", f"holds {len(got) // 32} hashes, {signed >> level} are "
+                                          f"signed; {fix}", segment=f"merkle/{name}", position=len(got)))
+        elif len(got) // 32 < len(want) // 32:
             report.warnings.append(f"merkle/{name} holds {len(got) // 32} of {len(want) // 32} hashes "
                                    "(normal after a crash; the next writer open completes it)")
         if len(want) < 64:
@@ -428,9 +439,13 @@ def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, report: VerifyRe
             if size <= store.size:
                 if size < store.size:
                     store.truncate(size)
-                problems = [p for p in store.check(size) if SUMS_FILE in p or not report.derived]
-                for p in problems:
-                    report.derived.append(Finding("derived", f"{p}; {fix}", segment=f"merkle/{SUMS_FILE}"))
+                level_bad = any((f.segment or "").startswith("merkle/") for f in report.derived)
+                for p in store.check(size):
+                    if p.startswith(SUMS_FILE):
+                        report.derived.append(Finding("derived", f"{p}; {fix}", segment=f"merkle/{SUMS_FILE}"))
+                    elif not level_bad:   # the level files match the records: the checksum is what is wrong
+                        report.derived.append(Finding("derived", f"{p}, but the level file matches the records: "
+                                                      f"the checksum is wrong; {fix}", segment=f"merkle/{SUMS_FILE}"))
         except TrustlogError as e:
             report.derived.append(Finding("derived", f"{e}; {fix}", segment="merkle"))
         finally:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trustlog.core.errors import EncodingError, EventTooLargeError, LogError
+from trustlog.core.errors import EncodingError, EventTooLargeError, LogError, TrustlogError
 from trustlog.core.events import (
     DEFAULT_MAX_EVENT_BYTES, Envelope, Event, RepoCreated, RoleKeysSet, RootRotated, decode_envelope, decode_event,
     decode_wire,
@@ -538,6 +538,36 @@ class TrustLog:
         if auto:
             self.snapshots.prune(self.snapshot_keep)
         return path
+
+    def repair_snapshots(self) -> list[str]:
+        """Set aside every snapshot that cannot be used (bad signature, body or root) as
+        ``NAME.damaged`` (kept, never deleted) and write a new one at its offset from the
+        segments; one line per snapshot. Only ``trustlog log repair`` calls this."""
+        if self.read_only:
+            raise LogError(f"{self.dir} is open read-only: snapshots cannot be repaired")
+        good = set()
+        for snap in self.snapshots.list():
+            try:
+                self.snapshots.check_body(snap)
+                if snap.header.offset <= self.tree.merkle.size and \
+                        self.tree.merkle.root_at(snap.header.offset) == snap.header.root:
+                    good.add(snap.path.name)
+            except TrustlogError:
+                pass
+        done = []
+        d = self.snapshots.directory
+        for path in sorted(d.glob("*.snap")) if d.is_dir() else []:
+            if path.name in good or not path.name[:-5].isdigit():
+                continue
+            aside = path.with_name(path.name + ".damaged")
+            os.replace(path, aside)
+            offset = int(path.name[:-5])
+            if offset <= self.log.durable_offset:
+                self.snapshot_at(offset)
+                done.append(f"{path}: damaged; kept as {aside.name} and written again from the segments")
+            else:
+                done.append(f"{path}: past the end of the log; kept as {aside.name}")
+        return done
 
     def state_at(self, offset: int | None = None, log_time: int | None = None) -> TrustState:
         """The state after ``offset`` records, or at ``log_time`` (ns): from the newest

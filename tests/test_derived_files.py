@@ -1,0 +1,276 @@
+"""Fault injection on every derived file: the segments are the truth.
+
+Each derived file of a log (Merkle levels and their checksums, the index files, the
+segments' offset indexes, snapshots) is damaged in each way — a flipped byte, a cut,
+deletion, a same-length edit — and then:
+
+* a read-only open (what `inspect`, `verify`, `audit` use) gives the same state,
+  verdicts and audit as before, says which file is wrong in one line, and changes no
+  byte on disk;
+* `log verify` names the file, and blames no record;
+* a writer open rebuilds the file from the segments, after which `log verify` is clean;
+* the CLI never prints a traceback.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from logtools import CI, history
+from sim import NOW
+from trustlog.cli.main import main as cli
+from trustlog.core.errors import LogCorruptionError, LogError
+from trustlog.ingest.logcheck import verify_log
+from trustlog.ingest.pipeline import TrustLog
+from trustlog.verifier.audit import audit_key
+from trustlog.verifier.batch import BatchVerifier, requests_for_state
+
+
+def _flip(data: bytes) -> bytes:
+    i = len(data) // 2
+    return data[:i] + bytes([data[i] ^ 0x40]) + data[i + 1:]
+
+
+def _cut(data: bytes) -> bytes:
+    return data[:len(data) * 2 // 3]
+
+
+def _same_length(data: bytes) -> bytes:
+    """Overwrite 8 bytes in the middle with other bytes (a plausible, careful edit)."""
+    i = len(data) // 3
+    return data[:i] + bytes((b + 1) & 0xFF for b in data[i:i + 8]) + data[i + 8:]
+
+
+DAMAGE: dict[str, Callable[[bytes], bytes] | None] = {
+    "flip": _flip, "truncate": _cut, "delete": None, "same-length": _same_length,
+}
+DERIVED = ["merkle/leaves.hashes", "merkle/level-01.hashes", "merkle/level-03.hashes", "merkle/sums.dat",
+           "index/names.dat", "index/postings.dat", "index/heads.dat", "log/*.idx", "snapshots/*.snap"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("derived") / "log"
+    events = history(30)
+    with TrustLog(d, checkpoint_every=16, snapshot_every=None, segment_bytes=8 * 1024) as tl:
+        for i in range(0, len(events), 7):
+            tl.ingest_batch([(e.to_bytes(), None) for e in events[i:i + 7]])
+        tl.snapshot()
+    return d
+
+
+def _facts(tl: TrustLog) -> tuple:
+    verdicts = [(v.repo, v.tag, v.code) for v in BatchVerifier(tl.state, ref_time=NOW).verify(
+        list(requests_for_state(tl.state)))]
+    return tl.state.version, sorted(tl.state.repos), verdicts, audit_key(tl, CI.keyid, ref_time=NOW).summary()
+
+
+@pytest.fixture(scope="module")
+def baseline(pristine: Path) -> tuple:
+    with TrustLog(pristine, read_only=True) as tl:
+        assert tl.notices == []
+        return _facts(tl)
+
+
+def _digest(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _target(d: Path, pattern: str) -> Path:
+    found = sorted(d.glob(pattern))
+    assert found, pattern
+    return found[0]
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+@pytest.mark.parametrize("pattern", DERIVED)
+def test_damaged_derived_file(pristine: Path, baseline: tuple, tmp_path: Path, pattern: str, how: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    target = _target(d, pattern)
+    rel = str(target.relative_to(d))
+    change = DAMAGE[how]
+    if change is None:
+        target.unlink()
+    else:
+        target.write_bytes(change(target.read_bytes()))
+    before = _digest(d)
+
+    # (1) read-only: same answers, one line naming the file, nothing written
+    with TrustLog(d, read_only=True) as tl:
+        assert _facts(tl) == baseline
+        notices = list(tl.notices)
+    assert _digest(d) == before, "a read-only open changed the log directory"
+    # a deleted checksum file means the levels are checked by rehashing; a deleted
+    # snapshot means replaying from an older one: nothing is wrong, nothing to report
+    quiet = how == "delete" and pattern in ("merkle/sums.dat", "snapshots/*.snap")
+    if not quiet:
+        assert any(rel in n or str(target.parent.relative_to(d)) in n for n in notices), notices
+    assert all("\n" not in n for n in notices)
+
+    # (2) log verify: names the file, blames no record
+    r = verify_log(d)
+    blamed = [f for f in r.findings if f.check not in ("snapshot",)]
+    assert blamed == [], [f.describe() for f in r.findings]
+    if pattern.startswith("snapshots/") and not quiet:
+        assert any(target.name in f.what for f in r.findings)
+    elif not quiet:
+        assert not r.derived_ok and any(f.segment and (f.segment == rel or rel.startswith(f.segment) or
+                                                       f.segment.startswith(rel.split("/")[0]))
+                                        for f in r.derived), [vars(f) for f in r.derived]
+    capsys.readouterr()
+    code = cli(["log", "verify", "--log", str(d)])
+    out = capsys.readouterr()
+    assert code == (0 if quiet else 1) and "Traceback" not in out.err + out.out
+    assert cli(["inspect", "--log", str(d), "registry.example.com/team/a"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+    # (3) the writer rebuilds from the segments (a snapshot: `log repair` sets it aside
+    # and writes it again); then everything is clean again
+    with TrustLog(d) as tl:
+        assert _facts(tl)[:3] == baseline[:3]
+    if pattern.startswith("snapshots/") and not quiet:
+        assert cli(["log", "repair", "--log", str(d)]) == 0
+        assert rel in capsys.readouterr().out
+    r = verify_log(d)
+    assert r.ok and r.derived_ok, ([f.describe() for f in r.findings], [vars(f) for f in r.derived])
+    with TrustLog(d, read_only=True) as tl:
+        assert _facts(tl) == baseline
+        assert tl.notices == []
+
+
+def test_leaf_flip_does_not_blame_the_record(pristine: Path, tmp_path: Path) -> None:
+    """The finding from the review: a flipped leaf hash made `log verify` say an intact
+    record was altered. Now the leaf file is named and the record is not."""
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    leaves = d / "merkle" / "leaves.hashes"
+    data = bytearray(leaves.read_bytes())
+    data[32 * 20 + 5] ^= 1
+    leaves.write_bytes(bytes(data))
+    r = verify_log(d)
+    assert r.ok and not r.derived_ok
+    assert [(f.segment, f.offset) for f in r.derived] == [("merkle/leaves.hashes", 20)]
+
+
+def test_inner_node_that_is_no_peak_is_found_and_proofs_still_verify(pristine: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    level = d / "merkle" / "level-01.hashes"
+    data = bytearray(level.read_bytes())
+    data[0] ^= 1          # node (1, 0): not a peak of a tree of 63 leaves
+    level.write_bytes(bytes(data))
+    assert cli(["proof", "inclusion", "0", "--log", str(d), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "level-01.hashes" in captured.err and '"proof"' in captured.out
+    assert level.read_bytes() == bytes(data)         # a reader rebuilt it in memory only
+    r = verify_log(d)
+    assert r.ok and [f.segment for f in r.derived] == ["merkle/level-01.hashes"]
+
+
+def test_edited_name_changes_no_answer(pristine: Path, baseline: tuple, tmp_path: Path) -> None:
+    """The review's same-length edit of one repository name in names.dat."""
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    names = d / "index" / "names.dat"
+    names.write_bytes(names.read_bytes().replace(b"team/a", b"team/z", 1))
+    with TrustLog(d) as tl:
+        assert any("names.dat" in n for n in tl.notices)
+        assert _facts(tl) == baseline
+        again = tl.ingest_batch([(e.to_bytes(), None) for e in history(30)[:5]])
+        assert (again.accepted, again.rejected, again.duplicates) == (0, 0, 5)
+
+
+def test_garbage_postings_is_no_memory_error(pristine: Path, baseline: tuple, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    postings = d / "index" / "postings.dat"
+    postings.write_bytes(b"\xff" * len(postings.read_bytes()))
+    assert cli(["audit", "--log", str(d), "--key", CI.keyid, "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "postings.dat" in err and "Traceback" not in err
+
+
+# -- checkpoints: a torn tail is cut by the writer, tampering is kept -------------------------
+
+
+def test_complete_checkpoint_frame_with_bad_crc_is_tampering(pristine: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    cps = d / "merkle" / "checkpoints.log"
+    data = bytearray(cps.read_bytes())
+    data[-10] ^= 1                                   # inside the last, complete frame
+    cps.write_bytes(bytes(data))
+    for argv in (["inspect", "registry.example.com/team/a"], ["log", "repair"], ["ingest", str(tmp_path / "x")]):
+        (tmp_path / "x").write_text("")
+        assert cli([*argv, "--log", str(d)]) == 2
+        err = capsys.readouterr().err
+        assert "checkpoints.log" in err and "altered" in err and "Traceback" not in err
+    assert cps.read_bytes() == bytes(data)           # the evidence is still there
+    with pytest.raises(LogCorruptionError, match="kept as evidence"):
+        TrustLog(d)
+    r = verify_log(d)
+    assert not r.ok and r.first.check == "checkpoint" and "CRC" in r.first.what
+
+
+@pytest.mark.parametrize("tail", ["partial", "zeros"])
+def test_torn_checkpoint_tail_is_cut_by_the_writer_only(pristine: Path, tmp_path: Path, tail: str) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    cps = d / "merkle" / "checkpoints.log"
+    good = cps.read_bytes()
+    torn = good + (b"\x00\x00\x01" if tail == "partial" else b"\x00\x00\x00\x10" + b"\x00" * 4 + b"\x00" * 16)
+    cps.write_bytes(torn)
+    with TrustLog(d, read_only=True) as tl:
+        assert tl.tree.latest() is not None
+    assert cps.read_bytes() == torn                  # a reader leaves it
+    r = verify_log(d)
+    assert r.ok and any("torn" in w for w in r.warnings), r.to_dict()
+    with TrustLog(d) as tl:
+        assert any("torn" in n for n in tl.notices)
+    assert cps.read_bytes() == good
+
+
+# -- read-only commands on a torn segment ----------------------------------------------------
+
+
+def test_read_only_commands_do_not_cut_a_torn_segment(pristine: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    last = sorted((d / "log").glob("*.seg"))[-1]
+    torn = last.read_bytes() + b"\x00\x00\x01\x00garbage"
+    last.write_bytes(torn)
+    before = _digest(d)
+    for argv in (["inspect", "registry.example.com/team/a"], ["verify"], ["audit", "--key", CI.keyid],
+                 ["state", "registry.example.com/team/a", "--at", "10"], ["checkpoint", "list"],
+                 ["proof", "inclusion", "3"], ["snapshot", "list"], ["log", "verify"]):
+        assert cli([*argv, "--log", str(d)]) == 0, argv
+        assert "Traceback" not in capsys.readouterr().err
+    assert _digest(d) == before
+    assert cli(["log", "repair", "--log", str(d)]) == 0
+    assert "recovered" in capsys.readouterr().out
+    assert len(last.read_bytes()) == len(torn) - len(b"\x00\x00\x01\x00garbage")
+
+
+# -- the writer lock ---------------------------------------------------------------------
+
+
+def test_deleting_lock_does_not_let_a_second_writer_in(pristine: Path, tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    with TrustLog(d):
+        (d / "log" / "LOCK").unlink()
+        with pytest.raises(LogError, match="already open for writing"):
+            TrustLog(d)
+        with TrustLog(d, read_only=True) as reader:   # readers never lock
+            assert reader.state.version > 0
