@@ -7,6 +7,13 @@ checks exactly the bytes it decodes. The signature covers that encoding behind a
 domain-separation prefix (:data:`CHECKPOINT_CONTEXT`), so a checkpoint signature can
 never be replayed as a signature over an event payload made with the same key, nor the
 other way round.
+
+A checkpoint also commits to the log's rejects log: ``rejects_size`` and
+``rejects_root`` are the RFC 9162 tree head over the reject record bodies (every input
+that was not accepted), so deleting, replacing or editing rejected inputs is caught like
+an edit of the log. They are an extension: a checkpoint made before it has an empty
+``rejects_root`` (no commitment), and both are omitted from the encoding then, so older
+checkpoints keep their exact bytes.
 """
 from __future__ import annotations
 
@@ -22,13 +29,16 @@ from .merkle import HASH_SIZE
 CHECKPOINT_CONTEXT: Final = b"trustlog checkpoint v1\n"
 
 
-class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The head of a log's Merkle tree: ``root_hash = MTH(D[tree_size])``."""
+class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The head of a log's Merkle tree: ``root_hash = MTH(D[tree_size])``, and of its
+    rejects log (``rejects_root = MTH(rejects[rejects_size])``; empty: not committed)."""
 
     origin: str
     tree_size: int
     root_hash: bytes
     log_time: int
+    rejects_size: int = 0
+    rejects_root: bytes = b""
 
     def __post_init__(self) -> None:
         # ValueError here becomes an EncodingError when decoding (msgspec ValidationError).
@@ -40,6 +50,10 @@ class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"checkpoint root_hash must be {HASH_SIZE} bytes, got {len(self.root_hash)}")
         if self.log_time < 0:
             raise ValueError(f"checkpoint log_time must be >= 0 ns, got {self.log_time}")
+        if self.rejects_size < 0 or len(self.rejects_root) not in (0, HASH_SIZE) or \
+                (not self.rejects_root and self.rejects_size):
+            raise ValueError("checkpoint rejects commitment must be a size >= 0 with a "
+                             f"{HASH_SIZE}-byte root (or neither)")
 
 
 class SignedCheckpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -83,6 +83,7 @@ class VerifyReport:
     checkpoints_verified: int = 0
     signatures_verified: int = 0
     snapshots_verified: int = 0
+    rejects: int = 0
     root: str = ""
     first: Finding | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -106,6 +107,7 @@ class VerifyReport:
             "log_key_source": self.log_key_source, "records": self.records, "segments": self.segments,
             "checkpoints": self.checkpoints, "checkpoints_verified": self.checkpoints_verified,
             "signatures_verified": self.signatures_verified, "snapshots_verified": self.snapshots_verified,
+            "rejects": self.rejects,
             "root": self.root, "first_inconsistency": None if self.first is None else vars(self.first),
             "findings": [vars(f) for f in self.findings], "warnings": self.warnings,
             "derived_ok": self.derived_ok, "derived": [vars(f) for f in self.derived],
@@ -221,10 +223,12 @@ def verify_log(
         log_key = load_public_key(d / "log.pub")
         source = f"{d / 'log.pub'} (from the log directory itself; pass --log-key for an independent audit)"
     report = VerifyReport(str(d), log_key.keyid, source)
+    committed: list[tuple[str, Checkpoint]] = []
     try:
-        _verify(d, log_key, list(checkpoints), crypto or default_crypto(), report, progress)
+        _verify(d, log_key, list(checkpoints), crypto or default_crypto(), report, progress, committed)
     except _Stop as stop:
         report.findings.append(stop.args[0])
+    _verify_rejects(d, committed, report)
     if report.findings:
         with_offset = [f for f in report.findings if f.offset is not None]
         report.first = min(with_offset, key=lambda f: f.offset) if with_offset else report.findings[0]  # type: ignore[arg-type,return-value]
@@ -232,8 +236,46 @@ def verify_log(
     return report
 
 
+def _verify_rejects(d: Path, committed: list[tuple[str, Checkpoint]], report: VerifyReport) -> None:
+    """The rejects log against every checkpoint's commitment to it (size and root)."""
+    from trustlog.core.merkle import MemoryNodeStore
+
+    from .segment_log import SegmentLog
+
+    rdir = d / "rejects"
+    signed = [(name, cp) for name, cp in committed if cp.rejects_root]
+    if not signed:
+        if committed:
+            report.warnings.append("no checkpoint commits to the rejects log (made by an older version)")
+        return
+    if not rdir.is_dir():
+        name, cp = max(signed, key=lambda c: c[1].rejects_size)
+        report.findings.append(Finding("rejects", f"{rdir} is missing, but {name} committed to {cp.rejects_size} "
+                                       "rejected inputs: the rejects log was deleted", segment="rejects"))
+        return
+    tree = MemoryNodeStore()
+    try:
+        with SegmentLog.open(rdir, read_only=True, verify=True) as seglog:
+            for _, body in seglog.scan():
+                tree.append(leaf_hash(body))
+    except TrustlogError as e:
+        report.findings.append(Finding("rejects", f"{rdir}: {e}", segment="rejects"))
+        return
+    report.rejects = tree.size
+    for name, cp in signed:
+        if tree.size < cp.rejects_size:
+            report.findings.append(Finding("rejects", f"{rdir} holds {tree.size} rejected inputs but {name} committed "
+                                           f"to {cp.rejects_size}: rejects were removed", segment="rejects"))
+            return
+        if tree.root_at(cp.rejects_size) != cp.rejects_root:
+            report.findings.append(Finding("rejects", f"the first {cp.rejects_size} rejected inputs in {rdir} do not "
+                                           f"hash to the root {name} committed to: the rejects log was replaced or "
+                                           "altered", segment="rejects"))
+            return
+
+
 def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: CryptoFn, report: VerifyReport,
-            progress: Callable[[int], None] | None) -> None:
+            progress: Callable[[int], None] | None, committed: list[tuple[str, Checkpoint]]) -> None:
     if not (d / "log").is_dir():
         raise _Stop(Finding("segments", f"no log at {d / 'log'}"))
     # (1) checkpoints: every signature, before any record is read
@@ -253,6 +295,7 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
                                     "checkpoints were reordered"))
             prev_size = cp.tree_size
         by_size.setdefault(cp.tree_size, []).append((name, cp))
+        committed.append((name, cp))
         report.checkpoints_verified += 1
     if not cps:
         report.warnings.append("no signed checkpoint: the records cannot be tied to anything the log key signed")

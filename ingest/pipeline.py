@@ -164,6 +164,7 @@ class TrustLog:
             self.tree = LogTree.open(self.dir, log_key, read_only=read_only)
             self.index = LogIndex.open(self.dir / "index", read_only=read_only)
             self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key or self.tree.public_key)
+            self._check_rejects()
             self._replay()
             self._collect_notices()
         except BaseException:
@@ -238,7 +239,34 @@ class TrustLog:
         if self.index.covered != self._covered_at_open:
             self.index.save_heads()
         if n > attested:
-            self.tree.checkpoint(self.clock.last)
+            self.tree.checkpoint(self.clock.last, self._rejects_head())
+
+    def _rejects_head(self) -> tuple[int, bytes]:
+        """The rejects log's tree head, for the checkpoints to sign."""
+        return self.rejects.tree.size, self.rejects.tree.root()
+
+    def _check_rejects(self) -> None:
+        """The rejects log must still hold what the latest signed checkpoint committed
+        to (deleted, replaced or edited rejects are tampering). A writer refuses; a
+        read-only open says so in one line and goes on (the state does not depend on it)."""
+        latest = self.tree.latest()
+        if latest is None or not latest[1].rejects_root:
+            return
+        cp, tree = latest[1], self.rejects.tree
+        problem = None
+        if tree.size < cp.rejects_size:
+            problem = (f"holds {tree.size} rejected inputs but the latest signed checkpoint committed to "
+                       f"{cp.rejects_size}: rejects were removed")
+        elif tree.root_at(cp.rejects_size) != cp.rejects_root:
+            problem = (f"its first {cp.rejects_size} rejected inputs do not hash to the root the latest signed "
+                       "checkpoint committed to: the rejects log was replaced or altered")
+        if problem is None:
+            return
+        if self.read_only:
+            self.notices.append(f"{self.dir}/rejects: {problem} — run `trustlog log verify`")
+            return
+        raise LogError(f"{self.dir}/rejects: {problem}. It is kept as evidence; restore it from a replica or "
+                       "backup, and run `trustlog log verify`")
 
     def _replay_from(self, n: int, attested: int) -> None:
         if self.index.covered > n:  # the index names records the log no longer has
@@ -522,7 +550,7 @@ class TrustLog:
         if self._failed:
             raise LogError(f"{self.dir}: no checkpoint after a failed batch; reopen the log")
         self.log.flush()
-        signed = self.tree.checkpoint(self.clock.last)
+        signed = self.tree.checkpoint(self.clock.last, self._rejects_head())
         self.index.save_heads()
         self._last_checkpoint = self.log.next_offset
         return signed
@@ -624,7 +652,7 @@ class TrustLog:
                 self.log.flush()  # a failure here is real: records would not be durable
                 where = self.dir / "merkle"
                 try:
-                    self.tree.checkpoint(self.clock.last)
+                    self.tree.checkpoint(self.clock.last, self._rejects_head())
                     where = self.dir / "index"
                     self.index.save_heads()
                     where = self.dir / "snapshots"

@@ -202,17 +202,20 @@ class LogTree:
     def append_leaf(self, leaf: bytes) -> None:
         self.merkle.append([leaf])
 
-    def checkpoint(self, log_time: int) -> SignedCheckpoint | None:
-        """Sign and store a checkpoint of the whole tree (nothing if unchanged)."""
+    def checkpoint(self, log_time: int, rejects: tuple[int, bytes] | None = None) -> SignedCheckpoint | None:
+        """Sign and store a checkpoint of the whole tree, committing also to the
+        rejects log's tree head ``rejects`` (size, root) when given; nothing if unchanged."""
         if self.key is None:
             raise LogError(f"{self.directory} is open read-only: no checkpoint can be signed")
         latest = self.merkle.checkpoints.latest_checkpoint()
         size = self.merkle.size
-        if latest is not None and latest.tree_size == size:
+        rsize, rroot = rejects if rejects is not None else (0, b"")
+        if latest is not None and latest.tree_size == size and (rejects is None or (
+                latest.rejects_size, latest.rejects_root) == (rsize, rroot)):
             return None
-        if latest is None and size == 0:
+        if latest is None and size == 0 and rsize == 0:
             return None
-        cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0))
+        cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0), rsize, rroot)
         signed = sign_checkpoint(cp, self.key)
         self.merkle.add_checkpoint(signed)
         return signed
@@ -230,6 +233,7 @@ def checkpoint_to_json(signed: SignedCheckpoint) -> dict[str, Any]:
     cp = decode_canonical(signed.checkpoint, Checkpoint)
     return {
         "origin": cp.origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "log_time": cp.log_time,
+        "rejects_size": cp.rejects_size, "rejects_root": cp.rejects_root.hex(),
         "keyid": signed.keyid, "sig": base64.b64encode(signed.sig).decode(),
         "checkpoint": base64.b64encode(signed.checkpoint).decode(),
     }

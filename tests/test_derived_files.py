@@ -274,3 +274,59 @@ def test_deleting_lock_does_not_let_a_second_writer_in(pristine: Path, tmp_path:
             TrustLog(d)
         with TrustLog(d, read_only=True) as reader:   # readers never lock
             assert reader.state.version > 0
+
+
+# -- the rejects log is evidence too -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_rejects(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from logtools import TARGETS_A
+
+    d = tmp_path_factory.mktemp("rejects") / "log"
+    events = history(6)
+    forged = events[4].to_bytes()[:-3] + b"\x00\x00\x00"        # a forged signature attempt
+    with TrustLog(d, snapshot_every=None) as tl:
+        tl.ingest_batch([(e.to_bytes(), None) for e in events])
+        r = tl.ingest_batch([(b"{not an envelope", None), (forged, None)])
+        assert r.rejected == 2, r
+    assert TARGETS_A is not None
+    return d
+
+
+def _reject_damage(d: Path, how: str) -> None:
+    rdir = d / "rejects"
+    if how == "delete":
+        shutil.rmtree(rdir)
+    elif how == "replace":
+        shutil.rmtree(rdir)
+        with TrustLog(d.parent / "other") as other:
+            other.ingest_batch([(b"{something else", None)])
+        shutil.copytree(d.parent / "other" / "rejects", rdir)
+    else:
+        seg = sorted(rdir.glob("*.seg"))[0]
+        data = bytearray(seg.read_bytes())
+        data[len(data) // 4] ^= 1
+        seg.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["delete", "replace", "flip"])
+def test_rejects_log_tampering_is_caught(with_rejects: Path, tmp_path: Path, how: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "log"
+    shutil.copytree(with_rejects, d)
+    assert verify_log(d).ok and verify_log(d).rejects == 2
+    _reject_damage(d, how)
+    r = verify_log(d)
+    assert not r.ok and r.first.check == "rejects" and "rejects" in r.first.what, r.to_dict()
+    assert cli(["log", "verify", "--log", str(d)]) == 1
+    capsys.readouterr()
+    for argv in (["ingest", str(tmp_path / "empty.jsonl")], ["log", "repair"]):
+        (tmp_path / "empty.jsonl").write_text("")
+        assert cli([*argv, "--log", str(d)]) == 2
+        err = capsys.readouterr().err
+        assert f"{d}/rejects" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not verify_log(d).ok                       # still caught: nothing was papered over
+    code = cli(["inspect", "registry.example.com/team/a", "--log", str(d)])   # a reader: says so, or refuses
+    err = capsys.readouterr().err
+    assert code in (0, 2) and f"{d}/rejects" in err and "Traceback" not in err
