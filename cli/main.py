@@ -380,6 +380,13 @@ def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
 
 # -- parser -------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one line (and exit 2), not the usage text."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
@@ -389,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pin file: repository patterns -> root key ids (env TRUSTLOG_PINS); "
                              "unpinned repositories are trusted on first use")
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="trustlog",
         description="Event-sourced trust metadata for container images: a tamper-evident log of signing and "
                     "key-rotation events, and a batch verifier over it.",

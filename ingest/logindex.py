@@ -291,7 +291,7 @@ class LogIndex:
         self._pending_count = 0
         if self._pending_names:
             data = ("\n".join(self._pending_names) + "\n").encode()
-            _pwrite_all(self._nfd, data, self._nsize)
+            _pwrite_all(self._nfd, data, self._nsize, self.directory / NAMES_FILE)
             self._nsize += len(data)
             self._ncrc = crc32c.crc32c(data, self._ncrc)
             self._pending_names.clear()
@@ -306,7 +306,7 @@ class LogIndex:
             buf += body
             heads[nid] = pos
             pos += _BLOCK.size + len(body)
-        _pwrite_all(self._pfd, buf, self._psize)
+        _pwrite_all(self._pfd, buf, self._psize, self.directory / POSTINGS_FILE)
         self._psize = pos
         self._pcrc = crc32c.crc32c(buf, self._pcrc)
         self._pending.clear()
@@ -340,12 +340,16 @@ class LogIndex:
         body += heads.tobytes()
         data = body + struct.pack(">I", crc32c.crc32c(body))
         tmp = self.directory / (HEADS_FILE + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.directory / HEADS_FILE)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, self.directory / HEADS_FILE)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)   # no leftovers after a full disk
+            raise OSError(e.errno, e.strerror, str(self.directory / HEADS_FILE)) from e
 
     # -- reading ---------------------------------------------------------------------
 
@@ -424,9 +428,15 @@ def _check_postings(fd: int, size: int, want_crc: int, heads: array) -> str | No
     return None
 
 
-def _pwrite_all(fd: int, data: bytes | bytearray, pos: int) -> None:
+def _pwrite_all(fd: int, data: bytes | bytearray, pos: int, path: Path) -> None:
+    """Write everything at ``pos``; an error names ``path`` (a full disk must say where)."""
     view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, pos)
-        view = view[n:]
-        pos += n
+    try:
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view = view[n:]
+            pos += n
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e

@@ -75,10 +75,16 @@ def level_file_name(level: int) -> str:
     return LEAVES_FILE if level == 0 else f"level-{level:02d}.hashes"
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview, path: Path | None = None) -> None:
+    """Write everything; an error names ``path`` (a full disk must say where)."""
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as e:
+        if path is None or e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 class _HashFile:
@@ -151,7 +157,7 @@ class _HashFile:
     def write_pending(self) -> None:
         if self.pending and not self.read_only:
             os.lseek(self.fd, self.on_disk * HASH_SIZE, os.SEEK_SET)
-            _write_all(self.fd, self.pending)
+            _write_all(self.fd, self.pending, self.path)
             self.crc = crc32c.crc32c(bytes(self.pending), self.crc)
             self.on_disk += len(self.pending) // HASH_SIZE
             self.pending.clear()
@@ -565,7 +571,7 @@ class CheckpointStore:
         payload = encode_signed_checkpoint(signed)
         end = os.fstat(self._fd).st_size
         os.lseek(self._fd, end, os.SEEK_SET)
-        _write_all(self._fd, _FRAME.pack(len(payload), crc32c.crc32c(payload)) + payload)
+        _write_all(self._fd, _FRAME.pack(len(payload), crc32c.crc32c(payload)) + payload, self.path)
         if fsync:
             os.fsync(self._fd)
         self._count += 1

@@ -525,8 +525,14 @@ class TrustLog:
             res.last_reject = (err.reason, err.message + where)
         self.rejects.flush()
         self.log.flush()
-        tree.merkle.flush(fsync=False)
-        index.flush()
+        try:
+            tree.merkle.flush(fsync=False)
+            index.flush()
+        except OSError as e:
+            raise LogError(
+                f"every record up to offset {self.log.durable_offset - 1} is durable, but writing "
+                f"{e.filename or self.dir} failed ({e.strerror or e}); the rest was not ingested. The next open "
+                "rebuilds the derived files from the log") from e
 
     def _logged(self, event: Event, eid: bytes) -> bool:
         """Is ``event`` (refused as a rollback or a second creation) the very event

@@ -330,3 +330,63 @@ def test_rejects_log_tampering_is_caught(with_rejects: Path, tmp_path: Path, how
     code = cli(["inspect", "registry.example.com/team/a", "--log", str(d)])   # a reader: says so, or refuses
     err = capsys.readouterr().err
     assert code in (0, 2) and f"{d}/rejects" in err and "Traceback" not in err
+
+
+# -- disk full, bad numbers ------------------------------------------------------------------
+
+
+def test_disk_full_after_the_records_are_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The final checkpoint cannot be written: the records are durable, the command says
+    so and where the disk is full, exits 0, and the next open signs the checkpoint."""
+    import errno
+
+    from trustlog.core.events import envelope_to_json
+    from trustlog.ingest.merkle_store import CheckpointStore
+
+    events = history(8)
+    f = tmp_path / "events.jsonl"
+    f.write_bytes(b"".join(envelope_to_json(e) + b"\n" for e in events))
+    d = tmp_path / "log"
+
+    def full(self, signed, fsync=True):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(CheckpointStore, "append", full)
+    assert cli(["ingest", str(f), "--log", str(d)]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "checkpoints.log" in warning[0] and "durable" in warning[0], err
+    monkeypatch.undo()
+    with TrustLog(d) as tl:
+        assert tl.state.version == len(events)
+    assert verify_log(d).ok and verify_log(d).checkpoints >= 1
+    assert not list(d.glob(".log-key.*"))
+
+
+def test_log_key_on_a_full_disk_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from trustlog.ingest.keystore import KeyStore
+
+    def full(self, *a, **kw):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "log.key").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(KeyStore, "save", full)
+    with pytest.raises(LogError, match=f"cannot create the log key in {tmp_path / 'log'}: No space left"):
+        TrustLog(tmp_path / "log")
+    assert not list((tmp_path / "log").glob(".log-key.*"))
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--max-event-bytes", "0"], ["--max-event-bytes", "-1"],
+                                  ["--batch", "x"]])
+def test_numeric_options_are_checked(tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text("")
+    with pytest.raises(SystemExit) as e:
+        cli(["ingest", str(f), "--log", str(tmp_path / "log"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and argv[0] in err[0], err
+    assert not (tmp_path / "log").exists()
