@@ -498,7 +498,9 @@ def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, signed: int, rep
         idx = LogIndex.open(d / "index", read_only=True)
         try:
             if idx.rebuilt_because:
-                report.derived.append(Finding("derived", f"{idx.rebuilt_because}; {fix}", segment="index"))
+                first = idx.rebuilt_because.split()[0]
+                report.derived.append(Finding("derived", f"{idx.rebuilt_because}; {fix}",
+                                              segment="index/" + first if first.endswith(".dat") else "index"))
             elif idx.covered > n:
                 report.derived.append(Finding("derived", f"covers {idx.covered} records, the log holds {n}; {fix}",
                                               segment="index"))
