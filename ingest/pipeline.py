@@ -30,6 +30,7 @@ same checks run, the repairs stay in memory, and a torn tail is read around, not
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,10 +52,9 @@ from .logindex import LogIndex, event_postings
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
-from .segment_log import SegmentLog
-import itertools
-from .snapshots import SnapshotStore
 from .merkle_store import LEAVES_FILE as LEAVES_NAME
+from .segment_log import SegmentLog
+from .snapshots import SnapshotStore
 from .transparency import LogTree
 
 DEFAULT_CHECKPOINT_EVERY = 100_000

@@ -159,6 +159,30 @@ def test_leaf_flip_does_not_blame_the_record(pristine: Path, tmp_path: Path) -> 
     assert [(f.segment, f.offset) for f in r.derived] == [("merkle/leaves.hashes", 20)]
 
 
+@pytest.mark.parametrize("read_only", [True, False])
+def test_leaf_flip_with_its_checksum_fixed_is_decided_by_the_records(pristine: Path, baseline: tuple,
+                                                                    tmp_path: Path, read_only: bool) -> None:
+    """Someone who also rewrites sums.dat gets past the checksum; the record-to-leaf
+    comparison of the trusted replay then finds the leaf, and the signed root over the
+    records says the leaf file, not the record, is wrong."""
+    from trustlog.ingest.merkle_store import SUMS_FILE, MerkleStore
+
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    (d / "snapshots").rename(tmp_path / "no-snapshots")    # replay every record
+    leaves = d / "merkle" / "leaves.hashes"
+    data = bytearray(leaves.read_bytes())
+    data[32 * 2] ^= 1                                      # leaf 2: no peak of the tree
+    leaves.write_bytes(bytes(data))
+    store = MerkleStore.open(d / "merkle", read_only=True)
+    (d / "merkle" / SUMS_FILE).write_bytes(store.sums_bytes())
+    store.close()
+    with TrustLog(d, read_only=read_only) as tl:
+        assert _facts(tl) == baseline
+        assert any("leaf 2 of leaves.hashes" in n and "checkpoints match" in n for n in tl.notices), tl.notices
+    assert (leaves.read_bytes() == bytes(data)) is read_only
+
+
 def test_inner_node_that_is_no_peak_is_found_and_proofs_still_verify(pristine: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "log"
