@@ -483,7 +483,10 @@ def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, signed: int, rep
                 if size < store.size:
                     store.truncate(size)
                 level_bad = any((f.segment or "").startswith("merkle/") for f in report.derived)
-                for p in store.check(size):
+                problems = store.check(size)
+                if store.sums_problem:
+                    problems.insert(0, store.sums_problem)
+                for p in problems:
                     if p.startswith(SUMS_FILE):
                         report.derived.append(Finding("derived", f"{p}; {fix}", segment=f"merkle/{SUMS_FILE}"))
                     elif not level_bad:   # the level files match the records: the checksum is what is wrong

@@ -300,8 +300,11 @@ class MerkleStore:
     def check(self, size: int) -> list[str]:
         """What is wrong with the first ``size`` leaves and the levels above them: []
         when every level file matches its checksum in ``sums.dat`` (or, without a usable
-        ``sums.dat`` for this size, the hash of its children). Each problem names its file."""
+        ``sums.dat`` for this size, the hash of its children). Each problem names its file.
+        A damaged ``sums.dat`` over level files that match their children is no problem
+        of the tree: it is noted in :attr:`sums_problem` (the writer rewrites the file)."""
         problems: list[str] = []
+        self.sums_problem = None
         if self.size < size:
             return [f"{LEAVES_FILE} holds {self.size} leaf hashes, {size} are signed"]
         try:
@@ -314,7 +317,7 @@ class MerkleStore:
             if magic == _SUMS_MAGIC and sums_size == size and len(data) == _SUMS_HEAD.size + 4 * n + 4:
                 sums = list(struct.unpack_from(f">{n}I", data, _SUMS_HEAD.size))
         elif data:
-            problems.append(f"{SUMS_FILE} fails its own CRC")
+            self.sums_problem = f"{SUMS_FILE} fails its own CRC"
         if sums is not None:
             want = size.bit_length()
             for k in range(max(want, len(sums))):
@@ -331,6 +334,9 @@ class MerkleStore:
         except LogCorruptionError as e:
             problems.append(f"{e.segment}: {e.detail}")
         return problems
+
+    sums_problem: str | None = None
+    """Set by :meth:`check`: what is wrong with ``sums.dat`` itself, if anything."""
 
     def rebuild(self, leaf_hashes: Iterable[bytes]) -> None:
         """Replace the whole tree by one over ``leaf_hashes`` (taken from the segments,

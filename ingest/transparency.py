@@ -195,8 +195,13 @@ class LogTree:
             done = "rebuilt in memory (read-only; the next writer rebuilds it on disk)" if self.key is None \
                 else "rebuilt from the segments"
             self.notices.append(f"{where}: {'; '.join(problems)}; {done}; the signed checkpoints match")
-        elif self.key is not None and attested:
-            self.merkle.write_sums()
+        else:
+            if self.merkle.sums_problem:
+                done = "rewritten" if self.key is not None else "the next writer rewrites it"
+                self.notices.append(f"{self.directory}/merkle/{self.merkle.sums_problem}; the level files match "
+                                    f"their children; {done}")
+            if self.key is not None and attested:
+                self.merkle.write_sums()
         return attested
 
     def append_leaf(self, leaf: bytes) -> None:
