@@ -180,12 +180,13 @@ class MerkleStore:
     O(log² n) hashes.
     """
 
-    def __init__(self, directory: Path, levels: list[_HashFile], repairs: list[str], read_only: bool = False) -> None:
+    def __init__(self, directory: Path, levels: list[_HashFile], repairs: list[str], read_only: bool = False,
+                 checkpoints: CheckpointStore | None = None) -> None:
         self.directory = directory
         self.read_only = read_only
         self._levels = levels
         self._range = CompactRange.from_peaks(levels[0].count, self._peaks(levels[0].count))
-        self.checkpoints = CheckpointStore.open(directory / CHECKPOINTS_FILE, read_only=read_only)
+        self.checkpoints = checkpoints or CheckpointStore.open(directory / CHECKPOINTS_FILE, read_only=read_only)
         self.repairs: tuple[str, ...] = tuple(repairs) + self.checkpoints.repairs
 
     # --- opening and recovery -----------------------------------------------------
@@ -197,6 +198,9 @@ class MerkleStore:
         path = Path(directory)
         if not read_only:
             path.mkdir(parents=True, exist_ok=True)
+        # Checkpoints first: a writer may be appending (readers take no lock), and the
+        # level files read after them hold at least every hash a checkpoint signed.
+        checkpoints = CheckpointStore.open(path / CHECKPOINTS_FILE, read_only=read_only)
         repairs: list[str] = []
         levels = [_HashFile(path / LEAVES_FILE, read_only)]
         cut = "ignored" if read_only else "cut"
@@ -212,7 +216,7 @@ class MerkleStore:
             f.write_pending()
             if repairs:
                 f.fsync()
-        return cls(path, levels, repairs, read_only)
+        return cls(path, levels, repairs, read_only, checkpoints)
 
     @staticmethod
     def _existing_levels(path: Path) -> list[int]:
@@ -307,6 +311,12 @@ class MerkleStore:
         self.sums_problem = None
         if self.size < size:
             return [f"{LEAVES_FILE} holds {self.size} leaf hashes, {size} are signed"]
+        if self.read_only:  # a writer fills missing hashes on open; a reader only in memory
+            for k, f in enumerate(self._levels):
+                if f.on_disk < size >> k:
+                    problems.append(f"{level_file_name(k)} holds {f.on_disk} hashes, {size >> k} are signed")
+            if problems:
+                return problems
         try:
             data = (self.directory / SUMS_FILE).read_bytes()
         except FileNotFoundError:

@@ -156,13 +156,26 @@ class TrustLog:
             self.dir.mkdir(parents=True, exist_ok=True)
         # Records are CRC-checked when read; the whole-log check on open is `log verify`'s
         # (with a snapshot, most records are never read again on open).
-        self.log = SegmentLog.open(self.dir / "log", verify=False, read_only=read_only, **kw)
+        if read_only:
+            # A reader takes no lock, so a writer may go on meanwhile. The checkpoints and
+            # the index heads are read first: the segments and the rejects log read after
+            # them can only have grown, so neither looks short of what was signed or indexed.
+            self.tree = LogTree.open(self.dir, log_key, read_only=True)
+            try:
+                self.index = LogIndex.open(self.dir / "index", read_only=True)
+                self.log = SegmentLog.open(self.dir / "log", verify=False, read_only=True, **kw)
+            except BaseException:
+                self._abort()
+                raise
+        else:
+            self.log = SegmentLog.open(self.dir / "log", verify=False, **kw)
         try:
             self.rejects = RejectsLog.open(self.dir / "rejects", read_only=read_only,
                                            **({"fsync_fn": fsync_fn} if fsync_fn else {}))
             self.recovery = self.log.recovery
-            self.tree = LogTree.open(self.dir, log_key, read_only=read_only)
-            self.index = LogIndex.open(self.dir / "index", read_only=read_only)
+            if not read_only:
+                self.tree = LogTree.open(self.dir, log_key)
+                self.index = LogIndex.open(self.dir / "index")
             self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key or self.tree.public_key)
             self._check_rejects()
             self._replay()
@@ -184,8 +197,9 @@ class TrustLog:
             for idx in seglog.rebuilt_indexes:
                 self.notices.append(f"{d}/{name}/{idx}: missing or wrong; "
                                     + ("rebuilt in memory" if self.read_only else "rebuilt from the segment"))
-        for r in self.tree.merkle.repairs:
-            self.notices.append(f"{d}/merkle/{r}")
+        if not self.read_only:  # a reader's view of the unsigned tail may race a writer: only check() counts
+            for r in self.tree.merkle.repairs:
+                self.notices.append(f"{d}/merkle/{r}")
         self.notices.extend(self.tree.notices)
         if self.index.rebuilt_because:
             self.notices.append(f"{d}/index: {self.index.rebuilt_because}; rebuilt "
