@@ -59,10 +59,16 @@ def _need_log(args: argparse.Namespace) -> Path:
     return d
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = True):
+    """The log, read-only unless the command writes (checkpoint/snapshot create, log repair)."""
     from trustlog.ingest.pipeline import TrustLog
 
-    return TrustLog(_need_log(args))
+    from .main import print_notices
+
+    tl = TrustLog(_need_log(args), read_only=read_only)
+    if ui is not None:
+        print_notices(ui, tl)
+    return tl
 
 
 def _view(args: argparse.Namespace):
@@ -107,17 +113,15 @@ def cmd_checkpoint_latest(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.core.checkpoint import checkpoint_note
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    tree = _tree(args)
-    try:
-        latest = tree.latest()
-    finally:
-        tree.close()
+    with _open(args, ui) as tl:
+        latest = tl.tree.latest()
+        public_key = tl.tree.public_key
     if latest is None:
         raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
     if args.note:
-        sys.stdout.write(checkpoint_note(latest[0], tree.public_key).decode())
+        sys.stdout.write(checkpoint_note(latest[0], public_key).decode())
     else:
-        _emit(checkpoint_to_json(latest[0], tree.public_key))
+        _emit(checkpoint_to_json(latest[0], public_key))
     return 0
 
 
@@ -136,7 +140,7 @@ def cmd_checkpoint_publish(args: argparse.Namespace, ui: UI) -> int:
 
     places = [parse_spec(s) for s in args.spec]
     failed, rows = 0, []
-    with _open(args) as tl:
+    with _open(args, ui) as tl:
         latest = tl.tree.latest()
         if latest is None:
             raise InputError(f"{args.log} has no signed checkpoint yet (append events first)")
@@ -163,11 +167,8 @@ def cmd_checkpoint_publish(args: argparse.Namespace, ui: UI) -> int:
 def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    tree = _tree(args)
-    try:
-        rows = [checkpoint_to_json(s) for s in tree.checkpoints()]
-    finally:
-        tree.close()
+    with _open(args, ui) as tl:
+        rows = [checkpoint_to_json(s, tl.tree.public_key) for s in tl.tree.merkle.checkpoints]
     if args.json:
         _emit(rows)
     else:
@@ -179,7 +180,7 @@ def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
 def cmd_checkpoint_create(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import checkpoint_to_json
 
-    with _open(args) as tl:
+    with _open(args, ui, read_only=False) as tl:
         tl.checkpoint()
         latest = tl.tree.latest()
     if latest is None:
@@ -197,9 +198,9 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.records import decode_record
     from trustlog.ingest.view import read_record
 
-    merkle = _tree(args)
-    try:
-        latest = merkle.latest()
+    with _open(args, ui) as tl:
+        merkle = tl.tree.merkle
+        latest = tl.tree.latest()
         size = args.size if args.size is not None else (latest[1].tree_size if latest else merkle.size)
         if not 0 <= args.offset < size <= merkle.size:
             raise InputError(f"offset {args.offset} is not in a tree of {size} leaves (the log holds {merkle.size})")
@@ -211,8 +212,6 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
         out = {"type": "inclusion", "origin": merkle.origin, "leaf_index": args.offset, "tree_size": size,
                "leaf_hash": _hex(leaf_hash(body)), "root_hash": _hex(root), "event_id": env.event_id,
                "record": base64.b64encode(body).decode(), "proof": [_hex(p) for p in proof]}
-    finally:
-        merkle.close()
     if args.json:
         _emit(out)
     else:
@@ -224,9 +223,9 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
-    merkle = _tree(args)
-    try:
-        latest = merkle.latest()
+    with _open(args, ui) as tl:
+        merkle = tl.tree.merkle
+        latest = tl.tree.latest()
         new = args.new if args.new is not None else (latest[1].tree_size if latest else merkle.size)
         if not 0 <= args.old <= new <= merkle.size:
             raise InputError(f"need 0 <= OLD ({args.old}) <= NEW ({new}) <= {merkle.size}")
@@ -234,8 +233,6 @@ def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
         out = {"type": "consistency", "origin": merkle.origin, "old_size": args.old, "new_size": new,
                "old_root": _hex(merkle.root_at(args.old)), "new_root": _hex(merkle.root_at(new)),
                "proof": [_hex(p) for p in proof]}
-    finally:
-        merkle.close()
     if args.json:
         _emit(out)
     else:
@@ -351,28 +348,43 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
             for f in report.findings:
                 if f is not report.first:
                     ui.out.print(f"  also: {escape(f.describe())}")
-    return 0 if report.ok else 1
+        for f in report.derived:
+            ui.out.print(f"[bold yellow]DERIVED FILE WRONG[/bold yellow]: {escape(f.segment or '')}: {escape(f.what)}")
+    return 0 if report.ok and report.derived_ok else 1
+
+
+def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
+    """Open the log for writing (which checks every derived file and rebuilds what is
+    wrong from the segments, and cuts a torn tail) and close it. Evidence of tampering
+    is never repaired: the open refuses, and says where."""
+    with _open(args, None, read_only=False) as tl:
+        notices = list(tl.notices) + ([f"recovered log: {tl.recovery}"] if tl.recovery else [])
+        notices = [n for n in notices if "/snapshots/" not in n] + tl.repair_snapshots()
+    if args.json:
+        _emit({"repaired": notices})
+    elif notices:
+        for n in notices:
+            ui.out.print(escape(f"repaired: {n}"))
+    else:
+        ui.out.print("nothing to repair: every derived file matches the segments")
+    return 0
 
 
 # -- snapshots, state, replay ---------------------------------------------------------------
 
 def cmd_snapshot_create(args: argparse.Namespace, ui: UI) -> int:
-    with _open(args) as tl:
+    with _open(args, ui, read_only=False) as tl:
         path = tl.snapshot() if args.at is None else tl.snapshot_at(args.at)
     _emit({"snapshot": str(path)}) if args.json else ui.out.print(f"snapshot written: {path}")
     return 0
 
 
 def cmd_snapshot_list(args: argparse.Namespace, ui: UI) -> int:
-    from trustlog.ingest.snapshots import SnapshotStore
-    from trustlog.ingest.transparency import load_public_key
-
-    d = _need_log(args)
-    store = SnapshotStore(d / "snapshots", load_public_key(d / "log.pub"))
-    snaps = store.list()
-    rows = [{"offset": s.header.offset, "root": s.header.root.hex(), "repos": s.header.repos,
-             "bytes": s.header.body_len, "auto": s.header.auto, "path": str(s.path)} for s in snaps]
-    skipped = list(store.skipped)
+    with _open(args, ui) as tl:
+        snaps = tl.snapshots.list()
+        rows = [{"offset": s.header.offset, "root": s.header.root.hex(), "repos": s.header.repos,
+                 "bytes": s.header.body_len, "auto": s.header.auto, "path": str(s.path)} for s in snaps]
+        skipped = list(tl.snapshots.skipped)
     if args.json:
         _emit({"snapshots": rows, "skipped": skipped})
     else:
@@ -567,7 +579,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     lv = lsub.add_parser("verify", parents=[common], help="offline audit of the whole log: trusts nothing on disk",
                          description="Re-reads every record (CRC), recomputes the Merkle root against every signed "
                                      "checkpoint, re-verifies every signature in batches and replays every state "
-                                     "transition. Exit 0 if clean, 1 at the first inconsistency (reported precisely).")
+                                     "transition, then compares every derived file (Merkle levels, index, "
+                                     "segment indexes) with the records and names each one that differs. Exit 0 "
+                                     "if clean, 1 at the first inconsistency or a wrong derived file (reported "
+                                     "precisely). Changes nothing.")
     lv.add_argument("--log-key", metavar="log.pub", help="the log's public key, obtained independently "
                                                         "(default: DIR/log.pub)")
     lv.add_argument("--checkpoint", action="append", default=[], metavar="CP.json",
@@ -577,6 +592,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                          "http://HOST:PORT,vkey=FILE); every checkpoint there must be consistent with today's "
                          "log, and a witness's must carry its cosignature. Repeatable")
     lv.set_defaults(func=cmd_log_verify)
+    lr = lsub.add_parser("repair", parents=[common], help="rebuild damaged derived files from the segments",
+                         description="Opens the log for writing: cuts a torn last record or checkpoint frame and "
+                                     "rebuilds any index, Merkle level or snapshot reference that does not match "
+                                     "the segments, printing one line per repair. Never erases evidence of "
+                                     "tampering (a damaged record or a complete checkpoint frame that fails its "
+                                     "CRC): it refuses instead. Read-only commands never repair.")
+    lr.set_defaults(func=cmd_log_repair)
 
     ps = sub.add_parser("snapshot", help="state snapshots for fast restart and replay")
     ssub = ps.add_subparsers(dest="snapcmd", metavar="ACTION", required=True)

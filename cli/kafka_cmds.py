@@ -378,6 +378,8 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the Kafka commands to the `trustlog` subparsers (``sub``); ``common`` gives
     --json/--log/--keys."""
+    from .main import positive_int
+
     pp = sub.add_parser(
         "publish", parents=[common], help="produce signed events to a Kafka topic, keyed by repository",
         description="Produce canonical MessagePack envelopes to TOPIC, keyed by repository (acks=all, "
@@ -387,7 +389,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pp.add_argument("file", nargs="?", help="JSONL: one envelope {payload, signatures} per line")
     pp.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="bootstrap servers host:port[,...]")
     pp.add_argument("--topic", required=True)
-    pp.add_argument("--partitions", type=int, help="create the topic with this many partitions if it is missing")
+    pp.add_argument("--partitions", type=positive_int, help="create the topic with this many partitions if it is missing")
     pp.add_argument("--demo", action="store_true", help="publish the synthetic registry of `trustlog demo`")
     pp.add_argument("--scale", type=float, default=1.0, help="demo size (1 = 1,000 repositories, 20,000 tags)")
     pp.add_argument("--ref-time", help="demo: reference time for expired tags (ISO 8601 or integer ns; default now)")
@@ -397,7 +399,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pp.add_argument("--dump", metavar="FILE", help="also write every published envelope to this JSONL file")
     pp.add_argument("--send-invalid", action="store_true",
                     help="publish lines that are not envelopes raw and unkeyed (the workers reject them)")
-    pp.add_argument("--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES)
+    pp.add_argument("--max-event-bytes", type=positive_int, default=DEFAULT_MAX_EVENT_BYTES)
     pp.add_argument("--linger-ms", type=int, default=20)
     pp.set_defaults(func=cmd_publish)
 
@@ -422,6 +424,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     vk.add_argument("--group", default="trustlog-verify", help="consumer group (default %(default)s)")
     vk.add_argument("--ref-time", help="reference time for expiry (ISO 8601 or ns; default: now, fixed)")
     vk.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without requests")
-    vk.add_argument("--max-messages", type=int, help="stop after this many requests")
-    vk.add_argument("--max-poll-records", type=int, default=5000)
+    vk.add_argument("--max-messages", type=positive_int, help="stop after this many requests")
+    vk.add_argument("--max-poll-records", type=positive_int, default=5000)
     vk.set_defaults(func=cmd_verify_kafka)

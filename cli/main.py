@@ -51,13 +51,17 @@ def _keystore(args: argparse.Namespace):
     return KeyStore(args.keys)
 
 
-def _open_log(args: argparse.Namespace, ui: UI | None = None):
+def _open_log(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = False):
+    """The log of ``--log``; commands that only read open it ``read_only`` (no lock,
+    nothing written). Every repair or damaged derived file is one line on stderr."""
     from trustlog.ingest.pipeline import TrustLog
 
+    if read_only and not (Path(args.log) / "log").is_dir():
+        raise InputError(f"no log at {args.log} (give --log DIR or set TRUSTLOG_LOG)")
     log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024),
-                   pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
-    if log.recovery is not None and ui is not None:
-        ui.info(f"recovered log: {log.recovery}")
+                   pins=load_pins(args.pins) if getattr(args, "pins", None) else (), read_only=read_only)
+    if ui is not None:
+        print_notices(ui, log)
     return log
 
 
@@ -68,6 +72,26 @@ def _open_view(args: argparse.Namespace, repos=None):
     from trustlog.ingest.view import ViewSet
 
     return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else (), repos=repos)
+
+
+def print_notices(ui: UI, log) -> None:
+    from rich.markup import escape
+
+    if log.recovery is not None:
+        ui.info(escape(f"recovered log: {log.recovery}"))
+    for n in log.notices:
+        ui.err.print(escape(f"trustlog: notice: {n}"))
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes that must be at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def load_pins(path: str):
@@ -158,7 +182,7 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
     if args.version is not None:
         version = args.version
     else:
-        with _open_log(args, ui) as log:
+        with _open_log(args, ui, read_only=(Path(args.log) / "log").is_dir()) as log:
             repo = log.state.repos.get(args.repo)
             version = (repo.version if repo else 0) + 1
     env = sign_event(make(version), signers)
@@ -247,6 +271,8 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
         res: BatchResult = log.ingest(read_lines(path), batch_size=args.batch,
                                       progress=lambda r: bar.advance(r.accepted + r.rejected + r.duplicates))
         version = log.state.version
+    for n in log.close_notices:
+        ui.err.print(f"trustlog: warning: {n}", markup=False)
     out = {"file": str(path), "accepted": res.accepted, "rejected": res.rejected, "duplicates": res.duplicates,
            "rejected_by_reason": dict(res.reasons), "state_version": version,
            "seconds": round(time.perf_counter() - t0, 3)}
@@ -364,6 +390,13 @@ def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
 
 # -- parser -------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one line (and exit 2), not the usage text."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
@@ -373,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pin file: repository patterns -> root key ids (env TRUSTLOG_PINS); "
                              "unpinned repositories are trusted on first use")
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="trustlog",
         description="Event-sourced trust metadata for container images: a tamper-evident log of signing and "
                     "key-rotation events, and a batch verifier over it.",
@@ -470,8 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", parents=[common], help="append events from a JSONL file to the log")
     i.add_argument("file", help="JSONL: one envelope {payload, signatures} per line")
-    i.add_argument("--batch", type=int, default=2048, help="events per verified, fsynced batch")
-    i.add_argument("--max-event-bytes", type=int, default=64 * 1024)
+    i.add_argument("--batch", type=positive_int, default=2048, help="events per verified, fsynced batch")
+    i.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024,
+                   help="larger envelopes are rejected as TOO_LARGE (default %(default)s)")
     i.set_defaults(func=cmd_ingest)
 
     v = sub.add_parser("verify", parents=[common], help="verify a JSONL of requests into a JSONL of verdicts")

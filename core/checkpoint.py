@@ -24,6 +24,13 @@ header (which start with a map byte), nor the other way round.
 
 Older logs stored MessagePack bodies signed behind :data:`CHECKPOINT_CONTEXT`; they are
 still verified (:func:`is_legacy_body`), and new checkpoints of such a log are notes.
+
+A checkpoint also commits to the log's rejects log: ``rejects_size`` and
+``rejects_root`` are the RFC 9162 tree head over the reject record bodies (every input
+that was not accepted), so deleting, replacing or editing rejected inputs is caught like
+an edit of the log. In the note they are the extension line
+``trustlog-rejects <size> <base64 root>``, present only when committed (a checkpoint made
+before the commitment existed has none).
 """
 from __future__ import annotations
 
@@ -41,10 +48,13 @@ from .note import ALG_ED25519, Note, NoteSignature, key_hash, parse_note, valid_
 
 CHECKPOINT_CONTEXT: Final = b"trustlog checkpoint v1\n"  # legacy MessagePack checkpoints only
 LOG_TIME_EXTENSION: Final = "trustlog-log-time"
+REJECTS_EXTENSION: Final = "trustlog-rejects"
+_RESERVED_EXTENSIONS: Final = (LOG_TIME_EXTENSION, REJECTS_EXTENSION)
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
-    """The head of a log's Merkle tree: ``root_hash = MTH(D[tree_size])``.
+    """The head of a log's Merkle tree: ``root_hash = MTH(D[tree_size])``, and of its
+    rejects log (``rejects_root = MTH(rejects[rejects_size])``; empty: not committed).
 
     ``extensions`` are further C2SP extension lines (non-empty, one line each), e.g.
     a commitment to another tree kept by the log."""
@@ -54,6 +64,8 @@ class Checkpoint(msgspec.Struct, frozen=True):
     root_hash: bytes
     log_time: int
     extensions: tuple[str, ...] = ()
+    rejects_size: int = 0
+    rejects_root: bytes = b""
 
     def __post_init__(self) -> None:
         # ValueError here becomes an EncodingError when decoding (msgspec ValidationError).
@@ -66,9 +78,13 @@ class Checkpoint(msgspec.Struct, frozen=True):
         if self.log_time < 0:
             raise ValueError(f"checkpoint log_time must be >= 0 ns, got {self.log_time}")
         for line in self.extensions:
-            if not line or any(ord(c) < 0x20 for c in line) or line.split(" ")[0] == LOG_TIME_EXTENSION:
+            if not line or any(ord(c) < 0x20 for c in line) or line.split(" ")[0] in _RESERVED_EXTENSIONS:
                 raise ValueError(f"checkpoint extension line {line!r} must be non-empty, one line, "
-                                 f"and not another {LOG_TIME_EXTENSION}")
+                                 f"and not another {' or '.join(_RESERVED_EXTENSIONS)}")
+        if self.rejects_size < 0 or len(self.rejects_root) not in (0, HASH_SIZE) or \
+                (not self.rejects_root and self.rejects_size):
+            raise ValueError("checkpoint rejects commitment must be a size >= 0 with a "
+                             f"{HASH_SIZE}-byte root (or neither)")
 
 
 class _LegacyCheckpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -98,7 +114,10 @@ def checkpoint_body(cp: Checkpoint) -> bytes:
     if not valid_name(cp.origin):
         raise ValueError(f"checkpoint origin {cp.origin!r} must hold no spaces and no '+' (it is the note key name)")
     lines = [cp.origin, str(cp.tree_size), base64.b64encode(cp.root_hash).decode(),
-             f"{LOG_TIME_EXTENSION} {cp.log_time}", *cp.extensions]
+             f"{LOG_TIME_EXTENSION} {cp.log_time}"]
+    if cp.rejects_root:
+        lines.append(f"{REJECTS_EXTENSION} {cp.rejects_size} {base64.b64encode(cp.rejects_root).decode()}")
+    lines.extend(cp.extensions)
     return "".join(line + "\n" for line in lines).encode()
 
 
@@ -120,7 +139,16 @@ def parse_checkpoint_body(body: bytes) -> Checkpoint:
     try:
         if not (size_s.isdigit() and time_s.isdigit() and tag == LOG_TIME_EXTENSION):
             raise ValueError("size and log time must be decimal, the fourth line " + LOG_TIME_EXTENSION)
-        cp = Checkpoint(origin, int(size_s), base64.b64decode(root_s, validate=True), int(time_s), tuple(ext))
+        rejects_size, rejects_root = 0, b""
+        if ext and ext[0].split(" ")[0] == REJECTS_EXTENSION:
+            parts = ext.pop(0).split(" ")
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise ValueError(f"{REJECTS_EXTENSION} line must be '{REJECTS_EXTENSION} SIZE BASE64ROOT'")
+            rejects_size, rejects_root = int(parts[1]), base64.b64decode(parts[2], validate=True)
+            if not rejects_root:
+                raise ValueError(f"{REJECTS_EXTENSION} needs a root")
+        cp = Checkpoint(origin, int(size_s), base64.b64decode(root_s, validate=True), int(time_s), tuple(ext),
+                        rejects_size, rejects_root)
         again = checkpoint_body(cp)
     except (ValueError, binascii.Error) as e:
         raise EncodingError(f"not a trustlog checkpoint body: {e}") from e

@@ -97,9 +97,9 @@ def partition_dirs(log_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
 def open_partition_logs(log_dir: str | os.PathLike[str], **trustlog_options: Any) -> TrustState:
     """The trust state of every ``p*/`` log under ``log_dir``, merged.
 
-    Each partition log is folded on its own (a :class:`TrustLog`, opened and closed, so
-    it takes each log's writer lock for the duration: stop the ingest workers of that
-    directory first, or fold a copy). Repositories are partitioned by key, so their
+    Each partition log is folded on its own (a read-only :class:`TrustLog`: no lock is
+    taken and nothing is written, so running ingest workers are not disturbed; each log
+    is read up to its last durable record). Repositories are partitioned by key, so their
     states do not overlap; a repository found in two logs is an error. The merged
     ``version`` is the total number of records folded.
     """
@@ -108,7 +108,7 @@ def open_partition_logs(log_dir: str | os.PathLike[str], **trustlog_options: Any
         raise LogError(f"no partition logs (p0/, p1/, ...) under {log_dir}")
     merged = TrustState()
     for p, d in dirs:
-        with TrustLog(d, **trustlog_options) as tl:
+        with TrustLog(d, read_only=True, **trustlog_options) as tl:
             for name, repo in tl.state.repos.items():
                 if name in merged.repos:
                     raise LogError(f"repository {name!r} is in two partition logs (p{p} and another); "
@@ -714,6 +714,16 @@ class KafkaIngestWorker:
 
 # -- command line --------------------------------------------------------------------------
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def add_worker_arguments(parser: argparse.ArgumentParser, *, with_log: bool = True) -> None:
     """The Kafka ingest options (shared by this module's main and ``trustlog ingest --kafka``).
     Options the parser already has (say ``--max-event-bytes``) are left as they are."""
@@ -733,14 +743,14 @@ def add_worker_arguments(parser: argparse.ArgumentParser, *, with_log: bool = Tr
     p.add_argument("--dlq", metavar="TOPIC", help="also send rejected inputs to this dead-letter topic")
     p.add_argument("--instance-id", help="static group membership id (a restart within the session timeout "
                                          "gets its partitions back without a rebalance)")
-    p.add_argument("--max-messages", type=int, help="stop after this many messages")
+    p.add_argument("--max-messages", type=_positive_int, help="stop after this many messages")
     p.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without messages")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    p.add_argument("--max-poll-records", type=int, default=5000, help="records per poll (default %(default)s)")
+    p.add_argument("--max-poll-records", type=_positive_int, default=5000, help="records per poll (default %(default)s)")
     p.add_argument("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024)
     p.add_argument("--session-timeout-ms", type=int, default=6000)
     p.add_argument("--heartbeat-interval-ms", type=int, default=2000)
-    p.add_argument("--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES)
+    p.add_argument("--max-event-bytes", type=_positive_int, default=DEFAULT_MAX_EVENT_BYTES)
     p.add_argument("--no-preverify", action="store_true",
                    help="check signatures only inside each batch's fold (default: the next batch's signatures "
                         "are checked in a background thread while the current one is appended)")

@@ -9,13 +9,18 @@ never the whole log. Layout of ``DIR/index/``::
                    from its newest block backwards, so a lookup reads one chain.
     names.dat      the names, one per line, in id order ("k:" + key id, "r:" + repo).
     heads.dat      written atomically at checkpoints and on close: the log offset the
-                   index covers, the sizes of the two files above at that moment, and
-                   the newest block of every name (u64 little-endian each), with a CRC-32C.
+                   index covers, the sizes of the two files above at that moment and the
+                   CRC-32C of each, and the newest block of every name (u64 little-endian
+                   each), with a CRC-32C of its own.
 
 Both data files are only appended to. On open, ``heads.dat`` says how much of them is
 valid: anything after is cut (an unfinished batch), and the caller re-indexes the log
 from :attr:`LogIndex.covered` on. A missing or damaged ``heads.dat`` means the index is
-rebuilt from offset 0 — it is derived data, never the source of truth.
+rebuilt from offset 0 — it is derived data, never the source of truth. So does a
+``names.dat`` or ``postings.dat`` whose CRC differs from the one in ``heads.dat`` (a
+flipped byte, a same-length edit): every open checks both files in full (CRC-32C runs at
+memory speed) and says why it rebuilt in :attr:`LogIndex.rebuilt_because`. A read-only
+open (``read_only=True``) checks the same, cuts nothing and rebuilds in memory.
 
 Entries (``>QQII``): ``offset, log_time, a, b``.
 
@@ -54,8 +59,8 @@ KIND_CODE: Final[dict[str, int]] = {k: i for i, k in enumerate(EVENT_KINDS)}
 
 _BLOCK: Final = struct.Struct(">IIQI")      # name id, count, previous block (or NONE), CRC of entries
 _ENTRY: Final = struct.Struct(">QQII")
-_HEADS_HEAD: Final = struct.Struct(">8sQQQQ")  # magic, covered offset, postings bytes, names count, names bytes
-_HEADS_MAGIC: Final = b"TLIDX001"
+_HEADS_HEAD: Final = struct.Struct(">8sQQQQII")  # magic, covered, postings bytes, names count, names bytes, 2 CRCs
+_HEADS_MAGIC: Final = b"TLIDX002"
 _NONE: Final = 0xFFFFFFFFFFFFFFFF
 FLUSH_ENTRIES: Final = 1 << 18   # entries buffered before blocks are written (bounds memory)
 
@@ -133,9 +138,11 @@ def event_postings(state: TrustState, env: Envelope, event: Event) -> tuple[int,
 class LogIndex:
     """The two indexes of one log directory. Not thread-safe: one writer."""
 
-    def __init__(self, directory: Path) -> None:
-        """Use :meth:`open`."""
+    def __init__(self, directory: Path, read_only: bool = False) -> None:
+        """Use :meth:`open` (or construct directly for an index held only in memory)."""
         self.directory = directory
+        self.read_only = read_only
+        self.rebuilt_because: str | None = None
         self.names: list[str] = []
         self.ids: dict[str, int] = {}
         self.heads = array("Q")
@@ -148,53 +155,85 @@ class LogIndex:
         self._nfd = -1
         self._psize = 0
         self._nsize = 0
+        self._pcrc = 0               # CRC-32C of postings.dat [0, _psize)
+        self._ncrc = 0               # CRC-32C of names.dat [0, _nsize)
         self._covered_flushed = 0
 
     # -- opening ---------------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> LogIndex:
+    def open(cls, directory: str | os.PathLike[str], *, read_only: bool = False) -> LogIndex:
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        idx = cls(d)
-        idx._pfd = os.open(d / POSTINGS_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        idx._nfd = os.open(d / NAMES_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        if not idx._load_heads():
+        idx = cls(d, read_only)
+        if read_only:
+            for name, attr in ((POSTINGS_FILE, "_pfd"), (NAMES_FILE, "_nfd")):
+                try:
+                    setattr(idx, attr, os.open(d / name, os.O_RDONLY | os.O_CLOEXEC))
+                except FileNotFoundError:
+                    setattr(idx, attr, os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+        else:
+            d.mkdir(parents=True, exist_ok=True)
+            idx._pfd = os.open(d / POSTINGS_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            idx._nfd = os.open(d / NAMES_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        why = idx._load_heads()
+        if why is not None:
             idx._reset()
+            idx.rebuilt_because = why
         return idx
 
-    def _load_heads(self) -> bool:
+    def _load_heads(self) -> str | None:
+        """Load ``heads.dat`` and check both data files against it; None when all is
+        well, else what is wrong (the index is then rebuilt from the log)."""
         try:
             data = (self.directory / HEADS_FILE).read_bytes()
         except FileNotFoundError:
-            return False
+            if os.fstat(self._pfd).st_size or os.fstat(self._nfd).st_size:
+                return f"{HEADS_FILE} is missing"
+            return None  # a new (or never saved) index: everything is indexed from the log
         if len(data) < _HEADS_HEAD.size + 4 or crc32c.crc32c(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
-            return False
-        magic, covered, psize, ncount, nsize = _HEADS_HEAD.unpack_from(data)
+            return f"{HEADS_FILE} fails its CRC"
+        if data[:8] != _HEADS_MAGIC:
+            return f"{HEADS_FILE} is of another format"
+        magic, covered, psize, ncount, nsize, pcrc, ncrc = _HEADS_HEAD.unpack_from(data)
         heads = array("Q")
         heads.frombytes(data[_HEADS_HEAD.size:-4])
-        if magic != _HEADS_MAGIC or len(heads) != ncount:
-            return False
-        if os.fstat(self._pfd).st_size < psize or os.fstat(self._nfd).st_size < nsize:
-            return False
-        names = os.pread(self._nfd, nsize, 0).decode() if nsize else ""
+        if len(heads) != ncount:
+            return f"{HEADS_FILE} is inconsistent"
+        if os.fstat(self._pfd).st_size < psize:
+            return f"{POSTINGS_FILE} is shorter than {HEADS_FILE} says"
+        if os.fstat(self._nfd).st_size < nsize:
+            return f"{NAMES_FILE} is shorter than {HEADS_FILE} says"
+        raw_names = os.pread(self._nfd, nsize, 0) if nsize else b""
+        if crc32c.crc32c(raw_names) != ncrc:
+            return f"{NAMES_FILE} does not match its CRC in {HEADS_FILE}"
+        try:
+            names = raw_names.decode()
+        except UnicodeDecodeError:
+            return f"{NAMES_FILE} is not UTF-8"
         name_list = names.split("\n")[:-1] if names else []
         if len(name_list) != ncount:
-            return False
-        os.ftruncate(self._pfd, psize)
-        os.ftruncate(self._nfd, nsize)
+            return f"{NAMES_FILE} holds {len(name_list)} names, {HEADS_FILE} says {ncount}"
         if sys.byteorder != "little":  # pragma: no cover - heads are stored little-endian
             heads.byteswap()
+        why = _check_postings(self._pfd, psize, pcrc, heads)
+        if why is not None:
+            return f"{POSTINGS_FILE} {why}"
+        if not self.read_only:
+            os.ftruncate(self._pfd, psize)
+            os.ftruncate(self._nfd, nsize)
         self.names = name_list
         self.ids = {n: i for i, n in enumerate(name_list)}
         self.heads = heads
         self.covered = self._covered_flushed = covered
         self._psize, self._nsize = psize, nsize
-        return True
+        self._pcrc, self._ncrc = pcrc, ncrc
+        return None
 
     def _reset(self) -> None:
-        os.ftruncate(self._pfd, 0)
-        os.ftruncate(self._nfd, 0)
+        if not self.read_only:
+            os.ftruncate(self._pfd, 0)
+            os.ftruncate(self._nfd, 0)
+        self._pcrc = self._ncrc = 0
         self.names, self.ids, self.heads = [], {}, array("Q")
         self.covered = self._covered_flushed = 0
         self._psize = self._nsize = 0
@@ -246,14 +285,15 @@ class LogIndex:
         accumulated, so a name's entries over many batches land in one block and a
         lookup reads few blocks. (Buffered entries are also answered by lookups; what
         a crash loses is re-indexed from the log on open.)"""
-        if not force and self._pending_count < FLUSH_ENTRIES:
+        if self.read_only or self._pfd < 0 or (not force and self._pending_count < FLUSH_ENTRIES):
             return
         self._covered_flushed = self.covered
         self._pending_count = 0
         if self._pending_names:
             data = ("\n".join(self._pending_names) + "\n").encode()
-            os.pwrite(self._nfd, data, self._nsize)
+            _pwrite_all(self._nfd, data, self._nsize, self.directory / NAMES_FILE)
             self._nsize += len(data)
+            self._ncrc = crc32c.crc32c(data, self._ncrc)
             self._pending_names.clear()
         if not self._pending:
             return
@@ -266,8 +306,9 @@ class LogIndex:
             buf += body
             heads[nid] = pos
             pos += _BLOCK.size + len(body)
-        _pwrite_all(self._pfd, buf, self._psize)
+        _pwrite_all(self._pfd, buf, self._psize, self.directory / POSTINGS_FILE)
         self._psize = pos
+        self._pcrc = crc32c.crc32c(buf, self._pcrc)
         self._pending.clear()
 
     def discard_pending(self) -> None:
@@ -284,11 +325,14 @@ class LogIndex:
 
     def save_heads(self, fsync: bool = True) -> None:
         """Make the index durable up to :attr:`covered` (flush, fsync, write heads)."""
+        if self.read_only:
+            return
         self.flush(force=True)
         if fsync:
             os.fsync(self._pfd)
             os.fsync(self._nfd)
-        body = _HEADS_HEAD.pack(_HEADS_MAGIC, self.covered, self._psize, len(self.names), self._nsize)
+        body = _HEADS_HEAD.pack(_HEADS_MAGIC, self.covered, self._psize, len(self.names), self._nsize,
+                                self._pcrc, self._ncrc)
         heads = self.heads
         if sys.byteorder != "little":  # pragma: no cover
             heads = array("Q", heads)
@@ -296,12 +340,16 @@ class LogIndex:
         body += heads.tobytes()
         data = body + struct.pack(">I", crc32c.crc32c(body))
         tmp = self.directory / (HEADS_FILE + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.directory / HEADS_FILE)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, self.directory / HEADS_FILE)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)   # no leftovers after a full disk
+            raise OSError(e.errno, e.strerror, str(self.directory / HEADS_FILE)) from e
 
     # -- reading ---------------------------------------------------------------------
 
@@ -316,12 +364,15 @@ class LogIndex:
             head = os.pread(self._pfd, _BLOCK.size, pos)
             if len(head) != _BLOCK.size:
                 raise LogError(f"{self.directory / POSTINGS_FILE}: block at byte {pos} is cut short; "
-                               "delete the index directory to rebuild it")
+                               "reopen the log for writing to rebuild the index")
             bid, count, prev, crc = _BLOCK.unpack(head)
+            if pos + _BLOCK.size + count * _ENTRY.size > self._psize:
+                raise LogError(f"{self.directory / POSTINGS_FILE}: block at byte {pos} claims {count} entries, "
+                               "past the end of the file; reopen the log for writing to rebuild the index")
             body = os.pread(self._pfd, count * _ENTRY.size, pos + _BLOCK.size)
             if bid != nid or len(body) != count * _ENTRY.size or crc32c.crc32c(body) != crc:
                 raise LogError(f"{self.directory / POSTINGS_FILE}: block at byte {pos} is damaged; "
-                               "delete the index directory to rebuild it")
+                               "reopen the log for writing to rebuild the index")
             blocks.append(body)
             pos = prev
         blocks.reverse()
@@ -352,9 +403,40 @@ class LogIndex:
         self._pfd = self._nfd = -1
 
 
-def _pwrite_all(fd: int, data: bytes | bytearray, pos: int) -> None:
+def _check_postings(fd: int, size: int, want_crc: int, heads: array) -> str | None:
+    """Walk every block of ``postings.dat`` up to ``size``: the CRC of the whole, each
+    block's bounds, entry CRC and back link, and that ``heads`` names each name's last
+    block. None when all holds, else what is wrong."""
+    data = os.pread(fd, size, 0) if size else b""
+    if len(data) != size or crc32c.crc32c(data) != want_crc:
+        return "does not match its CRC in heads.dat"
+    last = [_NONE] * len(heads)
+    pos = 0
+    while pos < size:
+        if size - pos < _BLOCK.size:
+            return f"ends inside a block header at byte {pos}"
+        nid, count, prev, crc = _BLOCK.unpack_from(data, pos)
+        end = pos + _BLOCK.size + count * _ENTRY.size
+        if nid >= len(heads) or end > size or prev != last[nid]:
+            return f"has a malformed block at byte {pos}"
+        if crc32c.crc32c(data[pos + _BLOCK.size:end]) != crc:
+            return f"has a block at byte {pos} that fails its CRC"
+        last[nid] = pos
+        pos = end
+    if list(heads) != last:
+        return "disagrees with the block chains in heads.dat"
+    return None
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray, pos: int, path: Path) -> None:
+    """Write everything at ``pos``; an error names ``path`` (a full disk must say where)."""
     view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, pos)
-        view = view[n:]
-        pos += n
+    try:
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view = view[n:]
+            pos += n
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e

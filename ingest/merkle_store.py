@@ -7,6 +7,8 @@ Layout (all append-only, 32-byte hashes, no headers)::
     level-02.hashes             covering leaves [i << k, (i + 1) << k), at byte 32*i
     ...
     checkpoints.log    frames: u32 length, u32 CRC32C, canonical SignedCheckpoint
+    sums.dat           the checksum of every level file: the tree size at the last
+                       checkpoint and, per level, the CRC-32C of its first size >> k hashes
 
 Level ``k`` holds exactly ``size >> k`` hashes, so all levels together take about twice
 the leaf file. Appends compute the new perfect subtrees incrementally (one hash per leaf
@@ -17,6 +19,17 @@ Recovery on :meth:`MerkleStore.open`: a torn partial hash at the end of a file i
 count and re-appends what is missing. A level file shorter than ``size >> k`` is rebuilt
 from the level below (ultimately from the leaf hashes), a longer one is cut. What was
 repaired is listed in :attr:`MerkleStore.repairs`.
+
+The level files carry their checksums in ``sums.dat`` (written with every checkpoint;
+each level's CRC is kept running as hashes are appended). :meth:`MerkleStore.check`
+compares them, so a flipped or edited hash anywhere, a leaf or an inner node that is no
+peak, is found on open; the caller rebuilds the tree from the segments
+(:meth:`MerkleStore.rebuild`). ``read_only`` opens repair in memory only and write nothing.
+
+A checkpoint frame is torn only when it is the last one and incomplete (short header,
+short payload) or zero-filled (written space a crash left unfilled): the writer cuts it.
+A complete last frame that fails its CRC or does not decode is tampering and is kept:
+the store refuses to open (:class:`~trustlog.core.errors.LogCorruptionError`).
 """
 from __future__ import annotations
 
@@ -49,6 +62,9 @@ from trustlog.core.merkle import (
 
 LEAVES_FILE: Final = "leaves.hashes"
 CHECKPOINTS_FILE: Final = "checkpoints.log"
+SUMS_FILE: Final = "sums.dat"
+_SUMS_HEAD: Final = struct.Struct(">8sQI")  # magic, tree size, number of levels
+_SUMS_MAGIC: Final = b"TLMSUM01"
 _LEVEL_RE: Final = re.compile(r"^level-(\d{2})\.hashes$")
 _FRAME: Final = struct.Struct(">II")  # payload length, CRC32C of payload
 MAX_CHECKPOINT_BYTES: Final = 64 * 1024
@@ -59,22 +75,55 @@ def level_file_name(level: int) -> str:
     return LEAVES_FILE if level == 0 else f"level-{level:02d}.hashes"
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview, path: Path | None = None) -> None:
+    """Write everything; an error names ``path`` (a full disk must say where)."""
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as e:
+        if path is None or e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 class _HashFile:
     """One append-only file of 32-byte hashes with a write buffer in front of it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.on_disk, self.torn_bytes = divmod(os.fstat(self.fd).st_size, HASH_SIZE)
+        self.read_only = read_only
+        if read_only:
+            try:
+                self.fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                self.fd = -1
+        else:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.on_disk, self.torn_bytes = divmod(os.fstat(self.fd).st_size if self.fd >= 0 else 0, HASH_SIZE)
         self.pending = bytearray()
-        if self.torn_bytes:
+        if self.torn_bytes and not read_only:
             os.ftruncate(self.fd, self.on_disk * HASH_SIZE)
+        self.crc = self._crc_of(self.on_disk)
+
+    def _crc_of(self, count: int) -> int:
+        """CRC-32C of the first ``count`` hashes on disk."""
+        crc, pos, end = 0, 0, count * HASH_SIZE
+        while pos < end:
+            chunk = os.pread(self.fd, min(1 << 22, end - pos), pos)
+            if not chunk:
+                raise LogError(f"{self.path} ends before hash {pos // HASH_SIZE}: was it truncated while open?")
+            crc = crc32c.crc32c(chunk, crc)
+            pos += len(chunk)
+        return crc
+
+    def crc_at(self, count: int) -> int:
+        """CRC-32C of the first ``count`` hashes (flushed or pending)."""
+        if count == self.on_disk:
+            return self.crc
+        if count < self.on_disk:
+            return self._crc_of(count)
+        return crc32c.crc32c(bytes(self.pending[:(count - self.on_disk) * HASH_SIZE]), self.crc)
 
     @property
     def count(self) -> int:
@@ -100,18 +149,27 @@ class _HashFile:
             del self.pending[(count - self.on_disk) * HASH_SIZE:]
         else:
             self.pending.clear()
-            os.ftruncate(self.fd, count * HASH_SIZE)
+            self.crc = self._crc_of(count)
+            if not self.read_only:  # read-only: the hashes past ``count`` are ignored, not cut
+                os.ftruncate(self.fd, count * HASH_SIZE)
             self.on_disk = count
 
     def write_pending(self) -> None:
-        if self.pending:
+        if self.pending and not self.read_only:
             os.lseek(self.fd, self.on_disk * HASH_SIZE, os.SEEK_SET)
-            _write_all(self.fd, self.pending)
+            _write_all(self.fd, self.pending, self.path)
+            self.crc = crc32c.crc32c(bytes(self.pending), self.crc)
             self.on_disk += len(self.pending) // HASH_SIZE
             self.pending.clear()
 
+    def fsync(self) -> None:
+        if not self.read_only:
+            os.fsync(self.fd)
+
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class MerkleStore:
@@ -122,47 +180,58 @@ class MerkleStore:
     O(log² n) hashes.
     """
 
-    def __init__(self, directory: Path, levels: list[_HashFile], repairs: list[str]) -> None:
+    def __init__(self, directory: Path, levels: list[_HashFile], repairs: list[str], read_only: bool = False,
+                 checkpoints: CheckpointStore | None = None) -> None:
         self.directory = directory
+        self.read_only = read_only
         self._levels = levels
         self._range = CompactRange.from_peaks(levels[0].count, self._peaks(levels[0].count))
-        self.checkpoints = CheckpointStore.open(directory / CHECKPOINTS_FILE)
+        self.checkpoints = checkpoints or CheckpointStore.open(directory / CHECKPOINTS_FILE, read_only=read_only)
         self.repairs: tuple[str, ...] = tuple(repairs) + self.checkpoints.repairs
 
     # --- opening and recovery -----------------------------------------------------
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> MerkleStore:
-        """Open (creating if needed) the tree in ``directory`` and repair torn tails."""
+    def open(cls, directory: str | os.PathLike[str], *, read_only: bool = False) -> MerkleStore:
+        """Open (creating if needed) the tree in ``directory`` and repair torn tails
+        (with ``read_only``, in memory only: nothing is created or written)."""
         path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            path.mkdir(parents=True, exist_ok=True)
+        # Checkpoints first: a writer may be appending (readers take no lock), and the
+        # level files read after them hold at least every hash a checkpoint signed.
+        checkpoints = CheckpointStore.open(path / CHECKPOINTS_FILE, read_only=read_only)
         repairs: list[str] = []
-        levels = [_HashFile(path / LEAVES_FILE)]
+        levels = [_HashFile(path / LEAVES_FILE, read_only)]
+        cut = "ignored" if read_only else "cut"
         if levels[0].torn_bytes:
-            repairs.append(f"{LEAVES_FILE}: cut a torn partial hash of {levels[0].torn_bytes} bytes")
+            repairs.append(f"{LEAVES_FILE}: {cut} a torn partial hash of {levels[0].torn_bytes} bytes")
         size = levels[0].count
         top = max([size.bit_length() - 1, *cls._existing_levels(path)])
         for level in range(1, top + 1):
-            levels.append(cls._open_level(path, level, levels[level - 1], size >> level, repairs))
+            levels.append(cls._open_level(path, level, levels[level - 1], size >> level, repairs, read_only))
         while len(levels) > 1 and levels[-1].count == 0:  # keep no empty top levels open
             levels.pop().close()
         for f in levels:
             f.write_pending()
             if repairs:
-                os.fsync(f.fd)
-        return cls(path, levels, repairs)
+                f.fsync()
+        return cls(path, levels, repairs, read_only, checkpoints)
 
     @staticmethod
     def _existing_levels(path: Path) -> list[int]:
+        if not path.is_dir():
+            return []
         found = (_LEVEL_RE.match(p.name) for p in path.iterdir())
         return [int(m.group(1)) for m in found if m]
 
     @staticmethod
-    def _open_level(path: Path, level: int, below: _HashFile, expected: int, repairs: list[str]) -> _HashFile:
-        f = _HashFile(path / level_file_name(level))
+    def _open_level(path: Path, level: int, below: _HashFile, expected: int, repairs: list[str],
+                    read_only: bool = False) -> _HashFile:
+        f = _HashFile(path / level_file_name(level), read_only)
         name = f.path.name
         if f.torn_bytes:
-            repairs.append(f"{name}: cut a torn partial hash of {f.torn_bytes} bytes")
+            repairs.append(f"{name}: {'ignored' if read_only else 'cut'} a torn partial hash of {f.torn_bytes} bytes")
         if f.count > expected:
             repairs.append(f"{name}: cut {f.count - expected} hashes beyond the {expected} the leaves support")
             f.truncate(expected)
@@ -203,7 +272,7 @@ class MerkleStore:
 
     def _store_node(self, level: int, h: bytes) -> None:
         if level == len(self._levels):
-            self._levels.append(_HashFile(self.directory / level_file_name(level)))
+            self._levels.append(_HashFile(self.directory / level_file_name(level), self.read_only))
         self._levels[level].pending += h
 
     def flush(self, fsync: bool = True) -> None:
@@ -212,7 +281,84 @@ class MerkleStore:
             f.write_pending()
         if fsync:
             for f in self._levels:
-                os.fsync(f.fd)
+                f.fsync()
+
+    # --- checksums and rebuilding -------------------------------------------------
+
+    def sums_bytes(self) -> bytes:
+        """The content of ``sums.dat`` for the tree as it is now."""
+        size = self.size
+        body = _SUMS_HEAD.pack(_SUMS_MAGIC, size, len(self._levels))
+        body += b"".join(struct.pack(">I", f.crc_at(size >> k)) for k, f in enumerate(self._levels))
+        return body + struct.pack(">I", crc32c.crc32c(body))
+
+    def write_sums(self) -> None:
+        """Record every level file's checksum (atomically; not fsynced: on a crash the
+        next open finds it stale and checks the levels by rehashing instead)."""
+        if self.read_only:
+            return
+        tmp = self.directory / (SUMS_FILE + ".tmp")
+        tmp.write_bytes(self.sums_bytes())
+        os.replace(tmp, self.directory / SUMS_FILE)
+
+    def check(self, size: int) -> list[str]:
+        """What is wrong with the first ``size`` leaves and the levels above them: []
+        when every level file matches its checksum in ``sums.dat`` (or, without a usable
+        ``sums.dat`` for this size, the hash of its children). Each problem names its file.
+        A damaged ``sums.dat`` over level files that match their children is no problem
+        of the tree: it is noted in :attr:`sums_problem` (the writer rewrites the file)."""
+        problems: list[str] = []
+        self.sums_problem = None
+        if self.size < size:
+            return [f"{LEAVES_FILE} holds {self.size} leaf hashes, {size} are signed"]
+        if self.read_only:  # a writer fills missing hashes on open; a reader only in memory
+            for k, f in enumerate(self._levels):
+                if f.on_disk < size >> k:
+                    problems.append(f"{level_file_name(k)} holds {f.on_disk} hashes, {size >> k} are signed")
+            if problems:
+                return problems
+        try:
+            data = (self.directory / SUMS_FILE).read_bytes()
+        except FileNotFoundError:
+            data = b""
+        sums: list[int] | None = None
+        if len(data) >= _SUMS_HEAD.size + 4 and crc32c.crc32c(data[:-4]) == struct.unpack(">I", data[-4:])[0]:
+            magic, sums_size, n = _SUMS_HEAD.unpack_from(data)
+            if magic == _SUMS_MAGIC and sums_size == size and len(data) == _SUMS_HEAD.size + 4 * n + 4:
+                sums = list(struct.unpack_from(f">{n}I", data, _SUMS_HEAD.size))
+        elif data:
+            self.sums_problem = f"{SUMS_FILE} fails its own CRC"
+        if sums is not None:
+            want = size.bit_length()
+            for k in range(max(want, len(sums))):
+                if k >= len(self._levels) or k >= len(sums):
+                    if size >> k:
+                        problems.append(f"{level_file_name(k)}: no checksum or no file for level {k}")
+                    continue
+                if self._levels[k].crc_at(min(size >> k, self._levels[k].count)) != sums[k] or \
+                        self._levels[k].count < size >> k:
+                    problems.append(f"{level_file_name(k)} does not match its checksum in {SUMS_FILE}")
+            return problems
+        try:
+            self.verify_integrity(size)
+        except LogCorruptionError as e:
+            problems.append(f"{e.segment}: {e.detail}")
+        return problems
+
+    sums_problem: str | None = None
+    """Set by :meth:`check`: what is wrong with ``sums.dat`` itself, if anything."""
+
+    def rebuild(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Replace the whole tree by one over ``leaf_hashes`` (taken from the segments,
+        the truth); with ``read_only``, in memory. The caller checks the new root
+        against the signed checkpoints; the checkpoints are kept."""
+        for f in self._levels:
+            f.truncate(0)
+        self._range = CompactRange()
+        for chunk in _batched(leaf_hashes, _REBUILD_CHUNK):
+            self.append(chunk)
+        self.flush(fsync=not self.read_only)
+        self.write_sums()
 
     def truncate(self, size: int) -> None:
         """Forget leaves from ``size`` on, for recovery when the log itself lost a torn
@@ -267,15 +413,18 @@ class MerkleStore:
         """RFC 9162 §2.1.4.1 proof that ``new_size`` (default: now) extends ``old_size``."""
         return consistency_proof(old_size, self.size if new_size is None else new_size, self)
 
-    def verify_integrity(self) -> None:
-        """Recompute every level from the leaf hashes and compare (O(n) hashes).
+    def verify_integrity(self, size: int | None = None) -> None:
+        """Recompute every level (of the first ``size`` leaves, default all) from the
+        leaf hashes and compare (O(n) hashes).
 
         Raises :class:`LogCorruptionError` at the first stored hash that differs.
         """
+        size = self.size if size is None else size
         for level in range(1, len(self._levels)):
             below, f = self._levels[level - 1], self._levels[level]
-            for start in range(0, f.count, _REBUILD_CHUNK):
-                n = min(_REBUILD_CHUNK, f.count - start)
+            count = min(f.count, size >> level)
+            for start in range(0, count, _REBUILD_CHUNK):
+                n = min(_REBUILD_CHUNK, count - start)
                 want = _parents(below.read_range(2 * start, 2 * n))
                 got = f.read_range(start, n)
                 if want != got:
@@ -303,10 +452,12 @@ class MerkleStore:
             raise LogError(f"checkpoint root for size {cp.tree_size} does not match the stored tree")
         self.flush(fsync=True)
         self.checkpoints.append(signed)
+        if cp.tree_size == self.size:
+            self.write_sums()
         return cp
 
     def close(self, fsync: bool = True) -> None:
-        self.flush(fsync)
+        self.flush(fsync and not self.read_only)
         for f in self._levels:
             f.close()
         self.checkpoints.close()
@@ -332,6 +483,17 @@ def _as_hash_list(leaf_hashes: Iterable[bytes] | bytes | bytearray | memoryview)
                 f"leaf hash [{i}] is {len(h)} bytes, not {HASH_SIZE}; use append_leaves() for entry data"
             )
     return hashes
+
+
+def _batched(hashes: Iterable[bytes], n: int) -> Iterator[bytes]:
+    buf = bytearray()
+    for h in hashes:
+        buf += h
+        if len(buf) >= n * HASH_SIZE:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
 
 
 def _parents(children: bytes) -> bytes:
@@ -366,19 +528,33 @@ class CheckpointStore:
         self._count = count
         self._latest = latest
         self.repairs = tuple(repairs)
+        self.read_only = False
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> CheckpointStore:
-        """Open (creating) ``path``; cut a torn last frame, refuse a damaged middle one."""
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> CheckpointStore:
+        """Open (creating) ``path``; cut a torn last frame (read-only: leave it and
+        ignore it), refuse a damaged frame that is not a torn write."""
         p = Path(path)
-        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        if read_only:
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except FileNotFoundError:
+                fd = os.open("/dev/null", os.O_RDONLY)
+        else:
+            fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
         count, latest, end, repairs = 0, None, 0, []
-        for end, signed in _scan_frames(p, fd, repairs):
-            count, latest = count + 1, signed
-        if repairs:
+        try:
+            for end, signed in _scan_frames(p, fd, repairs):
+                count, latest = count + 1, signed
+        except BaseException:
+            os.close(fd)
+            raise
+        if repairs and not read_only:
             os.ftruncate(fd, end)
             os.fsync(fd)
-        return cls(p, fd, count, latest, repairs)
+        store = cls(p, fd, count, latest, repairs)
+        store.read_only = read_only
+        return store
 
     def __len__(self) -> int:
         return self._count
@@ -399,6 +575,8 @@ class CheckpointStore:
 
     def append(self, signed: SignedCheckpoint, fsync: bool = True) -> None:
         """Append ``signed``; its tree size must not be below the latest one's."""
+        if self.read_only:
+            raise LogError(f"{self.path} is open read-only")
         cp = decode_checkpoint(signed.checkpoint)
         prev = self.latest_checkpoint()
         if prev is not None and (cp.tree_size < prev.tree_size or cp.origin != prev.origin):
@@ -409,7 +587,7 @@ class CheckpointStore:
         payload = encode_signed_checkpoint(signed)
         end = os.fstat(self._fd).st_size
         os.lseek(self._fd, end, os.SEEK_SET)
-        _write_all(self._fd, _FRAME.pack(len(payload), crc32c.crc32c(payload)) + payload)
+        _write_all(self._fd, _FRAME.pack(len(payload), crc32c.crc32c(payload)) + payload, self.path)
         if fsync:
             os.fsync(self._fd)
         self._count += 1
@@ -419,22 +597,45 @@ class CheckpointStore:
         os.close(self._fd)
 
 
+def frame_is_torn(data: bytes, off: int) -> str | None:
+    """Why the frame at byte ``off`` of a checkpoints file ``data`` is the remains of
+    an interrupted write, or None when it is not. Only the last frame can be torn: it is
+    incomplete (short header or payload; a length past the end) or every byte from its
+    payload on is zero (space a crash left unwritten). A complete frame with other bytes
+    that fails its CRC was altered: that is tampering, and it is kept as evidence."""
+    size = len(data)
+    if size - off < _FRAME.size:
+        return f"a {size - off}-byte partial frame header"
+    length, _crc = _FRAME.unpack_from(data, off)
+    end = off + _FRAME.size + length
+    if end > size:
+        return f"a frame of {length} bytes cut at {size - off - _FRAME.size}"
+    if end == size and data.count(0, off + _FRAME.size) == size - off - _FRAME.size:
+        return "a zero-filled last frame"
+    return None
+
+
 def _scan_frames(path: Path, fd: int, repairs: list[str]) -> Iterator[tuple[int, SignedCheckpoint]]:
-    """Yield ``(end offset, checkpoint)`` per good frame. A damaged or incomplete last
-    frame is a torn write (noted in ``repairs``); damage before the end is corruption."""
+    """Yield ``(end offset, checkpoint)`` per good frame. A torn last frame (see
+    :func:`frame_is_torn`) is noted in ``repairs``; any other bad frame raises."""
     size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0) if size else b""
     off = 0
     while off < size:
-        header = os.pread(fd, _FRAME.size, off)
-        length, crc = _FRAME.unpack(header) if len(header) == _FRAME.size else (0, 0)
+        torn = frame_is_torn(data, off)
+        if torn is not None:
+            repairs.append(f"{path.name}: a torn last checkpoint at byte {off} ({torn}; an interrupted write)")
+            return
+        length, crc = _FRAME.unpack_from(data, off)
         end = off + _FRAME.size + length
-        torn = len(header) < _FRAME.size or end > size or length > MAX_CHECKPOINT_BYTES
-        got = "incomplete frame" if torn else _decode_frame(os.pread(fd, length, off + _FRAME.size), crc)
+        got = "impossible length" if length > MAX_CHECKPOINT_BYTES else _decode_frame(
+            data[off + _FRAME.size:end], crc)
         if isinstance(got, str):
-            if torn or end == size:
-                repairs.append(f"{path.name}: cut a torn last checkpoint at byte {off} ({got})")
-                return
-            raise LogCorruptionError(path.name, off, got)
+            where = "the last checkpoint frame" if end == size else "a checkpoint frame"
+            raise LogCorruptionError(
+                f"{path.parent.name}/{path.name}", off,
+                f"{where} is complete but {got}: the file was altered (a crash leaves a short or zero-filled "
+                "frame, not this); it is kept as evidence — run `trustlog log verify`")
         yield end, got
         off = end
 

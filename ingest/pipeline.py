@@ -19,17 +19,25 @@ of the same batch, so a crash can only leave rejects that are recognised (by inp
 hash) and not recorded twice when the batch is read again. The tree and the indexes
 are written after the log (not fsynced per batch: they are derived data, repaired from
 the log on open); a checkpoint is signed every ``checkpoint_every`` records and on close.
+
+The segments are the truth. Every derived file is checked on open (the Merkle levels
+against their checksums and the signed checkpoint, the index files against theirs,
+snapshots by signature, digest and root, each record of the trusted range against its
+leaf) and rebuilt from the segments when it is wrong; each repair is one line in
+:attr:`TrustLog.notices`. ``read_only=True`` opens take no lock and write nothing: the
+same checks run, the repairs stay in memory, and a torn tail is read around, not cut.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trustlog.core.errors import EncodingError, EventTooLargeError, LogError
+from trustlog.core.errors import EncodingError, EventTooLargeError, LogError, TrustlogError
 from trustlog.core.events import (
     DEFAULT_MAX_EVENT_BYTES, Envelope, Event, RepoCreated, RoleKeysSet, RootRotated, decode_envelope, decode_event,
     decode_wire,
@@ -44,6 +52,7 @@ from .logindex import LogIndex, event_postings
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
+from .merkle_store import LEAVES_FILE as LEAVES_NAME
 from .segment_log import SegmentLog
 from .snapshots import SnapshotStore
 from .transparency import LogTree
@@ -53,6 +62,19 @@ DEFAULT_SNAPSHOT_EVERY = 1_000_000
 
 MAX_REMEMBERED_KEYS = 1_000_000  # keys introduced by events, kept as pre-verification hints
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
+
+
+@dataclass(frozen=True)
+class SourceLine:
+    """Where an input came from in a file (``read_lines``): kept with its reject."""
+
+    path: str
+    line: int
+
+
+class _LeafMismatchError(LogError):
+    """A record of the signed range does not hash to the stored leaf: the leaf file or
+    the record is wrong, which the root over the records decides."""
 
 
 @dataclass
@@ -96,13 +118,17 @@ class TrustLog:
         snapshot_every: int | None = DEFAULT_SNAPSHOT_EVERY,
         snapshot_keep: int = 3,
         log_key: SigningKey | None = None,
+        read_only: bool = False,
     ) -> None:
         """``checkpoint_every``: sign a checkpoint once this many records were appended
         since the last one (and always on close); ``snapshot_every``: write a state
         snapshot every this many records (and on close once a tenth of that has
         accumulated), keeping the ``snapshot_keep`` newest automatic ones. None turns
-        the periodic ones off."""
+        the periodic ones off. ``read_only``: see the module docstring."""
         self.dir = Path(directory)
+        self.read_only = read_only
+        self.notices: list[str] = []
+        self.close_notices: list[str] = []
         self.max_event_bytes = max_event_bytes
         self.crypto = crypto or _default_crypto()
         self.clock = clock or LogClock()
@@ -126,22 +152,63 @@ class TrustLog:
             kw["fsync_fn"] = fsync_fn
         if segment_bytes is not None:
             kw["segment_bytes"] = segment_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.dir.mkdir(parents=True, exist_ok=True)
         # Records are CRC-checked when read; the whole-log check on open is `log verify`'s
         # (with a snapshot, most records are never read again on open).
-        self.log = SegmentLog.open(self.dir / "log", verify=False, **kw)
+        if read_only:
+            # A reader takes no lock, so a writer may go on meanwhile. The checkpoints and
+            # the index heads are read first: the segments and the rejects log read after
+            # them can only have grown, so neither looks short of what was signed or indexed.
+            self.tree = LogTree.open(self.dir, log_key, read_only=True)
+            try:
+                self.index = LogIndex.open(self.dir / "index", read_only=True)
+                self.log = SegmentLog.open(self.dir / "log", verify=False, read_only=True, **kw)
+            except BaseException:
+                self._abort()
+                raise
+        else:
+            self.log = SegmentLog.open(self.dir / "log", verify=False, **kw)
         try:
-            self.rejects = RejectsLog.open(self.dir / "rejects", **({"fsync_fn": fsync_fn} if fsync_fn else {}))
+            self.rejects = RejectsLog.open(self.dir / "rejects", read_only=read_only,
+                                           **({"fsync_fn": fsync_fn} if fsync_fn else {}))
             self.recovery = self.log.recovery
-            self.tree = LogTree.open(self.dir, log_key)
-            self.index = LogIndex.open(self.dir / "index")
-            self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key)
+            if not read_only:
+                self.tree = LogTree.open(self.dir, log_key)
+                self.index = LogIndex.open(self.dir / "index")
+            self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key or self.tree.public_key)
+            self._check_rejects()
             self._replay()
+            self._collect_notices()
         except BaseException:
             self._abort()
             raise
         self._last_checkpoint = self.log.next_offset
         self._last_snapshot = self.snapshot_used or 0
+
+    def _collect_notices(self) -> None:
+        """One line per derived file found wrong (and what was done), per torn tail."""
+        d = self.dir
+        for name, seglog in (("log", self.log), ("rejects", self.rejects.log)):
+            if seglog.torn_tail is not None:
+                t = seglog.torn_tail
+                self.notices.append(f"{d}/{name}/{t.segment}: a torn last record of {t.truncated_bytes} bytes is "
+                                    "not read (read-only; the next writer cuts it)")
+            for idx in seglog.rebuilt_indexes:
+                self.notices.append(f"{d}/{name}/{idx}: missing or wrong; "
+                                    + ("rebuilt in memory" if self.read_only else "rebuilt from the segment"))
+        if not self.read_only:  # a reader's view of the unsigned tail may race a writer: only check() counts
+            for r in self.tree.merkle.repairs:
+                self.notices.append(f"{d}/merkle/{r}")
+        self.notices.extend(self.tree.notices)
+        if self.index.rebuilt_because:
+            self.notices.append(f"{d}/index: {self.index.rebuilt_because}; rebuilt "
+                                + ("in memory" if self.read_only else "from the segments"))
+        for s in self.snapshots.skipped:
+            self.notices.append(f"{d}/snapshots/{s}: not used")
+
+    def _leaves_from_log(self, n: int) -> Iterator[bytes]:
+        return (leaf_hash(body) for body in itertools.islice(self.log.iter_segment_bodies(0), n))
 
     def _attested_floor(self) -> int:
         latest = self.tree.merkle.checkpoints.latest_checkpoint()
@@ -170,10 +237,56 @@ class TrustLog:
            batches and their leaves appended to the tree again.
         """
         n = self.log.durable_offset
-        attested = self.tree.reconcile(n)
+        attested = self.tree.reconcile(n, self._leaves_from_log)
+        try:
+            self._replay_from(n, attested)
+        except _LeafMismatchError as e:
+            # Which is wrong, the leaf file or the record? The root over the records says.
+            attested = self.tree.reconcile(n, self._leaves_from_log, problem=str(e))
+            self.state = TrustState(self.pins)
+            self.positions.clear()
+            self.snapshot_used = None
+            self._replay_from(n, attested)
+        if self.read_only:
+            return
+        self.tree.merkle.flush(fsync=False)
+        if self.index.covered != self._covered_at_open:
+            self.index.save_heads()
+        if n > attested:
+            self.tree.checkpoint(self.clock.last, self._rejects_head())
+
+    def _rejects_head(self) -> tuple[int, bytes]:
+        """The rejects log's tree head, for the checkpoints to sign."""
+        return self.rejects.tree.size, self.rejects.tree.root()
+
+    def _check_rejects(self) -> None:
+        """The rejects log must still hold what the latest signed checkpoint committed
+        to (deleted, replaced or edited rejects are tampering). A writer refuses; a
+        read-only open says so in one line and goes on (the state does not depend on it)."""
+        latest = self.tree.latest()
+        if latest is None or not latest[1].rejects_root:
+            return
+        cp, tree = latest[1], self.rejects.tree
+        problem = None
+        if tree.size < cp.rejects_size:
+            problem = (f"holds {tree.size} rejected inputs but the latest signed checkpoint committed to "
+                       f"{cp.rejects_size}: rejects were removed")
+        elif tree.root_at(cp.rejects_size) != cp.rejects_root:
+            problem = (f"its first {cp.rejects_size} rejected inputs do not hash to the root the latest signed "
+                       "checkpoint committed to: the rejects log was replaced or altered")
+        if problem is None:
+            return
+        if self.read_only:
+            self.notices.append(f"{self.dir}/rejects: {problem} — run `trustlog log verify`")
+            return
+        raise LogError(f"{self.dir}/rejects: {problem}. It is kept as evidence; restore it from a replica or "
+                       "backup, and run `trustlog log verify`")
+
+    def _replay_from(self, n: int, attested: int) -> None:
         if self.index.covered > n:  # the index names records the log no longer has
             self.index._reset()
-        covered = self.index.covered
+            self.index.rebuilt_because = f"it covers {self.index.covered} records, the log holds {n}"
+        covered = self._covered_at_open = self.index.covered
         start = 0
         snap = self.snapshots.best(min(attested, covered), self.tree.merkle.root_at, self.pins)
         if snap is not None:
@@ -186,11 +299,7 @@ class TrustLog:
                             "indexed": max(0, n - max(covered, start))}
         self._replay_trusted(start, attested)
         self._replay_verified(attested, n)
-        self.tree.merkle.flush(fsync=False)
-        if self.index.covered != covered:
-            self.index.save_heads()
-        if n > attested:
-            self.tree.checkpoint(self.clock.last)
+        self._reject_hashes.clear()
         for rec in self.rejects:
             self._reject_hashes.add(_reject_hash(rec.raw))
 
@@ -215,9 +324,8 @@ class TrustLog:
                     for i, body in enumerate(bodies):
                         offset = first + i
                         if leaf_hash(body) != leaves[32 * i:32 * i + 32]:
-                            raise LogError(
-                                f"{self.dir}/log: record {offset} is not the record the signed Merkle tree holds at "
-                                "that offset: the log was altered — run `trustlog log verify`")
+                            raise _LeafMismatchError(
+                                f"leaf {offset} of {LEAVES_NAME} is not the hash of record {offset}")
                         rec, env, event = decode_trusted(body)
                         if offset >= index.covered:
                             grant, keys = event_postings(state, env, event)
@@ -345,13 +453,14 @@ class TrustLog:
 
     # -- ingest -------------------------------------------------------------------------
 
-    def ingest_batch(self, raws: Sequence[tuple[bytes, KafkaPosition | None]]) -> BatchResult:
+    def ingest_batch(self, raws: Sequence[tuple[bytes, KafkaPosition | SourceLine | None]]) -> BatchResult:
         """Decode, verify, fold and durably append one batch; return what happened.
 
         Raises :class:`LogError` if the batch cannot be made durable; the caller must
         then stop and reopen (the in-memory state is ahead of the disk)."""
         res = BatchResult()
-        decoded: list[tuple[bytes, KafkaPosition | None, Envelope | None, Event | None, RejectedEventError | None]] = []
+        decoded: list[tuple[bytes, KafkaPosition | SourceLine | None, Envelope | None, Event | None,
+                            RejectedEventError | None]] = []
         for raw, src in raws:
             try:
                 env = decode_wire(raw, self.max_event_bytes)
@@ -367,6 +476,8 @@ class TrustLog:
                 decoded.append((raw, src, env, None, RejectedEventError(Reject.MALFORMED, f"payload: {e}")))
                 continue
             decoded.append((raw, src, env, event, None))
+        if self.read_only:
+            raise LogError(f"{self.dir} is open read-only; open it for writing to ingest")
         if self._failed or self._closed:
             raise LogError(f"{self.dir}: this TrustLog refuses writes after a failed batch (or close); reopen it")
         try:
@@ -386,6 +497,9 @@ class TrustLog:
         self._precheck([(env, ev) for _, _, env, ev, err in decoded if env is not None and err is None])
         index, tree = self.index, self.tree
         for raw, src, env, event, err in decoded:
+            where = ""
+            if isinstance(src, SourceLine):
+                where, src = f" [{src.path} line {src.line}]", None
             if src is not None:
                 res.last_positions[(src.topic, src.partition)] = src.offset
             if err is None and env is not None:
@@ -418,15 +532,21 @@ class TrustLog:
                 res.duplicates += 1
                 continue
             self._reject_hashes.add(h)
-            self.rejects.record(err.reason, err.message, raw, event_id=env.event_id if env is not None else "",
+            self.rejects.record(err.reason, err.message + where, raw, event_id=env.event_id if env is not None else "",
                                 source=src, log_time=self.clock.next())
             res.rejected += 1
             res.reasons[err.reason] += 1
-            res.last_reject = (err.reason, err.message)
+            res.last_reject = (err.reason, err.message + where)
         self.rejects.flush()
         self.log.flush()
-        tree.merkle.flush(fsync=False)
-        index.flush()
+        try:
+            tree.merkle.flush(fsync=False)
+            index.flush()
+        except OSError as e:
+            raise LogError(
+                f"every record up to offset {self.log.durable_offset - 1} is durable, but writing "
+                f"{e.filename or self.dir} failed ({e.strerror or e}); the rest was not ingested. The next open "
+                "rebuilds the derived files from the log") from e
 
     def _logged(self, event: Event, eid: bytes) -> bool:
         """Is ``event`` (refused as a rollback or a second creation) the very event
@@ -450,7 +570,7 @@ class TrustLog:
         if self._failed:
             raise LogError(f"{self.dir}: no checkpoint after a failed batch; reopen the log")
         self.log.flush()
-        signed = self.tree.checkpoint(self.clock.last)
+        signed = self.tree.checkpoint(self.clock.last, self._rejects_head())
         self.index.save_heads()
         self._last_checkpoint = self.log.next_offset
         return signed
@@ -466,6 +586,36 @@ class TrustLog:
         if auto:
             self.snapshots.prune(self.snapshot_keep)
         return path
+
+    def repair_snapshots(self) -> list[str]:
+        """Set aside every snapshot that cannot be used (bad signature, body or root) as
+        ``NAME.damaged`` (kept, never deleted) and write a new one at its offset from the
+        segments; one line per snapshot. Only ``trustlog log repair`` calls this."""
+        if self.read_only:
+            raise LogError(f"{self.dir} is open read-only: snapshots cannot be repaired")
+        good = set()
+        for snap in self.snapshots.list():
+            try:
+                self.snapshots.check_body(snap)
+                if snap.header.offset <= self.tree.merkle.size and \
+                        self.tree.merkle.root_at(snap.header.offset) == snap.header.root:
+                    good.add(snap.path.name)
+            except TrustlogError:
+                pass
+        done = []
+        d = self.snapshots.directory
+        for path in sorted(d.glob("*.snap")) if d.is_dir() else []:
+            if path.name in good or not path.name[:-5].isdigit():
+                continue
+            aside = path.with_name(path.name + ".damaged")
+            os.replace(path, aside)
+            offset = int(path.name[:-5])
+            if offset <= self.log.durable_offset:
+                self.snapshot_at(offset)
+                done.append(f"{path}: damaged; kept as {aside.name} and written again from the segments")
+            else:
+                done.append(f"{path}: past the end of the log; kept as {aside.name}")
+        return done
 
     def state_at(self, offset: int | None = None, log_time: int | None = None) -> TrustState:
         """The state after ``offset`` records, or at ``log_time`` (ns): from the newest
@@ -486,10 +636,10 @@ class TrustLog:
         last = decode_record(self.log.read(offset - 1)).log_time if offset else 0
         return self.snapshots.write(st, root=self.tree.merkle.root_at(offset), last_log_time=last)
 
-    def ingest(self, raws: Iterable[tuple[bytes, KafkaPosition | None]], batch_size: int = 2048,
+    def ingest(self, raws: Iterable[tuple[bytes, KafkaPosition | SourceLine | None]], batch_size: int = 2048,
                progress: Callable[[BatchResult], None] | None = None) -> BatchResult:
         total = BatchResult()
-        batch: list[tuple[bytes, KafkaPosition | None]] = []
+        batch: list[tuple[bytes, KafkaPosition | SourceLine | None]] = []
         for item in raws:
             batch.append(item)
             if len(batch) >= batch_size:
@@ -512,14 +662,30 @@ class TrustLog:
         if self._closed:
             return
         self._closed = True
+        if self.read_only:
+            for closer in (self.index.close, lambda: self.tree.close(flush=False), self.rejects.close,
+                           self.log.close):
+                closer()
+            return
         try:
             if not self._failed:
-                self.log.flush()
-                self.tree.checkpoint(self.clock.last)
-                self.index.save_heads()
-                if (self.snapshot_every and self.state.version > 0
-                        and self.state.version - self._last_snapshot >= max(1, self.snapshot_every // 10)):
-                    self.snapshot(auto=True)
+                self.log.flush()  # a failure here is real: records would not be durable
+                where = self.dir / "merkle"
+                try:
+                    self.tree.checkpoint(self.clock.last, self._rejects_head())
+                    where = self.dir / "index"
+                    self.index.save_heads()
+                    where = self.dir / "snapshots"
+                    if (self.snapshot_every and self.state.version > 0
+                            and self.state.version - self._last_snapshot >= max(1, self.snapshot_every // 10)):
+                        self.snapshot(auto=True)
+                except OSError as e:
+                    # The records are durable; only derived files (rebuilt on the next open) were not written.
+                    self._failed = True
+                    self.index.discard_pending()
+                    self.close_notices.append(
+                        f"every record is durable (offsets 0..{self.log.durable_offset - 1}), but writing "
+                        f"{e.filename or where} failed: {e.strerror or e}; the next open rebuilds it from the log")
             else:
                 self.index.discard_pending()
                 merkle = self.tree.merkle
@@ -527,7 +693,11 @@ class TrustLog:
         finally:
             try:
                 self.index.close()
-                self.tree.close(flush=not self._failed)
+                try:
+                    self.tree.close(flush=not self._failed)
+                except OSError:
+                    if not self.close_notices:  # else: the same derived write failing again
+                        raise
             finally:
                 self.rejects.close()
                 self.log.close()
@@ -551,11 +721,12 @@ def _safe_decode(env: Envelope) -> Event | None:
         return None
 
 
-def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, KafkaPosition | None]]:
+def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, SourceLine]]:
     """Envelopes from a JSONL file, one per line, passed on raw: a line that is not a
-    valid envelope is rejected by the pipeline with a reason, never skipped."""
+    valid envelope is rejected by the pipeline with a reason (and its line number),
+    never skipped."""
     with open(path, "rb") as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             line = line.strip()
             if line:
-                yield line, None
+                yield line, SourceLine(str(path), n)

@@ -1,5 +1,9 @@
 """The rejects log: every input that was not accepted, with the reason, so that nothing
-is dropped silently. A :class:`SegmentLog` of canonical :class:`RejectRecord` bodies."""
+is dropped silently. A :class:`SegmentLog` of canonical :class:`RejectRecord` bodies.
+
+It is part of the tamper-evident record: :attr:`RejectsLog.tree` is the RFC 9162 tree
+over the record bodies (kept in memory, rebuilt from the segments on open), and every
+signed checkpoint carries its size and root."""
 from __future__ import annotations
 
 import os
@@ -9,7 +13,8 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-from trustlog.core.errors import EncodingError, LogError
+from trustlog.core.errors import EncodingError, LogCorruptionError, LogError
+from trustlog.core.merkle import MemoryNodeStore, leaf_hash
 
 from .records import KafkaPosition, LogClock, RejectRecord, decode_reject, encode_reject
 from .segment_log import SegmentLog
@@ -30,6 +35,7 @@ class RejectsLog:
         self._log = log
         self._clock = clock
         self._max_raw_bytes = max_raw_bytes
+        self.tree = MemoryNodeStore(leaf_hash(body) for _, body in log.scan())
 
     @classmethod
     def open(
@@ -43,15 +49,24 @@ class RejectsLog:
         """Open the rejects log in ``directory``; ``log_options`` go to :meth:`SegmentLog.open`."""
         if max_raw_bytes < 0:
             raise ValueError(f"max_raw_bytes must be >= 0, not {max_raw_bytes}")
-        log = SegmentLog.open(directory, **log_options)
+        try:
+            log = SegmentLog.open(directory, **log_options)
+        except LogCorruptionError as e:
+            raise LogCorruptionError(f"{directory}/{e.segment}", e.offset, e.detail) from e
         clock = LogClock(now_ns)
         try:
             if log.durable_offset:
                 clock.observe(decode_reject(log.read(log.durable_offset - 1)).log_time)
+            return cls(log, clock, max_raw_bytes)
         except EncodingError as e:
             log.close()
             raise LogError(f"{directory} does not hold a rejects log (its last record is not a RejectRecord: {e})") from e
-        return cls(log, clock, max_raw_bytes)
+        except LogCorruptionError as e:
+            log.close()
+            raise LogCorruptionError(f"{directory}/{e.segment}", e.offset, e.detail) from e
+        except BaseException:
+            log.close()
+            raise
 
     @property
     def log(self) -> SegmentLog:
@@ -85,7 +100,10 @@ class RejectsLog:
             detail = f"{detail} [raw cut to the first {self._max_raw_bytes} of {len(raw)} bytes]"
             raw = raw[: self._max_raw_bytes]
         rec = RejectRecord(log_time, reason, detail, bytes(raw), event_id, source)
-        return self._log.append(encode_reject(rec))
+        body = encode_reject(rec)
+        offset = self._log.append(body)
+        self.tree.append(leaf_hash(body))
+        return offset
 
     def flush(self) -> None:
         self._log.flush()

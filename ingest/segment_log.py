@@ -2,7 +2,7 @@
 
 Layout of a log directory::
 
-    LOCK                        flock'd by the single writer
+    LOCK                        the writer's pid (the lock itself is a flock on the directory)
     00000000000000000000.seg    records with offsets 0 .. n-1
     00000000000000000000.idx    sparse offset index of a sealed segment (rebuildable)
     0000000000000000000n.seg    the next segment, named by its base offset
@@ -30,6 +30,10 @@ tail). A bad record with other bytes after it is corruption. The one damage this
 cannot tell from a torn write is a length field in the last segment that rots to point
 past the end of the file: the records after it are cut off, and the cut is reported in
 ``recovery`` (a signed checkpoint larger than the recovered log shows it too).
+
+Read-only opens (``read_only=True``) take no lock, create, cut and rewrite nothing: a
+torn tail is left on disk (the next writer cuts it) and only the records before it are
+readable; it is reported in :attr:`SegmentLog.torn_tail`.
 """
 from __future__ import annotations
 
@@ -206,13 +210,15 @@ class SegmentLog:
 
     recovery: RecoveryReport | None
     """What opening cut off from a torn tail, or None when nothing was cut off."""
+    torn_tail: RecoveryReport | None
+    """Read-only opens: the torn tail left in place (not readable), or None."""
     rebuilt_indexes: list[str]
     """Index files found missing, stale or damaged on open and rewritten."""
 
     def __init__(
         self,
         directory: Path,
-        lock_fd: int,
+        lock_fd: int | None,
         *,
         segment_bytes: int,
         fsync: bool,
@@ -236,6 +242,8 @@ class SegmentLog:
         self._failure: BaseException | None = None
         self._closed = False
         self.recovery = None
+        self.torn_tail = None
+        self.read_only = lock_fd is None
         self.rebuilt_indexes = []
         self.last_fsync_seconds: float | None = None
         self.fsync_seconds_total = 0.0
@@ -255,6 +263,7 @@ class SegmentLog:
         index_interval_bytes: int = DEFAULT_INDEX_INTERVAL_BYTES,
         verify: bool = True,
         fsync_fn: FsyncFn = os.fsync,
+        read_only: bool = False,
     ) -> SegmentLog:
         """Open (or with ``create``, start) the log in ``directory`` and recover it.
 
@@ -264,6 +273,7 @@ class SegmentLog:
         others' index files (size, record count, checksum, and the records after the
         last index entry), relying on the CRC check every read makes. Raises
         :class:`LogCorruptionError` for damage, :class:`LogError` for anything else.
+        ``read_only`` opens an existing log for reading only (see the module docstring).
         """
         if not 0 < segment_bytes <= MAX_SEGMENT_BYTES:
             raise ValueError(f"segment_bytes must be in 1..{MAX_SEGMENT_BYTES}, not {segment_bytes}")
@@ -273,13 +283,15 @@ class SegmentLog:
             raise ValueError(f"index_interval_bytes must be positive, not {index_interval_bytes}")
         path = Path(directory)
         created_dir = False
+        if read_only:
+            create = False
         try:
             if not path.is_dir():
                 if not create:
                     raise LogError(f"no log at {path}: the directory does not exist (open with create=True to start one)")
                 path.mkdir(parents=True)
                 created_dir = True
-            lock_fd = _acquire_lock(path)
+            lock_fd = None if read_only else _acquire_lock(path)
         except OSError as e:
             raise LogError(f"cannot open the log in {path}: {e}") from e
         log = cls(
@@ -305,7 +317,8 @@ class SegmentLog:
         bases: list[int] = []
         for entry in os.scandir(self._dir):
             if entry.name.endswith(INDEX_SUFFIX + ".tmp"):
-                os.unlink(entry.path)  # an index write that never finished
+                if not self.read_only:
+                    os.unlink(entry.path)  # an index write that never finished
             elif m := _SEGMENT_NAME.match(entry.name):
                 bases.append(int(m.group(1)))
         bases.sort()
@@ -355,7 +368,8 @@ class SegmentLog:
         except FileNotFoundError:
             up_to_date = False
         if not up_to_date:
-            self._write_index(seg, data)
+            if not self.read_only:
+                self._write_index(seg, data)
             self.rebuilt_indexes.append(seg.index_path.name)
         return seg
 
@@ -378,6 +392,13 @@ class SegmentLog:
 
     def _recover_last(self, base: int) -> _Segment:
         path = self._dir / segment_name(base)
+        if self.read_only:
+            seg = _Segment(base, path)
+            seg.size = seg.flushed = file_size = path.stat().st_size
+            self._scan_segment(seg, last=True)
+            if seg.size < file_size:
+                self.torn_tail = RecoveryReport(seg.name, file_size - seg.size, seg.count)
+            return seg
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         seg = _Segment(base, path, wfd=fd)
         try:
@@ -665,7 +686,7 @@ class SegmentLog:
         if self._closed:
             return
         try:
-            if self._failure is None:
+            if self._failure is None and not self.read_only:
                 self.flush()
         finally:
             self._release()
@@ -700,6 +721,8 @@ class SegmentLog:
 
     def _check_writable(self) -> None:
         self._check_open()
+        if self.read_only:
+            raise LogError(f"the log in {self._dir} is open read-only; open it for writing to append")
         if self._failure is not None:
             raise LogError(
                 f"the log in {self._dir} refuses writes after a failed flush ({self._failure!r}); "
@@ -708,21 +731,32 @@ class SegmentLog:
 
 
 def _acquire_lock(directory: Path) -> int:
-    """Take the directory's writer lock; the holder's pid goes in the file for the
-    error message a second writer gets."""
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """Take the directory's writer lock: an exclusive flock on the directory itself, so
+    deleting or replacing ``LOCK`` cannot let a second writer in. The holder's pid goes
+    in ``LOCK`` for the error message a second writer gets."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as e:
-        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown process"
         os.close(fd)
+        try:
+            holder = (directory / LOCK_NAME).read_bytes()[:64].decode("ascii", "replace").strip()
+        except OSError:
+            holder = ""
         raise LogError(
-            f"the log in {directory} is already open for writing ({holder} holds {LOCK_NAME}); a log has a "
-            "single writer: close the other SegmentLog first"
+            f"the log in {directory} is already open for writing ({holder or 'another process'} holds its lock); "
+            "a log has a single writer: close the other SegmentLog first"
         ) from e
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+    try:
+        pid_fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(pid_fd, f"pid {os.getpid()}".encode())
+        finally:
+            os.close(pid_fd)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd

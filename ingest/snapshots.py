@@ -150,12 +150,16 @@ class SnapshotStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / snapshot_name(state.version)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + _LEN.pack(len(signed)) + signed)
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(MAGIC + _LEN.pack(len(signed)) + signed)
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)   # no leftovers after a full disk
+            raise OSError(e.errno, e.strerror, str(path)) from e
         from .snapshot_index import write_index  # lets readers load a few repositories (view.py)
         try:
             write_index(path, body, state.version, self._signer)

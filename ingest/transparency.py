@@ -24,6 +24,7 @@ import base64
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from trustlog.core.checkpoint import (
 )
 from trustlog.core.errors import InputError, LogError, SignatureError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
+from trustlog.core.merkle import CompactRange
 
 from .keystore import KeyStore, PublicKeyFile
 from .merkle_store import MerkleStore
@@ -137,15 +139,19 @@ def _create_log_key(directory: Path) -> SigningKey:
     key = SigningKey.generate("ed25519")
     staging = directory / f".log-key.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    KeyStore(staging).save(LOG_KEY_NAME, key, None)
-    for name in (f"{LOG_KEY_NAME}.key", f"{LOG_KEY_NAME}.pub"):
-        fd = os.open(staging / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(staging / name, directory / name)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        KeyStore(staging).save(LOG_KEY_NAME, key, None)
+        for name in (f"{LOG_KEY_NAME}.key", f"{LOG_KEY_NAME}.pub"):
+            fd = os.open(staging / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(staging / name, directory / name)
+    except OSError as e:
+        raise LogError(f"cannot create the log key in {directory}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # also after a failure (a full disk): no leftovers
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -165,16 +171,29 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
 class LogTree:
     """The Merkle tree and checkpoints of one log directory, with its signing key."""
 
-    def __init__(self, directory: Path, key: SigningKey, merkle: MerkleStore) -> None:
+    def __init__(self, directory: Path, key: SigningKey | None, merkle: MerkleStore,
+                 public_key: PublicKey | None = None) -> None:
+        """``key`` is None for a read-only tree (it then has only ``public_key``)."""
         self.directory = directory
         self.key = key
-        self.public_key = key.public_key
-        self.origin = origin_for(key.public_key)
+        self.public_key = key.public_key if key is not None else public_key
+        assert self.public_key is not None
+        self.origin = origin_for(self.public_key)
         self.merkle = merkle
+        self.notices: list[str] = []
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str], key: SigningKey | None = None) -> LogTree:
+    def open(cls, directory: str | os.PathLike[str], key: SigningKey | None = None, *,
+             read_only: bool = False) -> LogTree:
+        """``read_only``: needs only ``log.pub``, writes nothing (repairs stay in memory)."""
         d = Path(directory)
+        if read_only:
+            pub = d / f"{LOG_KEY_NAME}.pub"
+            if key is None and not pub.is_file():
+                raise LogError(f"{pub} is missing: a read-only open cannot restore it; open the log for writing "
+                               "once (or run `trustlog log repair`)")
+            return cls(d, None, MerkleStore.open(d / "merkle", read_only=True),
+                       public_key=key.public_key if key else load_public_key(pub))
         key = key or load_or_create_log_key(d)
         return cls(d, key, MerkleStore.open(d / "merkle"))
 
@@ -193,13 +212,20 @@ class LogTree:
             raise LogError(f"{self.directory}/merkle: the latest checkpoint does not verify with the log key "
                            f"({e}); the checkpoints were altered — run `trustlog log verify`") from e
 
-    def reconcile(self, log_size: int) -> int:
+    def reconcile(self, log_size: int, leaves: Callable[[int], Iterable[bytes]] | None = None,
+                  problem: str | None = None) -> int:
         """Bring the tree in line with a log of ``log_size`` records after an open.
 
         Leaves after the latest signed checkpoint are dropped (they are recomputed from
         the log, whose records past the checkpoint are then re-verified). Returns the
         number of leaves the checkpoint attests: records below it may be folded
         without re-verifying signatures, since their leaves are compared on the way.
+
+        The level files are checked (:meth:`MerkleStore.check`; ``problem`` is one the
+        caller found). When one is wrong and ``leaves(n)`` gives the leaf hashes of the
+        first ``n`` records from the segments, the tree is rebuilt from them (a notice
+        goes to :attr:`notices`) provided their root is the signed one; otherwise the
+        segments themselves differ from what was signed, and this raises.
         """
         latest = self.latest()
         attested = 0
@@ -211,31 +237,54 @@ class LogTree:
                     f"{self.directory}: checkpoint signed over {cp.tree_size} records but the log holds {log_size}: "
                     "records were lost or removed. Restore the log from a replica; run `trustlog log verify`."
                 )
-            if self.merkle.size < cp.tree_size:
-                raise LogError(
-                    f"{self.directory}/merkle holds {self.merkle.size} leaves but a checkpoint covers "
-                    f"{cp.tree_size}: the tree was damaged. Run `trustlog log verify`, then remove "
-                    f"{self.directory}/merkle to rebuild it (its checkpoints are lost with it)."
-                )
         if self.merkle.size > attested:
             self.merkle.truncate(attested)
-        if latest is not None and self.merkle.root_at(attested) != latest[1].root_hash:
-            raise LogError(f"{self.directory}/merkle: the tree does not match the latest signed checkpoint; "
-                           "run `trustlog log verify`")
+        problems = [problem] if problem else self.merkle.check(attested)
+        if not problems and latest is not None and self.merkle.root_at(attested) != latest[1].root_hash:
+            problems = ["the stored tree's root is not the root of the latest signed checkpoint"]
+        if problems:
+            where = f"{self.directory}/merkle"
+            if leaves is None:
+                raise LogError(f"{where}: {'; '.join(problems)}; run `trustlog log verify`")
+            hashes = list(leaves(attested))
+            cr = CompactRange()
+            for h in hashes:
+                cr.append(h)
+            if latest is not None and cr.root() != latest[1].root_hash:
+                raise LogError(
+                    f"{self.directory}/log: records [0, {attested}) do not hash to the root the latest checkpoint "
+                    f"signed: the log itself was altered ({where}: {'; '.join(problems)}). Nothing was repaired; "
+                    "run `trustlog log verify`.")
+            self.merkle.rebuild(hashes)
+            done = "rebuilt in memory (read-only; the next writer rebuilds it on disk)" if self.key is None \
+                else "rebuilt from the segments"
+            self.notices.append(f"{where}: {'; '.join(problems)}; {done}; the signed checkpoints match")
+        else:
+            if self.merkle.sums_problem:
+                done = "rewritten" if self.key is not None else "the next writer rewrites it"
+                self.notices.append(f"{self.directory}/merkle/{self.merkle.sums_problem}; the level files match "
+                                    f"their children; {done}")
+            if self.key is not None and attested:
+                self.merkle.write_sums()
         return attested
 
     def append_leaf(self, leaf: bytes) -> None:
         self.merkle.append([leaf])
 
-    def checkpoint(self, log_time: int) -> SignedCheckpoint | None:
-        """Sign and store a checkpoint of the whole tree (nothing if unchanged)."""
+    def checkpoint(self, log_time: int, rejects: tuple[int, bytes] | None = None) -> SignedCheckpoint | None:
+        """Sign and store a checkpoint of the whole tree, committing also to the
+        rejects log's tree head ``rejects`` (size, root) when given; nothing if unchanged."""
+        if self.key is None:
+            raise LogError(f"{self.directory} is open read-only: no checkpoint can be signed")
         latest = self.merkle.checkpoints.latest_checkpoint()
         size = self.merkle.size
-        if latest is not None and latest.tree_size == size:
+        rsize, rroot = rejects if rejects is not None else (0, b"")
+        if latest is not None and latest.tree_size == size and (rejects is None or (
+                latest.rejects_size, latest.rejects_root) == (rsize, rroot)):
             return None
-        if latest is None and size == 0:
+        if latest is None and size == 0 and rsize == 0:
             return None
-        cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0))
+        cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0), rsize, rroot)
         signed = sign_checkpoint(cp, self.key)
         self.merkle.add_checkpoint(signed)
         self.publish(signed)
@@ -257,7 +306,7 @@ class LogTree:
         return failures
 
     def close(self, flush: bool = True) -> None:
-        self.merkle.close(fsync=flush)
+        self.merkle.close(fsync=flush and self.key is not None)
 
 
 # -- JSON forms for files given to auditors --------------------------------------------
@@ -270,6 +319,7 @@ def checkpoint_to_json(signed: SignedCheckpoint, public_key: PublicKey | None = 
     cp = decode_checkpoint(signed.checkpoint)
     out: dict[str, Any] = {
         "origin": cp.origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "log_time": cp.log_time,
+        "rejects_size": cp.rejects_size, "rejects_root": cp.rejects_root.hex(),
         "keyid": signed.keyid, "sig": base64.b64encode(signed.sig).decode(),
         "checkpoint": base64.b64encode(signed.checkpoint).decode(),
         "format": "legacy-msgpack" if is_legacy_body(signed.checkpoint) else "c2sp-signed-note",

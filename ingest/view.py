@@ -52,7 +52,7 @@ from trustlog.core.merkle import HASH_SIZE, TreeRangeError, consistency_proof, i
 from trustlog.core.events import ImageSigned
 from trustlog.core.state import Pin, RejectedEventError, RepoState, TrustState, default_sigcheck
 
-from .logindex import _HEADS_HEAD, _HEADS_MAGIC, HEADS_FILE, NAMES_FILE, POSTINGS_FILE, LogIndex, event_postings
+from .logindex import LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
@@ -608,59 +608,21 @@ class ViewSet:
         self.close()
 
 
-class ReadOnlyIndex(LogIndex):
-    """The writer's key and repository indexes (``logindex``), read without the lock:
-    ``heads.dat`` says how much of the data files is valid and nothing is cut or
-    rebuilt on disk; records the index does not cover yet are indexed in memory
-    (:meth:`LogView.index`)."""
-
-    @classmethod
-    def open_readonly(cls, directory: str | os.PathLike[str]) -> "ReadOnlyIndex":
-        idx = cls(Path(directory))
-        try:
-            idx._pfd = os.open(idx.directory / POSTINGS_FILE, os.O_RDONLY | os.O_CLOEXEC)
-            idx._nfd = os.open(idx.directory / NAMES_FILE, os.O_RDONLY | os.O_CLOEXEC)
-            data = (idx.directory / HEADS_FILE).read_bytes()
-        except FileNotFoundError:
-            return idx  # no usable index yet: everything is indexed in memory
-        if len(data) < _HEADS_HEAD.size + 4 or crc32c.crc32c(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
-            return idx
-        magic, covered, psize, ncount, nsize = _HEADS_HEAD.unpack_from(data)
-        heads = array("Q")
-        heads.frombytes(data[_HEADS_HEAD.size:-4])
-        if magic != _HEADS_MAGIC or len(heads) != ncount:
-            return idx
-        names = os.pread(idx._nfd, nsize, 0).decode() if nsize else ""
-        name_list = names.split("\n")[:-1] if names else []
-        if len(name_list) != ncount or os.fstat(idx._pfd).st_size < psize:
-            return idx
-        if sys.byteorder != "little":  # pragma: no cover - heads are stored little-endian
-            heads.byteswap()
-        idx.names, idx.ids, idx.heads = name_list, {n: i for i, n in enumerate(name_list)}, heads
-        idx.covered = idx._covered_flushed = covered
-        idx._psize, idx._nsize = psize, nsize
-        return idx
-
-    def flush(self, force: bool = False) -> None:
-        """Nothing is written: entries added here stay in memory."""
-
-    def save_heads(self, fsync: bool = True) -> None:
-        raise LogError("a read-only index is never saved")
-
-
 class _AuditLog:
     """What ``verifier.audit.audit_key`` asks of an open log: ``state``, ``index``,
     ``log.read``."""
 
-    def __init__(self, view: LogView, index: ReadOnlyIndex) -> None:
+    def __init__(self, view: LogView, index: LogIndex) -> None:
         self.state = view.state
         self.index = index
         self.log = view
 
 
-def _index_for(view: LogView) -> ReadOnlyIndex:
-    """The writer's index, caught up in memory to where ``view`` stands."""
-    idx = ReadOnlyIndex.open_readonly(view.dir / "index")
+def _index_for(view: LogView) -> LogIndex:
+    """The writer's index, checked (``LogIndex.open(read_only=True)``: a damaged index is
+    rebuilt in memory, nothing is written) and caught up in memory to where ``view``
+    stands."""
+    idx = LogIndex.open(view.dir / "index", read_only=True)
     while view.version < idx.covered:  # the writer indexed records this view has not read yet
         if not view.poll():
             raise LogError(f"{view.dir}/index covers {idx.covered} records but the log holds {view.version}; "

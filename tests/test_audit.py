@@ -218,7 +218,17 @@ def test_index_chains_blocks_and_detects_damage(tmp_path: Path, monkeypatch: pyt
     data = bytearray((tmp_path / li.POSTINGS_FILE).read_bytes())
     data[30] ^= 1
     (tmp_path / li.POSTINGS_FILE).write_bytes(bytes(data))
-    idx = LogIndex.open(tmp_path)
-    with pytest.raises(LogError):
+    idx = LogIndex.open(tmp_path, read_only=True)   # found on open: rebuilt in memory, the file kept
+    assert "postings.dat" in idx.rebuilt_because and idx.covered == 0 and idx.repo_postings("r.example/x") == []
+    idx.close()
+    assert (tmp_path / li.POSTINGS_FILE).read_bytes() == bytes(data)
+    idx = LogIndex.open(tmp_path)   # a writer rebuilds; damage that appears after open is an error
+    for off in range(4):
+        idx.add_event(off, 1000 + off, ev, 1, [])
+    idx.save_heads()
+    with open(tmp_path / li.POSTINGS_FILE, "r+b") as f:
+        f.seek(4)
+        f.write(b"\xff\xff\xff\xff")   # a block count far past the end: no MemoryError
+    with pytest.raises(LogError, match="postings.dat"):
         idx.repo_postings("r.example/x")
     idx.close()

@@ -85,6 +85,8 @@ def test_jsonl_source(tmp_path: Path) -> None:
     with TrustLog(tmp_path / "log") as log:
         r = log.ingest(read_lines(f))
         assert (r.accepted, r.rejected) == (3, 1)
+        assert r.last_reject is not None and f"[{f} line 5]" in r.last_reject[1]   # line 4 is blank
+        assert [rec.detail for rec in log.rejects][0].endswith(f"[{f} line 5]")
 
 
 def test_fsync_failure_stops_and_loses_nothing(tmp_path: Path) -> None:
