@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from trustlog.core.bounds import INT64_MAX
 from trustlog.core.errors import InputError
 
 
@@ -12,6 +13,8 @@ def parse_time(s: str) -> int:
     if s.startswith("ns:"):
         s = s[3:]
     if s.isdigit():
+        if int(s) > INT64_MAX:
+            raise InputError(f"{s} ns is past the last log time trustlog can represent ({INT64_MAX})")
         return int(s)
     try:
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
