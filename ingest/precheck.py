@@ -10,10 +10,13 @@ than the fold itself could, or an event the fold will reject buys an attacker CP
   accepted encoding, which bounds RSA to 4096 bits with a 64-bit exponent);
 * an envelope with more than ``MAX_SIGNATURES_PER_ENVELOPE`` signatures, which the fold
   refuses, gets no signature work at all;
-* each distinct (key, message, signature) is verified once.
+* only the first signature under each key id of an envelope is pre-checked (a key
+  counts once; the fold verifies any repeat itself and stops at the first that fails),
+  and each distinct (key, message, signature) once.
 
-So one event costs at most ``MAX_SIGNATURES_PER_ENVELOPE`` verifications, each at most
-one RSA-4096 operation. What counts is still decided by the fold; this only decides
+So the pre-check of one event costs at most one verification per distinct valid key it
+names (at most ``MAX_SIGNATURES_PER_ENVELOPE``), each at most one RSA-4096 operation
+with a 64-bit exponent. What counts is still decided by the fold; this only decides
 what is pre-computed into the validity cache.
 """
 from __future__ import annotations
@@ -78,7 +81,11 @@ def plan(
             continue
         repo = state.repos.get(event.repo)
         known = repo.keys if repo is not None else {}
+        keyids: set[str] = set()
         for s in env.signatures:
+            if s.keyid in keyids:
+                continue  # a key signs once; the fold checks any repeat itself, and stops at a bad one
+            keyids.add(s.keyid)
             key = known.get(s.keyid) or introduced.get(s.keyid)
             if key is None or key.keytype not in ALG_BY_KEYTYPE:
                 continue  # unknown keys and key types are the fold's to reject

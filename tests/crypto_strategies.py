@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import nacl.bindings as sodium
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import strategies as st
 
 from trustlog.core.keys import (
@@ -176,9 +177,9 @@ def _signed(k: "RsaKey | SigningKey", msg: bytes) -> bytes:
     ck = (id(k), msg)
     sig = _SIGS.get(ck)
     if sig is None:
-        if isinstance(k, RsaKey):
+        if isinstance(k, RsaKey):  # also keys SigningKey refuses (exponents over 64 bits)
             assert k.priv is not None
-            sig = SigningKey("rsa-pss-sha256", k.priv).sign(msg)
+            sig = k.priv.sign(msg, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
         else:
             sig = k.sign(msg)
         sig = _SIGS[ck] = sig
