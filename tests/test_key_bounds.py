@@ -251,3 +251,13 @@ def test_an_event_with_one_invalid_key_introduces_none_and_costs_no_signature_wo
     with pytest.raises(RejectedEventError) as e:
         TrustState().apply(env, log_time=1, offset=0)
     assert e.value.reason == "INVALID_KEYS"
+
+
+@pytest.mark.parametrize("text", ["9223372036854775808", "9999-01-01T00:00:00Z", "ns:99999999999999999999"])
+def test_command_line_times_outside_int64_are_bad_input(text: str) -> None:
+    from trustlog.cli.times import parse_time
+    from trustlog.core.errors import InputError
+
+    with pytest.raises(InputError, match="outside"):
+        parse_time(text)
+    assert parse_time(str(INT64_MAX)) == INT64_MAX
