@@ -86,8 +86,9 @@ def _aliases(kt: str) -> dict[str, Alias]:
             "SPKI with id-RSASSA-PSS parameters": spki(cs.ALG_IDS["pss+params"]),
         }.items():
             out[name] = Alias(PublicKey(kt, der), None, False)
-        other_e = SigningKey(kt, cs.rsa_with_e(k.private, 3))
-        out["same modulus, e = 3"] = Alias(other_e.public_key, other_e, True)
+        priv = next(p for p in (cs.rsa_with_e(k.private, e) for e in (3, 5, 17, 257, 65539, 65543)) if p is not None)
+        other_e = SigningKey(kt, priv)
+        out["same modulus, another e"] = Alias(other_e.public_key, other_e, True)
     return out
 
 
