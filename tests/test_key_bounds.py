@@ -261,3 +261,17 @@ def test_command_line_times_outside_int64_are_bad_input(text: str) -> None:
     with pytest.raises(InputError, match="outside"):
         parse_time(text)
     assert parse_time(str(INT64_MAX)) == INT64_MAX
+
+
+def test_a_time_outside_int64_in_a_state_the_fold_did_not_build_gives_error_never_a_clamped_verdict(crypto) -> None:
+    s = Sim(crypto=crypto)
+    assert s.create([R1], [T1]) == "OK"
+    assert s.sign_tag("v1", [T1]) == "OK"
+    s.state.repos[s.repo].tags["v1"].expires = INT64_MAX + 10
+    # The compiled engine cannot hold the value and fails closed; the reference compares
+    # exact integers. The fold never builds such a state (see above).
+    from sim import NOW
+    from trustlog.core.evaluate import Request
+
+    v = BatchVerifier(s.state, ref_time=NOW, crypto=crypto)
+    assert v.verify_all([Request(s.repo, "v1", None)])[0].code == ("ERROR" if v.engine == "c" else "VALID")
