@@ -11,19 +11,22 @@ keytype            public bytes                    signature                   a
 ``rsa-pss-sha256`` DER SubjectPublicKeyInfo, 2048+  raw, PSS/MGF1-SHA256/salt 32 4
 =================  ==============================  ==========================  =====
 
-The same P-256 key under ``ecdsa-p256`` and ``ecdsa-p256-der`` has two key ids; the
-threshold rules count it once (see :func:`key_material_id`).
-
-A key id is the hex SHA-256 of the canonical encoding of :class:`PublicKey`, as in TUF.
-ECDSA points are normalised to the uncompressed form before hashing, so one key has one
-id per key type.
+Each key type accepts exactly one encoding of a key, everywhere (see
+:mod:`trustlog.core.keyparse` for the exact rules and bounds): the fold refuses any
+other, and both batch verifiers treat any other as invalid. A key id is the hex SHA-256
+of the canonical encoding of :class:`PublicKey`, as in TUF, so one key has one id per
+key type. The same P-256 key under ``ecdsa-p256`` and ``ecdsa-p256-der`` has two key
+ids; counting and compromise go by :func:`key_material_id`, which is computed from the
+mathematical key, so it counts once and one report takes both down.
 """
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Final, Literal
 
 import msgspec
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -32,7 +35,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from .encoding import canonical_bytes
-from .errors import InvalidKeyError, SignatureError, UnsupportedKeyTypeError
+from .errors import InvalidKeyError, KeyError_, SignatureError, UnsupportedKeyTypeError
+from .keyparse import (  # noqa: F401 - the RSA bounds are re-exported
+    RSA_MAX_BITS,
+    RSA_MAX_EXPONENT_BITS,
+    RSA_MIN_BITS,
+    check_rsa_numbers,
+    material,
+    p256_xy,
+    parse_rsa,
+    rsa_spki,
+)
 
 KeyType = Literal["ed25519", "ecdsa-p256", "ecdsa-p256-der", "rsa-pss-sha256"]
 KEY_TYPES: Final = ("ed25519", "ecdsa-p256", "ecdsa-p256-der", "rsa-pss-sha256")
@@ -48,7 +61,6 @@ ALG_BY_KEYTYPE: Final[dict[str, int]] = {
     "ecdsa-p256-der": ALG_ECDSA_P256_DER,
     "rsa-pss-sha256": ALG_RSA_PSS_SHA256,
 }
-RSA_MIN_BITS: Final = 2048
 RSA_PSS_SALT_LEN: Final = 32
 
 
@@ -80,17 +92,47 @@ def keyid_of(key: PublicKey) -> str:
 
 
 def key_material_id(key: PublicKey) -> bytes:
-    """Identity of the key material regardless of key type label: a key counts once."""
-    family = "ec-p256" if key.keytype.startswith("ecdsa-p256") else key.keytype
-    return hashlib.sha256(family.encode() + b"\0" + key.public).digest()
+    """Identity of the key material, from the mathematical key: a key counts once,
+    whatever its type label or encoding, and one compromise report covers every form.
+
+    The fold admits only the one accepted encoding of each key, but a key in another
+    encoding of the same key (an RSA PKCS#1 structure, a compressed point) still maps
+    to the same identity here, so no state, whoever built it, can count it twice. A key
+    that does not parse at all gets an identity of its own bytes."""
+    return _material_id(key.keytype, bytes(key.public))
+
+
+@lru_cache(maxsize=65536)
+def _material_id(keytype: str, public: bytes) -> bytes:
+    m = material(keytype, public)
+    if m is None and keytype in ALG_BY_KEYTYPE:
+        try:
+            m = material(keytype, validate_public_key(PublicKey(keytype, public)).public)
+        except KeyError_:
+            m = None
+    if m is None:
+        m = b"unparsed\0" + keytype.encode() + b"\0" + public
+    return hashlib.sha256(m).digest()
 
 
 def validate_public_key(key: PublicKey) -> PublicKey:
-    """Check that ``key`` is well formed for its type; return it normalised."""
+    """Check that ``key`` is a usable key of its type; return it in its one accepted
+    encoding (which the fold then requires: a key in any other form is refused).
+
+    Other encodings of the same key are recognised only so that the returned key can
+    tell a person what the accepted form is: RSA in PKCS#1, SubjectPublicKeyInfo with
+    absent parameters or the id-RSASSA-PSS OID; P-256 compressed points.
+    """
     alg = key.alg
     if alg == ALG_ED25519:
         if len(key.public) != 32:
             raise InvalidKeyError(f"ed25519 public key must be 32 bytes, got {len(key.public)}")
+        # Canonical (y < p), on the curve, in the prime-order subgroup, not of small
+        # order: refuses every alias encoding and every key with a torsion component.
+        if not nacl.bindings.crypto_core_ed25519_is_valid_point(key.public):
+            raise InvalidKeyError(
+                "ed25519 public key is not the canonical encoding of a point of the prime-order subgroup"
+            )
         return key
     if alg in (ALG_ECDSA_P256_RAW, ALG_ECDSA_P256_DER):
         try:
@@ -98,28 +140,55 @@ def validate_public_key(key: PublicKey) -> PublicKey:
         except ValueError as e:
             raise InvalidKeyError(f"not a P-256 point: {e}") from e
         norm = pt.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        p256_xy(norm)
         return key if norm == key.public else PublicKey(key.keytype, norm)
     if alg == ALG_RSA_PSS_SHA256:
         try:
-            pk = serialization.load_der_public_key(key.public)
-        except (ValueError, UnsupportedAlgorithm) as e:
-            raise InvalidKeyError(f"RSA key is not a DER SubjectPublicKeyInfo: {e}") from e
-        if not isinstance(pk, rsa.RSAPublicKey):
-            raise InvalidKeyError("rsa-pss-sha256 key is not an RSA key")
-        if pk.key_size < RSA_MIN_BITS:
-            raise InvalidKeyError(f"RSA key has {pk.key_size} bits; at least {RSA_MIN_BITS} required")
-        return key
+            parse_rsa(key.public)
+            return key
+        except InvalidKeyError as strict:
+            try:
+                pk = serialization.load_der_public_key(key.public)
+            except (ValueError, UnsupportedAlgorithm):
+                raise strict from None
+            if not isinstance(pk, rsa.RSAPublicKey):
+                raise InvalidKeyError("rsa-pss-sha256 key is not an RSA key") from None
+            nums = pk.public_numbers()
+            check_rsa_numbers(nums.n, nums.e)
+            norm = rsa_spki(nums.n, nums.e)
+            if norm == key.public:  # pragma: no cover - parse_rsa accepts it
+                raise strict from None
+            return PublicKey(key.keytype, norm)
     raise UnsupportedKeyTypeError(f"unknown key type {key.keytype!r}")  # pragma: no cover
 
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=RSA_PSS_SALT_LEN)
 
 
+@lru_cache(maxsize=256)
+def _rsa_key(public: bytes) -> rsa.RSAPublicKey | None:
+    try:
+        n, e = parse_rsa(public)
+    except InvalidKeyError:
+        return None
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+@lru_cache(maxsize=256)
+def _p256_key(public: bytes) -> ec.EllipticCurvePublicKey | None:
+    try:
+        p256_xy(public)
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public)
+    except (InvalidKeyError, ValueError):
+        return None
+
+
 def crypto_valid(alg: int, public: bytes, message: bytes, signature: bytes) -> bool:
     """Pure crypto validity of one signature: the reference for the batch verifiers.
 
-    Fails closed: malformed keys, signatures of the wrong size, and unknown algorithms
-    are all invalid. Only the narrow exceptions each library documents are caught.
+    Fails closed: keys not in their type's one accepted encoding (or out of bounds),
+    signatures of the wrong size, and unknown algorithms are all invalid. Only the
+    narrow exceptions each library documents are caught.
     """
     if alg == ALG_ED25519:
         if len(public) != 32 or len(signature) != 64:
@@ -130,9 +199,8 @@ def crypto_valid(alg: int, public: bytes, message: bytes, signature: bytes) -> b
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
             return False
     if alg in (ALG_ECDSA_P256_RAW, ALG_ECDSA_P256_DER):
-        try:
-            pk = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public)
-        except ValueError:
+        pk = _p256_key(bytes(public))
+        if pk is None:
             return False
         if alg == ALG_ECDSA_P256_RAW:
             if len(signature) != 64:
@@ -146,14 +214,11 @@ def crypto_valid(alg: int, public: bytes, message: bytes, signature: bytes) -> b
         except InvalidSignature:
             return False
     if alg == ALG_RSA_PSS_SHA256:
-        try:
-            pk = serialization.load_der_public_key(public)
-        except (ValueError, UnsupportedAlgorithm):
-            return False
-        if not isinstance(pk, rsa.RSAPublicKey) or pk.key_size < RSA_MIN_BITS:
+        rk = _rsa_key(bytes(public))
+        if rk is None:
             return False
         try:
-            pk.verify(signature, message, _PSS, hashes.SHA256())
+            rk.verify(signature, message, _PSS, hashes.SHA256())
             return True
         except InvalidSignature:
             return False
@@ -187,7 +252,9 @@ class SigningKey:
             raw = pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         else:
             raw = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.public_key = PublicKey(keytype, raw)
+        # A key the fold would refuse (RSA outside 2048..4096 bits or with an unusual
+        # exponent) is refused here, before it signs anything.
+        self.public_key = validate_public_key(PublicKey(keytype, raw))
         self.keyid = self.public_key.keyid
 
     @classmethod

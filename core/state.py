@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .bounds import MAX_SIGNATURES_PER_ENVELOPE, int_field_out_of_range
 from .encoding import canonical_bytes
 from .errors import EncodingError, KeyError_, StateError
 from .events import (
@@ -168,6 +169,15 @@ class TrustState:
                 raise RejectedEventError(Reject.MALFORMED, f"payload is not a canonical event: {e}") from e
         if not env.signatures:
             raise RejectedEventError(Reject.UNKNOWN_KEY, "envelope carries no signatures")
+        if len(env.signatures) > MAX_SIGNATURES_PER_ENVELOPE:
+            raise RejectedEventError(
+                Reject.INVALID_FIELD, f"{len(env.signatures)} signatures; at most {MAX_SIGNATURES_PER_ENVELOPE}"
+            )
+        bad_int = int_field_out_of_range(event)
+        if bad_int is not None:
+            raise RejectedEventError(
+                Reject.INVALID_FIELD, f"{bad_int} = {getattr(event, bad_int)} is outside the int64 range"
+            )
         handler = _HANDLERS[type(event)]
         mutate = handler(self, env, event, log_time, offset, sigcheck)
         mutate()
@@ -211,7 +221,11 @@ def _check_keys(keys: list[PublicKey], threshold: int, what: str) -> dict[str, P
         except KeyError_ as e:
             raise RejectedEventError(Reject.INVALID_KEYS, f"{what}: {e}") from e
         if nk != k:
-            raise RejectedEventError(Reject.INVALID_KEYS, f"{what}: key {nk.keyid[:16]}… is not in normalised form")
+            raise RejectedEventError(
+                Reject.INVALID_KEYS,
+                f"{what}: {k.keytype} key {k.keyid[:16]}… is not in its one accepted encoding "
+                f"(re-encoded, its key id is {nk.keyid[:16]}…)",
+            )
         out[k.keyid] = k
         materials.add(key_material_id(k))
     if not 1 <= threshold <= len(materials):

@@ -35,12 +35,13 @@ import crc32c
 
 from trustlog.core.checkpoint import Checkpoint, SignedCheckpoint, decode_signed_checkpoint, verify_checkpoint
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
-from trustlog.core.events import Envelope, Event, RepoCreated, RootRotated, decode_envelope, decode_event
+from trustlog.core.events import Envelope, Event, decode_envelope, decode_event
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import CompactRange, MemoryNodeStore, consistency_proof, leaf_hash, verify_consistency
 from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.verifier.cache import CryptoCache, cache_key
 
+from . import precheck
 from .logindex import LogIndex, event_postings
 from .records import LogRecord, decode_record
 from .snapshots import SnapshotStore, encode_state
@@ -626,30 +627,10 @@ def _check_snapshot(store: SnapshotStore, snap, state: TrustState, report: Verif
 
 def _precheck(state: TrustState, decoded: list[tuple[Envelope, Event]], cache: CryptoCache, crypto: CryptoFn,
               report: VerifyReport) -> None:
-    """Verify in one batch every signature by a key the repository knows (or that the
-    event introduces); signatures the fold then needs come from the cache."""
-    items: list[tuple[int, bytes, bytes, bytes]] = []
-    cks: list[bytes] = []
-    for env, event in decoded:
-        repo = state.repos.get(event.repo)
-        known = repo.keys if repo is not None else {}
-        extra = {}
-        if isinstance(event, RepoCreated):
-            extra = {k.keyid: k for k in (*event.root_keys, *event.targets_keys)}
-        elif isinstance(event, RootRotated):
-            extra = {k.keyid: k for k in event.root_keys}
-        for s in env.signatures:
-            k = known.get(s.keyid) or extra.get(s.keyid)
-            if k is None:
-                continue
-            try:
-                alg = k.alg
-            except TrustlogError:
-                continue
-            ck = cache_key(alg, k.public, env.payload, s.sig)
-            if ck not in cache:
-                cks.append(ck)
-                items.append((alg, k.public, env.payload, s.sig))
+    """Verify in one batch every signature by a key the repository knows (or that an
+    event of this chunk introduces, when valid); the fold then finds them in the cache.
+    The same plan, with the same bounds, as ingest (see :mod:`.precheck`)."""
+    cks, items = precheck.plan(state, decoded, {}, cache)
     if items:
         for ck, ok in zip(cks, crypto(items), strict=True):
             cache.put(ck, ok == 1)

@@ -39,15 +39,15 @@ from pathlib import Path
 
 from trustlog.core.errors import EncodingError, EventTooLargeError, LogError, TrustlogError
 from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, RepoCreated, RoleKeysSet, RootRotated, decode_envelope, decode_event,
-    decode_wire,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, decode_envelope, decode_event, decode_wire,
 )
-from trustlog.core.keys import ALG_BY_KEYTYPE, PublicKey, SigningKey
+from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.merkle import leaf_hash
 from trustlog.core.reasons import Reject
 from trustlog.core.state import Pin, RejectedEventError, TrustState
 from trustlog.verifier.cache import CryptoCache, cache_key
 
+from . import precheck
 from .logindex import LogIndex, event_postings
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
@@ -410,43 +410,14 @@ class TrustLog:
     def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]]) -> None:
         """Verify, in one backend call, every signature the fold will ask about.
 
-        Candidate keys are those the repository knows plus every key that an event seen
-        so far introduces (``RepoCreated``, ``RootRotated``, ``RoleKeysSet``), in this
-        batch or an earlier one not yet folded: a key id is the hash of the key, so the
-        mapping is always right. This only decides what is pre-computed into the
-        validity cache; what counts is still decided by the fold."""
+        Candidate keys are those the repository knows plus every valid key that an event
+        seen so far introduces, in this batch or an earlier one not yet folded: a key id
+        is the hash of the key, so the mapping is always right. What one event can cost
+        is bounded (see :mod:`.precheck`); what counts is still decided by the fold."""
         introduced = self._introduced
         if len(introduced) > MAX_REMEMBERED_KEYS:
             introduced.clear()  # only a hint; the state holds every accepted key anyway
-        for _, event in decoded:
-            if isinstance(event, RepoCreated):
-                keys: Iterable[PublicKey] = (*event.root_keys, *event.targets_keys)
-            elif isinstance(event, RootRotated):
-                keys = event.root_keys
-            elif isinstance(event, RoleKeysSet):
-                keys = event.keys
-            else:
-                continue
-            for k in keys:
-                introduced[k.keyid] = k
-        items: list[tuple[int, bytes, bytes, bytes]] = []
-        cks: list[bytes] = []
-        seen: set[bytes] = set()
-        for env, event in decoded:
-            if event is None:
-                continue
-            repo = self.state.repos.get(event.repo)
-            known = repo.keys if repo is not None else {}
-            for s in env.signatures:
-                key = known.get(s.keyid) or introduced.get(s.keyid)
-                if key is None or key.keytype not in ALG_BY_KEYTYPE:
-                    continue  # unknown keys and key types are the fold's to reject
-                ck = cache_key(key.alg, key.public, env.payload, s.sig)
-                if ck in seen or ck in self.cache:
-                    continue
-                seen.add(ck)
-                cks.append(ck)
-                items.append((key.alg, key.public, env.payload, s.sig))
+        cks, items = precheck.plan(self.state, decoded, introduced, self.cache)
         if items:
             for ck, ok in zip(cks, self.crypto(items), strict=True):
                 self.cache.put(ck, ok == 1)

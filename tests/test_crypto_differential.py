@@ -4,8 +4,9 @@ A divergence between them is a security bug (DESIGN.md): one path would accept w
 other rejects. Batches are built from real signatures of all four algorithms plus the
 Wycheproof vectors, then mutated (bit flips in key, message or signature, truncations,
 extensions, unknown algorithm codes, empty buffers, keys and signatures swapped across
-algorithms) and run through both backends. RSA SubjectPublicKeyInfo encodings that
-cryptography treats specially get their own table.
+algorithms) and run through both backends. Every key type has one accepted encoding
+(``trustlog.core.keyparse``); the other encodings of the same key get their own tables,
+and must be invalid on both. The million-input run is ``scripts/fuzz_crypto_differential.py``.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from array import array
 from types import ModuleType
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,7 +64,7 @@ def _corpus() -> list[Item]:
     for k in keys:
         for size in (0, 1, 32, 200):
             items.append(_signed(k.keytype, k, rng.randbytes(size)))
-    # The same P-256 key under the other label, and as a compressed point.
+    # The same P-256 key under the other label, and as a compressed point (refused).
     p256 = keys[2]
     raw_sig = items[8]
     comp = p256.private.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
@@ -132,7 +133,8 @@ def test_unmutated_corpus_verifies_as_the_reference_says(c: ModuleType) -> None:
     got_c, got_py = _both(c, CORPUS)
     assert _diff(CORPUS, got_c, got_py) == []
     assert list(got_py) == [int(crypto_valid(*it)) for it in CORPUS]
-    assert all(got_c[:23])  # the freshly signed items and the twins all verify
+    assert all(got_c[:20]) and got_c[21] == 1  # freshly signed items and the label twin verify
+    assert got_c[20] == got_c[22] == 0  # a compressed point is not the accepted encoding
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -215,7 +217,9 @@ def _rsa_with_e(base: rsa.RSAPrivateKey, e: int) -> rsa.RSAPrivateKey:
 
 
 def _sign(priv: rsa.RSAPrivateKey, msg: bytes) -> bytes:
-    return SigningKey("rsa-pss-sha256", priv).sign(msg)
+    """PSS-SHA256 with salt 32, also for keys SigningKey refuses (out of bounds)."""
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    return priv.sign(msg, pss, hashes.SHA256())
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +229,13 @@ def rsa_case() -> tuple[rsa.RSAPrivateKey, bytes, bytes]:
     return k.private, msg, k.sign(msg)
 
 
-# name -> verdict for a good signature (cryptography's own acceptance rules)
+# name -> verdict for a good signature: only the canonical encoding is accepted
 SPKI_CASES = {
     "canonical": 1,
-    "params absent": 1,
-    "pss oid, no params": 1,
-    "pss oid, sha256 params": 1,
-    "pkcs1 only": 1,
+    "params absent": 0,
+    "pss oid, no params": 0,
+    "pss oid, sha256 params": 0,
+    "pkcs1 only": 0,
     "pss oid, garbage params": 0,
     "pss oid, NULL params": 0,
     "params not NULL": 0,
@@ -333,7 +337,7 @@ def test_rsa_unusual_exponents_and_sizes_agree(c: ModuleType, rsa_case) -> None:
                   (ALG_RSA_PSS_SHA256, pub, msg, sig[1:]), (ALG_RSA_PSS_SHA256, pub, msg, b"\x00" + sig)]
     got_c, got_py = _both(c, items)
     assert _diff(items, got_c, got_py) == []
-    assert list(got_py[0:16:4]) == [1, 1, 1, 1]
+    assert list(got_py[0:20:4]) == [1, 0, 1, 1, 0]  # exponents over 64 bits are refused
 
 
 def test_raw_ecdsa_high_s_and_zero_components_agree(c: ModuleType) -> None:
@@ -404,7 +408,7 @@ def test_p256_key_encodings_agree(c: ModuleType) -> None:
     hybrid = bytes([6 + (y[-1] & 1)]) + x + y
     keys = {
         "uncompressed": (pub, 1),
-        "compressed": (comp, 1),                      # from_encoded_point accepts it
+        "compressed": (comp, 0),                      # the same key; not the accepted encoding
         "compressed, other parity": (bytes([comp[0] ^ 1]) + x, 0),
         "hybrid": (hybrid, 0),                        # OpenSSL would take it; cryptography refuses
         "no prefix": (x + y, 0),

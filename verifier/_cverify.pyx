@@ -10,19 +10,19 @@ released; no Python object is created per signature.
 * ECDSA P-256 and RSA-PSS-SHA256: OpenSSL libcrypto, mirroring what pyca/cryptography
   does for ``trustlog.core.keys.crypto_valid``:
 
-  - P-256 key: first byte 0x02/0x03/0x04, then ``EC_POINT_oct2point`` (so compressed
-    points are accepted, as ``EllipticCurvePublicKey.from_encoded_point`` does);
+  Keys are accepted only in the one encoding their type has
+  (:mod:`trustlog.core.keyparse`), with the same bounds, so that the two backends and the
+  fold agree on what a key is:
+
+  - P-256 key: exactly 65 bytes ``04 || X || Y``, then ``EC_POINT_oct2point`` (which
+    refuses coordinates >= p and points off the curve);
   - raw r||s: exactly 64 bytes, two 32-byte big-endian integers; DER: ``ECDSA_verify``,
     which rejects anything that does not re-encode to the same strict DER;
-  - RSA key: strict DER parsed here exactly as cryptography's ``load_der_public_key``
-    does: a SubjectPublicKeyInfo (rsaEncryption with NULL or absent parameters, or
-    id-RSASSA-PSS without parameters) or else a bare PKCS#1 RSAPublicKey; minimal
-    lengths and integers, no trailing bytes; modulus of at least 2048 bits. Then
-    PSS, MGF1-SHA256, salt length 32, through the same EVP calls.
-    An id-RSASSA-PSS key *with* parameters is left to the reference
-    (:func:`trustlog.verifier.crypto_batch.verify_one`) after the parallel part:
-    cryptography parses those parameters through a large grammar that is not worth
-    mirroring for keys no signer here produces.
+  - RSA key: a strict DER SubjectPublicKeyInfo with rsaEncryption and NULL parameters,
+    a BIT STRING without unused bits, and an RSAPublicKey; minimal lengths and integers,
+    nothing trailing; n odd, of RSA_MIN_BITS..RSA_MAX_BITS bits; e odd, 3 <= e < n, of at
+    most RSA_MAX_EXPONENT_BITS bits. Then PSS, MGF1-SHA256, salt length 32, through the
+    same EVP calls as cryptography.
 
 Each thread keeps its last few parsed EC and RSA keys (compared by their bytes), because
 batches repeat keys.
@@ -45,6 +45,8 @@ cdef extern from "openssl/bn.h" nogil:
     BIGNUM *BN_bin2bn(const unsigned char *s, int len, BIGNUM *ret)
     void BN_free(BIGNUM *a)
     int BN_num_bits(const BIGNUM *a)
+    int BN_is_odd(const BIGNUM *a)
+    int BN_cmp(const BIGNUM *a, const BIGNUM *b)
     BN_CTX *BN_CTX_new()
     void BN_CTX_free(BN_CTX *c)
 
@@ -126,14 +128,17 @@ cdef enum:
     R_INVALID = 0
     R_VALID = 1
     R_ERROR = 2
-    R_DEFER = 3          # internal only: finish this item with the reference
     # Algorithm codes (trustlog.core.keys.ALG_*).
     ALG_ED25519 = 1
     ALG_ECDSA_P256_RAW = 2
     ALG_ECDSA_P256_DER = 3
     ALG_RSA_PSS_SHA256 = 4
-    # trustlog.core.keys.RSA_MIN_BITS / RSA_PSS_SALT_LEN
+    # trustlog.core.keyparse.RSA_MIN_BITS / RSA_MAX_BITS / RSA_MAX_EXPONENT_BITS and
+    # trustlog.core.keys.RSA_PSS_SALT_LEN (tests/test_key_identity.py holds them equal)
     RSA_MIN_BITS = 2048
+    RSA_MAX_BITS = 4096
+    RSA_MAX_EXPONENT_BITS = 64
+    P256_LEN = 65
     RSA_PSS_SALT_LEN = 32
     # Parsed keys each thread keeps per key family (EC, RSA).
     CACHE_SLOTS = 8
@@ -141,6 +146,9 @@ cdef enum:
 INVALID = R_INVALID
 VALID = R_VALID
 ERROR = R_ERROR
+KEY_BOUNDS = {"RSA_MIN_BITS": RSA_MIN_BITS, "RSA_MAX_BITS": RSA_MAX_BITS,
+              "RSA_MAX_EXPONENT_BITS": RSA_MAX_EXPONENT_BITS, "RSA_PSS_SALT_LEN": RSA_PSS_SALT_LEN,
+              "P256_LEN": P256_LEN}
 
 ctypedef int (*sodium_verify_fn)(const unsigned char *sig, const unsigned char *m,
                                  unsigned long long mlen, const unsigned char *pk) noexcept nogil
@@ -150,9 +158,8 @@ cdef sodium_verify_fn _ed25519_verify = NULL
 cdef EVP_MD *_sha256 = NULL
 cdef uint8_t _EMPTY[1]
 
-# DER content of the two RSA algorithm OIDs (1.2.840.113549.1.1.1 and .1.1.10).
-cdef const char *_OID_RSA = b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01"
-cdef const char *_OID_RSA_PSS = b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0a"
+# DER of AlgorithmIdentifier { rsaEncryption (1.2.840.113549.1.1.1), NULL }: the only one.
+cdef const char *_RSA_ALG_ID = b"\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00"
 
 
 def _load_libsodium():
@@ -396,8 +403,11 @@ cdef int rsa_from_pkcs1(KeySlot *slot, const uint8_t *p, size_t r) noexcept nogi
         BN_free(n)
         BN_free(e)
         return R_ERROR
-    # crypto_valid: key_size (bits of n) >= RSA_MIN_BITS
-    if BN_num_bits(n) < RSA_MIN_BITS:
+    # keyparse.check_rsa_numbers: n odd of RSA_MIN_BITS..RSA_MAX_BITS bits; e odd,
+    # 3 <= e < n, at most RSA_MAX_EXPONENT_BITS bits.
+    if (BN_num_bits(n) < RSA_MIN_BITS or BN_num_bits(n) > RSA_MAX_BITS or not BN_is_odd(n)
+            or not BN_is_odd(e) or BN_num_bits(e) < 2 or BN_num_bits(e) > RSA_MAX_EXPONENT_BITS
+            or BN_cmp(e, n) >= 0):
         BN_free(n)
         BN_free(e)
         return R_INVALID
@@ -418,12 +428,11 @@ cdef int rsa_from_pkcs1(KeySlot *slot, const uint8_t *p, size_t r) noexcept nogi
 
 
 cdef int rsa_parse(KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil:
-    """Load an RSA public key as ``serialization.load_der_public_key`` does.
+    """Load an RSA public key in its one accepted encoding (keyparse.parse_rsa).
 
-    A SubjectPublicKeyInfo, or failing that a bare PKCS#1 RSAPublicKey (cryptography
-    tries both; their first inner elements, SEQUENCE and INTEGER, never overlap).
-    Returns R_VALID (usable), R_INVALID (rejected, as cryptography would), R_DEFER or
-    R_ERROR.
+    SubjectPublicKeyInfo { AlgorithmIdentifier { rsaEncryption, NULL }, BIT STRING
+    { 0 unused bits, RSAPublicKey } }, nothing else. Returns R_VALID (usable),
+    R_INVALID or R_ERROR.
     """
     cdef const uint8_t *p = key
     cdef size_t r = klen
@@ -431,46 +440,19 @@ cdef int rsa_parse(KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogi
     cdef size_t spki_len
     cdef const uint8_t *alg
     cdef size_t alg_len
-    cdef const uint8_t *oid
-    cdef size_t oid_len
     cdef const uint8_t *bits
     cdef size_t bits_len
-    cdef uint8_t pad
-    # SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
     if not der_take(&p, &r, 0x30, &spki, &spki_len) or r != 0:
         return R_INVALID
-    if spki_len and spki[0] == 0x02:
-        return rsa_from_pkcs1(slot, key, klen)
     p = spki
     r = spki_len
-    if not der_take(&p, &r, 0x30, &alg, &alg_len):
+    if r < 15 or memcmp(p, <const void *>_RSA_ALG_ID, 15) != 0:
         return R_INVALID
+    p += 15
+    r -= 15
     if not der_take(&p, &r, 0x03, &bits, &bits_len) or r != 0:
         return R_INVALID
-    # AlgorithmIdentifier ::= SEQUENCE { OID, parameters defined by the OID }
-    p = alg
-    r = alg_len
-    if not der_take(&p, &r, 0x06, &oid, &oid_len) or oid_len != 9:
-        return R_INVALID
-    if memcmp(oid, <const void *>_OID_RSA, 9) == 0:
-        # rsaEncryption: parameters NULL or absent.
-        if not (r == 0 or (r == 2 and p[0] == 0x05 and p[1] == 0x00)):
-            return R_INVALID
-    elif memcmp(oid, <const void *>_OID_RSA_PSS, 9) == 0:
-        # id-RSASSA-PSS: cryptography treats it as a bare RSA key once its
-        # RSASSA-PSS-params (if any) parse; those we leave to the reference.
-        if r != 0:
-            return R_DEFER
-    else:
-        return R_INVALID
-    # BIT STRING: one byte of unused-bit count (0..7, zero when empty, unused bits zero);
-    # like rust-asn1 the content is then used whole, whatever that count.
-    if bits_len == 0:
-        return R_INVALID
-    pad = bits[0]
-    if pad > 7 or (bits_len == 1 and pad != 0):
-        return R_INVALID
-    if pad and (bits[bits_len - 1] & ((1 << pad) - 1)) != 0:
+    if bits_len == 0 or bits[0] != 0:
         return R_INVALID
     return rsa_from_pkcs1(slot, bits + 1, bits_len - 1)
 
@@ -520,8 +502,8 @@ cdef int verify_rsa_pss(ThreadState *st, const uint8_t *key, size_t klen, const 
 
 cdef int ec_parse(ThreadState *st, KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil:
     cdef EC_POINT *pt
-    # EllipticCurvePublicKey.from_encoded_point: non-empty, SEC1 compressed or uncompressed.
-    if klen == 0 or (key[0] != 0x02 and key[0] != 0x03 and key[0] != 0x04):
+    # keyparse.p256_xy: the 65-byte uncompressed point only.
+    if klen != P256_LEN or key[0] != 0x04:
         return R_INVALID
     pt = EC_POINT_new(st.group)
     if pt == NULL:
@@ -664,23 +646,12 @@ def verify_batch(const uint8_t[::1] algs not None,
     cdef uint8_t *rp = &res[0]
     cdef Py_ssize_t i
     cdef ThreadState *st = NULL
-    cdef bint deferred = False
     with nogil, parallel(num_threads=nt):
         st = state_new()
         for i in prange(n, schedule="dynamic", chunksize=16):
             rp[i] = <uint8_t>verify_item(st, a[i], kp + ko[i], ko[i + 1] - ko[i],
                                          mp + mo[i], mo[i + 1] - mo[i], sp + so[i], so[i + 1] - so[i])
         state_free(st)
-    for i in range(n):
-        if rp[i] == R_DEFER:
-            deferred = True
-            break
-    if deferred:
-        from trustlog.verifier.crypto_batch import verify_one
-        for i in range(n):
-            if rp[i] == R_DEFER:
-                rp[i] = verify_one(a[i], (<const char *>kp)[ko[i]:ko[i + 1]],
-                                   (<const char *>mp)[mo[i]:mo[i + 1]], (<const char *>sp)[so[i]:so[i + 1]])
     return out
 
 

@@ -563,11 +563,10 @@ cdef struct CT:
 
 
 cdef inline int64_t _i64(object x) except? -1:
-    """A Python int clamped to int64 (only ever decides an absurd boundary, toward rejecting)."""
-    try:
-        return x
-    except OverflowError:
-        return INT64_MAX if x > 0 else INT64_MIN
+    """A Python int as int64. The fold refuses every time outside int64
+    (core/bounds.py), so an OverflowError here means a state the fold did not build: the
+    repository is then marked broken and its tags get ERROR, never a clamped verdict."""
+    return x
 
 
 cdef inline int32_t _i32(object x, bint *bad):
@@ -1399,7 +1398,6 @@ cdef class CompiledTrust:
         cdef ThreadState *st = NULL
         cdef int nt = self.nthreads if n >= 64 * self.nthreads else 1
         cdef int rc = 0
-        cdef bint deferred = False
         # (2) content hash and cache lookup, in parallel under the cache's read lock
         with nogil:
             cache.rdlock()
@@ -1444,17 +1442,6 @@ cdef class CompiledTrust:
                     res[i] = <uint8_t>verify_item(st, k.alg, k.ptr, <size_t>k.len, er.pay, <size_t>er.pay_len,
                                                   sg.ptr, sg.len)
                 state_free(st)
-            for m in range(nmiss):
-                i = midx[m]
-                if res[i] == R_DEFER:
-                    er = &R[trow[i]]
-                    sg = &S[tsig[i]]
-                    k = &K[SL[er.repo].key_base + sg.key]
-                    if not deferred:
-                        from trustlog.verifier.crypto_batch import verify_one
-                        deferred = True
-                    res[i] = verify_one(k.alg, (<const char *>k.ptr)[:k.len], (<const char *>er.pay)[:er.pay_len],
-                                        (<const char *>sg.ptr)[:sg.len])
         elif nmiss:
             items = []
             for m in range(nmiss):

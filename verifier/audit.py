@@ -174,7 +174,7 @@ def audit_key(tl: "TrustLog", keyid: str, since: int | None = None, *, ref_time:
     ref = int(time.time()) if ref_time is None else ref_time
     cut = 0 if since is None else since
     index = tl.index
-    postings = index.key_postings(keyid)
+    postings = _postings_of_the_key(index, state, keyid)
     signed_p = [p for p in postings if p.b & SIGNED]
     granted_p = [p for p in postings if p.b & GRANTED]
     t1 = time.perf_counter()
@@ -217,6 +217,27 @@ def audit_key(tl: "TrustLog", keyid: str, since: int | None = None, *, ref_time:
                        evaluated, already, {"index": round(t1 - t0, 6), "blast_radius": round(t2 - t1, 6),
                                    "read_records": round(t3 - t2, 6), "what_if": round(t4 - t3, 6),
                                    "total": round(t4 - t0, 6)})
+
+
+def _postings_of_the_key(index, state: TrustState, keyid: str) -> list:
+    """Postings of ``keyid`` and, in each repository that knows it, of every other key id
+    with the same key material (the same P-256 key under the other label, the negated
+    point, an RSA key with the same modulus): a compromise report takes them all down,
+    so the audit lists what each of them signed and granted."""
+    postings = list(index.key_postings(keyid))
+    for repo_name in sorted({index.repo_of(p) for p in postings}):
+        repo = state.repos.get(repo_name)
+        if repo is None or keyid not in repo.keys:
+            continue
+        mat = key_material_id(repo.keys[keyid])
+        for kid, pk in repo.keys.items():
+            if kid != keyid and key_material_id(pk) == mat:
+                postings += [p for p in index.key_postings(kid) if index.repo_of(p) == repo_name]
+    merged: dict[int, Any] = {}
+    for p in postings:  # one event signed under two of the key's ids is one entry
+        q = merged.get(p.offset)
+        merged[p.offset] = p if q is None else q._replace(b=q.b | p.b)
+    return [merged[o] for o in sorted(merged)]
 
 
 def what_if_compromised(state: TrustState, keyid: str, since: int, repos: Iterable[str],

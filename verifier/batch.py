@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from trustlog.core.bounds import check_ref_time
 from trustlog.core.evaluate import Request, Verdict, evaluate_entry
 from trustlog.core.reasons import Code
 from trustlog.core.state import RepoState, TagEntry, TrustState
@@ -108,7 +109,7 @@ class BatchVerifier:
         nthreads: int = 0,
     ) -> None:
         self.state = state
-        self.ref_time = int(time.time()) if ref_time is None else ref_time
+        self.ref_time = int(time.time()) if ref_time is None else check_ref_time(int(ref_time))
         self.engine = pick_engine(engine, crypto)
         self.chunk = chunk
         self._memo: dict[tuple[str, int], dict] = {}

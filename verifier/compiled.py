@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trustlog.core.bounds import check_ref_time
 from trustlog.core.evaluate import Verdict
 from trustlog.core.reasons import Code
 from trustlog.core.state import RepoState, TagEntry, TrustState
@@ -110,7 +111,7 @@ class CompiledEvaluator:
         ct.refresh(list({id(r): r for r, _ in items}.values()))
         rows = ct.rows_for([e for _, e in items])
         ct.ensure(rows)
-        codes, details, counted, offsets = ct.evaluate(rows, _clamp(ref_time))
+        codes, details, counted, offsets = ct.evaluate(rows, check_ref_time(ref_time))
         out: list[Result] = []
         for i, (repo, entry) in enumerate(items):
             b = codes[i]
@@ -142,15 +143,11 @@ class CompiledEvaluator:
         t1 = time.perf_counter()
         ct.ensure(None)
         t2 = time.perf_counter()
-        codes, details, counted = ct.sweep(_clamp(ref_time))
+        codes, details, counted = ct.sweep(check_ref_time(ref_time))
         t3 = time.perf_counter()
         if timings is not None:
             timings.update(compile=t1 - t0, crypto=t2 - t1, evaluate=t3 - t2)
         return Sweep(self, codes, details, counted, self.state.version, _generation(ct))
-
-
-def _clamp(t: int) -> int:
-    return max(-(2**63), min(2**63 - 1, int(t)))
 
 
 def _generation(ct: Any) -> tuple[int, int]:

@@ -9,10 +9,10 @@ Both modules expose the same ``verify_batch`` over the same packed layout (see
 * ``2`` (:data:`ERROR`) — the check itself failed (an internal library error); callers
   treat it as a rejection.
 
-Each item is checked by :func:`trustlog.core.keys.crypto_valid`, the reference. The
-compiled module also calls :func:`verify_one` for the rare inputs it deliberately leaves
-to the reference (an RSA-PSS SubjectPublicKeyInfo with explicit parameters), so the two
-paths cannot drift there.
+Each item is checked by :func:`trustlog.core.keys.crypto_valid`, the reference: keys
+only in their type's one accepted encoding, with the bounds of
+:mod:`trustlog.core.keyparse`, which the compiled module applies too
+(``scripts/fuzz_crypto_differential.py`` holds the two together).
 """
 from __future__ import annotations
 

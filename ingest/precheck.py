@@ -1,0 +1,99 @@
+"""Which signatures to verify ahead of the fold, in one backend call, at a bounded cost.
+
+The fold asks a signature oracle about one signature at a time; checking them in one
+batch first, on every core, is what makes ingest fast. The batch must never cost more
+than the fold itself could, or an event the fold will reject buys an attacker CPU:
+
+* keys an event *introduces* (``RepoCreated``, ``RootRotated``, ``RoleKeysSet``) become
+  candidates only when the event's key lists pass the fold's own checks (at most
+  ``MAX_KEYS_PER_ROLE`` keys each, every key of a known type, valid and in its one
+  accepted encoding, which bounds RSA to 4096 bits with a 64-bit exponent);
+* an envelope with more than ``MAX_SIGNATURES_PER_ENVELOPE`` signatures, which the fold
+  refuses, gets no signature work at all;
+* only the first signature under each key id of an envelope is pre-checked (a key
+  counts once; the fold verifies any repeat itself and stops at the first that fails),
+  and each distinct (key, message, signature) once.
+
+So the pre-check of one event costs at most one verification per distinct valid key it
+names (at most ``MAX_SIGNATURES_PER_ENVELOPE``), each at most one RSA-4096 operation
+with a 64-bit exponent. What counts is still decided by the fold; this only decides
+what is pre-computed into the validity cache.
+"""
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+
+from trustlog.core.bounds import MAX_SIGNATURES_PER_ENVELOPE
+from trustlog.core.errors import KeyError_
+from trustlog.core.events import Envelope, Event, RepoCreated, RoleKeysSet, RootRotated
+from trustlog.core.keys import ALG_BY_KEYTYPE, PublicKey, validate_public_key
+from trustlog.core.state import MAX_KEYS_PER_ROLE, TrustState
+from trustlog.verifier.cache import cache_key
+
+Item = tuple[int, bytes, bytes, bytes]
+
+
+def _key_lists(event: Event | None) -> tuple[list[PublicKey], ...]:
+    if isinstance(event, RepoCreated):
+        return (event.root_keys, event.targets_keys)
+    if isinstance(event, RootRotated):
+        return (event.root_keys,)
+    if isinstance(event, RoleKeysSet):
+        return (event.keys,)
+    return ()
+
+
+def introduced_keys(event: Event | None) -> list[PublicKey]:
+    """The keys ``event`` would add to its repository if the fold accepts them; none
+    at all when any of its key lists would make the fold refuse it."""
+    out: list[PublicKey] = []
+    for keys in _key_lists(event):
+        if not keys or len(keys) > MAX_KEYS_PER_ROLE:
+            return []
+        for k in keys:
+            try:
+                if validate_public_key(k) != k:
+                    return []
+            except KeyError_:
+                return []
+        out += keys
+    return out
+
+
+def plan(
+    state: TrustState,
+    decoded: Sequence[tuple[Envelope, Event | None]],
+    introduced: dict[str, PublicKey],
+    cached: Container[bytes],
+) -> tuple[list[bytes], list[Item]]:
+    """Cache keys and ``(alg, key, message, signature)`` items to verify for ``decoded``.
+
+    ``introduced`` (key id -> key) is updated with the valid keys the events introduce;
+    ``cached`` answers ``ck in cached`` for validity already known."""
+    for _, event in decoded:
+        for k in introduced_keys(event):
+            introduced[k.keyid] = k
+    items: list[Item] = []
+    cks: list[bytes] = []
+    seen: set[bytes] = set()
+    for env, event in decoded:
+        if event is None or len(env.signatures) > MAX_SIGNATURES_PER_ENVELOPE:
+            continue
+        repo = state.repos.get(event.repo)
+        known = repo.keys if repo is not None else {}
+        keyids: set[str] = set()
+        for s in env.signatures:
+            if s.keyid in keyids:
+                continue  # a key signs once; the fold checks any repeat itself, and stops at a bad one
+            keyids.add(s.keyid)
+            key = known.get(s.keyid) or introduced.get(s.keyid)
+            if key is None or key.keytype not in ALG_BY_KEYTYPE:
+                continue  # unknown keys and key types are the fold's to reject
+            alg = key.alg
+            ck = cache_key(alg, key.public, env.payload, s.sig)
+            if ck in seen or ck in cached:
+                continue
+            seen.add(ck)
+            cks.append(ck)
+            items.append((alg, key.public, env.payload, s.sig))
+    return cks, items
