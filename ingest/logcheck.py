@@ -39,7 +39,7 @@ from .snapshots import SnapshotStore, encode_state
 from .transparency import origin_for
 
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
-_SEG_RE = re.compile(r"^(\d{20})\.seg$")
+_SEG_RE = re.compile(r"([0-9]{20})\.seg")
 _HEADER = struct.Struct(">II")
 _CP_FRAME = struct.Struct(">II")
 CHUNK = 2048
@@ -140,7 +140,7 @@ def _read_checkpoints(path: Path, report: VerifyReport) -> list[tuple[str, Signe
 def _iter_segments(log_dir: Path, report: VerifyReport) -> Iterator[_Rec]:
     """Every record of every segment, read-only, in offset order; raises _Stop at the
     first damaged frame (a torn last record of the last segment is only a warning)."""
-    bases = sorted(int(m.group(1)) for p in log_dir.iterdir() if (m := _SEG_RE.match(p.name)))
+    bases = sorted(int(m.group(1)) for p in log_dir.iterdir() if (m := _SEG_RE.fullmatch(p.name)))
     report.segments = len(bases)
     if not bases:
         return

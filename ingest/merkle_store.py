@@ -49,7 +49,7 @@ from trustlog.core.merkle import (
 
 LEAVES_FILE: Final = "leaves.hashes"
 CHECKPOINTS_FILE: Final = "checkpoints.log"
-_LEVEL_RE: Final = re.compile(r"^level-(\d{2})\.hashes$")
+_LEVEL_RE: Final = re.compile(r"level-([0-9]{2})\.hashes")
 _FRAME: Final = struct.Struct(">II")  # payload length, CRC32C of payload
 MAX_CHECKPOINT_BYTES: Final = 64 * 1024
 _REBUILD_CHUNK: Final = 1 << 16  # nodes per read while rebuilding a level
@@ -154,7 +154,7 @@ class MerkleStore:
 
     @staticmethod
     def _existing_levels(path: Path) -> list[int]:
-        found = (_LEVEL_RE.match(p.name) for p in path.iterdir())
+        found = (_LEVEL_RE.fullmatch(p.name) for p in path.iterdir())
         return [int(m.group(1)) for m in found if m]
 
     @staticmethod
