@@ -45,6 +45,7 @@ class Code(str, Enum):
     KEY_COMPROMISED = "KEY_COMPROMISED"
     DELEGATION_COMPROMISED = "DELEGATION_COMPROMISED"
     ROLE_REMOVED = "ROLE_REMOVED"
+    OUTSIDE_PATTERNS = "OUTSIDE_PATTERNS"        # the role's current paths no longer cover the tag
     EXPIRED = "EXPIRED"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
     ERROR = "ERROR"                              # internal error: rejects, never passes
