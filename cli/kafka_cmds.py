@@ -30,6 +30,7 @@ import msgspec
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
 from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES, Envelope, decode_event, decode_wire, envelope_to_json
 
+from .safe import plain
 from .ui import UI
 
 
@@ -245,7 +246,7 @@ def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(w.stats.to_dict())
     if rc:
-        print(f"trustlog: error: {w.stats.error}", file=sys.stderr)
+        print(f"trustlog: error: {plain(w.stats.error)}", file=sys.stderr)
     return rc
 
 
@@ -361,7 +362,8 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(summary)
     else:
-        ui.err.print(f"{n} verdicts → {args.kafka_results}: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+        ui.say("{} verdicts → {}: {}", n, args.kafka_results, ", ".join(f"{k}={v}" for k, v in counts.most_common()),
+               err=True)
     return 0
 
 

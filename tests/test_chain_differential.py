@@ -134,7 +134,8 @@ def run_op(h: History, op: tuple) -> None:
         else:
             exp = value
         parent = "root" if role == "targets" else "targets"
-        h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, role, pk(keys), thr, exp, paths), pick(h, repo, parent, picks, None))
+        h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, role, pk(keys), thr, exp, paths),
+                 pick(h, repo, parent, picks, None))
     elif kind == "targets":
         _, _, keys, thr, picks, extra, exp = op
         signers = pick(h, repo, "root", picks, extra)
