@@ -61,7 +61,10 @@ def _need_log(args: argparse.Namespace) -> Path:
 def _open(args: argparse.Namespace):
     from trustlog.ingest.pipeline import TrustLog
 
-    return TrustLog(_need_log(args))
+    from .pins_cmds import load_pins
+
+    pins = getattr(args, "pins", None)
+    return TrustLog(_need_log(args), pins=load_pins(pins) if pins else None)
 
 
 def _read_json(path: str) -> Any:

@@ -22,6 +22,7 @@ from trustlog.core.events import (
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey
 
+from .pins_cmds import load_pins
 from .render import print_repo, roles_info, tags_info
 from .safe import plain
 from .times import parse_time as _parse_time
@@ -56,25 +57,10 @@ def _open_log(args: argparse.Namespace, ui: UI | None = None):
     from trustlog.ingest.pipeline import TrustLog
 
     log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024),
-                   pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
+                   pins=load_pins(args.pins) if getattr(args, "pins", None) else None)
     if log.recovery is not None and ui is not None:
         ui.info(f"recovered log: {log.recovery}")
     return log
-
-
-def load_pins(path: str):
-    """A pin file: JSON ``{"registry.example.com/team/*": ["<root keyid>", ...], ...}``.
-    Repositories matching a pattern must be created with root keys from its list;
-    the others are trusted on first use."""
-    from trustlog.core.state import Pin
-
-    try:
-        raw = msgspec.json.decode(Path(path).read_bytes(), type=dict[str, list[str]])
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such pin file") from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise InputError(f"{path}: a pin file maps repository patterns to lists of root key ids: {e}") from e
-    return [Pin(pattern, frozenset(ids)) for pattern, ids in raw.items()]
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -362,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log", default=DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG; default %(default)s)")
     common.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS; default %(default)s)")
     common.add_argument("--pins", default=os.environ.get("TRUSTLOG_PINS"),
-                        help="pin file: repository patterns -> root key ids (env TRUSTLOG_PINS); "
-                             "unpinned repositories are trusted on first use")
+                        help="pin file (env TRUSTLOG_PINS) that the log's own pin policy must equal; pins are "
+                             "part of the log: set them with `trustlog pins set`")
 
     p = argparse.ArgumentParser(
         prog="trustlog",
@@ -489,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_kafka(sub, common)
     from .audit_cmds import register as register_audit
     register_audit(sub, common)
+    from .pins_cmds import register as register_pins
+    register_pins(sub, common)
     return p
 
 

@@ -34,8 +34,9 @@ from trustlog.core.merkle import CompactRange, leaf_hash
 from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.verifier.cache import CryptoCache, cache_key
 
+from .pinpolicy import PinPolicy
 from .records import LogRecord, decode_record
-from .snapshots import SnapshotStore, encode_state
+from .snapshots import SnapshotStore, encode_state, pins_key
 from .transparency import origin_for
 
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
@@ -251,10 +252,15 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
         snaps[s.header.offset] = s
     for note in sstore.skipped:
         report.findings.append(Finding("snapshot", f"snapshot {note}"))
+    # (4) the log's pin policy (signed by the log key, chained); it holds for the whole log
+    try:
+        pins = PinPolicy.load(d, key).pins
+    except TrustlogError as e:
+        raise _Stop(Finding("pins", str(e))) from e
     if 0 in snaps:
-        _check_snapshot(sstore, snaps.pop(0), TrustState(), report)
-    # (4) the records
-    state = TrustState()
+        _check_snapshot(sstore, snaps.pop(0), TrustState(pins), report)
+    # (5) the records
+    state = TrustState(pins)
     cache = CryptoCache()
     cr = CompactRange()
     last_time = -1
@@ -352,8 +358,8 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
 
 
 def _check_snapshot(store: SnapshotStore, snap, state: TrustState, report: VerifyReport) -> None:
-    if snap.header.pins:
-        report.warnings.append(f"{snap.path.name} was made with pins; not compared (log verify folds without pins)")
+    if snap.header.pins != pins_key(state.pins):
+        report.warnings.append(f"{snap.path.name} was made under another pin policy; not compared")
         return
     try:
         body_ok = hashlib.sha256(encode_state(state)).digest() == snap.header.body_sha256

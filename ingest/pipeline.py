@@ -22,6 +22,7 @@ the log on open); a checkpoint is signed every ``checkpoint_every`` records and 
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 from collections import Counter
@@ -41,6 +42,7 @@ from trustlog.core.state import Pin, RejectedEventError, TrustState
 from trustlog.verifier.cache import CryptoCache, cache_key
 
 from .logindex import LogIndex, event_postings
+from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
@@ -86,7 +88,7 @@ class TrustLog:
         self,
         directory: str | os.PathLike[str],
         *,
-        pins: Iterable[Pin] = (),
+        pins: Iterable[Pin] | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         crypto: CryptoFn | None = None,
         clock: LogClock | None = None,
@@ -101,15 +103,17 @@ class TrustLog:
         since the last one (and always on close); ``snapshot_every``: write a state
         snapshot every this many records (and on close once a tenth of that has
         accumulated), keeping the ``snapshot_keep`` newest automatic ones. None turns
-        the periodic ones off."""
+        the periodic ones off. ``pins``: the pin policy the caller expects; the log's own
+        (``DIR/pins.jsonl``, see ``pinpolicy``) is always the one used, and a different
+        one raises :class:`PinPolicyError` (change it with :meth:`set_pins`)."""
         self.dir = Path(directory)
         self.max_event_bytes = max_event_bytes
         self.crypto = crypto or _default_crypto()
         self.clock = clock or LogClock()
         self.cache = CryptoCache()
         self._introduced: dict[str, PublicKey] = {}
-        self.pins = tuple(pins)
-        self.state = TrustState(self.pins)
+        self.pins: tuple[Pin, ...] = ()
+        self.state = TrustState()
         self.event_ids: set[bytes] = set()
         self.positions: dict[tuple[str, int], int] = {}
         self._reject_hashes: set[bytes] = set()
@@ -134,6 +138,11 @@ class TrustLog:
             self.rejects = RejectsLog.open(self.dir / "rejects", **({"fsync_fn": fsync_fn} if fsync_fn else {}))
             self.recovery = self.log.recovery
             self.tree = LogTree.open(self.dir, log_key)
+            self.pin_policy = PinPolicy.load(self.dir, self.tree.public_key)
+            self.pins = self.pin_policy.pins
+            if pins is not None and not same_pins(pins, self.pins):
+                raise PinPolicyError(self._pins_differ(tuple(pins)))
+            self.state = TrustState(self.pins)
             self.index = LogIndex.open(self.dir / "index")
             self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key)
             self._replay()
@@ -142,6 +151,35 @@ class TrustLog:
             raise
         self._last_checkpoint = self.log.next_offset
         self._last_snapshot = self.snapshot_used or 0
+
+    def _pins_differ(self, given: tuple[Pin, ...]) -> str:
+        have = (f"pin policy version {self.pin_policy.version} ({len(self.pins)} patterns)" if self.pin_policy.version
+                else "no pin policy (every repository is trusted on first use)")
+        return (f"{self.dir}: the pins given ({len(given)} patterns) are not the log's: it has {have}. Pins are part "
+                "of the log, used by every command; change them with `trustlog pins set FILE` (a signed, logged "
+                "step that checks them against every repository already in the log)")
+
+    def set_pins(self, pins: Iterable[Pin]) -> "PinPolicyEntry":
+        """Record a new pin policy in the log, signed by the log key, in force from now
+        on for every command. Refused (:class:`PinPolicyError`) when a repository
+        already in the log was created with root keys the new pins do not allow."""
+        if self._failed or self._closed:
+            raise LogError(f"{self.dir}: no pin change after a failed batch (or close); reopen the log")
+        pins = tuple(pins)
+        bad = contradictions(pins, self.state)
+        if bad:
+            raise PinPolicyError(f"{self.dir}: the new pins contradict {len(bad)} repositories already in the log, "
+                                 f"first {bad[0]}; a pin policy must hold for the whole log")
+        self.log.flush()
+        n = self.log.next_offset
+        entry = self.pin_policy.append(pins, key=self.tree.key, offset=n, root=self.tree.merkle.root_at(n),
+                                       log_time=self.clock.next())
+        self.pins = pins
+        self.state.pins = pins
+        for name, repo in self.state.repos.items():  # as a replay with these pins would say
+            if any(fnmatch.fnmatchcase(name, p.pattern) for p in pins):
+                repo.origin = "pinned"
+        return entry
 
     def _attested_floor(self) -> int:
         latest = self.tree.merkle.checkpoints.latest_checkpoint()

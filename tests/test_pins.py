@@ -40,3 +40,84 @@ def test_every_matching_pin_holds(row: str, pins, root: str, expected: str, orig
     assert s.create([KEYS[root]], [T]) == expected
     if origin is not None:
         assert s.state.repos[REPO].origin == origin
+
+
+# -- the pin policy belongs to the log --------------------------------------------------
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from sim import FAR  # noqa: E402
+from trustlog.cli.main import main  # noqa: E402
+from trustlog.core.errors import LogError  # noqa: E402
+from trustlog.core.events import RepoCreated, envelope_to_json, sign_event  # noqa: E402
+from trustlog.ingest.logcheck import verify_log  # noqa: E402
+from trustlog.ingest.pinpolicy import PinPolicyError  # noqa: E402
+from trustlog.ingest.pipeline import TrustLog  # noqa: E402
+
+NS = "registry.example.com/team/*"
+ATTACKER = key("pin-attacker")
+
+
+def created(repo: str, root) -> bytes:
+    return sign_event(RepoCreated(repo, 1, 0, [root.public_key], 1, [T.public_key], 1, FAR), [root]).to_bytes()
+
+
+def test_a_policy_set_once_holds_for_every_later_open(tmp_path: Path) -> None:
+    with TrustLog(tmp_path) as tl:
+        assert tl.ingest_batch([(created("registry.example.com/team/early", R_OTHER), None)]).accepted == 1
+        with pytest.raises(PinPolicyError, match="contradict"):
+            tl.set_pins([Pin(NS, frozenset({R_TEAM.keyid}))])   # 'early' was made with other keys
+        tl.set_pins([Pin("registry.example.com/team/app*", frozenset({R_TEAM.keyid}))])
+    # a later open that says nothing about pins still enforces them
+    with TrustLog(tmp_path) as tl:
+        r = tl.ingest_batch([(created(REPO, ATTACKER), None)])
+        assert (r.accepted, r.last_reject[0]) == (0, "PIN_MISMATCH")
+        assert tl.ingest_batch([(created(REPO, R_TEAM), None)]).accepted == 1
+        assert tl.state.repos[REPO].origin == "pinned"
+        assert tl.state_at(offset=2).repos[REPO].origin == "pinned"
+    # a caller expecting other pins is told where the policy lives
+    with pytest.raises(PinPolicyError, match="trustlog pins set"):
+        TrustLog(tmp_path, pins=[])
+    assert verify_log(tmp_path).ok
+
+
+def test_a_tampered_policy_stops_the_log(tmp_path: Path) -> None:
+    with TrustLog(tmp_path) as tl:
+        tl.set_pins([Pin(NS, frozenset({R_TEAM.keyid}))])
+    p = tmp_path / "pins.jsonl"
+    p.write_text(p.read_text().replace(R_TEAM.keyid, ATTACKER.keyid))
+    with pytest.raises(LogError, match="not signed by this log's key"):
+        TrustLog(tmp_path)
+    assert not verify_log(tmp_path).ok
+
+
+def test_pins_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = str(tmp_path / "log")
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({NS: [R_TEAM.keyid]}))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(envelope_to_json(sign_event(RepoCreated(REPO, 1, 0, [k.public_key], 1,
+                                                                                  [T.public_key], 1, FAR), [k]))
+                                  for k in (ATTACKER,)) + b"\n")
+    # --pins on a log without a policy: a clear message, nothing written
+    assert main(["ingest", "--log", log, "--pins", str(pins), str(events)]) == 2
+    assert "trustlog pins set" in capsys.readouterr().err
+    assert main(["pins", "set", "--log", log, str(pins), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == 1
+    # the finding: an ingest *without* --pins no longer admits the attacker's repository
+    assert main(["ingest", "--log", log, "--json", str(events)]) == 0
+    assert json.loads(capsys.readouterr().out)["rejected_by_reason"] == {"PIN_MISMATCH": 1}
+    # --pins naming the log's own policy is fine; another one is refused with the way out
+    assert main(["inspect", "--log", log, "--pins", str(pins), REPO]) == 2       # no such repo: exit 2, but opened
+    assert "no repository" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    for argv in (["verify", "--log", log, "--pins", str(other)], ["state", "--log", log, "--pins", str(other),
+                                                                  "--at", "0", REPO]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "trustlog pins set" in err and len(err.strip().splitlines()) == 1
+    assert main(["pins", "show", "--log", log, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pins"] == {NS: [R_TEAM.keyid]}
+    assert main(["log", "verify", "--log", log]) == 0
