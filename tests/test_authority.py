@@ -94,3 +94,29 @@ def test_a_removed_signer_cannot_report() -> None:
     assert s.remove_role("targets/alice", [T1]) == "OK"
     assert s.compromise(A2, 0, [A1]) == "UNKNOWN_KEY"
     assert s.compromise(A2, 0, [T1]) == "OK"
+
+
+def test_a_signer_reporting_its_own_key_through_the_log(tmp_path) -> None:
+    """The pipeline, the index and log verify take a report signed by a delegated
+    signer (the new authority row) like any other."""
+    from sim import DIGEST, FAR
+    from trustlog.core.events import ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, sign_event
+    from trustlog.ingest.logcheck import verify_log
+    from trustlog.ingest.pipeline import TrustLog
+
+    repo = "registry.example.com/team/app"
+    envs = [
+        sign_event(RepoCreated(repo, 1, 0, [R1.public_key], 1, [T1.public_key], 1, FAR), [R1]),
+        sign_event(RoleKeysSet(repo, 2, 0, "targets/alice", [A1.public_key, A2.public_key], 1, FAR, ["*"]), [T1]),
+        sign_event(ImageSigned(repo, 3, 0, "targets/alice", "v1", DIGEST, 1, FAR), [A2]),
+        sign_event(KeyCompromised(repo, 4, 0, A2.keyid, 0), [A1]),
+        sign_event(KeyCompromised(repo, 5, 0, T1.keyid, 0), [A1]),       # not its key: refused
+    ]
+    with TrustLog(tmp_path) as tl:
+        r = tl.ingest_batch([(e.to_bytes(), None) for e in envs])
+        assert (r.accepted, r.rejected, r.last_reject[0]) == (4, 1, "NOT_AUTHORISED")
+        postings = tl.index.repo_postings(repo)
+        assert postings[-1].a == tl.state.repos[repo].roles["targets/alice"]   # the report's authority
+    with TrustLog(tmp_path) as tl:
+        assert A2.keyid in tl.state.repos[repo].compromised_keyids
+    assert verify_log(tmp_path).ok
