@@ -254,9 +254,23 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
         report.findings.append(Finding("snapshot", f"snapshot {note}"))
     # (4) the log's pin policy (signed by the log key, chained); it holds for the whole log
     try:
-        pins = PinPolicy.load(d, key).pins
+        policy = PinPolicy.load(d, key)
     except TrustlogError as e:
         raise _Stop(Finding("pins", str(e))) from e
+    pins = policy.pins
+    # each policy entry names the log's size and Merkle root when it was set
+    policy_roots: dict[int, list[tuple[int, str]]] = {}
+    for entry in policy.entries:
+        policy_roots.setdefault(entry.offset, []).append((entry.version, entry.root))
+
+    def check_policy_roots(size: int, root: bytes) -> None:
+        for version, want in policy_roots.pop(size, ()):
+            if want != root.hex():
+                report.findings.append(Finding(
+                    "pins", f"pin-policy entry {version} was set at log size {size} with root {want[:16]}…, but "
+                    f"records [0, {size}) hash to {root.hex()[:16]}…: the log or {policy.path.name} was altered",
+                    offset=max(size - 1, 0)))
+    check_policy_roots(0, CompactRange().root())
     if 0 in snaps:
         _check_snapshot(sstore, snaps.pop(0), TrustState(pins), report)
     # (5) the records
@@ -309,6 +323,8 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
                     "differs): it was altered, removed, inserted or moved", r.offset, r.segment, r.position))
             cr.append(leaf)
             report.records = r.offset + 1
+            if policy_roots:
+                check_policy_roots(cr.size, cr.root())
             chunk.append((r, rec, env, ev))
             for name, cp in by_size.get(cr.size, ()):
                 if cp.root_hash != cr.root():
@@ -344,6 +360,10 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], crypto: Cryp
         progress(report.records)
     n = report.records
     report.root = cr.root().hex()
+    for size in sorted(policy_roots):
+        report.findings.append(Finding("pins", f"pin-policy entry {policy_roots[size][0][0]} was set at log size "
+                                       f"{size}, but the log holds {n} records: records were removed",
+                                       offset=min(size, n)))
     for size in sorted(by_size):
         if size > n:
             for name, _cp in by_size[size]:

@@ -121,3 +121,18 @@ def test_pins_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["pins", "show", "--log", log, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pins"] == {NS: [R_TEAM.keyid]}
     assert main(["log", "verify", "--log", log]) == 0
+
+
+def test_log_verify_ties_each_policy_entry_to_the_log(tmp_path: Path) -> None:
+    """An entry signed by the log key but naming a log position the log does not have
+    (the log was cut back or rewritten under it) is a finding."""
+    with TrustLog(tmp_path) as tl:
+        tl.ingest_batch([(created(REPO, R_TEAM), None)])
+        tl.set_pins([Pin(NS, frozenset({R_TEAM.keyid}))])
+        tl.pin_policy.append(tl.pins, key=tl.tree.key, offset=1, root=b"\x00" * 32, log_time=tl.clock.next())
+        tl.pin_policy.append(tl.pins, key=tl.tree.key, offset=5, root=b"\x00" * 32, log_time=tl.clock.next())
+    report = verify_log(tmp_path)
+    pins_findings = [f.what for f in report.findings if f.check == "pins"]
+    assert len(pins_findings) == 2
+    assert "entry 2" in pins_findings[0] and "hash to" in pins_findings[0]
+    assert "entry 3" in pins_findings[1] and "records were removed" in pins_findings[1]
