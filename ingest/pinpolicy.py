@@ -125,7 +125,12 @@ class PinPolicy:
             return cls(path, entries)
         dec = msgspec.json.Decoder(PinPolicyEntry)
         prev = ""
-        for n, line in enumerate(path.read_bytes().splitlines(), 1):
+        data = path.read_bytes()
+        # a final line without its newline is a change that never completed (set_pins
+        # returns only after the whole line is fsynced): it is ignored, and cut off by
+        # the next change
+        data = data[:data.rfind(b"\n") + 1]
+        for n, line in enumerate(data.splitlines(), 1):
             if not line.strip():
                 continue
             where = f"{path}:{n}"
@@ -150,8 +155,19 @@ class PinPolicy:
         e = PinPolicyEntry(self.version + 1, prev, pins_mapping(pins), offset, root.hex(), log_time, key.keyid)
         e = msgspec.structs.replace(e, sig=key.sign(e.signed_bytes()))
         line = msgspec.json.encode(e) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if size:
+                os.lseek(fd, max(0, size - 4096), os.SEEK_SET)
+                tail = os.read(fd, 4096)
+                if not tail.endswith(b"\n"):         # cut off a torn change
+                    keep = size - len(tail) + tail.rfind(b"\n") + 1
+                    if tail.rfind(b"\n") < 0 and size > 4096:
+                        raise LogError(f"{self.path}: the last line is torn and too long to repair")
+                    os.ftruncate(fd, keep)
+                    size = keep
+            os.lseek(fd, size, os.SEEK_SET)
             os.write(fd, line)
             os.fsync(fd)
         finally:

@@ -136,3 +136,17 @@ def test_log_verify_ties_each_policy_entry_to_the_log(tmp_path: Path) -> None:
     assert len(pins_findings) == 2
     assert "entry 2" in pins_findings[0] and "hash to" in pins_findings[0]
     assert "entry 3" in pins_findings[1] and "records were removed" in pins_findings[1]
+
+
+def test_a_torn_policy_change_is_ignored_and_cut_off(tmp_path: Path) -> None:
+    with TrustLog(tmp_path) as tl:
+        tl.set_pins([Pin(NS, frozenset({R_TEAM.keyid}))])
+    p = tmp_path / "pins.jsonl"
+    good = p.read_bytes()
+    p.write_bytes(good + good[:40])                 # a crash in the middle of the next change
+    with TrustLog(tmp_path) as tl:
+        assert tl.pin_policy.version == 1
+        tl.set_pins([])
+    with TrustLog(tmp_path) as tl:
+        assert (tl.pin_policy.version, tl.pins) == (2, ())
+    assert p.read_bytes().startswith(good) and p.read_bytes().count(b"\n") == 2
