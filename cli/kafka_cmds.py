@@ -235,9 +235,17 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
 
 # -- ingest --kafka ------------------------------------------------------------------------
 
+def _refuse_pins(args: argparse.Namespace) -> None:
+    """--pins used to be ignored here; pins are part of each partition log now."""
+    if getattr(args, "pins", None):
+        raise InputError("with Kafka each partition log holds its own pin policy, which every worker uses: set it "
+                         "with `trustlog pins set FILE --log LOG/p<N>`; --pins is not taken here")
+
+
 def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
     import logging
 
+    _refuse_pins(args)
     from trustlog.ingest.kafka_worker import worker_from_args
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -288,6 +296,7 @@ def result_key(req_repo: str, req_tag: str, digest: str | None) -> bytes:
 def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     import signal
 
+    _refuse_pins(args)
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.structs import OffsetAndMetadata
 

@@ -150,3 +150,14 @@ def test_a_torn_policy_change_is_ignored_and_cut_off(tmp_path: Path) -> None:
     with TrustLog(tmp_path) as tl:
         assert (tl.pin_policy.version, tl.pins) == (2, ())
     assert p.read_bytes().startswith(good) and p.read_bytes().count(b"\n") == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["ingest", "--kafka", "127.0.0.1:1", "--topic", "t", "--group", "g"],
+    ["verify-kafka", "--kafka", "127.0.0.1:1", "--kafka-requests", "r", "--kafka-results", "v"],
+])
+def test_kafka_commands_no_longer_ignore_pins(argv: list[str], tmp_path: Path, capsys) -> None:
+    """--pins was silently ignored by the Kafka commands; now it is refused with the way
+    to set each partition log's policy (before any connection is made)."""
+    assert main([*argv, "--log", str(tmp_path), "--pins", str(tmp_path / "pins.json")]) == 2
+    assert "trustlog pins set" in capsys.readouterr().err
