@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from rich.markup import escape
 
 from trustlog.core.errors import InputError, TrustlogError
 
@@ -64,8 +63,10 @@ def _open(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = T
     from trustlog.ingest.pipeline import TrustLog
 
     from .main import print_notices
+    from .pins_cmds import load_pins
 
-    tl = TrustLog(_need_log(args), read_only=read_only)
+    pins = getattr(args, "pins", None)
+    tl = TrustLog(_need_log(args), read_only=read_only, pins=load_pins(pins) if pins else None)
     if ui is not None:
         print_notices(ui, tl)
     return tl
@@ -75,7 +76,10 @@ def _view(args: argparse.Namespace):
     """A read-only view for commands that only read (no writer lock, nothing written)."""
     from trustlog.ingest.view import LogView
 
-    return LogView(_need_log(args))
+    from .pins_cmds import load_pins
+
+    pins = getattr(args, "pins", None)
+    return LogView(_need_log(args), pins=load_pins(pins) if pins else None)
 
 
 def _tree(args: argparse.Namespace):
@@ -215,10 +219,10 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(out)
     else:
-        ui.out.print(f"inclusion proof: leaf {out['leaf_index']} of tree size {size}\n"
-                     f"leaf_hash {out['leaf_hash']}\nroot_hash {out['root_hash']}\nevent_id  {out['event_id']}")
+        ui.say("inclusion proof: leaf {} of tree size {}\nleaf_hash {}\nroot_hash {}\nevent_id  {}",
+               out["leaf_index"], size, out["leaf_hash"], out["root_hash"], out["event_id"])
         for p in out["proof"]:
-            ui.out.print(p)
+            ui.say("{}", p)
     return 0
 
 
@@ -236,9 +240,10 @@ def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(out)
     else:
-        ui.out.print(f"consistency proof: {args.old} -> {new}\nold_root {out['old_root']}\nnew_root {out['new_root']}")
+        ui.say("consistency proof: {} -> {}\nold_root {}\nnew_root {}", args.old, new, out["old_root"],
+               out["new_root"])
         for p in out["proof"]:
-            ui.out.print(p)
+            ui.say("{}", p)
     return 0
 
 
@@ -295,12 +300,12 @@ def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
         if args.json:
             _emit({"ok": False, "error": str(e)})
         else:
-            ui.err.print(f"[bold red]FAILED[/bold red]: {escape(str(e))}")
+            ui.say("[bold red]FAILED[/bold red]: {}", e, err=True)
         return 1
     if args.json:
         _emit({"ok": True, "proven": msg})
     else:
-        ui.out.print(f"[green]OK[/green]: {msg}")
+        ui.say("[green]OK[/green]: {}", msg)
     return 0
 
 
@@ -330,7 +335,7 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
                  [[report.records, report.segments, f"{report.checkpoints_verified}/{report.checkpoints}",
                    report.signatures_verified, report.snapshots_verified, report.root[:16] + "…",
                    round(report.seconds, 2)]])
-        ui.err.print(escape(f"log key: {report.log_key[:16]}… from {report.log_key_source}"))
+        ui.say("log key: {}… from {}", report.log_key[:16], report.log_key_source, err=True)
         for w in report.witnesses:
             ui.err.print(escape(f"witness {w['spec']}: {w['checkpoints']} checkpoint(s)"
                                 + (f", largest size {w['largest']}" if w.get("largest") is not None else "")
@@ -339,17 +344,17 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
             ui.err.print("note: no --witness given: a host that holds the log key can rewrite history and "
                          "re-sign it unseen (docs/checkpoints.md)")
         for w in report.warnings:
-            ui.err.print(escape(f"warning: {w}"))
+            ui.say("warning: {}", w, err=True)
         if report.ok:
-            ui.out.print("[green]OK[/green]: every record, checkpoint, signature and state transition checks out")
+            ui.say("[green]OK[/green]: every record, checkpoint, signature and state transition checks out")
         else:
             assert report.first is not None
-            ui.out.print(f"[bold red]INCONSISTENT[/bold red]: first inconsistency: {escape(report.first.describe())}")
+            ui.say("[bold red]INCONSISTENT[/bold red]: first inconsistency: {}", report.first.describe())
             for f in report.findings:
                 if f is not report.first:
-                    ui.out.print(f"  also: {escape(f.describe())}")
+                    ui.say("  also: {}", f.describe())
         for f in report.derived:
-            ui.out.print(f"[bold yellow]DERIVED FILE WRONG[/bold yellow]: {escape(f.segment or '')}: {escape(f.what)}")
+            ui.say("[bold yellow]DERIVED FILE WRONG[/bold yellow]: {}: {}", f.segment or "", f.what)
     return 0 if report.ok and report.derived_ok else 1
 
 
@@ -391,7 +396,7 @@ def cmd_snapshot_list(args: argparse.Namespace, ui: UI) -> int:
         ui.table(f"snapshots of {args.log}", ["offset", "repositories", "bytes", "auto", "root"],
                  [[r["offset"], r["repos"], r["bytes"], r["auto"], r["root"][:16] + "…"] for r in rows])
         for s in skipped:
-            ui.err.print(escape(f"skipped: {s}"))
+            ui.say("skipped: {}", s, err=True)
     return 0
 
 
@@ -415,8 +420,8 @@ def cmd_state(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(info)
         return 0
-    ui.out.print(f"[bold]{repo.name}[/bold] at state version {st.version} (--at {args.at}): "
-                 f"repository version {repo.version}, {len(tags)} tags")
+    ui.say("[bold]{}[/bold] at state version {} (--at {}): repository version {}, {} tags", repo.name, st.version,
+           args.at, repo.version, len(tags))
     print_repo(ui, roles, info["compromised_keys"], info["tags"][-args.tags:], "tags")
     return 0
 
@@ -456,8 +461,8 @@ def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(summary)
     else:
-        ui.err.print(f"{summary['requests']} verdicts at state version {version}: "
-                     + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+        ui.say("{} verdicts at state version {}: {}", summary["requests"], version,
+               ", ".join(f"{k}={v}" for k, v in counts.most_common()), err=True)
     return 0
 
 
@@ -491,10 +496,9 @@ def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
         return 0
     s = report.summary()
     if not report.signed and not report.granted:
-        ui.err.print(f"note: key {keyid[:16]}… signed nothing and was given no authority in {args.log}")
-    ui.out.print(f"[bold]audit of key {keyid}[/bold]\ncompromised since: "
-                 + ("(whole history)" if since is None else f"{_iso(since)} ({since} ns)")
-                 + f"  — log state version {report.state_version}")
+        ui.say("note: key {}… signed nothing and was given no authority in {}", keyid[:16], args.log, err=True)
+    ui.say("[bold]audit of key {}[/bold]\ncompromised since: {}  — log state version {}", keyid,
+           "(whole history)" if since is None else f"{_iso(since)} ({since} ns)", report.state_version)
     ui.table("summary", ["signed", "before since", "after since", "delegations made after", "events under them",
                          "blast radius", "verdicts that change", "repositories"],
              [[s["signed"], s["signed_before"], s["signed_after"], s["delegations_after"], s["delegated_events"],
@@ -519,12 +523,12 @@ def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
                  ["repository", "tag", "now", "would be", "why"],
                  [[v.repo, v.tag, v.before, v.after, v.reason] for v in report.verdict_changes[:lim]])
     else:
-        ui.out.print("no current verdict changes")
+        ui.say("no current verdict changes")
     if report.already_reported:
         ui.table("the log already reports this key compromised", ["repository", "since"],
                  [[r, f"{_iso(t)} ({t} ns)"] for r, t in sorted(report.already_reported.items())[:lim]])
     if args.html:
-        ui.err.print(f"HTML report: {args.html}")
+        ui.say("HTML report: {}", args.html, err=True)
     return 0
 
 

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 from trustlog.verifier.audit import AuditEvent, AuditReport
 
+from .safe import plain
+
 MAX_ROWS = 2000
 
 
@@ -18,7 +20,7 @@ def _t(ns: int | None) -> str:
 
 
 def _e(x: object) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
+    return html.escape("" if x is None else plain(x), quote=True)
 
 
 def timeline_svg(report: AuditReport, width: int = 960, height: int = 240, buckets: int = 60) -> str:

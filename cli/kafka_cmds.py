@@ -30,6 +30,7 @@ import msgspec
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
 from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES, Envelope, decode_event, decode_wire, envelope_to_json
 
+from .safe import plain
 from .ui import UI
 
 
@@ -234,9 +235,17 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
 
 # -- ingest --kafka ------------------------------------------------------------------------
 
+def _refuse_pins(args: argparse.Namespace) -> None:
+    """--pins used to be ignored here; pins are part of each partition log now."""
+    if getattr(args, "pins", None):
+        raise InputError("with Kafka each partition log holds its own pin policy, which every worker uses: set it "
+                         "with `trustlog pins set FILE --log LOG/p<N>`; --pins is not taken here")
+
+
 def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
     import logging
 
+    _refuse_pins(args)
     from trustlog.ingest.kafka_worker import worker_from_args
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -245,7 +254,7 @@ def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(w.stats.to_dict())
     if rc:
-        print(f"trustlog: error: {w.stats.error}", file=sys.stderr)
+        print(f"trustlog: error: {plain(w.stats.error)}", file=sys.stderr)
     return rc
 
 
@@ -287,6 +296,7 @@ def result_key(req_repo: str, req_tag: str, digest: str | None) -> bytes:
 def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     import signal
 
+    _refuse_pins(args)
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.structs import OffsetAndMetadata
 
@@ -369,7 +379,8 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(summary)
     else:
-        ui.err.print(f"{n} verdicts → {args.kafka_results}: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+        ui.say("{} verdicts → {}: {}", n, args.kafka_results, ", ".join(f"{k}={v}" for k, v in counts.most_common()),
+               err=True)
     return 0
 
 

@@ -22,7 +22,9 @@ from trustlog.core.events import (
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey
 
+from .pins_cmds import load_pins
 from .render import print_repo, roles_info, tags_info
+from .safe import plain
 from .times import parse_time as _parse_time
 from .ui import UI
 
@@ -59,7 +61,7 @@ def _open_log(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool
     if read_only and not (Path(args.log) / "log").is_dir():
         raise InputError(f"no log at {args.log} (give --log DIR or set TRUSTLOG_LOG)")
     log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024),
-                   pins=load_pins(args.pins) if getattr(args, "pins", None) else (), read_only=read_only)
+                   pins=load_pins(args.pins) if getattr(args, "pins", None) else None, read_only=read_only)
     if ui is not None:
         print_notices(ui, log)
     return log
@@ -71,7 +73,7 @@ def _open_view(args: argparse.Namespace, repos=None):
     ``repos``, of those repositories only (see ``LogView``)."""
     from trustlog.ingest.view import ViewSet
 
-    return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else (), repos=repos)
+    return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else None, repos=repos)
 
 
 def print_notices(ui: UI, log) -> None:
@@ -94,21 +96,6 @@ def positive_int(text: str) -> int:
     return n
 
 
-def load_pins(path: str):
-    """A pin file: JSON ``{"registry.example.com/team/*": ["<root keyid>", ...], ...}``.
-    Repositories matching a pattern must be created with root keys from its list;
-    the others are trusted on first use."""
-    from trustlog.core.state import Pin
-
-    try:
-        raw = msgspec.json.decode(Path(path).read_bytes(), type=dict[str, list[str]])
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such pin file") from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise InputError(f"{path}: a pin file maps repository patterns to lists of root key ids: {e}") from e
-    return [Pin(pattern, frozenset(ids)) for pattern, ids in raw.items()]
-
-
 # -- keys ---------------------------------------------------------------------------------
 
 def cmd_key_generate(args: argparse.Namespace, ui: UI) -> int:
@@ -127,9 +114,9 @@ def cmd_key_generate(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(ui, info)
     else:
-        ui.out.print(f"{info['keytype']} key {args.name!r}: {key.keyid}\n  private: {info['private']} "
-                     f"(mode 0600{', encrypted' if passphrase else ', NOT encrypted: set TRUSTLOG_PASSPHRASE'})"
-                     f"\n  public:  {info['public']}")
+        ui.say("{} key {}: {}\n  private: {} (mode 0600{})\n  public:  {}", info["keytype"], repr(args.name),
+               key.keyid, info["private"], ", encrypted" if passphrase else ", NOT encrypted: set TRUSTLOG_PASSPHRASE",
+               info["public"])
     return 0
 
 
@@ -153,7 +140,7 @@ def cmd_key_show(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(ui, info)
     else:
-        ui.out.print(f"{k.keytype} {k.keyid}\n{info['public']}")
+        ui.say("{} {}\n{}", k.keytype, k.keyid, info["public"])
     return 0
 
 
@@ -205,9 +192,10 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
     if args.json:
         _emit(ui, result)
     elif result.get("accepted", True):
-        ui.out.print(f"{'appended' if not args.out else 'written'}: {args.repo} v{version} event {env.event_id[:16]}…")
+        ui.say("{}: {} v{} event {}…", "appended" if not args.out else "written", args.repo, version,
+               env.event_id[:16])
     else:
-        ui.err.print(f"trustlog: rejected: {result['reason']}: {result['detail']}")
+        ui.say("trustlog: rejected: {}: {}", result["reason"], result["detail"], err=True)
     return code
 
 
@@ -342,7 +330,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
         ui.table(f"verdicts → {args.out} (state version {state_version})", ["verdict", "count"],
                  [[k, v] for k, v in counts.most_common()])
     else:
-        ui.err.print(f"{summary['requests']} verdicts: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+        ui.say("{} verdicts: {}", summary["requests"], ", ".join(f"{k}={v}" for k, v in counts.most_common()), err=True)
     failing = sum(v for k, v in counts.items() if k != "VALID")
     return 1 if (args.fail_on_reject and failing) else 0
 
@@ -361,8 +349,8 @@ def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
             info["recent_tags"] = recent
             _emit(ui, info)
             return 0
-    ui.out.print(f"[bold]{repo.name}[/bold]  version {repo.version}  first root: "
-                 f"{'pinned' if repo.origin == 'pinned' else 'trusted on first use'}  tags: {len(repo.tags)}")
+    ui.say("[bold]{}[/bold]  version {}  first root: {}  tags: {}", repo.name, repo.version,
+           "pinned" if repo.origin == "pinned" else "trusted on first use", len(repo.tags))
     print_repo(ui, roles, info["compromised_keys"], recent, "most recent tags")
     return 0
 
@@ -374,8 +362,8 @@ def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
     if args.json:
         _emit(ui, s.to_dict())
         return 0
-    ui.out.print(f"\n[bold]trustlog demo[/bold] — {s.repositories} repositories, {s.tags} tags, {s.events} events "
-                 f"(backend {s.backend}); log in {s.directory}")
+    ui.say("\n[bold]trustlog demo[/bold] — {} repositories, {} tags, {} events (backend {}); log in {}",
+           s.repositories, s.tags, s.events, s.backend, s.directory)
     ui.table("verdicts", ["verdict", "count"], [[k, v] for k, v in s.verdicts.items()])
     ui.table("rejected events (kept in the rejects log with their reason)", ["reason", "count"],
              [[k, v] for k, v in s.rejected_events.items()])
@@ -383,8 +371,8 @@ def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
              [[s.compromised_key[:16] + "…", s.compromised_repositories, s.compromise_affected_tags,
                s.compromise_kept_tags]])
     ui.table("incidents woven in", ["incident", "repository"], [[k, v] for k, v in s.incidents.items()])
-    ui.out.print(f"timings: ingest {s.seconds['ingest']} s, verify {s.seconds['verify']} s; "
-                 f"verdicts in {s.directory}/verdicts.jsonl")
+    ui.say("timings: ingest {} s, verify {} s; verdicts in {}/verdicts.jsonl", s.seconds["ingest"], s.seconds["verify"],
+           s.directory)
     return 0
 
 
@@ -403,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log", default=DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG; default %(default)s)")
     common.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS; default %(default)s)")
     common.add_argument("--pins", default=os.environ.get("TRUSTLOG_PINS"),
-                        help="pin file: repository patterns -> root key ids (env TRUSTLOG_PINS); "
-                             "unpinned repositories are trusted on first use")
+                        help="pin file (env TRUSTLOG_PINS) that the log's own pin policy must equal; pins are "
+                             "part of the log: set them with `trustlog pins set`")
 
     p = _Parser(
         prog="trustlog",
@@ -537,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_witness(sub, common)
     from .sweep_cmd import register as register_sweep
     register_sweep(sub, common)
+    from .pins_cmds import register as register_pins
+    register_pins(sub, common)
     return p
 
 
@@ -553,10 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, ui)
     except TrustlogError as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
+        print(f"trustlog: error: {plain(e)}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
+        print(f"trustlog: error: {plain(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("trustlog: interrupted", file=sys.stderr)

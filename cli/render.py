@@ -6,6 +6,7 @@ from typing import Any
 
 from trustlog.core.state import RepoState, TagEntry
 
+from .safe import plain, text
 from .ui import UI
 
 
@@ -27,7 +28,8 @@ def print_repo(ui: UI, roles: list[dict[str, Any]], compromised: dict[str, int],
                tags_title: str) -> None:
     """The roles table, the compromised keys (if any) and the tags table."""
     ui.table("roles", ["role", "threshold", "keys", "paths", "set at offset"],
-             [[r["role"], r["threshold"], "\n".join(k[:16] + "…" for k in r["keys"]), " ".join(r["paths"]),
+             [[r["role"], r["threshold"], text("\n".join(plain(k[:16]) + "…" for k in r["keys"])),
+               text(" ".join(plain(p) for p in r["paths"])),
                r["set_at_offset"]] for r in roles])
     if compromised:
         ui.table("compromised keys", ["key id", "since (log time, ns)"], [[k, v] for k, v in compromised.items()])

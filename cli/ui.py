@@ -1,4 +1,10 @@
-"""Human output: progress bars and tables on stderr/stdout via rich; silent for --json."""
+"""Human output: progress bars and tables on stderr/stdout via rich; silent for --json.
+
+The consoles never parse markup: anything printed is shown literally, so an untrusted
+string cannot restyle, hide or break the output. Styled lines are built with
+:func:`trustlog.cli.safe.markup` (trusted template, escaped arguments); table cells and
+titles go through :func:`trustlog.cli.safe.text`.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from .safe import markup, plain, text
 
 
 class _NullBar:
@@ -36,27 +44,31 @@ class UI:
     def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet or json_mode
-        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
     def info(self, msg: str) -> None:
         if not self.quiet:
-            self.err.print(msg)
+            self.err.print(text(msg))
+
+    def say(self, template: str, *args: object, err: bool = False) -> None:
+        """Print trusted markup ``template`` with ``args`` escaped (see safe.markup)."""
+        (self.err if err else self.out).print(markup(template, *args))
 
     @contextlib.contextmanager
     def progress(self, label: str, total: int | None) -> Iterator[_Bar | _NullBar]:
         if self.quiet:
             yield _NullBar()
             return
-        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        cols = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 TimeRemainingColumn()]
         with Progress(*cols, console=self.err, transient=False) as p:
-            yield _Bar(p, p.add_task(label, total=total))
+            yield _Bar(p, p.add_task(plain(label), total=total))
 
     def table(self, title: str, columns: list[str], rows: list[list[Any]]) -> None:
-        t = Table(title=title, title_justify="left")
+        t = Table(title=text(title), title_justify="left")
         for c in columns:
-            t.add_column(c, overflow="fold")
+            t.add_column(text(c), overflow="fold")
         for r in rows:
-            t.add_row(*[str(x) for x in r])
+            t.add_row(*[text(x) for x in r])
         self.out.print(t)

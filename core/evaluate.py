@@ -8,6 +8,7 @@ against this one.
 """
 from __future__ import annotations
 
+import fnmatch
 from typing import Sequence
 
 import msgspec
@@ -81,14 +82,57 @@ def grant_fault(repo: RepoState, gid: int, memo: dict[int, tuple[Code, str] | No
     return fault
 
 
+# -- re-delegation: what a later change of the signing role does to a tag ---------------
+#
+# A tag is judged by two grants of its role: the grant that signed it (its keys decide
+# which signatures count, so a key rotation keeps what the outgoing key signed before
+# the rotation) and the role's *current* grant (its policy applies to every tag under the
+# role, old and new: a raised threshold, narrowed paths, its expiry). The signing grant's
+# own expiry still bounds the tag: re-setting a role does not revive what an expired
+# grant signed. Removal and compromise reports revoke (grant_fault). docs/SECURITY.md.
+
+
+def effective_threshold(repo: RepoState, entry: TagEntry) -> int:
+    """The threshold a tag must meet now: its role's current one (the signing grant's
+    when the role no longer exists, which then fails as removed)."""
+    cur = repo.role_grant(entry.role)
+    return (cur if cur is not None else repo.grants[entry.grant_id]).threshold
+
+
+def paths_cover(paths: Sequence[str], tag: str) -> bool:
+    return any(fnmatch.fnmatchcase(tag, p) for p in paths)
+
+
+def outside_reason(paths: Sequence[str], entry: TagEntry) -> str:
+    return f"{entry.role} may now sign tags matching {list(paths)}, not {entry.tag!r}"
+
+
+def paths_fault(repo: RepoState, entry: TagEntry) -> tuple[Code, str] | None:
+    """A delegated signer's current paths must still cover the tag."""
+    if entry.role == "targets":
+        return None
+    cur = repo.role_grant(entry.role)
+    if cur is None or paths_cover(cur.paths, entry.tag):
+        return None
+    return Code.OUTSIDE_PATTERNS, outside_reason(cur.paths, entry)
+
+
+def signing_grant_expired_reason(repo: RepoState, entry: TagEntry) -> str:
+    g = repo.grants[entry.grant_id]
+    return f"the {entry.role} keys that signed {entry.tag} (set at log offset {g.offset}) expired at {g.expires}"
+
+
 def expiry_fault(repo: RepoState, entry: TagEntry, ref_time: int) -> tuple[Code, str] | None:
-    """Expiry of the tag, its signing role and every role above it, at ``ref_time``."""
+    """Expiry at ``ref_time`` of root, targets and the signing role as they are now, of
+    the grant that signed the tag, and of the tag's signature."""
     checks = [("root", repo.role_grant("root")), ("targets", repo.role_grant("targets"))]
     if entry.role != "targets":
         checks.append((entry.role, repo.role_grant(entry.role)))
     for name, g in checks:
         if g is not None and g.expires <= ref_time:
             return Code.EXPIRED, f"{name} metadata expired at {g.expires}"
+    if repo.grants[entry.grant_id].expires <= ref_time:
+        return Code.EXPIRED, signing_grant_expired_reason(repo, entry)
     if entry.expires <= ref_time:
         return Code.EXPIRED, f"the signature on {entry.tag} expired at {entry.expires}"
     return None
@@ -104,7 +148,8 @@ def evaluate_entry(
     """The verdict for one tag, given the crypto validity of each of its signatures
     (``sig_valid[i]`` for ``entry.signatures[i]``)."""
     grant = repo.grants[entry.grant_id]
-    members = set(grant.keyids)
+    members = set(grant.keyids)          # the signing grant's keys: rotation keeps old tags
+    threshold = effective_threshold(repo, entry)  # the current policy: a raised threshold applies
     counted: list[str] = []
     materials: set[bytes] = set()
     bad = compromised = 0
@@ -122,17 +167,21 @@ def evaluate_entry(
         if mat not in materials:
             materials.add(mat)
             counted.append(keyid)
-    if len(counted) < grant.threshold:
+    if len(counted) < threshold:
         if bad:
             return Code.BAD_SIGNATURE, f"{bad} signature(s) do not verify", counted
         if compromised:
             return Code.KEY_COMPROMISED, "signed at or after its key was reported compromised", counted
-        return Code.THRESHOLD_NOT_MET, f"{len(counted)} of {grant.threshold} signatures", counted
+        return Code.THRESHOLD_NOT_MET, f"{len(counted)} of {threshold} signatures", counted
     # (2) the chain of authority above the signing keys
     fault = grant_fault(repo, entry.grant_id, memo)
     if fault is not None:
         return fault[0], fault[1], counted
-    # (3) expiry at the run's fixed reference time
+    # (3) the role's current paths
+    fault = paths_fault(repo, entry)
+    if fault is not None:
+        return fault[0], fault[1], counted
+    # (4) expiry at the run's fixed reference time
     fault = expiry_fault(repo, entry, ref_time)
     if fault is not None:
         return fault[0], fault[1], counted

@@ -64,7 +64,8 @@ class RoleRemoved(_Event, tag="RoleRemoved"):
 
 class KeyCompromised(_Event, tag="KeyCompromised"):
     """Reports ``keyid`` compromised since log time ``since`` (ns). Signed by a
-    threshold of root or of targets."""
+    threshold of a role at or above every role that holds the key (root keys: root
+    only; see ``compromise_authority`` in core.state)."""
     keyid: str
     since: int
     note: str = ""

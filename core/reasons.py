@@ -20,6 +20,7 @@ class Reject(str, Enum):
     BAD_SIGNATURE = "BAD_SIGNATURE"              # a signature by a role key does not verify
     THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"      # too few distinct valid keys
     KEY_COMPROMISED = "KEY_COMPROMISED"          # needed a key reported compromised
+    NOT_AUTHORISED = "NOT_AUTHORISED"            # signed by a role below the one the change needs
     ROOT_OLD_THRESHOLD = "ROOT_OLD_THRESHOLD"    # rotation lacks the old root threshold
     ROOT_NEW_THRESHOLD = "ROOT_NEW_THRESHOLD"    # rotation lacks the new root threshold
     UNKNOWN_ROLE = "UNKNOWN_ROLE"                # role does not exist (or was removed)
@@ -44,6 +45,7 @@ class Code(str, Enum):
     KEY_COMPROMISED = "KEY_COMPROMISED"
     DELEGATION_COMPROMISED = "DELEGATION_COMPROMISED"
     ROLE_REMOVED = "ROLE_REMOVED"
+    OUTSIDE_PATTERNS = "OUTSIDE_PATTERNS"        # the role's current paths no longer cover the tag
     EXPIRED = "EXPIRED"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
     ERROR = "ERROR"                              # internal error: rejects, never passes

@@ -13,7 +13,6 @@ at or after its compromise time falls, and so does everything beneath it.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -35,16 +34,13 @@ from .events import (
     decode_event,
 )
 from .keys import PublicKey, crypto_valid, key_material_id, validate_public_key
+from .names import MAX_REPO_LEN, is_delegated_role, is_digest, is_pattern, is_repo, is_tag
 from .reasons import Reject
 
 SigCheck = Callable[[PublicKey, bytes, bytes], bool]
 
 MAX_KEYS_PER_ROLE = 64
 MAX_PATTERNS_PER_ROLE = 64
-_ROLE_RE = re.compile(r"^targets/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_REPO_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 
 def default_sigcheck(key: PublicKey, message: bytes, signature: bytes) -> bool:
@@ -295,20 +291,21 @@ def _role_keys(repo: RepoState, grant: Grant) -> dict[str, PublicKey]:
 def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int, offset: int, sigcheck: SigCheck):
     if ev.repo in st.repos:
         raise RejectedEventError(Reject.REPOSITORY_EXISTS, f"repository {ev.repo!r} already exists")
-    if not _REPO_RE.match(ev.repo) or len(ev.repo) > 255:
-        raise RejectedEventError(Reject.INVALID_FIELD, f"{ev.repo!r} is not a valid repository name (GUN)")
+    if not is_repo(ev.repo):
+        raise RejectedEventError(
+            Reject.INVALID_FIELD, f"{ev.repo!r} is not a valid repository name (GUN, at most {MAX_REPO_LEN} characters)"
+        )
     if ev.version != 1:
         raise RejectedEventError(Reject.VERSION_SKIP, f"{ev.repo}: a repository starts at version 1, not {ev.version}")
     _check_expiry(ev.expires, ev.issued_at, "root")
     root = _check_keys(ev.root_keys, ev.root_threshold, "root")
     targets = _check_keys(ev.targets_keys, ev.targets_threshold, "targets")
     origin = "tofu"
-    for pin in st.pins:
+    for pin in st.pins:  # every matching pin must hold, not only the first
         if fnmatch.fnmatchcase(ev.repo, pin.pattern):
             if not set(root) <= pin.keyids:
                 raise RejectedEventError(Reject.PIN_MISMATCH, f"{ev.repo}: root keys do not match the pin {pin.pattern!r}")
             origin = "pinned"
-            break
     signers = count_signers(None, env, root, ev.root_threshold, log_time, sigcheck, "root")
 
     def mutate() -> None:
@@ -352,7 +349,7 @@ def _parent_role(role: str) -> str:
 
 def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int, offset: int, sigcheck: SigCheck):
     repo = st._repo_for(ev)
-    if ev.role != TARGETS and not _ROLE_RE.match(ev.role):
+    if ev.role != TARGETS and not is_delegated_role(ev.role):
         raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.role!r}: set 'targets' or a delegated 'targets/NAME'")
     if ev.role == TARGETS and ev.paths:
         raise RejectedEventError(Reject.INVALID_ROLE, "targets signs every tag; paths apply to delegated signers only")
@@ -360,6 +357,11 @@ def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int
         raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.role}: a delegated signer needs at least one tag pattern")
     if len(ev.paths) > MAX_PATTERNS_PER_ROLE:
         raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.role}: at most {MAX_PATTERNS_PER_ROLE} patterns")
+    bad = [p for p in ev.paths if not is_pattern(p)]
+    if bad:
+        raise RejectedEventError(
+            Reject.INVALID_ROLE, f"{ev.role}: {bad[0]!r} is not a tag pattern (tag characters and * ? [ ] ! only)"
+        )
     _check_expiry(ev.expires, ev.issued_at, ev.role)
     keys = _check_keys(ev.keys, ev.threshold, ev.role)
     parent = repo.role_grant(_parent_role(ev.role))
@@ -379,7 +381,7 @@ def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int
 
 def _role_removed(st: TrustState, env: Envelope, ev: RoleRemoved, log_time: int, offset: int, sigcheck: SigCheck):
     repo = st._repo_for(ev)
-    if not _ROLE_RE.match(ev.role):
+    if not is_delegated_role(ev.role):
         raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.role!r}: only delegated signers 'targets/NAME' can be removed")
     if ev.role not in repo.roles:
         raise RejectedEventError(Reject.UNKNOWN_ROLE, f"{ev.repo}: no delegated signer {ev.role!r}")
@@ -403,18 +405,23 @@ def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time
         raise RejectedEventError(Reject.UNKNOWN_KEY, f"{ev.repo}: key {ev.keyid[:16]}… was never part of this repository")
     if ev.since < 0:
         raise RejectedEventError(Reject.INVALID_FIELD, "since must be a log time (ns since the epoch)")
+    mat = key_material_id(key)
+    allowed = compromise_authority(repo, mat)
     errors: list[RejectedEventError] = []
-    for role in (ROOT, TARGETS):
+    for role in allowed:
         g = repo.role_grant(role)
-        assert g is not None
+        if g is None:
+            continue
         try:
             count_signers(repo, env, _role_keys(repo, g), g.threshold, log_time, sigcheck, f"compromise report ({role})")
             break
         except RejectedEventError as e:
             errors.append(e)
     else:
-        raise errors[0]
-    mat = key_material_id(key)
+        _refuse_unauthorised_report(repo, env, ev, allowed, log_time, sigcheck)
+        raise errors[0] if errors else RejectedEventError(
+            Reject.NOT_AUTHORISED, f"{ev.repo}: no active role may report key {ev.keyid[:16]}… compromised"
+        )
 
     def mutate() -> None:
         prev = repo.compromised.get(mat)
@@ -426,10 +433,47 @@ def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time
     return mutate
 
 
+def compromise_authority(repo: RepoState, material: bytes) -> tuple[str, ...]:
+    """The roles whose threshold may report the key with ``material`` compromised.
+
+    A report needs a role at or above *every* role that holds or ever held the key
+    (any grant in the history, because a compromise reaches back to what the key signed
+    while it held that role): a root key can be reported by root only; a targets key by
+    root or targets; a delegated signer's key by root, targets or that signer role
+    itself. A key shared by two delegated roles can be reported by root or targets
+    only, so no signer can revoke another signer's key. See docs/SECURITY.md.
+    """
+    holders = {g.role for g in repo.grants if any(key_material_id(repo.keys[k]) == material for k in g.keyids)}
+    if ROOT in holders:
+        return (ROOT,)
+    if TARGETS in holders or len(holders) != 1:
+        return (ROOT, TARGETS)
+    return (ROOT, TARGETS, next(iter(holders)))
+
+
+def _refuse_unauthorised_report(
+    repo: RepoState, env: Envelope, ev: KeyCompromised, allowed: tuple[str, ...], log_time: int, sigcheck: SigCheck
+) -> None:
+    """Name the problem when a report is signed by a role that may not make it."""
+    for role, gid in repo.roles.items():
+        if role in allowed:
+            continue
+        g = repo.grants[gid]
+        try:
+            count_signers(repo, env, _role_keys(repo, g), g.threshold, log_time, sigcheck, f"compromise report ({role})")
+        except RejectedEventError:
+            continue
+        raise RejectedEventError(
+            Reject.NOT_AUTHORISED,
+            f"{ev.repo}: key {ev.keyid[:16]}… may be reported compromised only by a threshold of "
+            f"{' or '.join(allowed)}, not by {role} (authority flows down, never up)",
+        )
+
+
 def _signing_grant(repo: RepoState, role: str, tag: str) -> Grant:
     grant = repo.role_grant(role)
     if grant is None:
-        if role == ROOT or (role != TARGETS and not _ROLE_RE.match(role)):
+        if role == ROOT or (role != TARGETS and not is_delegated_role(role)):
             raise RejectedEventError(Reject.INVALID_ROLE, f"{role!r} cannot sign tags; use targets or a delegated signer")
         raise RejectedEventError(Reject.UNKNOWN_ROLE, f"{repo.name}: no signer role {role!r} (removed or never added)")
     if role != TARGETS and not any(fnmatch.fnmatchcase(tag, p) for p in grant.paths):
@@ -441,9 +485,9 @@ def _signing_grant(repo: RepoState, role: str, tag: str) -> Grant:
 
 def _image_signed(st: TrustState, env: Envelope, ev: ImageSigned, log_time: int, offset: int, sigcheck: SigCheck):
     repo = st._repo_for(ev)
-    if not _TAG_RE.match(ev.tag):
+    if not is_tag(ev.tag):
         raise RejectedEventError(Reject.INVALID_FIELD, f"{ev.tag!r} is not a valid tag")
-    if not _DIGEST_RE.match(ev.digest):
+    if not is_digest(ev.digest):
         raise RejectedEventError(Reject.INVALID_FIELD, f"{ev.digest!r} is not a sha256:<64 hex> digest")
     if ev.size < 0:
         raise RejectedEventError(Reject.INVALID_FIELD, f"size {ev.size} is negative")
@@ -487,5 +531,5 @@ _HANDLERS = {
 
 __all__ = [
     "Applied", "Grant", "Pin", "RejectedEventError", "RepoState", "SigCheck", "TagEntry", "TrustState",
-    "count_signers", "default_sigcheck", "canonical_bytes",
+    "compromise_authority", "count_signers", "default_sigcheck", "canonical_bytes",
 ]

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from trustlog.core.errors import BadPassphraseError, InputError, InvalidKeyError
 from trustlog.core.keys import KEY_TYPES, PublicKey, SigningKey, validate_public_key
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class PublicKeyFile(msgspec.Struct, frozen=True):
@@ -49,7 +49,7 @@ class KeyStore:
         self.dir = Path(directory)
 
     def _paths(self, name: str) -> tuple[Path, Path]:
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise InputError(f"{name!r} is not a valid key name (letters, digits, '.', '_', '-')")
         return self.dir / f"{name}.key", self.dir / f"{name}.pub"
 

@@ -43,12 +43,13 @@ from trustlog.verifier.cache import CryptoCache, cache_key
 
 from . import precheck
 from .logindex import LogIndex, event_postings
+from .pinpolicy import PinPolicy
 from .records import LogRecord, decode_record
-from .snapshots import SnapshotStore, encode_state
+from .snapshots import SnapshotStore, encode_state, pins_key
 from .transparency import origin_for
 
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
-_SEG_RE = re.compile(r"^(\d{20})\.seg$")
+_SEG_RE = re.compile(r"([0-9]{20})\.seg")
 _HEADER = struct.Struct(">II")
 _CP_FRAME = struct.Struct(">II")
 CHUNK = 2048
@@ -165,7 +166,7 @@ def _read_checkpoints(path: Path, report: VerifyReport) -> list[tuple[str, Signe
 def _iter_segments(log_dir: Path, report: VerifyReport) -> Iterator[_Rec]:
     """Every record of every segment, read-only, in offset order; raises _Stop at the
     first damaged frame (a torn last record of the last segment is only a warning)."""
-    bases = sorted(int(m.group(1)) for p in log_dir.iterdir() if (m := _SEG_RE.match(p.name)))
+    bases = sorted(int(m.group(1)) for p in log_dir.iterdir() if (m := _SEG_RE.fullmatch(p.name)))
     report.segments = len(bases)
     if not bases:
         return
@@ -373,10 +374,29 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], witnessed: l
         for aside in sorted((d / "snapshots").glob("*.damaged")):
             report.warnings.append(f"snapshots/{aside.name}: a damaged snapshot `trustlog log repair` set aside "
                                    "(kept for inspection; not used)")
+    # (4) the log's pin policy (signed by the log key, chained); it holds for the whole log
+    try:
+        policy = PinPolicy.load(d, key)
+    except TrustlogError as e:
+        raise _Stop(Finding("pins", str(e))) from e
+    pins = policy.pins
+    # each policy entry names the log's size and Merkle root when it was set
+    policy_roots: dict[int, list[tuple[int, str]]] = {}
+    for entry in policy.entries:
+        policy_roots.setdefault(entry.offset, []).append((entry.version, entry.root))
+
+    def check_policy_roots(size: int, root: bytes) -> None:
+        for version, want in policy_roots.pop(size, ()):
+            if want != root.hex():
+                report.findings.append(Finding(
+                    "pins", f"pin-policy entry {version} was set at log size {size} with root {want[:16]}…, but "
+                    f"records [0, {size}) hash to {root.hex()[:16]}…: the log or {policy.path.name} was altered",
+                    offset=max(size - 1, 0)))
+    check_policy_roots(0, CompactRange().root())
     if 0 in snaps:
-        _check_snapshot(sstore, snaps.pop(0), TrustState(), report)
-    # (4) the records
-    state = TrustState()
+        _check_snapshot(sstore, snaps.pop(0), TrustState(pins), report)
+    # (5) the records
+    state = TrustState(pins)
     cache = CryptoCache()
     cr = CompactRange()
     wtree: MemoryNodeStore | None = MemoryNodeStore() if witnessed_cps else None
@@ -428,6 +448,8 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], witnessed: l
             if wtree is not None:
                 wtree.append(leaf)
             report.records = r.offset + 1
+            if policy_roots:
+                check_policy_roots(cr.size, cr.root())
             chunk.append((r, rec, env, ev))
             for name, cp in by_size.get(cr.size, ()):
                 if cp.root_hash == cr.root() and first_leaf_diff is not None:
@@ -482,6 +504,10 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], witnessed: l
         progress(report.records)
     n = report.records
     report.root = cr.root().hex()
+    for size in sorted(policy_roots):
+        report.findings.append(Finding("pins", f"pin-policy entry {policy_roots[size][0][0]} was set at log size "
+                                       f"{size}, but the log holds {n} records: records were removed",
+                                       offset=min(size, n)))
     for size in sorted(by_size):
         if size > n:
             for name, _cp in by_size[size]:
@@ -515,6 +541,8 @@ def _check_witnessed(witnessed: list[tuple[str, Checkpoint]], leaves: MemoryNode
             raise _Stop(Finding("witness", f"{name}: no consistency from its size {cp.tree_size} to today's "
                                 f"tree of {n} records: {e}", offset=min(cp.tree_size, n))) from e
         report.witnessed_verified += 1
+
+
 def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, signed: int, report: VerifyReport) -> None:
     """Compare every derived file with what the records give (see the module docstring);
     ``signed``: the largest tree size a checkpoint signed (the tree must hold it)."""
@@ -609,8 +637,8 @@ def _check_derived(d: Path, leaves: bytes, mem_index: LogIndex, signed: int, rep
 
 
 def _check_snapshot(store: SnapshotStore, snap, state: TrustState, report: VerifyReport) -> None:
-    if snap.header.pins:
-        report.warnings.append(f"{snap.path.name} was made with pins; not compared (log verify folds without pins)")
+    if snap.header.pins != pins_key(state.pins):
+        report.warnings.append(f"{snap.path.name} was made under another pin policy; not compared")
         return
     try:
         body_ok = hashlib.sha256(encode_state(state)).digest() == snap.header.body_sha256

@@ -106,14 +106,14 @@ def event_postings(state: TrustState, env: Envelope, event: Event) -> tuple[int,
         signer_keys |= {k.keyid for k in event.root_keys}
         granted = [k.keyid for k in event.root_keys]
     elif isinstance(event, KeyCompromised):
-        root, targets = roles.get("root"), roles.get("targets")
-        root_keys = set(grants[root].keyids) if root is not None else set()
+        # the signing authority: root, targets, or the delegated signer reporting its own key
         sig_ids = {s.keyid for s in env.signatures}
-        if root is not None and sig_ids & root_keys:
-            grant = root
-        elif targets is not None:
-            grant = targets
-        signer_keys = root_keys | (set(grants[targets].keyids) if targets is not None else set())
+        for role in sorted(roles, key=lambda r: (r != "root", r != "targets", r)):
+            keys = set(grants[roles[role]].keyids)
+            if sig_ids & keys:
+                if grant == NO_GRANT:
+                    grant = roles[role]
+                signer_keys |= keys
     else:
         if isinstance(event, RoleKeysSet):
             parent = "root" if event.role == "targets" else "targets"

@@ -65,7 +65,7 @@ CHECKPOINTS_FILE: Final = "checkpoints.log"
 SUMS_FILE: Final = "sums.dat"
 _SUMS_HEAD: Final = struct.Struct(">8sQI")  # magic, tree size, number of levels
 _SUMS_MAGIC: Final = b"TLMSUM01"
-_LEVEL_RE: Final = re.compile(r"^level-(\d{2})\.hashes$")
+_LEVEL_RE: Final = re.compile(r"level-([0-9]{2})\.hashes")
 _FRAME: Final = struct.Struct(">II")  # payload length, CRC32C of payload
 MAX_CHECKPOINT_BYTES: Final = 64 * 1024
 _REBUILD_CHUNK: Final = 1 << 16  # nodes per read while rebuilding a level
@@ -222,7 +222,7 @@ class MerkleStore:
     def _existing_levels(path: Path) -> list[int]:
         if not path.is_dir():
             return []
-        found = (_LEVEL_RE.match(p.name) for p in path.iterdir())
+        found = (_LEVEL_RE.fullmatch(p.name) for p in path.iterdir())
         return [int(m.group(1)) for m in found if m]
 
     @staticmethod

@@ -29,6 +29,7 @@ same checks run, the repairs stay in memory, and a torn tail is read around, not
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import itertools
 import os
@@ -49,6 +50,7 @@ from trustlog.verifier.cache import CryptoCache, cache_key
 
 from . import precheck
 from .logindex import LogIndex, event_postings
+from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
@@ -108,7 +110,7 @@ class TrustLog:
         self,
         directory: str | os.PathLike[str],
         *,
-        pins: Iterable[Pin] = (),
+        pins: Iterable[Pin] | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         crypto: CryptoFn | None = None,
         clock: LogClock | None = None,
@@ -124,7 +126,10 @@ class TrustLog:
         since the last one (and always on close); ``snapshot_every``: write a state
         snapshot every this many records (and on close once a tenth of that has
         accumulated), keeping the ``snapshot_keep`` newest automatic ones. None turns
-        the periodic ones off. ``read_only``: see the module docstring."""
+        the periodic ones off. ``read_only``: see the module docstring. ``pins``: the pin
+        policy the caller expects; the log's own (``DIR/pins.jsonl``, see ``pinpolicy``) is
+        always the one used, and a different one raises :class:`PinPolicyError` (change it
+        with :meth:`set_pins`)."""
         self.dir = Path(directory)
         self.read_only = read_only
         self.notices: list[str] = []
@@ -134,8 +139,8 @@ class TrustLog:
         self.clock = clock or LogClock()
         self.cache = CryptoCache()
         self._introduced: dict[str, PublicKey] = {}
-        self.pins = tuple(pins)
-        self.state = TrustState(self.pins)
+        self.pins: tuple[Pin, ...] = ()
+        self.state = TrustState()
         self.event_ids: set[bytes] = set()
         self.positions: dict[tuple[str, int], int] = {}
         self._reject_hashes: set[bytes] = set()
@@ -175,6 +180,12 @@ class TrustLog:
             self.recovery = self.log.recovery
             if not read_only:
                 self.tree = LogTree.open(self.dir, log_key)
+            self.pin_policy = PinPolicy.load(self.dir, self.tree.public_key)
+            self.pins = self.pin_policy.pins
+            if pins is not None and not same_pins(pins, self.pins):
+                raise PinPolicyError(self._pins_differ(tuple(pins)))
+            self.state = TrustState(self.pins)
+            if not read_only:
                 self.index = LogIndex.open(self.dir / "index")
             self.snapshots = SnapshotStore(self.dir / "snapshots", self.tree.key or self.tree.public_key)
             self._check_rejects()
@@ -209,6 +220,37 @@ class TrustLog:
 
     def _leaves_from_log(self, n: int) -> Iterator[bytes]:
         return (leaf_hash(body) for body in itertools.islice(self.log.iter_segment_bodies(0), n))
+
+    def _pins_differ(self, given: tuple[Pin, ...]) -> str:
+        have = (f"pin policy version {self.pin_policy.version} ({len(self.pins)} patterns)" if self.pin_policy.version
+                else "no pin policy (every repository is trusted on first use)")
+        return (f"{self.dir}: the pins given ({len(given)} patterns) are not the log's: it has {have}. Pins are part "
+                "of the log, used by every command; change them with `trustlog pins set FILE` (a signed, logged "
+                "step that checks them against every repository already in the log)")
+
+    def set_pins(self, pins: Iterable[Pin]) -> "PinPolicyEntry":
+        """Record a new pin policy in the log, signed by the log key, in force from now
+        on for every command. Refused (:class:`PinPolicyError`) when a repository
+        already in the log was created with root keys the new pins do not allow."""
+        if self.read_only:
+            raise LogError(f"{self.dir} is open read-only: open it for writing to change its pins")
+        if self._failed or self._closed:
+            raise LogError(f"{self.dir}: no pin change after a failed batch (or close); reopen the log")
+        pins = tuple(pins)
+        bad = contradictions(pins, self.state)
+        if bad:
+            raise PinPolicyError(f"{self.dir}: the new pins contradict {len(bad)} repositories already in the log, "
+                                 f"first {bad[0]}; a pin policy must hold for the whole log")
+        self.log.flush()
+        n = self.log.next_offset
+        entry = self.pin_policy.append(pins, key=self.tree.key, offset=n, root=self.tree.merkle.root_at(n),
+                                       log_time=self.clock.next())
+        self.pins = pins
+        self.state.pins = pins
+        for name, repo in self.state.repos.items():  # as a replay with these pins would say
+            if any(fnmatch.fnmatchcase(name, p.pattern) for p in pins):
+                repo.origin = "pinned"
+        return entry
 
     def _attested_floor(self) -> int:
         latest = self.tree.merkle.checkpoints.latest_checkpoint()

@@ -29,6 +29,7 @@ import msgspec
 from trustlog.core.errors import EncodingError, InputError, LogCorruptionError, LogError
 from trustlog.core.events import Envelope, Event, ImageSigned
 from trustlog.core.keys import PublicKey, key_material_id
+from trustlog.core.names import is_digest, is_tag
 from trustlog.core.state import RejectedEventError, TagEntry, TrustState
 
 from .records import LogRecord
@@ -109,7 +110,8 @@ class TrustedFold:
                     else:
                         signatures = self._counted(repo, grant, sigs, log_time)
                     if signatures is not None and ev.expires > ev.issued_at and ev.size >= 0 and (
-                            ev.role == "targets" or self._may_sign(grant.paths, ev.tag)):
+                            ev.role == "targets" or self._may_sign(grant.paths, ev.tag)) and (
+                            is_tag(ev.tag) and is_digest(ev.digest)):
                         tag = ev.tag
                         repo.tags[tag] = TagEntry(tag, ev.digest, ev.size, ev.expires, ev.role, gid, log_time,
                                                   offset, ev.version, env.payload, signatures)

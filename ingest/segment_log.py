@@ -70,7 +70,7 @@ _LENGTH = struct.Struct(">I")
 _INDEX_ENTRY = struct.Struct(">IQ")  # relative offset, byte position
 _INDEX_TRAILER = struct.Struct(">4sQQI")  # magic, segment bytes, record count, CRC-32C
 _INDEX_MAGIC = b"TLX1"
-_SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
+_SEGMENT_NAME = re.compile(r"([0-9]{20})\.seg")
 _READ_CHUNK = 64 * 1024
 _MAX_READER_FDS = 8
 
@@ -319,7 +319,7 @@ class SegmentLog:
             if entry.name.endswith(INDEX_SUFFIX + ".tmp"):
                 if not self.read_only:
                     os.unlink(entry.path)  # an index write that never finished
-            elif m := _SEGMENT_NAME.match(entry.name):
+            elif m := _SEGMENT_NAME.fullmatch(entry.name):
                 bases.append(int(m.group(1)))
         bases.sort()
         if not bases:

@@ -39,7 +39,7 @@ from trustlog.core.state import Pin, RepoState, TrustState
 MAGIC: Final = b"TLSNAP01"
 SNAPSHOT_CONTEXT: Final = b"trustlog snapshot v1\n"
 _LEN: Final = struct.Struct(">I")
-_NAME_RE: Final = re.compile(r"^(\d{20})\.snap$")
+_NAME_RE: Final = re.compile(r"([0-9]{20})\.snap")
 
 
 class SnapshotHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -123,7 +123,7 @@ class SnapshotStore:
         if not self.directory.is_dir():
             return out
         for p in sorted(self.directory.iterdir()):
-            if not _NAME_RE.match(p.name):
+            if not _NAME_RE.fullmatch(p.name):
                 continue
             try:
                 out.append(Snapshot(p, self._read_header(p)[0]))
@@ -193,7 +193,7 @@ class SnapshotStore:
             raise EncodingError("signed by another key than the log key")
         self.public_key.verify(SNAPSHOT_CONTEXT + signed.header, signed.sig)
         header = decode_canonical(signed.header, SnapshotHeader)
-        if _NAME_RE.match(path.name).group(1) != f"{header.offset:020d}":  # type: ignore[union-attr]
+        if _NAME_RE.fullmatch(path.name).group(1) != f"{header.offset:020d}":  # type: ignore[union-attr]
             raise EncodingError(f"file name does not match its offset {header.offset}")
         return header, len(MAGIC) + _LEN.size + n
 

@@ -57,6 +57,7 @@ from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
 from .snapshot_index import SnapshotIndexError, load_repos
+from .pinpolicy import PinPolicy, PinPolicyError, same_pins
 from .snapshots import SnapshotStore, pins_key
 from .transparency import LOG_KEY_NAME, load_public_key, origin_for
 
@@ -353,15 +354,20 @@ class LogView:
     of the whole log.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, pins: Iterable[Pin] = (),
+    def __init__(self, directory: str | os.PathLike[str], *, pins: Iterable[Pin] | None = None,
                  use_snapshot: bool = True, follow_limit: int | None = None,
                  repos: Iterable[str] | None = None) -> None:
         self.dir = Path(directory)
         if not (self.dir / "log").is_dir():
             raise LogError(f"no log at {self.dir} (give --log DIR or set TRUSTLOG_LOG)")
-        self.pins = tuple(pins)
         pub = self.dir / f"{LOG_KEY_NAME}.pub"
         self.public_key = load_public_key(pub) if pub.is_file() else None
+        # The log's own pin policy is the one folded with (pins belong to the log);
+        # ``pins``, when given, only asserts which policy the caller expects.
+        self.pins = PinPolicy.load(self.dir, self.public_key).pins if self.public_key is not None else ()
+        if pins is not None and not same_pins(tuple(pins), self.pins):
+            raise PinPolicyError(f"{self.dir}: the pins given are not the log's pin policy; pins are part of the "
+                                 "log (see `trustlog pins show`)")
         self.tree = ReadOnlyTree(self.dir / "merkle", self.public_key)
         self.snapshot_used: int | None = None
         self.snapshots_skipped: list[str] = []
@@ -526,11 +532,11 @@ class ViewSet:
     merged into one :class:`TrustState` (repositories are partitioned by key, so they
     never overlap). ``state.version`` is the number of records folded, over all logs."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, pins: Iterable[Pin] = (),
+    def __init__(self, directory: str | os.PathLike[str], *, pins: Iterable[Pin] | None = None,
                  use_snapshot: bool = True, repos: Iterable[str] | None = None) -> None:
         d = Path(directory)
         self.directory = d
-        self._pins = tuple(pins)
+        self._pins = None if pins is None else tuple(pins)
         self._repos = None if repos is None else frozenset(repos)
         self._use_snapshot = use_snapshot
         self.partitioned = not (d / "log").is_dir()
@@ -548,7 +554,7 @@ class ViewSet:
         if not self.partitioned:
             self.state = self.views[0].state
         else:
-            self.state = TrustState(tuple(pins))
+            self.state = TrustState(self.views[0].pins if self.views else ())
             self._merge()
 
     def _merge(self) -> None:

@@ -5,7 +5,9 @@ thresholds and tag patterns, targets and root rotations, removals, compromise re
 log times around every event (the ``since <= log_time`` boundary included), tags signed
 by members, non-members, twice by one key, by one P-256 key under both of its key types,
 expired at several levels, and forged signatures let into the state (as a tampered log or
-snapshot would). At checkpoints, and at the end, every signed tag is evaluated
+snapshot would); and re-delegations after tags were signed: a role re-set with the same
+keys and one policy knob changed (threshold raised, paths narrowed or widened, expiry
+moved), or with its keys rotated. At checkpoints, and at the end, every signed tag is evaluated
 
 * by the reference, :func:`trustlog.core.evaluate.evaluate_entry` over
   :func:`trustlog.core.keys.crypto_valid`,
@@ -58,7 +60,7 @@ EVERYONE = ROOTS + TARGETS + SIGNERS
 ROLES = ["targets/a", "targets/b"]
 TAGS = ["v1", "v2", "build-1", "latest"]
 EXPIRES = [FAR, NOW - 5, NOW + 5]
-PATTERNS = [["*"], ["*"], ["v*"], ["build-*", "latest"]]
+PATTERNS = [["*"], ["*"], ["v*"], ["build-*", "latest"], ["v1"], ["[!v]*"]]
 REF_TIMES = (NOW, NOW + 10)
 
 
@@ -116,6 +118,24 @@ def run_op(h: History, op: tuple) -> None:
         _, _, role, keys, thr, picks, extra, exp, paths = op
         signers = pick(h, repo, "targets", picks, extra)
         h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, role, pk(keys), thr, exp, paths), signers)
+    elif kind == "policy":
+        # re-set a role with its current keys and one knob of its policy changed
+        _, _, role, knob, value, picks = op
+        r = h.state.repos.get(repo)
+        g = None if r is None else r.role_grant(role)
+        if g is None:
+            return
+        keys = [KEY_BY_ID[k] for k in g.keyids]
+        thr, paths, exp = g.threshold, list(g.paths), g.expires
+        if knob == "threshold":
+            thr = value
+        elif knob == "paths":
+            paths = [] if role == "targets" else value
+        else:
+            exp = value
+        parent = "root" if role == "targets" else "targets"
+        h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, role, pk(keys), thr, exp, paths),
+                 pick(h, repo, parent, picks, None))
     elif kind == "targets":
         _, _, keys, thr, picks, extra, exp = op
         signers = pick(h, repo, "root", picks, extra)
@@ -162,6 +182,14 @@ OPS = st.one_of(
     st.tuples(st.just("root"), repo_i, keys_from(ROOTS, 3), st.integers(1, 2), picks, outsider,
               st.sampled_from([FAR, FAR, NOW + 5])),
     st.tuples(st.just("remove"), repo_i, st.sampled_from(ROLES), picks, outsider),
+    st.one_of(
+        st.tuples(st.just("policy"), repo_i, st.sampled_from(["targets", *ROLES]), st.just("threshold"),
+                  st.integers(1, 3), picks),
+        st.tuples(st.just("policy"), repo_i, st.sampled_from(ROLES), st.just("paths"), st.sampled_from(PATTERNS),
+                  picks),
+        st.tuples(st.just("policy"), repo_i, st.sampled_from(["targets", *ROLES]), st.just("expires"),
+                  st.sampled_from([FAR, *EXPIRES]), picks),
+    ),
     st.tuples(st.just("compromise"), repo_i, st.sampled_from(EVERYONE), st.integers(0, 12),
               st.sampled_from([-1, 0, 1]), st.booleans(), picks),
     st.tuples(st.just("delete"), repo_i, st.sampled_from(TAGS), st.sampled_from(["targets", *ROLES]), picks),
@@ -262,9 +290,42 @@ def test_a_scripted_history_covers_every_verdict() -> None:
     run_op(h, ("remove", 0, "targets/a", [0], None))
     compare(h, inc)
     assert "ROLE_REMOVED" in {c.value for c, _, _ in reference(h.state, NOW)}
+    # re-delegation in repo b: v2 was signed by targets/b under a grant that has expired
+    assert run_all(h, [
+        ("role", 1, "targets/a", [A1, A2], 1, [0], None, FAR, ["*"]),
+        ("sign", 1, "build-1", "targets/a", [0], None, FAR, False),
+        ("sign", 1, "v3", "targets/a", [1], None, FAR, False),
+        ("policy", 1, "targets/a", "paths", ["v*"], [0]),            # build-1: OUTSIDE_PATTERNS
+        ("policy", 1, "targets/b", "expires", FAR, [0]),             # v2: still EXPIRED (its signing grant)
+    ]) == ["OK"] * 5
+    compare(h, inc)
+    assert _codes_of(h, b) == {"build-1": "OUTSIDE_PATTERNS", "v2": "EXPIRED", "v3": "VALID"}
+    assert "keys that signed v2" in _reason_of(h, b, "v2")
+    assert run_all(h, [("policy", 1, "targets/a", "threshold", 2, [0])]) == ["OK"]
+    compare(h, inc)
+    assert _codes_of(h, b) == {"build-1": "THRESHOLD_NOT_MET", "v2": "EXPIRED", "v3": "THRESHOLD_NOT_MET"}
     # an earlier compromise time replaces a later one (min), and the delta applies it
     h.submit(b, lambda v: KeyCompromised(b, v, 0, T1.keyid, 0), [T2])
     compare(h, inc)
+
+
+def _verdicts_of(h: History, repo: str) -> dict[str, tuple]:
+    r = h.state.repos[repo]
+    out = {}
+    for e in r.tags.values():
+        valid = [crypto_valid(r.keys[k].alg, r.keys[k].public, e.payload, sig) for k, sig in e.signatures]
+        out[e.tag] = evaluate_entry(r, e, valid, NOW, {})
+    return out
+
+
+def _codes_of(h: History, repo: str) -> dict[str, str]:
+    """Reference verdict codes of the delegated signers' tags of ``repo``."""
+    r = h.state.repos[repo]
+    return {t: v[0].value for t, v in _verdicts_of(h, repo).items() if r.tags[t].role != "targets"}
+
+
+def _reason_of(h: History, repo: str, tag: str) -> str:
+    return _verdicts_of(h, repo)[tag][1]
 
 
 def run_all(h: History, ops: list[tuple]) -> list[str]:

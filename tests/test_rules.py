@@ -287,6 +287,120 @@ def sc_targets_rotation(s: Sim) -> str:
     return s.verify("v1")
 
 
+# -- re-delegation (issue 8, finding 4): a later change of the signing role ----------------
+# A policy change (paths narrowed, threshold raised, an expiry) applies to every tag
+# under the role, old and new; a key rotation keeps what the outgoing key signed before
+# it; a compromise report is the revocation. docs/SECURITY.md, "Re-delegation".
+
+
+def sc_paths_narrowed(s: Sim) -> str:
+    with_alice(s, paths=["*"])
+    assert s.sign_tag("latest", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*"]) == "OK"
+    return s.verify("latest")
+
+
+def sc_paths_narrowed_keeps_covered_tags(s: Sim) -> str:
+    with_alice(s, paths=["*"])
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*"]) == "OK"
+    return s.verify("v1")
+
+
+def sc_paths_narrowed_then_widened(s: Sim) -> str:
+    with_alice(s, paths=["*"])
+    assert s.sign_tag("latest", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*"]) == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*", "latest"]) == "OK"
+    return s.verify("latest")
+
+
+def sc_threshold_raised(s: Sim) -> str:
+    with_alice(s)
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*"], threshold=2) == "OK"
+    return s.verify("v1")
+
+
+def sc_threshold_raised_tag_has_enough(s: Sim) -> str:
+    with_alice(s)
+    assert s.sign_tag("v1", [A1, A2], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*"], threshold=2) == "OK"
+    return s.verify("v1")
+
+
+def sc_targets_threshold_raised(s: Sim) -> str:
+    base(s)
+    assert s.sign_tag("v1", [T1]) == "OK"
+    assert s.set_role("targets", [T1, T2], [R1, R2], threshold=2) == "OK"
+    return s.verify("v1")
+
+
+def sc_signing_grant_expired_then_reset(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["*"], expires=NOW - 5) == "OK"
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A1], [T1], paths=["*"]) == "OK"   # re-set: a fresh expiry
+    return s.verify("v1")
+
+
+def sc_reset_role_expires(s: Sim) -> str:
+    with_alice(s)
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*"], expires=NOW - 5) == "OK"
+    return s.verify("v1")
+
+
+def sc_rotation_keeps_old_tags(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["v*"]) == "OK"
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A2], [T1], paths=["v*"]) == "OK"   # A1 rotated out
+    return s.verify("v1")
+
+
+def sc_rotated_out_key_cannot_sign(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["v*"]) == "OK"
+    assert s.set_role("targets/alice", [A2], [T1], paths=["v*"]) == "OK"
+    return s.sign_tag("v1", [A1], role="targets/alice")
+
+
+def sc_rotation_then_compromise_revokes(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["v*"]) == "OK"
+    since = s.now() + 1
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A2], [T1], paths=["v*"]) == "OK"
+    assert s.compromise(A1, since, [T1]) == "OK"
+    return s.verify("v1")
+
+
+def sc_rotation_then_later_compromise_keeps(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["v*"]) == "OK"
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A2], [T1], paths=["v*"]) == "OK"
+    assert s.compromise(A1, s.now() + 1, [T1]) == "OK"
+    return s.verify("v1")
+
+
+def sc_rotation_with_narrowed_paths(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["*"]) == "OK"
+    assert s.sign_tag("latest", [A1], role="targets/alice") == "OK"
+    assert s.set_role("targets/alice", [A2], [T1], paths=["v*"]) == "OK"
+    return s.verify("latest")
+
+
+def sc_removed_then_readded(s: Sim) -> str:
+    with_alice(s)
+    assert s.sign_tag("v1", [A1], role="targets/alice") == "OK"
+    assert s.remove_role("targets/alice", [T1]) == "OK"
+    assert s.set_role("targets/alice", [A1, A2], [T1], paths=["v*"]) == "OK"
+    return s.verify("v1")
+
+
 SCENARIOS: list[tuple[str, Callable[[Sim], str], str]] = [
     ("valid tag", sc_valid, "VALID"),
     ("bad signature", sc_bad_signature, "BAD_SIGNATURE"),
@@ -326,6 +440,21 @@ SCENARIOS: list[tuple[str, Callable[[Sim], str], str]] = [
     ("ECDSA raw and DER signers", sc_ecdsa_signer, "VALID"),
     ("RSA-PSS signer", sc_rsa_signer, "VALID"),
     ("targets rotation keeps old tags", sc_targets_rotation, "VALID"),
+    # re-delegation
+    ("paths narrowed: an old tag outside them falls", sc_paths_narrowed, "OUTSIDE_PATTERNS"),
+    ("paths narrowed: an old tag inside them stays", sc_paths_narrowed_keeps_covered_tags, "VALID"),
+    ("paths narrowed, then widened again", sc_paths_narrowed_then_widened, "VALID"),
+    ("threshold raised above an old tag's signatures", sc_threshold_raised, "THRESHOLD_NOT_MET"),
+    ("threshold raised, the old tag has enough", sc_threshold_raised_tag_has_enough, "VALID"),
+    ("targets threshold raised", sc_targets_threshold_raised, "THRESHOLD_NOT_MET"),
+    ("signing grant expired, role re-set", sc_signing_grant_expired_then_reset, "EXPIRED"),
+    ("role re-set with an expiry now past", sc_reset_role_expires, "EXPIRED"),
+    ("key rotation keeps what the old key signed", sc_rotation_keeps_old_tags, "VALID"),
+    ("a rotated-out key cannot sign", sc_rotated_out_key_cannot_sign, "UNKNOWN_KEY"),
+    ("rotation, then compromise of the old key", sc_rotation_then_compromise_revokes, "KEY_COMPROMISED"),
+    ("rotation, then a compromise after the tag", sc_rotation_then_later_compromise_keeps, "VALID"),
+    ("rotation with narrowed paths", sc_rotation_with_narrowed_paths, "OUTSIDE_PATTERNS"),
+    ("removed and re-added role", sc_removed_then_readded, "ROLE_REMOVED"),
 ]
 
 

@@ -12,7 +12,10 @@
 #   grants  GrantC parent, thresholds, log time, removed flag, signer range, fault memo
 #   gsig    int32  signer key (local index) of each grant
 #   roles   int64  expiry of the current grant of each role named by a tag (INT64_MAX: none)
-#   rows    RowC   one per signed tag: grant, role, log time, expiry, signature range
+#   rows    RowC   one per signed tag: grant, role, log time, expiry, signature range, and
+#                  what its role's *current* grant says of it: the threshold it must meet
+#                  now, whether the current paths still cover it (re-delegation rules of
+#                  core.evaluate: policy changes apply to every tag; rotation keeps them)
 #   sigs    SigC   one per signature of a tag: key, member of the grant?, validity byte
 #
 # Rows and signatures refer to keys, grants and roles by *local* index (the slot adds its
@@ -63,6 +66,7 @@ cdef enum:
     V_ROLE_REMOVED = 6
     V_EXPIRED = 7
     V_ERROR = 8
+    V_OUTSIDE_PATTERNS = 9  # the role's current paths no longer cover the tag
     # Details of V_ERROR (trustlog.verifier.compiled.ERRORS).
     E_ROW = 1               # the tag entry could not be compiled
     E_REPO = 2              # the repository could not be compiled
@@ -82,6 +86,7 @@ cdef enum:
     G_ERROR = 2
     ROW_DEAD = 1
     ROW_ERROR = 2
+    ROW_OUTSIDE = 4         # the role's current paths do not cover the tag (core.evaluate.paths_fault)
     SLOT_BROKEN = 1
     SLOT_DEAD = 2
     # Signature validity byte (0 invalid, 1 valid, 2 check failed: retried next time).
@@ -89,6 +94,8 @@ cdef enum:
     S_MISS = 0xFE           # internal: not in the cache, to verify
 
 from array import array as _array
+import fnmatch as _fnmatch
+import re as _re
 
 from trustlog.core.keys import ALG_BY_KEYTYPE as _ALG_BY_KEYTYPE, key_material_id as _key_material_id
 
@@ -520,6 +527,7 @@ cdef struct KeyC:
 
 cdef struct GrantC:
     int64_t log_time
+    int64_t expires         # bounds every tag this grant signed, whatever the role is now
     int64_t gs_start        # local offset into the slot's gsig segment
     int32_t gs_n
     int32_t parent          # local grant index, -1: none
@@ -542,6 +550,7 @@ cdef struct RowC:
     int32_t grant           # local grant index
     int32_t role            # local role index, -1: "targets"
     int32_t nsig
+    int32_t thr             # threshold of the role's current grant (the signing grant's if none)
     uint8_t flags
 
 cdef struct SigC:
@@ -705,7 +714,7 @@ cdef inline uint8_t eval_row(const CT *c, int64_t i, int64_t ref, int32_t *detai
         if not dup:
             cnt[j] = 1
             counted += 1
-    if counted < g.thr:
+    if counted < e.thr:
         if bad:
             detail[0] = bad
             return V_BAD_SIGNATURE
@@ -723,7 +732,11 @@ cdef inline uint8_t eval_row(const CT *c, int64_t i, int64_t ref, int32_t *detai
             return V_DELEGATION_COMPROMISED
         detail[0] = E_CHAIN
         return V_ERROR
-    # (3) expiry at the run's reference time: root, targets, the signing role, the tag
+    # (3) the role's current paths
+    if e.flags & ROW_OUTSIDE:
+        return V_OUTSIDE_PATTERNS
+    # (4) expiry at the run's reference time: root, targets, the signing role now, the
+    # grant that signed the tag, the tag
     if r.root_exp <= ref:
         detail[0] = 0
         return V_EXPIRED
@@ -737,6 +750,9 @@ cdef inline uint8_t eval_row(const CT *c, int64_t i, int64_t ref, int32_t *detai
         if c.roles[r.role_base + e.role] <= ref:
             detail[0] = 2
             return V_EXPIRED
+    if g.expires <= ref:
+        detail[0] = 4
+        return V_EXPIRED
     if e.expires <= ref:
         detail[0] = 3
         return V_EXPIRED
@@ -1038,6 +1054,7 @@ cdef class CompiledTrust:
                     G.chain_thr = _i32(grants[parent].threshold, &bad)
             G.thr = _i32(gr.threshold, &bad)
             G.log_time = _i64(gr.log_time)
+            G.expires = _i64(gr.expires)
             G.gs_start = ngs
             signers = gr.signers
             G.gs_n = <int32_t>len(signers)
@@ -1094,6 +1111,7 @@ cdef class CompiledTrust:
         cdef int64_t gid
         cdef KeyC *K
         members = {}
+        current = {}            # role -> (threshold now, matcher of its current paths or None)
         grants = repo.grants
         key_idx = rec.key_idx
         role_idx = rec.role_idx
@@ -1127,6 +1145,15 @@ cdef class CompiledTrust:
                 mem = members.get(gid) if gid >= 0 else frozenset()
                 if mem is None:
                     mem = members[gid] = frozenset(grants[gid].keyids)
+                cur = current.get(role)
+                if cur is None:
+                    cur = current[role] = _current_policy(repo, role)
+                if cur[0] is None:
+                    e.thr = _i32(grants[gid].threshold, &bad) if gid >= 0 else 0
+                else:
+                    e.thr = <int32_t>cur[0]
+                if cur[1] is not None and cur[1](entry.tag) is None:
+                    e.flags |= ROW_OUTSIDE
                 Py_INCREF(payload)
                 e.payload = <PyObject *>payload
                 e.pay = <const uint8_t *>PyBytes_AS_STRING(payload)
@@ -1547,6 +1574,22 @@ cdef class CompiledTrust:
 
 cdef inline uint8_t *_bytes_ptr(bytearray b):
     return <uint8_t *>(<char *>b) if len(b) else <uint8_t *>_EMPTY
+
+
+def _current_policy(repo, role):
+    """``(threshold, matcher)`` of ``role``'s current grant: ``matcher(tag)`` is None
+    when its paths do not cover the tag (None for targets, which signs every tag);
+    ``(None, None)`` when the role has no current grant."""
+    g = repo.role_grant(role)
+    if g is None:
+        return (None, None)
+    thr = g.threshold
+    if type(thr) is not int or not 0 <= thr <= INT32_MAX:
+        raise ValueError(f"{role}: threshold {thr!r} out of range")
+    if role == "targets" or "*" in g.paths:        # targets, or a catch-all pattern: every tag
+        return (thr, None)
+    rx = _re.compile("|".join(f"(?:{_fnmatch.translate(p)})" for p in g.paths) or "(?!)", _re.DOTALL)
+    return (thr, rx.match)
 
 
 def _shape(repo):

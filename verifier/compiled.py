@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trustlog.core.bounds import check_ref_time
-from trustlog.core.evaluate import Verdict
+from trustlog.core.evaluate import Verdict, effective_threshold, outside_reason, signing_grant_expired_reason
 from trustlog.core.reasons import Code
 from trustlog.core.state import RepoState, TagEntry, TrustState
 
@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - the pure-Python path never comes here
 # Verdict byte -> code (index 0: a dead row, no verdict). Mirrors V_* in _trust.pxi.
 CODES: tuple[Code | None, ...] = (
     None, Code.VALID, Code.BAD_SIGNATURE, Code.THRESHOLD_NOT_MET, Code.KEY_COMPROMISED,
-    Code.DELEGATION_COMPROMISED, Code.ROLE_REMOVED, Code.EXPIRED, Code.ERROR,
+    Code.DELEGATION_COMPROMISED, Code.ROLE_REMOVED, Code.EXPIRED, Code.ERROR, Code.OUTSIDE_PATTERNS,
 )
 V_ERROR = 8
 # Detail of an ERROR byte. Mirrors E_* in _trust.pxi.
@@ -55,6 +55,8 @@ def available() -> bool:
 def _expiry_reason(repo: RepoState, entry: TagEntry, level: int) -> str:
     if level == 3:
         return f"the signature on {entry.tag} expired at {entry.expires}"
+    if level == 4:
+        return signing_grant_expired_reason(repo, entry)
     name = ("root", "targets", entry.role)[level]
     g = repo.role_grant(name)
     return f"{name} metadata expired at {g.expires if g is not None else '?'}"
@@ -69,7 +71,7 @@ def reason(code: Code, detail: int, repo: RepoState, entry: TagEntry, n_counted:
     if code is Code.KEY_COMPROMISED:
         return "signed at or after its key was reported compromised"
     if code is Code.THRESHOLD_NOT_MET:
-        return f"{n_counted} of {repo.grants[entry.grant_id].threshold} signatures"
+        return f"{n_counted} of {effective_threshold(repo, entry)} signatures"
     if code is Code.DELEGATION_COMPROMISED:
         g = repo.grants[detail]
         return f"the {g.role} keys set at log offset {g.offset} were signed by a key compromised at that time"
@@ -78,6 +80,9 @@ def reason(code: Code, detail: int, repo: RepoState, entry: TagEntry, n_counted:
         return f"signer role {g.role} was removed at log offset {g.removed_offset}"
     if code is Code.EXPIRED:
         return _expiry_reason(repo, entry, detail)
+    if code is Code.OUTSIDE_PATTERNS:
+        g = repo.role_grant(entry.role)
+        return outside_reason(g.paths if g is not None else (), entry)
     return f"internal error: compiled state: {ERRORS.get(detail, f'error {detail}')}"
 
 
