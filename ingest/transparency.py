@@ -284,7 +284,7 @@ class LogTree:
             return None
         if latest is None and size == 0 and rsize == 0:
             return None
-        cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0), rsize, rroot)
+        cp = Checkpoint(self.origin, size, self.merkle.root(), max(log_time, 0), rejects_size=rsize, rejects_root=rroot)
         signed = sign_checkpoint(cp, self.key)
         self.merkle.add_checkpoint(signed)
         self.publish(signed)
