@@ -213,7 +213,7 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
         root = merkle.root_at(size)
         verify_inclusion(leaf_hash(body), args.offset, size, proof, root)
         env = decode_envelope(decode_record(body).envelope, max_bytes=1 << 30)
-        out = {"type": "inclusion", "origin": merkle.origin, "leaf_index": args.offset, "tree_size": size,
+        out = {"type": "inclusion", "origin": tl.tree.origin, "leaf_index": args.offset, "tree_size": size,
                "leaf_hash": _hex(leaf_hash(body)), "root_hash": _hex(root), "event_id": env.event_id,
                "record": base64.b64encode(body).decode(), "proof": [_hex(p) for p in proof]}
     if args.json:
@@ -234,7 +234,7 @@ def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
         if not 0 <= args.old <= new <= merkle.size:
             raise InputError(f"need 0 <= OLD ({args.old}) <= NEW ({new}) <= {merkle.size}")
         proof = merkle.consistency_proof(args.old, new)
-        out = {"type": "consistency", "origin": merkle.origin, "old_size": args.old, "new_size": new,
+        out = {"type": "consistency", "origin": tl.tree.origin, "old_size": args.old, "new_size": new,
                "old_root": _hex(merkle.root_at(args.old)), "new_root": _hex(merkle.root_at(new)),
                "proof": [_hex(p) for p in proof]}
     if args.json:
