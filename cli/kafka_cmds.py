@@ -472,7 +472,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     vk = sub.add_parser(
         "verify-kafka", parents=[common], help="answer verification requests from a topic into a results topic",
         description="Fold every partition log under --log (p0/, p1/, ...; stop their ingest workers first: "
-                    "folding takes each log's writer lock), then read requests {repo, tag[, digest]} "
+                    "folding takes each log's writer lock; each log must hold only repositories of its own partition "
+                    "under <log>/layout.json), then read requests {repo, tag[, digest]} "
                     "(JSON) from --kafka-requests and write verdict JSON to --kafka-results, keyed by the "
                     "requested digest (or repo:tag). Request offsets are committed after the results are "
                     "acknowledged (at least once).")

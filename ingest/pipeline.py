@@ -317,9 +317,11 @@ class TrustLog:
                 continue
             try:
                 env = decode_wire(raw, self.max_event_bytes)
-                decoded.append((env, decode_event(env.payload)))
+                event = decode_event(env.payload)
             except EncodingError:
                 continue
+            if self.admit is None or self.admit(event) is None:  # no signature work for what is refused
+                decoded.append((env, event))
         if decoded:
             self._precheck(decoded)
 
