@@ -696,7 +696,6 @@ class KafkaIngestWorker:
             if self.outcomes_topic:
                 ensure_outcomes_topic(self.bootstrap, self.outcomes_topic, self.layout.partitions)
                 self._outcomes = OutcomeWriter(self.producer, self.outcomes_topic)
-                self.producer.partitions_for(self.outcomes_topic)  # metadata now, not on the first batch
             self.consumer.subscribe([self.topic], listener=_Listener(self))
             last_status = 0.0
             # (generation, records, pre-verification) of the batch polled but not yet ingested

@@ -3,7 +3,8 @@
 For every input it consumes, the ingest worker produces one message to the outcomes
 topic (default ``<topic>.outcomes``), keyed by the event id (unkeyed when the input
 did not decode far enough to have one), value an :class:`Outcome` as JSON, header
-``input`` = ``topic/partition/offset`` of the input it answers::
+``input`` = ``topic/partition/offset`` of the input it answers, in outcomes partition
+(input partition mod the outcomes topic's partition count)::
 
     {"status": "accepted", "event_id": "...", "topic": "t", "partition": 3,
      "offset": 1207, "log_offset": 88}
@@ -82,6 +83,11 @@ class OutcomeWriter:
         self.producer = producer
         self.topic = topic
         self.sent = 0
+        # the outcomes of source partition p go to outcomes partition p mod n: in order,
+        # the same partition for every repeat, and no key hashing (a third of the cost
+        # of a send in kafka-python)
+        parts = producer.partitions_for(topic)
+        self.partitions = len(parts) if parts else 1
 
     def send(self, fates: Iterable[Fate]) -> None:
         for fate in fates:
@@ -89,7 +95,8 @@ class OutcomeWriter:
             if out is None or fate.source is None:
                 continue
             self.producer.send(self.topic, key=fate.event_id.encode() or None, value=_enc.encode(out),
-                               headers=[(INPUT_HEADER, position_label(fate.source).encode())])
+                               headers=[(INPUT_HEADER, position_label(fate.source).encode())],
+                               partition=fate.source.partition % self.partitions)
             self.sent += 1
 
     def catch_up(self, tl: TrustLog, topic: str, partition: int, committed: int) -> int:

@@ -63,17 +63,17 @@ def test_partition_for_is_kafkas_default_partitioner() -> None:
         partition_for("x", 0)
 
 
-def test_foreign_repository_is_rejected_wrong_partition(tmp_path: Path) -> None:
+def test_foreign_repository_is_rejected_wrong_partition(tmp_path: Path, crypto) -> None:
     mine, theirs = _repo_in(2), _repo_in(5)
     src = [KafkaPosition("events", 2, i) for i in range(5)]
     raws = [_created(mine), _created(theirs), _signed(theirs, 2, "v1"), _signed(mine, 2, "v1"), b"\x00junk"]
-    with TrustLog(tmp_path / "p2", admit=admit_for(2, LAYOUT)) as tl:
+    with TrustLog(tmp_path / "p2", admit=admit_for(2, LAYOUT), crypto=crypto) as tl:
         res = tl.ingest_batch(list(zip(raws, src)))
         assert (res.accepted, res.rejected) == (2, 3)
         assert set(tl.state.repos) == {mine}
         rejects = list(tl.rejects)
     assert [r.reason for r in rejects] == ["WRONG_PARTITION", "WRONG_PARTITION", "MALFORMED"]
-    assert f"belongs to partition 5 of events" in rejects[0].detail and "not partition 2" in rejects[0].detail
+    assert "belongs to partition 5 of events" in rejects[0].detail and "not partition 2" in rejects[0].detail
     assert [f.status for f in res.fates] == ["accepted", "rejected", "rejected", "accepted", "rejected"]
     assert res.fates[1].reason == "WRONG_PARTITION" and res.fates[1].event_id
     # the log only holds its own repositories, so the merged view opens
@@ -84,13 +84,13 @@ def test_foreign_repository_is_rejected_wrong_partition(tmp_path: Path) -> None:
         check_ownership(7, [mine], LAYOUT, "p7")
 
 
-def test_redelivered_inputs_repeat_the_stored_fate(tmp_path: Path) -> None:
+def test_redelivered_inputs_repeat_the_stored_fate(tmp_path: Path, crypto) -> None:
     """Outcomes are at least once: a redelivery (same batch, later batch, after reopen)
     is answered with the outcome of the stored copy, identical to the first one."""
     repo = _repo_in(1)
     raws = [_created(repo), _signed(repo, 2, "v1"), _signed(repo, 2, "clash"), b"\x00junk"]
     first = [(r, KafkaPosition("events", 1, i)) for i, r in enumerate(raws)]
-    with TrustLog(tmp_path / "p1", admit=admit_for(1, LAYOUT)) as tl:
+    with TrustLog(tmp_path / "p1", admit=admit_for(1, LAYOUT), crypto=crypto) as tl:
         res1 = tl.ingest_batch(first + [(raws[1], KafkaPosition("events", 1, 10))])
         want = [outcome_of(f) for f in res1.fates[:4]]
         assert [o.status for o in want] == ["accepted", "accepted", "rejected", "rejected"]
@@ -99,7 +99,7 @@ def test_redelivered_inputs_repeat_the_stored_fate(tmp_path: Path) -> None:
         assert res1.fates[4].source == KafkaPosition("events", 1, 10)  # answers its own input
         res2 = tl.ingest_batch([(r, KafkaPosition("events", 1, 20 + i)) for i, r in enumerate(raws)])
         assert [outcome_of(f) for f in res2.fates] == want
-    with TrustLog(tmp_path / "p1", admit=admit_for(1, LAYOUT)) as tl:  # after reopen
+    with TrustLog(tmp_path / "p1", admit=admit_for(1, LAYOUT), crypto=crypto) as tl:  # after reopen
         res3 = tl.ingest_batch([(r, KafkaPosition("events", 1, 30 + i)) for i, r in enumerate(raws)])
         assert [outcome_of(f) for f in res3.fates] == want
         assert res3.duplicates == 4 and res3.accepted == res3.rejected == 0
