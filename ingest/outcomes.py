@@ -37,6 +37,7 @@ from .pipeline import Fate, TrustLog
 from .records import KafkaPosition, decode_record, decode_reject
 
 INPUT_HEADER = "input"
+CATCH_UP_LIMIT = 100_000  # records per log; well above any poll batch (max_poll_records)
 
 
 class OutcomeTimeoutError(TrustlogError):
@@ -99,12 +100,18 @@ class OutcomeWriter:
                                partition=fate.source.partition % self.partitions)
             self.sent += 1
 
-    def catch_up(self, tl: TrustLog, topic: str, partition: int, committed: int) -> int:
+    def catch_up(self, tl: TrustLog, topic: str, partition: int, committed: int,
+                 limit: int = CATCH_UP_LIMIT) -> int:
         """Re-send the outcomes of the inputs of ``topic``/``partition`` stored in ``tl``
         at or after Kafka offset ``committed`` (their outcomes may not have gone out).
-        Reads each log backwards from its end: inputs are stored in offset order."""
+        Reads each log backwards from its end: inputs are stored in offset order.
+
+        Outcomes are flushed before every commit, so only the last batch before a crash
+        can lack them; ``limit`` (records per log) bounds the work when a new consumer
+        group (nothing committed) takes over long logs whose outcomes went out long ago."""
         fates: list[Fate] = []
-        for off in range(tl.log.durable_offset - 1, -1, -1):
+        stop = max(-1, tl.log.durable_offset - 1 - limit)
+        for off in range(tl.log.durable_offset - 1, stop, -1):
             rec = decode_record(tl.log.read(off))
             src = rec.source
             if src is None or (src.topic, src.partition) != (topic, partition):
@@ -113,7 +120,7 @@ class OutcomeWriter:
                 break
             fates.append(Fate("accepted", src, hashlib.sha256(rec.envelope).hexdigest(), off, src))
         rl = tl.rejects.log
-        for off in range(rl.durable_offset - 1, -1, -1):
+        for off in range(rl.durable_offset - 1, max(-1, rl.durable_offset - 1 - limit), -1):
             rej = decode_reject(rl.read(off))
             src = rej.source
             if src is None or (src.topic, src.partition) != (topic, partition):

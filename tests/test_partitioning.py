@@ -115,3 +115,36 @@ def test_log_dir_layout_is_recorded_once(tmp_path: Path) -> None:
     (tmp_path / "layout.json").write_text('{"topic": "events", "partitions": 0}')
     with pytest.raises(LayoutError, match="unusable layout"):
         load_log_layout(tmp_path)
+
+
+class _Producer:
+    """Collects sends (the outcome writer's only use of a producer)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes, list, int]] = []
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def send(self, topic, key=None, value=None, headers=None, partition=None):
+        self.sent.append((topic, key, value, headers, partition))
+
+
+def test_outcome_catch_up_repeats_what_was_sent(tmp_path: Path) -> None:
+    """A worker taking over re-sends, from the logs, exactly the messages the previous
+    owner sent (or would have) for the inputs at or after the committed offset."""
+    from trustlog.ingest.outcomes import OutcomeWriter
+
+    repo = _repo_in(4)
+    raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(6)] + [b"\x00junk", _signed(repo, 3, "x")]
+    with TrustLog(tmp_path / "p4", admit=admit_for(4, LAYOUT)) as tl:
+        res = tl.ingest_batch([(r, KafkaPosition("events", 4, 100 + i)) for i, r in enumerate(raws)])
+        live = OutcomeWriter(_Producer(), "events.outcomes")
+        live.send(res.fates)
+        again = OutcomeWriter(_Producer(), "events.outcomes")
+        assert again.catch_up(tl, "events", 4, committed=104) == 5
+        assert again.producer.sent == live.producer.sent[4:]
+        assert all(p == 4 % 3 for *_, p in again.producer.sent)
+        assert again.catch_up(tl, "events", 3, committed=0) == 0  # another partition's inputs: none here
+        few = OutcomeWriter(_Producer(), "events.outcomes")
+        assert few.catch_up(tl, "events", 4, committed=0, limit=2) == 4  # 2 records + 2 rejects, newest first
