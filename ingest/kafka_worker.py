@@ -276,6 +276,13 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         w = self.w
+        # A rebalance that a metadata change (a grown topic) started must finish even if
+        # the metadata flaps back meanwhile: kafka-python, like the Java client before
+        # KAFKA-9815, only rejoins while the snapshots differ, and otherwise leaves the
+        # member with no partitions and no heartbeats. Ask for the rejoin explicitly.
+        coordinator = getattr(w.consumer, "_coordinator", None)
+        if coordinator is not None and hasattr(coordinator, "request_rejoin"):
+            coordinator.request_rejoin()
         with w._lock:
             for tp in revoked:
                 if tp.topic != w.topic:
