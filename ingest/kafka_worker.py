@@ -391,7 +391,7 @@ class KafkaIngestWorker:
         self._assigned: set[int] = set()
         self._assigned_at: float | None = None
         self._next_offset: dict[int, int] = {}
-        self._dlq_catchup: set[int] = set()
+        self._catchup: set[int] = set()
         self._failed_log: TrustLog | None = None
         self._rate_window: deque[tuple[float, int]] = deque()
         self._metrics_port = metrics_port
@@ -482,7 +482,7 @@ class KafkaIngestWorker:
             self.consumer.seek(tp, nxt)
             self.consumer.resume(tp)
             if self.dlq or self._outcomes is not None:
-                self._dlq_catchup.add(p)
+                self._catchup.add(p)
             log.info("partition %d: log %s holds up to offset %d; consuming from %d",
                      p, partition_dir(self.log_dir, p), nxt - 1, nxt)
 
@@ -505,7 +505,7 @@ class KafkaIngestWorker:
         for off in range(start, rl.durable_offset):
             self._send_dead_letter(decode_reject(rl.read(off)))
 
-    def _dlq_catch_up(self) -> None:
+    def _catch_up(self) -> None:
         """Re-send the dead letters and outcomes of a newly owned partition's inputs
         whose source offset is at or after the group's committed offset: they may never
         have been sent. Then commit the log's position (everything up to it is durable
@@ -516,7 +516,7 @@ class KafkaIngestWorker:
 
         sent = False
         commits = {}
-        for p in sorted(self._dlq_catchup):
+        for p in sorted(self._catchup):
             tl = self._logs.get(p)
             if tl is None:
                 continue
@@ -535,7 +535,7 @@ class KafkaIngestWorker:
             nxt = tl.positions.get((self.topic, p), -1) + 1
             if nxt > committed:
                 commits[tp] = OffsetAndMetadata(nxt, "", -1)
-        self._dlq_catchup.clear()
+        self._catchup.clear()
         if sent:
             self.producer.flush()
         if commits:
@@ -712,8 +712,8 @@ class KafkaIngestWorker:
                 if not stopping:
                     if self._pending:
                         self._activate_pending()
-                    if self._dlq_catchup:
-                        self._dlq_catch_up()
+                    if self._catchup:
+                        self._catch_up()
                     # a batch already in hand is appended without waiting for more (its
                     # outcomes are awaited by publishers); otherwise wait a little for records
                     wait_ms = 0 if held is not None else LOCK_RETRY_SECONDS * 1000 if self._pending else 500
@@ -810,7 +810,7 @@ class KafkaIngestWorker:
         if n < lay.partitions:
             log.error("topic %s now has %d partitions, fewer than the %d of its layout: was it re-created?",
                       self.topic, n, lay.partitions)
-        else:
+        elif n > lay.partitions:
             log.warning("topic %s now has %d partitions (was %d); repositories stay on the %d partitions of its "
                         "layout (%s.layout), so every history stays where it is; partitions %d-%d receive no "
                         "events from layout-aware publishers", self.topic, n, was, lay.partitions, self.topic,

@@ -421,7 +421,8 @@ class TrustLog:
                 eid = bytes.fromhex(env.event_id)
                 if eid in self.event_ids:
                     res.duplicates += 1
-                    fates.append(self._duplicate_fate(src, env.event_id, in_batch.get(eid) or self._logged_at(event, eid)))
+                    at = in_batch.get(eid) or self._logged_at(event, eid)
+                    fates.append(self._duplicate_fate(src, env.event_id, at))
                     continue
                 log_time = self.clock.next()
                 postings = event_postings(self.state, env, event)
