@@ -14,8 +14,9 @@ In one run, on a fresh 4-partition topic:
    sets on this machine;
 3. ``ingest_per_s``: :class:`KafkaIngestWorker` on the same topic (consumer group,
    per-partition fsynced logs, every signature checked by the selected backend,
-   offsets committed after each group commit), messages over wall time from start
-   to the last commit (group join and log creation included).
+   offsets committed after each group commit, each input's outcome message produced
+   before the commit), messages over wall time from start to the last commit (group
+   join and log creation included); ``--outcomes-ab`` also runs it without outcomes.
 
 It prints a table with the ratio and where the ingest time went (kafka-python's poll
 and record decoding, the crypto backend, the rest of ingest_batch: envelope decode,
@@ -133,7 +134,7 @@ class TimedCrypto:
 
 
 def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profile: bool,
-           preverify: bool = True) -> dict:
+           preverify: bool = True, outcomes: bool = True) -> dict:
     from trustlog.ingest.kafka_worker import KafkaIngestWorker
 
     crypto = TimedCrypto()
@@ -141,7 +142,8 @@ def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profil
                           max_poll_records=fetch["max_poll_records"],
                           max_partition_fetch_bytes=fetch["max_partition_fetch_bytes"],
                           fetch_max_bytes=fetch["fetch_max_bytes"], progress=False,
-                          log_options={"crypto": crypto}, install_signal_handlers=False, preverify=preverify)
+                          log_options={"crypto": crypto}, install_signal_handlers=False, preverify=preverify,
+                          outcomes="" if outcomes else None)
     prof = None
     if profile:
         import cProfile
@@ -186,6 +188,9 @@ def main() -> int:
     ap.add_argument("--no-preverify", action="store_true",
                     help="check signatures only inside ingest_batch (no background pre-verification)")
     ap.add_argument("--ab", action="store_true", help="also run the worker without pre-verification, for comparison")
+    ap.add_argument("--no-outcomes", action="store_true", help="the worker writes no outcome messages")
+    ap.add_argument("--outcomes-ab", action="store_true",
+                    help="also run the worker with outcome messages the other way (off, or on with --no-outcomes)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = ap.parse_args()
 
@@ -220,7 +225,15 @@ def main() -> int:
         print(f"published in {pub_s:.1f} s ({args.n / pub_s:,.0f}/s)", file=sys.stderr)
         bare_s, bare_cpu = bare_consume(bootstrap, topic, args.n, fetch)
         print(f"bare consume: {bare_s:.2f} s ({args.n / bare_s:,.0f}/s)", file=sys.stderr)
-        ing = ingest(bootstrap, topic, args.n, tmp / "logs", fetch, args.profile, not args.no_preverify)
+        ing = ingest(bootstrap, topic, args.n, tmp / "logs", fetch, args.profile, not args.no_preverify,
+                     not args.no_outcomes)
+        oab = None
+        if args.outcomes_ab:
+            oab = ingest(bootstrap, topic, args.n, tmp / "logs-oab", fetch, False, not args.no_preverify,
+                         args.no_outcomes)
+            print(f"worker with outcome messages {'off' if not args.no_outcomes else 'on'}: "
+                  f"{oab['messages'] / oab['seconds']:,.0f}/s, {oab['cpu_s'] / oab['messages'] * 1e6:.0f} us CPU/event",
+                  file=sys.stderr)
         if args.ab:
             ab = ingest(bootstrap, topic, args.n, tmp / "logs-ab", fetch, False, args.no_preverify)
             print(f"worker with pre-verification {'off' if not args.no_preverify else 'on'}: "
@@ -230,7 +243,8 @@ def main() -> int:
                   file=sys.stderr)
     finally:
         if not args.keep:
-            admin.delete_topics([topic], timeout_ms=30_000, raise_errors=False)
+            admin.delete_topics([topic, f"{topic}.layout", f"{topic}.outcomes"], timeout_ms=30_000,
+                                raise_errors=False)
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
@@ -243,9 +257,14 @@ def main() -> int:
     rows = [
         ("publish (acks=all, idempotent)", f"{args.n / pub_s:,.0f}/s", ""),
         ("bare kafka-python consume", f"{bare_rate:,.0f}/s", "baseline"),
-        ("ingest worker (verify + fold + fsync + commit)", f"{ingest_rate:,.0f}/s",
+        ("ingest worker (verify + fold + fsync + outcomes + commit)" if not args.no_outcomes else
+         "ingest worker (verify + fold + fsync + commit)", f"{ingest_rate:,.0f}/s",
          f"{ingest_rate / bare_rate:.2f}x of bare"),
     ]
+    if oab is not None:
+        oab_rate = oab["messages"] / oab["seconds"]
+        rows.append((f"  same, outcome messages {'off' if not args.no_outcomes else 'on'}", f"{oab_rate:,.0f}/s",
+                     f"{ingest_rate / oab_rate:.2f}x of it"))
     print()
     w = max(len(r[0]) for r in rows)
     print(f"{'':{w}}  {'events/s':>12}  ratio")
@@ -278,6 +297,8 @@ def main() -> int:
             "crypto_seconds": round(ing["crypto_s"], 3), "crypto_in_worker_thread_seconds": round(ing["crypto_main_s"], 3), "fsync_seconds": round(ing["fsync_s"], 3),
             "other_ingest_seconds": round(other, 3), "signatures": ing["signatures"],
             "accepted": ing["accepted"], "rejected": ing["rejected"], "duplicates": ing["duplicates"],
+            "outcomes": not args.no_outcomes,
+            **({"ingest_outcomes_flipped_per_s": round(oab["messages"] / oab["seconds"], 1)} if oab else {}),
         }))
     return 0
 

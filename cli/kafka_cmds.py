@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -32,6 +32,9 @@ from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES, Envelope, decode_event
 
 from .safe import plain
 from .ui import UI
+
+if TYPE_CHECKING:
+    from trustlog.ingest.partitioning import Layout
 
 
 def _emit(obj: Any) -> None:
@@ -65,12 +68,24 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
 
 
 class Publisher:
-    """Send canonical msgpack envelopes keyed by repository: acks=all, idempotent."""
+    """Send canonical msgpack envelopes keyed by repository: acks=all, idempotent.
 
-    def __init__(self, bootstrap: str, topic: str, *, linger_ms: int = 20, batch_size: int = 512 * 1024) -> None:
+    The partition of each envelope is its repository's under the topic's recorded
+    layout (``trustlog.ingest.partitioning``), never the live partition count, so a
+    grown topic keeps every repository where its history is. With ``track``, the
+    position each send reached is kept (``positions``: input label -> event id) for
+    ``publish --wait``."""
+
+    def __init__(self, bootstrap: str, topic: str, *, linger_ms: int = 20, batch_size: int = 512 * 1024,
+                 layout: Layout | None = None, track: bool = False) -> None:
         from kafka import KafkaProducer
 
+        from trustlog.ingest.partitioning import ensure_layout
+
         self.topic = topic
+        self.layout = layout if layout is not None else ensure_layout(bootstrap, topic)
+        self.track = track
+        self.positions: dict[str, str] = {}
         self.producer = KafkaProducer(bootstrap_servers=_servers(bootstrap), acks="all", enable_idempotence=True,
                                       linger_ms=linger_ms, batch_size=batch_size,
                                       client_id=f"trustlog-publish-{os.getpid()}")
@@ -79,7 +94,9 @@ class Publisher:
         self.end_offsets: dict[int, int] = {}
         self.errors: list[BaseException] = []
 
-    def _ok(self, md: Any) -> None:
+    def _ok(self, event_id: str, md: Any) -> None:  # kafka-python calls f(*args, value)
+        if self.track:
+            self.positions[f"{md.topic}/{md.partition}/{md.offset}"] = event_id
         self.per_partition[md.partition] += 1
         if md.offset + 1 > self.end_offsets.get(md.partition, 0):
             self.end_offsets[md.partition] = md.offset + 1
@@ -90,11 +107,11 @@ class Publisher:
     def send_envelope(self, env: Envelope, repo: str | None = None) -> None:
         if repo is None:
             repo = decode_event(env.payload).repo
-        self.send_raw(env.to_bytes(), repo.encode())
+        self.send_raw(env.to_bytes(), repo.encode(), self.layout.partition_for(repo), env.event_id)
 
-    def send_raw(self, value: bytes, key: bytes | None) -> None:
-        fut = self.producer.send(self.topic, key=key, value=value)
-        fut.add_callback(self._ok)
+    def send_raw(self, value: bytes, key: bytes | None, partition: int | None = None, event_id: str = "") -> None:
+        fut = self.producer.send(self.topic, key=key, value=value, partition=partition)
+        fut.add_callback(self._ok, event_id)
         fut.add_errback(self._err)
         self.sent += 1
 
@@ -170,7 +187,12 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
     if args.partitions:
         ensure_topic(args.kafka, args.topic, args.partitions)
     t0 = time.perf_counter()
-    pub = Publisher(args.kafka, args.topic, linger_ms=args.linger_ms)
+    pub = Publisher(args.kafka, args.topic, linger_ms=args.linger_ms, track=args.wait)
+    waiter = None
+    if args.wait:  # positioned at the end of the outcomes topic before anything is sent
+        from trustlog.ingest.outcomes import OutcomeWaiter, default_outcomes_topic
+
+        waiter = OutcomeWaiter(args.kafka, args.outcomes or default_outcomes_topic(args.topic), pub.layout.partitions)
     dump = open(args.dump, "wb") if args.dump else None
     out: dict[str, Any] = {"topic": args.topic}
     try:
@@ -217,12 +239,21 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
                         dump.write(envelope_to_json(env) + b"\n")
             out.update(file=str(path), invalid_sent_raw=invalid)
         pub.flush()
+        out.update(published=pub.sent, partitions={str(p): c for p, c in sorted(pub.per_partition.items())},
+                   layout_partitions=pub.layout.partitions, seconds=round(time.perf_counter() - t0, 3))
+        rc = 0
+        if waiter is not None:
+            if not args.json:
+                ui.info(f"waiting up to {args.wait_timeout:.0f} s for the outcomes of {len(pub.positions)} "
+                        f"messages on {waiter.topic}")
+            got, missing = waiter.wait(pub.positions, args.wait_timeout)
+            rc = _report_outcomes(out, pub.positions, got, missing)
     finally:
         if dump is not None:
             dump.close()
         pub.close()
-    out.update(published=pub.sent, partitions={str(p): c for p, c in sorted(pub.per_partition.items())},
-               seconds=round(time.perf_counter() - t0, 3))
+        if waiter is not None:
+            waiter.close()
     if args.json:
         _emit(out)
     else:
@@ -230,7 +261,39 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
                  [[pub.sent, " ".join(f"p{p}:{c}" for p, c in sorted(pub.per_partition.items())), out["seconds"]]])
         if args.demo:
             ui.info(f"compromise point (since, publisher log time): {out['since']}")
-    return 0
+        if waiter is not None:
+            _print_outcomes(ui, out)
+    return rc
+
+
+def _report_outcomes(out: dict[str, Any], sent: dict[str, str], got: dict[str, Any], missing: set[str]) -> int:
+    """Put the outcomes into ``out``; exit status: 2 if any is missing (timeout), 1 if
+    any input was rejected, 0 if every one is in the log."""
+    rows = []
+    for label, eid in sent.items():
+        o = got.get(label)
+        row = {"input": label, "event_id": eid, "status": "missing"} if o is None else \
+            {"input": label, **msgspec.to_builtins(o), "event_id": o.event_id or eid}
+        rows.append(row)
+    counts = Counter(r["status"] for r in rows)
+    out.update(outcomes=rows, outcome_counts=dict(counts), timed_out=len(missing))
+    return 2 if missing else 1 if counts["rejected"] else 0
+
+
+def _print_outcomes(ui: UI, out: dict[str, Any]) -> None:
+    from rich.markup import escape  # reasons' details quote untrusted input
+
+    counts = out["outcome_counts"]
+    ui.table("outcomes", ["accepted", "rejected", "duplicate", "no outcome (timeout)"],
+             [[counts.get("accepted", 0), counts.get("rejected", 0), counts.get("duplicate", 0),
+               counts.get("missing", 0)]])
+    bad = [r for r in out["outcomes"] if r["status"] in ("rejected", "missing")]
+    if bad:
+        shown = bad[:50]
+        ui.table("not in the log" + (f" (first 50 of {len(bad)}; --json lists all)" if len(bad) > 50 else ""),
+                 ["input", "event id", "status", "reason", "detail"],
+                 [[escape(r["input"]), (r["event_id"] or "-")[:16], r["status"], escape(r.get("reason", "")),
+                   escape(r.get("detail", ""))] for r in shown])
 
 
 # -- ingest --kafka ------------------------------------------------------------------------
@@ -312,6 +375,12 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     # A read-only view that follows the ingest workers' logs: no writer lock, and what
     # they append after we started is folded in before each batch of requests.
     views = ViewSet(args.log)
+    if views.partitioned:  # each log holds only its own partition's repositories (the writers refuse others)
+        from trustlog.ingest.partitioning import check_ownership, load_log_layout
+
+        layout = load_log_layout(args.log)
+        for v in views.views:
+            check_ownership(int(v.dir.name[1:]), v.state.repos, layout, str(v.dir))
     state = views.state
     ui.info(f"state from {args.log}: {len(state.repos)} repositories, {state.version} records "
             f"({time.perf_counter() - t0:.1f} s)")
@@ -406,7 +475,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pp.add_argument("--ref-time", help="demo: reference time for expired tags (ISO 8601 or integer ns; default now)")
     pp.add_argument("--wait-group", metavar="GROUP",
                     help="demo: before phase 2, wait until GROUP has committed every phase-1 offset")
-    pp.add_argument("--wait-timeout", type=float, default=600.0)
+    pp.add_argument("--wait", action="store_true",
+                    help="wait for every message's outcome from the ingest workers (accepted at partition/offset, "
+                         "or rejected with its reason); exit 1 if any was rejected, 2 if any is missing at "
+                         "--wait-timeout")
+    pp.add_argument("--outcomes", metavar="TOPIC", help="outcomes topic for --wait (default <topic>.outcomes)")
+    pp.add_argument("--wait-timeout", type=float, default=600.0, metavar="SECONDS",
+                    help="how long --wait and --wait-group wait (default %(default)s)")
     pp.add_argument("--dump", metavar="FILE", help="also write every published envelope to this JSONL file")
     pp.add_argument("--send-invalid", action="store_true",
                     help="publish lines that are not envelopes raw and unkeyed (the workers reject them)")
@@ -424,7 +499,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     vk = sub.add_parser(
         "verify-kafka", parents=[common], help="answer verification requests from a topic into a results topic",
         description="Follow every partition log under --log (p0/, p1/, ...) read-only, beside their ingest "
-                    "workers (no lock is taken; events they append are folded in before each batch), and "
+                    "workers (no lock is taken; events they append are folded in before each batch; each log "
+                    "must hold only repositories of its own partition under <log>/layout.json), and "
                     "read requests {repo, tag[, digest]} "
                     "(JSON) from --kafka-requests and write verdict JSON to --kafka-results, keyed by the "
                     "requested digest (or repo:tag). Request offsets are committed after the results are "

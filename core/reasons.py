@@ -30,6 +30,7 @@ class Reject(str, Enum):
     UNKNOWN_TAG = "UNKNOWN_TAG"                  # TagDeleted for a tag that is not there
     PIN_MISMATCH = "PIN_MISMATCH"                # first root does not match the pin file
     INVALID_FIELD = "INVALID_FIELD"              # a field out of range (digest, size, times)
+    WRONG_PARTITION = "WRONG_PARTITION"          # Kafka: the repository maps to another partition
 
 
 class Code(str, Enum):

@@ -25,6 +25,14 @@ Exactly once, with the log as the truth:
   ``detail``, ``source``). They never stop the worker. Dead letters are at least once:
   a worker taking over a partition re-sends the rejects whose source offset is at or
   after the committed group offset (the ones whose send may not have completed).
+* Each input's outcome (appended at partition P offset N, or rejected with its reason)
+  goes to the outcomes topic (``<topic>.outcomes``), after the fsync and before the
+  commit, at least once (``outcomes``); ``trustlog publish --wait`` reads them.
+* Repositories are mapped onto partitions by the topic's recorded layout
+  (``partitioning``), not by its live partition count: an event whose repository
+  belongs to another partition is rejected as WRONG_PARTITION. Metadata is refreshed
+  every few seconds, so a grown topic's new partitions are assigned promptly and a
+  notice is logged; repositories stay where their history is.
 
 Throughput: while batch k is folded and appended, the signatures of batch k+1 (already
 polled) are checked in a background thread into the log's validity cache (the crypto
@@ -57,6 +65,8 @@ from trustlog.core.errors import LogError, TrustlogError
 from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES
 from trustlog.core.state import TrustState
 
+from .outcomes import OutcomeWriter, default_outcomes_topic, ensure_outcomes_topic
+from .partitioning import Layout, LayoutError, admit_for, ensure_layout, record_log_layout, topic_partitions
 from .pipeline import BatchResult, TrustLog
 from .records import KafkaPosition
 from .rejects import RejectsLog
@@ -65,6 +75,7 @@ log = logging.getLogger("trustlog.ingest.kafka")
 
 FAULT_FSYNC_ENV = "TRUSTLOG_FAULT_FSYNC_AFTER"
 EXIT_OK = 0
+EXIT_BAD_SETUP = 2
 EXIT_LOG_FAILURE = 3
 LOCK_RETRY_SECONDS = 0.2
 
@@ -101,14 +112,19 @@ def open_partition_logs(log_dir: str | os.PathLike[str], **trustlog_options: Any
     taken and nothing is written, so running ingest workers are not disturbed; each log
     is read up to its last durable record). Repositories are partitioned by key, so their
     states do not overlap; a repository found in two logs is an error. The merged
-    ``version`` is the total number of records folded.
+    ``version`` is the total number of records folded. Each log's repositories must
+    belong to its partition under the layout recorded in ``<log_dir>/layout.json``.
     """
+    from .partitioning import check_ownership, load_log_layout
+
     dirs = partition_dirs(log_dir)
     if not dirs:
         raise LogError(f"no partition logs (p0/, p1/, ...) under {log_dir}")
+    layout = load_log_layout(log_dir)
     merged = TrustState()
     for p, d in dirs:
         with TrustLog(d, read_only=True, **trustlog_options) as tl:
+            check_ownership(p, tl.state.repos, layout, str(d))
             for name, repo in tl.state.repos.items():
                 if name in merged.repos:
                     raise LogError(f"repository {name!r} is in two partition logs (p{p} and another); "
@@ -227,6 +243,9 @@ class WorkerStats:
     last_message_at: float | None = None
     partitions_seen: set[int] = field(default_factory=set)
     by_partition: dict[int, int] = field(default_factory=dict)
+    outcomes: int = 0
+    layout_partitions: int = 0
+    topic_partitions: int = 0
     exit_code: int = 0
     error: str = ""
 
@@ -240,7 +259,9 @@ class WorkerStats:
             "ingest_seconds": round(self.ingest_seconds, 4), "active_seconds": round(span, 4),
             "messages_per_second": round(self.messages / span, 1) if span > 0 else None,
             "partitions": sorted(self.partitions_seen),
-            "messages_by_partition": {str(p): n for p, n in sorted(self.by_partition.items())}, "exit_code": self.exit_code, "error": self.error,
+            "messages_by_partition": {str(p): n for p, n in sorted(self.by_partition.items())},
+            "outcomes": self.outcomes, "layout_partitions": self.layout_partitions,
+            "topic_partitions": self.topic_partitions, "exit_code": self.exit_code, "error": self.error,
         }
 
 
@@ -255,6 +276,13 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         w = self.w
+        # A rebalance that a metadata change (a grown topic) started must finish even if
+        # the metadata flaps back meanwhile: kafka-python, like the Java client before
+        # KAFKA-9815, only rejoins while the snapshots differ, and otherwise leaves the
+        # member with no partitions and no heartbeats. Ask for the rejoin explicitly.
+        coordinator = getattr(w.consumer, "_coordinator", None)
+        if coordinator is not None and hasattr(coordinator, "request_rejoin"):
+            coordinator.request_rejoin()
         with w._lock:
             for tp in revoked:
                 if tp.topic != w.topic:
@@ -297,7 +325,8 @@ class KafkaIngestWorker:
     """Consume ``topic`` in consumer group ``group`` into ``<log_dir>/p<partition>/``.
 
     :meth:`run` returns the exit status: 0 after a clean stop (signal, ``max_messages``,
-    ``idle_exit``), 3 after a log failure (nothing of the failed batch committed).
+    ``idle_exit``), 2 when the topic's layout is missing or contradicts the logs, 3 after
+    a log failure (nothing of the failed batch committed).
     """
 
     def __init__(
@@ -308,6 +337,7 @@ class KafkaIngestWorker:
         log_dir: str | os.PathLike[str],
         *,
         dlq: str | None = None,
+        outcomes: str | None = "",
         instance_id: str | None = None,
         max_messages: int | None = None,
         idle_exit: float | None = None,
@@ -319,6 +349,7 @@ class KafkaIngestWorker:
         fetch_max_wait_ms: int = 100,
         session_timeout_ms: int = 6000,
         heartbeat_interval_ms: int = 2000,
+        metadata_max_age_ms: int = 5000,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         fsync_fn: Callable[[int], None] | None = None,
         progress: bool = True,
@@ -334,6 +365,11 @@ class KafkaIngestWorker:
         self.group = group
         self.log_dir = Path(log_dir)
         self.dlq = dlq
+        # "" = the default <topic>.outcomes; None = no outcome messages
+        self.outcomes_topic = default_outcomes_topic(topic) if outcomes == "" else outcomes
+        self.layout: Layout | None = None
+        self._outcomes: OutcomeWriter | None = None
+        self._checked_partitions_at = 0.0
         self.instance_id = instance_id
         self.max_messages = max_messages
         self.idle_exit = idle_exit
@@ -355,7 +391,7 @@ class KafkaIngestWorker:
         self._assigned: set[int] = set()
         self._assigned_at: float | None = None
         self._next_offset: dict[int, int] = {}
-        self._dlq_catchup: set[int] = set()
+        self._catchup: set[int] = set()
         self._failed_log: TrustLog | None = None
         self._rate_window: deque[tuple[float, int]] = deque()
         self._metrics_port = metrics_port
@@ -374,6 +410,7 @@ class KafkaIngestWorker:
             fetch_max_wait_ms=fetch_max_wait_ms,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
+            metadata_max_age_ms=metadata_max_age_ms,  # notice a grown topic within seconds
         )
         if instance_id:
             self._consumer_config["group_instance_id"] = instance_id
@@ -395,6 +432,8 @@ class KafkaIngestWorker:
 
     def _open_log(self, partition: int) -> TrustLog:
         opts: dict[str, Any] = {"max_event_bytes": self.max_event_bytes, **self.log_options}
+        if self.layout is not None:
+            opts["admit"] = admit_for(partition, self.layout)
         if self.fsync_fn is not None:
             opts["fsync_fn"] = self.fsync_fn
         return TrustLog(partition_dir(self.log_dir, partition), **opts)
@@ -442,8 +481,8 @@ class KafkaIngestWorker:
             self.stats.partitions_seen.add(p)
             self.consumer.seek(tp, nxt)
             self.consumer.resume(tp)
-            if self.dlq:
-                self._dlq_catchup.add(p)
+            if self.dlq or self._outcomes is not None:
+                self._catchup.add(p)
             log.info("partition %d: log %s holds up to offset %d; consuming from %d",
                      p, partition_dir(self.log_dir, p), nxt - 1, nxt)
 
@@ -466,25 +505,44 @@ class KafkaIngestWorker:
         for off in range(start, rl.durable_offset):
             self._send_dead_letter(decode_reject(rl.read(off)))
 
-    def _dlq_catch_up(self) -> None:
-        """Re-send the rejects of a newly owned partition whose source offset is at or
-        after the group's committed offset: their dead letters may never have been sent."""
+    def _catch_up(self) -> None:
+        """Re-send the dead letters and outcomes of a newly owned partition's inputs
+        whose source offset is at or after the group's committed offset: they may never
+        have been sent. Then commit the log's position (everything up to it is durable
+        and its messages are out), so the next owner does not repeat them."""
         from kafka import TopicPartition
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
 
         sent = False
-        for p in sorted(self._dlq_catchup):
+        commits = {}
+        for p in sorted(self._catchup):
             tl = self._logs.get(p)
             if tl is None:
                 continue
-            committed = self.consumer.committed(TopicPartition(self.topic, p)) or 0
-            for rec in tl.rejects:
-                if rec.source is not None and rec.source.topic == self.topic and rec.source.partition == p \
-                        and rec.source.offset >= committed:
-                    self._send_dead_letter(rec)
-                    sent = True
-        self._dlq_catchup.clear()
+            tp = TopicPartition(self.topic, p)
+            committed = self.consumer.committed(tp) or 0
+            if self.dlq:
+                for rec in tl.rejects:
+                    if rec.source is not None and rec.source.topic == self.topic and rec.source.partition == p \
+                            and rec.source.offset >= committed:
+                        self._send_dead_letter(rec)
+                        sent = True
+            if self._outcomes is not None:
+                n = self._outcomes.catch_up(tl, self.topic, p, committed)
+                self.stats.outcomes += n
+                sent = sent or n > 0
+            nxt = tl.positions.get((self.topic, p), -1) + 1
+            if nxt > committed:
+                commits[tp] = OffsetAndMetadata(nxt, "", -1)
+        self._catchup.clear()
         if sent:
             self.producer.flush()
+        if commits:
+            try:
+                self.consumer.commit(commits, timeout_ms=self.commit_timeout_ms)
+            except KafkaError as e:  # harmless: the next owner repeats the (identical) messages
+                log.warning("offset commit after the catch-up failed (%s)", e)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -520,6 +578,9 @@ class KafkaIngestWorker:
                 spent = tl.log.fsync_seconds_total + tl.rejects.log.fsync_seconds_total - fs0
                 if self.dlq and res.rejected:
                     self._dlq_new_rejects(tl.rejects, rej_start)
+                if self._outcomes is not None:
+                    self._outcomes.send(res.fates)
+                    self.stats.outcomes += len(res.fates)
             self.stats.fsync_seconds += spent
             self._count(tp.partition, res, len(records), spent)
             nxt = records[-1].offset + 1
@@ -596,7 +657,7 @@ class KafkaIngestWorker:
         if not commits:
             return
         if self.producer is not None:
-            self.producer.flush()  # dead letters out before the offsets move on
+            self.producer.flush()  # dead letters and outcomes out before the offsets move on
         try:
             self.consumer.commit(commits, timeout_ms=self.commit_timeout_ms)
             self.stats.commits += 1
@@ -629,11 +690,19 @@ class KafkaIngestWorker:
         self.stats.exit_code = EXIT_OK
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            self.layout = self._wait_for_layout(started)
+            if self.layout is None:
+                return self.stats.exit_code  # stopped (or idle) before the topic existed
+            record_log_layout(self.log_dir, self.layout)
+            self.stats.layout_partitions = self.stats.topic_partitions = self.layout.partitions
             self.consumer = self._make_consumer()
-            if self.dlq:
+            if self.dlq or self.outcomes_topic:
                 self.producer = KafkaProducer(bootstrap_servers=self.bootstrap.split(","), acks="all",
                                               enable_idempotence=True, linger_ms=5,
-                                              client_id=f"trustlog-dlq-{os.getpid()}")
+                                              client_id=f"trustlog-ingest-out-{os.getpid()}")
+            if self.outcomes_topic:
+                ensure_outcomes_topic(self.bootstrap, self.outcomes_topic, self.layout.partitions)
+                self._outcomes = OutcomeWriter(self.producer, self.outcomes_topic)
             self.consumer.subscribe([self.topic], listener=_Listener(self))
             last_status = 0.0
             # (generation, records, pre-verification) of the batch polled but not yet ingested
@@ -643,10 +712,12 @@ class KafkaIngestWorker:
                 if not stopping:
                     if self._pending:
                         self._activate_pending()
-                    if self._dlq_catchup:
-                        self._dlq_catch_up()
-                    polled = self.consumer.poll(timeout_ms=LOCK_RETRY_SECONDS * 1000 if self._pending else 500,
-                                                max_records=self.max_poll_records)
+                    if self._catchup:
+                        self._catch_up()
+                    # a batch already in hand is appended without waiting for more (its
+                    # outcomes are awaited by publishers); otherwise wait a little for records
+                    wait_ms = 0 if held is not None else LOCK_RETRY_SECONDS * 1000 if self._pending else 500
+                    polled = self.consumer.poll(timeout_ms=wait_ms, max_records=self.max_poll_records)
                     gen = self._generation
                     # the signatures of this batch are checked in the background while the
                     # previous one is folded and appended (the backend releases the GIL)
@@ -664,6 +735,7 @@ class KafkaIngestWorker:
                 if now - last_status >= 0.5:
                     last_status = now
                     self._update_gauges()
+                    self._check_partition_count(now)
                     progress.update(self._status_line())
                 if stopping and held is None:
                     break
@@ -674,6 +746,10 @@ class KafkaIngestWorker:
                     if now - since >= self.idle_exit:
                         log.info("idle for %.1f s: stopping", now - since)
                         break
+        except LayoutError as e:
+            self.stats.exit_code = EXIT_BAD_SETUP
+            self.stats.error = str(e)
+            log.error("%s", e)
         except LogError as e:
             self.stats.exit_code = EXIT_LOG_FAILURE
             self.stats.error = str(e)
@@ -691,7 +767,7 @@ class KafkaIngestWorker:
                 try:
                     self.producer.close(timeout=10)
                 except Exception as e:  # noqa: BLE001
-                    log.warning("closing the dead-letter producer: %s", e)
+                    log.warning("closing the dead-letter/outcomes producer: %s", e)
             with self._lock:
                 for p, tl in list(self._logs.items()) + list(self._stale.items()):
                     self._close_log(p, tl)
@@ -702,6 +778,43 @@ class KafkaIngestWorker:
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
         return self.stats.exit_code
+
+    def _wait_for_layout(self, started: float) -> Layout | None:
+        """The topic's layout (recorded now if it has none); waits while the topic does
+        not exist yet. None if asked to stop (or idle too long) meanwhile."""
+        said = False
+        while True:
+            try:
+                return ensure_layout(self.bootstrap, self.topic)
+            except LayoutError:
+                if topic_partitions(self.bootstrap, self.topic) is not None:
+                    raise
+            if not said:
+                log.warning("topic %s does not exist yet; waiting for it", self.topic)
+                said = True
+            if self._stop.wait(1.0) or (self.idle_exit is not None and time.monotonic() - started >= self.idle_exit):
+                return None
+
+    def _check_partition_count(self, now: float) -> None:
+        """Notice a change of the topic's partition count (from the consumer's metadata,
+        refreshed every ``metadata_max_age_ms``) and say what it means."""
+        if self.layout is None or now - self._checked_partitions_at < 2.0:
+            return
+        self._checked_partitions_at = now
+        parts = self.consumer.partitions_for_topic(self.topic)
+        n = len(parts) if parts else 0
+        if not n or n == self.stats.topic_partitions:
+            return
+        was, self.stats.topic_partitions = self.stats.topic_partitions, n
+        lay = self.layout
+        if n < lay.partitions:
+            log.error("topic %s now has %d partitions, fewer than the %d of its layout: was it re-created?",
+                      self.topic, n, lay.partitions)
+        elif n > lay.partitions:
+            log.warning("topic %s now has %d partitions (was %d); repositories stay on the %d partitions of its "
+                        "layout (%s.layout), so every history stays where it is; partitions %d-%d receive no "
+                        "events from layout-aware publishers", self.topic, n, was, lay.partitions, self.topic,
+                        lay.partitions, n - 1)
 
     def _status_line_final(self) -> str:
         s = self.stats
@@ -741,6 +854,11 @@ def add_worker_arguments(parser: argparse.ArgumentParser, *, with_log: bool = Tr
         p.add_argument("--log", default=os.environ.get("TRUSTLOG_LOG", "./trustlog-data"),
                        help="directory of the partition logs <log>/p<N>/")
     p.add_argument("--dlq", metavar="TOPIC", help="also send rejected inputs to this dead-letter topic")
+    p.add_argument("--outcomes", metavar="TOPIC", default="",
+                   help="topic for each input's outcome, keyed by event id (default <topic>.outcomes)")
+    p.add_argument("--no-outcomes", action="store_true", help="produce no outcome messages")
+    p.add_argument("--metadata-max-age-ms", type=int, default=5000,
+                   help="refresh topic metadata this often, to notice a grown topic (default %(default)s)")
     p.add_argument("--instance-id", help="static group membership id (a restart within the session timeout "
                                          "gets its partitions back without a rebalance)")
     p.add_argument("--max-messages", type=_positive_int, help="stop after this many messages")
@@ -765,6 +883,7 @@ def worker_from_args(bootstrap: str, args: argparse.Namespace, *, quiet: bool = 
         raise InputError("Kafka ingest needs --topic and --group")
     return KafkaIngestWorker(
         bootstrap, args.topic, args.group, args.log, dlq=args.dlq, instance_id=args.instance_id,
+        outcomes=None if args.no_outcomes else args.outcomes, metadata_max_age_ms=args.metadata_max_age_ms,
         max_messages=args.max_messages, idle_exit=args.idle_exit, metrics_port=args.metrics_port,
         max_poll_records=args.max_poll_records, max_partition_fetch_bytes=args.max_partition_fetch_bytes,
         session_timeout_ms=args.session_timeout_ms, heartbeat_interval_ms=args.heartbeat_interval_ms,

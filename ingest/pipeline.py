@@ -35,7 +35,7 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trustlog.core.errors import EncodingError, EventTooLargeError, LogError, TrustlogError
@@ -51,7 +51,7 @@ from trustlog.verifier.cache import CryptoCache, cache_key
 from . import precheck
 from .logindex import LogIndex, event_postings
 from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
-from .records import KafkaPosition, LogClock, LogRecord, decode_record, encode_record
+from .records import KafkaPosition, LogClock, LogRecord, decode_record, decode_reject, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
 from .merkle_store import LEAVES_FILE as LEAVES_NAME
@@ -79,6 +79,24 @@ class _LeafMismatchError(LogError):
     the record is wrong, which the root over the records decides."""
 
 
+@dataclass(frozen=True, slots=True)
+class Fate:
+    """What became of one input of a batch (the Kafka worker's outcome messages).
+
+    A redelivered input gets the fate of the copy already stored: ``status``,
+    ``log_offset``/``reason`` and ``stored_source`` (where that copy came from) are the
+    original's, so a repeated outcome says the same thing. ``status`` is "duplicate"
+    only when the stored copy could not be located."""
+
+    status: str                              # "accepted" | "rejected" | "duplicate"
+    source: KafkaPosition | None             # this input's own position
+    event_id: str = ""
+    log_offset: int | None = None            # accepted: the record's offset in this log
+    stored_source: KafkaPosition | None = None
+    reason: str = ""
+    detail: str = ""
+
+
 @dataclass
 class BatchResult:
     accepted: int = 0
@@ -87,6 +105,7 @@ class BatchResult:
     reasons: Counter = field(default_factory=Counter)
     last_positions: dict[tuple[str, int], int] = field(default_factory=dict)
     last_reject: tuple[str, str] | None = None   # (reason, detail) of the latest reject
+    fates: list[Fate] = field(default_factory=list)  # one per input, in order (ingest_batch only)
 
     def add(self, other: "BatchResult") -> None:
         self.accepted += other.accepted
@@ -121,8 +140,12 @@ class TrustLog:
         snapshot_keep: int = 3,
         log_key: SigningKey | None = None,
         read_only: bool = False,
+        admit: Callable[[Event], RejectedEventError | None] | None = None,
     ) -> None:
-        """``checkpoint_every``: sign a checkpoint once this many records were appended
+        """``admit``: asked about every decoded event before the fold; a
+        :class:`RejectedEventError` it returns rejects the event (the Kafka worker
+        refuses events of repositories that belong to another partition).
+        ``checkpoint_every``: sign a checkpoint once this many records were appended
         since the last one (and always on close); ``snapshot_every``: write a state
         snapshot every this many records (and on close once a tenth of that has
         accumulated), keeping the ``snapshot_keep`` newest automatic ones. None turns
@@ -143,7 +166,8 @@ class TrustLog:
         self.state = TrustState()
         self.event_ids: set[bytes] = set()
         self.positions: dict[tuple[str, int], int] = {}
-        self._reject_hashes: set[bytes] = set()
+        self._reject_hashes: dict[bytes, int] = {}  # input hash -> its offset in the rejects log
+        self.admit = admit
         self.checkpoint_every = checkpoint_every
         self.snapshot_every = snapshot_every
         self.snapshot_keep = snapshot_keep
@@ -342,14 +366,14 @@ class TrustLog:
         self._replay_trusted(start, attested)
         self._replay_verified(attested, n)
         self._reject_hashes.clear()
-        for rec in self.rejects:
-            self._reject_hashes.add(_reject_hash(rec.raw))
+        for off, body in self.rejects.log.scan():
+            self._reject_hashes[_reject_hash(decode_reject(body).raw)] = off
 
     def _replay_trusted(self, start: int, end: int) -> None:
         """Fold records ``[start, end)`` without re-verifying signatures; each record
         must hash to the leaf the signed tree holds for it (which also covers its CRC).
         Their event ids are not kept: a redelivered old event is recognised through the
-        repository index (see :meth:`_logged`)."""
+        repository index (see :meth:`_logged_at`)."""
         if start >= end:
             return
         fold = TrustedFold(self.state)
@@ -443,9 +467,11 @@ class TrustLog:
                 continue
             try:
                 env = decode_wire(raw, self.max_event_bytes)
-                decoded.append((env, decode_event(env.payload)))
+                event = decode_event(env.payload)
             except EncodingError:
                 continue
+            if self.admit is None or self.admit(event) is None:  # no signature work for what is refused
+                decoded.append((env, event))
         if decoded:
             self._precheck(decoded)
 
@@ -488,7 +514,7 @@ class TrustLog:
             except EncodingError as e:
                 decoded.append((raw, src, env, None, RejectedEventError(Reject.MALFORMED, f"payload: {e}")))
                 continue
-            decoded.append((raw, src, env, event, None))
+            decoded.append((raw, src, env, event, self.admit(event) if self.admit is not None else None))
         if self.read_only:
             raise LogError(f"{self.dir} is open read-only; open it for writing to ingest")
         if self._failed or self._closed:
@@ -509,6 +535,9 @@ class TrustLog:
     def _ingest_decoded(self, decoded: list, res: BatchResult) -> None:
         self._precheck([(env, ev) for _, _, env, ev, err in decoded if env is not None and err is None])
         index, tree = self.index, self.tree
+        fates = res.fates
+        in_batch: dict[bytes, tuple[int, KafkaPosition | None]] = {}
+        rejected_in_batch: dict[bytes, Fate] = {}
         for raw, src, env, event, err in decoded:
             where = ""
             if isinstance(src, SourceLine):
@@ -519,6 +548,8 @@ class TrustLog:
                 eid = bytes.fromhex(env.event_id)
                 if eid in self.event_ids:
                     res.duplicates += 1
+                    at = in_batch.get(eid) or self._logged_at(event, eid)
+                    fates.append(self._duplicate_fate(src, env.event_id, at))
                     continue
                 log_time = self.clock.next()
                 postings = event_postings(self.state, env, event)
@@ -526,9 +557,12 @@ class TrustLog:
                     self.state.apply(env, log_time=log_time, offset=self.log.next_offset, sigcheck=self._sigcheck,
                                      event=event)
                 except RejectedEventError as e:
-                    if e.reject in (Reject.VERSION_ROLLBACK, Reject.REPOSITORY_EXISTS) and self._logged(event, eid):
+                    at = self._logged_at(event, eid) if e.reject in (Reject.VERSION_ROLLBACK,
+                                                                     Reject.REPOSITORY_EXISTS) else None
+                    if at is not None:
                         self.event_ids.add(eid)
                         res.duplicates += 1
+                        fates.append(self._duplicate_fate(src, env.event_id, at))
                         continue
                     err = e
                 else:
@@ -537,16 +571,23 @@ class TrustLog:
                     tree.append_leaf(leaf_hash(body))
                     index.add_event(offset, log_time, event, *postings)
                     self.event_ids.add(eid)
+                    in_batch[eid] = (offset, src)
                     res.accepted += 1
+                    fates.append(Fate("accepted", src, env.event_id, offset, src))
                     continue
             assert err is not None
             h = _reject_hash(raw)
-            if h in self._reject_hashes:
+            prior = self._reject_hashes.get(h)
+            if prior is not None:
                 res.duplicates += 1
+                same = rejected_in_batch.get(h)
+                fates.append(replace(same, source=src) if same is not None else self._rejected_fate(src, prior))
                 continue
-            self._reject_hashes.add(h)
-            self.rejects.record(err.reason, err.message + where, raw, event_id=env.event_id if env is not None else "",
-                                source=src, log_time=self.clock.next())
+            eid_hex = env.event_id if env is not None else ""
+            self._reject_hashes[h] = self.rejects.record(err.reason, err.message + where, raw, event_id=eid_hex,
+                                                         source=src, log_time=self.clock.next())
+            fates.append(rejected_in_batch.setdefault(h, Fate("rejected", src, eid_hex, None, src, err.reason,
+                                                              err.message + where)))
             res.rejected += 1
             res.reasons[err.reason] += 1
             res.last_reject = (err.reason, err.message + where)
@@ -561,19 +602,31 @@ class TrustLog:
                 f"{e.filename or self.dir} failed ({e.strerror or e}); the rest was not ingested. The next open "
                 "rebuilds the derived files from the log") from e
 
-    def _logged(self, event: Event, eid: bytes) -> bool:
+    def _logged_at(self, event: Event, eid: bytes) -> tuple[int, KafkaPosition | None] | None:
         """Is ``event`` (refused as a rollback or a second creation) the very event
-        already logged at its repository and version? Then it is a redelivery. The
-        repository index gives the offset: versions go up by one per logged event."""
+        already logged at its repository and version? Then it is a redelivery: return
+        (its log offset, where it came from). The repository index gives the offset:
+        versions go up by one per logged event."""
         offsets = self._dup_cache.get(event.repo)
         if offsets is None:
             offsets = self._dup_cache[event.repo] = [p.offset for p in self.index.repo_postings(event.repo)]
         if not 1 <= event.version <= len(offsets):
-            return False
+            return None
         offset = offsets[event.version - 1]
         if offset >= self.log.durable_offset:
-            return False
-        return hashlib.sha256(decode_record(self.log.read(offset)).envelope).digest() == eid
+            return None
+        rec = decode_record(self.log.read(offset))
+        return (offset, rec.source) if hashlib.sha256(rec.envelope).digest() == eid else None
+
+    def _duplicate_fate(self, src: KafkaPosition | None, event_id: str,
+                        at: tuple[int, KafkaPosition | None] | None) -> Fate:
+        if at is None:
+            return Fate("duplicate", src, event_id)
+        return Fate("accepted", src, event_id, at[0], at[1])
+
+    def _rejected_fate(self, src: KafkaPosition | None, reject_offset: int) -> Fate:
+        rec = decode_reject(self.rejects.log.read(reject_offset))
+        return Fate("rejected", src, rec.event_id, None, rec.source, rec.reason, rec.detail)
 
     # -- checkpoints, snapshots, replay -------------------------------------------------
 

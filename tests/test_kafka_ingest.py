@@ -214,6 +214,24 @@ def garbage(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
+def read_outcomes(bootstrap: str, outcomes_topic: str) -> tuple[dict[str, set[bytes]], dict[bytes, set[bytes]]]:
+    """Every message of the outcomes topic: (values by ``input`` header, values by key)."""
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(outcomes_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                      enable_auto_commit=False, consumer_timeout_ms=5000, client_id="trustlog-test-outcomes")
+    by_input: dict[str, set[bytes]] = {}
+    by_id: dict[bytes, set[bytes]] = {}
+    try:
+        for r in c:
+            by_input.setdefault(dict(r.headers)["input"].decode(), set()).add(r.value)
+            if r.key:
+                by_id.setdefault(r.key, set()).add(r.value)
+    finally:
+        c.close(autocommit=False)
+    return by_input, by_id
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -224,7 +242,7 @@ def free_port() -> int:
 def topic(kafka_bootstrap, request):
     t = new_topic(kafka_bootstrap, "tl-" + request.node.name.replace("_", "")[4:24].lower())
     yield t
-    delete_topics(kafka_bootstrap, t)
+    delete_topics(kafka_bootstrap, t, f"{t}.layout", f"{t}.outcomes")
 
 
 # -- 1. publish -> ingest -> verify, same verdicts as the embedded path --------------------------
@@ -374,6 +392,14 @@ def test_kill9_during_production_exactly_once(kafka_bootstrap, topic, tmp_path):
         assert report.ok and report.derived_ok, (d, report.to_dict())
         with TrustLog(d, read_only=True) as tl:
             assert tl.notices == [], tl.notices
+    # outcomes are at least once through every kill, and a repeat says the same thing
+    by_input, by_id = read_outcomes(kafka_bootstrap, f"{topic}.outcomes")
+    assert set(by_input) == {f"{topic}/{p}/{o}" for p, end in ends.items() for o in range(end)}
+    assert all(len(v) == 1 for v in by_input.values()), [v for v in by_input.values() if len(v) > 1][:3]
+    assert all(len(v) == 1 for v in by_id.values())
+    outcomes = [json.loads(next(iter(v))) for v in by_input.values()]
+    assert {o["event_id"] for o in outcomes if o["status"] == "accepted"} == acc
+    assert sum(o["status"] == "rejected" for o in outcomes) == len(rej)
     print(f"{kills} kills ({mid_stream} after appending) in {time.monotonic() - t0:.1f} s")
 
 

@@ -1,0 +1,150 @@
+"""Partition ownership and per-input fates, without a broker: the repository -> partition
+mapping is Kafka's own, a partition log refuses foreign repositories, a redelivered
+input gets the fate of its stored copy (so outcome messages repeat identically)."""
+from __future__ import annotations
+
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from sim import DIGEST, FAR, key
+from trustlog.core.errors import LogError
+from trustlog.core.events import ImageSigned, RepoCreated, sign_event
+from trustlog.ingest.outcomes import outcome_of
+from trustlog.ingest.partitioning import (
+    Layout, LayoutError, admit_for, check_ownership, load_log_layout, partition_for, record_log_layout,
+)
+from trustlog.ingest.pipeline import TrustLog
+from trustlog.ingest.records import KafkaPosition
+
+R, T = key("part-root"), key("part-targets")
+LAYOUT = Layout("events", 6)
+
+
+def _repo_in(partition: int, lay: Layout = LAYOUT, prefix: str = "registry.example.com/team/app") -> str:
+    return next(f"{prefix}{i}" for i in range(10_000) if lay.partition_for(f"{prefix}{i}") == partition)
+
+
+def _created(repo: str) -> bytes:
+    return sign_event(RepoCreated(repo, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR), [R]).to_bytes()
+
+
+def _signed(repo: str, version: int, tag: str) -> bytes:
+    return sign_event(ImageSigned(repo, version, 0, "targets", tag, DIGEST, 1, FAR), [T]).to_bytes()
+
+
+def test_partition_for_is_kafkas_default_partitioner() -> None:
+    """A Java/Go producer keyed by repository agrees with trustlog's mapping."""
+    from kafka.cluster import ClusterMetadata
+    from kafka.partitioner.default import DefaultPartitioner
+
+    rnd = random.Random(5)
+    names = ["", "a", "registry.example.com/x", "r\u00e9gistry.example/\u00fc"] + [
+        "".join(rnd.choice(string.printable) for _ in range(rnd.randrange(1, 80))) for _ in range(300)]
+    part = DefaultPartitioner()
+    for n in (1, 2, 4, 6, 8, 13):
+        class _Cluster(ClusterMetadata):
+            def topics(self, exclude_internal_topics=True):  # noqa: ARG002
+                return {"t"}
+
+            def partitions_for_topic(self, topic):  # noqa: ARG002
+                return set(range(n))
+
+            def available_partitions_for_topic(self, topic):  # noqa: ARG002
+                return set(range(n))
+
+        cluster = _Cluster()
+        for name in names:
+            key_bytes = name.encode()
+            assert partition_for(name, n) == part.partition("t", key_bytes, key_bytes, None, None, cluster)
+    with pytest.raises(ValueError):
+        partition_for("x", 0)
+
+
+def test_foreign_repository_is_rejected_wrong_partition(tmp_path: Path, crypto) -> None:
+    mine, theirs = _repo_in(2), _repo_in(5)
+    src = [KafkaPosition("events", 2, i) for i in range(5)]
+    raws = [_created(mine), _created(theirs), _signed(theirs, 2, "v1"), _signed(mine, 2, "v1"), b"\x00junk"]
+    with TrustLog(tmp_path / "p2", admit=admit_for(2, LAYOUT), crypto=crypto) as tl:
+        res = tl.ingest_batch(list(zip(raws, src)))
+        assert (res.accepted, res.rejected) == (2, 3)
+        assert set(tl.state.repos) == {mine}
+        rejects = list(tl.rejects)
+    assert [r.reason for r in rejects] == ["WRONG_PARTITION", "WRONG_PARTITION", "MALFORMED"]
+    assert "belongs to partition 5 of events" in rejects[0].detail and "not partition 2" in rejects[0].detail
+    assert [f.status for f in res.fates] == ["accepted", "rejected", "rejected", "accepted", "rejected"]
+    assert res.fates[1].reason == "WRONG_PARTITION" and res.fates[1].event_id
+    # the log only holds its own repositories, so the merged view opens
+    check_ownership(2, [mine], LAYOUT, "p2")
+    with pytest.raises(LogError, match="belongs to partition 5"):
+        check_ownership(2, [mine, theirs], LAYOUT, "p2")
+    with pytest.raises(LogError, match="outside the layout"):
+        check_ownership(7, [mine], LAYOUT, "p7")
+
+
+def test_redelivered_inputs_repeat_the_stored_fate(tmp_path: Path, crypto) -> None:
+    """Outcomes are at least once: a redelivery (same batch, later batch, after reopen)
+    is answered with the outcome of the stored copy, identical to the first one."""
+    repo = _repo_in(1)
+    raws = [_created(repo), _signed(repo, 2, "v1"), _signed(repo, 2, "clash"), b"\x00junk"]
+    first = [(r, KafkaPosition("events", 1, i)) for i, r in enumerate(raws)]
+    with TrustLog(tmp_path / "p1", admit=admit_for(1, LAYOUT), crypto=crypto) as tl:
+        res1 = tl.ingest_batch(first + [(raws[1], KafkaPosition("events", 1, 10))])
+        want = [outcome_of(f) for f in res1.fates[:4]]
+        assert [o.status for o in want] == ["accepted", "accepted", "rejected", "rejected"]
+        assert want[1].log_offset == 1 and want[2].reason == "VERSION_ROLLBACK"
+        assert outcome_of(res1.fates[4]) == want[1]  # redelivered within the batch
+        assert res1.fates[4].source == KafkaPosition("events", 1, 10)  # answers its own input
+        res2 = tl.ingest_batch([(r, KafkaPosition("events", 1, 20 + i)) for i, r in enumerate(raws)])
+        assert [outcome_of(f) for f in res2.fates] == want
+    with TrustLog(tmp_path / "p1", admit=admit_for(1, LAYOUT), crypto=crypto) as tl:  # after reopen
+        res3 = tl.ingest_batch([(r, KafkaPosition("events", 1, 30 + i)) for i, r in enumerate(raws)])
+        assert [outcome_of(f) for f in res3.fates] == want
+        assert res3.duplicates == 4 and res3.accepted == res3.rejected == 0
+
+
+def test_log_dir_layout_is_recorded_once(tmp_path: Path) -> None:
+    assert load_log_layout(tmp_path) is None
+    record_log_layout(tmp_path, LAYOUT)
+    record_log_layout(tmp_path, Layout("events", 6, recorded_at=5))  # same layout: fine
+    assert load_log_layout(tmp_path).partitions == 6
+    with pytest.raises(LayoutError, match="another topic or layout"):
+        record_log_layout(tmp_path, Layout("events", 8))
+    (tmp_path / "layout.json").write_text('{"topic": "events", "partitions": 0}')
+    with pytest.raises(LayoutError, match="unusable layout"):
+        load_log_layout(tmp_path)
+
+
+class _Producer:
+    """Collects sends (the outcome writer's only use of a producer)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes, list, int]] = []
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def send(self, topic, key=None, value=None, headers=None, partition=None):
+        self.sent.append((topic, key, value, headers, partition))
+
+
+def test_outcome_catch_up_repeats_what_was_sent(tmp_path: Path) -> None:
+    """A worker taking over re-sends, from the logs, exactly the messages the previous
+    owner sent (or would have) for the inputs at or after the committed offset."""
+    from trustlog.ingest.outcomes import OutcomeWriter
+
+    repo = _repo_in(4)
+    raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(6)] + [b"\x00junk", _signed(repo, 3, "x")]
+    with TrustLog(tmp_path / "p4", admit=admit_for(4, LAYOUT)) as tl:
+        res = tl.ingest_batch([(r, KafkaPosition("events", 4, 100 + i)) for i, r in enumerate(raws)])
+        live = OutcomeWriter(_Producer(), "events.outcomes")
+        live.send(res.fates)
+        again = OutcomeWriter(_Producer(), "events.outcomes")
+        assert again.catch_up(tl, "events", 4, committed=104) == 5
+        assert again.producer.sent == live.producer.sent[4:]
+        assert all(p == 4 % 3 for *_, p in again.producer.sent)
+        assert again.catch_up(tl, "events", 3, committed=0) == 0  # another partition's inputs: none here
+        few = OutcomeWriter(_Producer(), "events.outcomes")
+        assert few.catch_up(tl, "events", 4, committed=0, limit=2) == 4  # 2 records + 2 rejects, newest first
