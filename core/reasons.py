@@ -29,6 +29,8 @@ class Reject(str, Enum):
     UNKNOWN_TAG = "UNKNOWN_TAG"                  # TagDeleted for a tag that is not there
     PIN_MISMATCH = "PIN_MISMATCH"                # first root does not match the pin file
     INVALID_FIELD = "INVALID_FIELD"              # a field out of range (digest, size, times)
+    METADATA_CHANGED = "METADATA_CHANGED"        # imported metadata changed without a new version
+    SNAPSHOT_MISMATCH = "SNAPSHOT_MISMATCH"      # imported metadata not the file the snapshot names
 
 
 class Code(str, Enum):
