@@ -487,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_kafka(sub, common)
     from .audit_cmds import register as register_audit
     register_audit(sub, common)
+    from .import_cmds import register as register_import
+    register_import(sub, common)
     return p
 
 

@@ -428,6 +428,19 @@ class TrustLog:
         tree.merkle.flush(fsync=False)
         index.flush()
 
+    def record_reject(self, reason: str, message: str, raw: bytes) -> bool:
+        """Keep an input that a source's own checks refused before the fold (a Notary
+        file that is not the one its snapshot names), with its reason, once."""
+        if self._failed or self._closed:
+            raise LogError(f"{self.dir}: this TrustLog refuses writes after a failed batch (or close); reopen it")
+        h = _reject_hash(raw)
+        if h in self._reject_hashes:
+            return False
+        self._reject_hashes.add(h)
+        self.rejects.record(reason, message, raw, event_id="", source=None, log_time=self.clock.next())
+        self.rejects.flush()
+        return True
+
     def _logged(self, event: Event, eid: bytes) -> bool:
         """Is ``event`` (refused as a rollback or a second creation) the very event
         already logged at its repository and version? Then it is a redelivery. The
