@@ -31,6 +31,7 @@ class Reject(str, Enum):
     INVALID_FIELD = "INVALID_FIELD"              # a field out of range (digest, size, times)
     METADATA_CHANGED = "METADATA_CHANGED"        # imported metadata changed without a new version
     SNAPSHOT_MISMATCH = "SNAPSHOT_MISMATCH"      # imported metadata not the file the snapshot names
+    METADATA_EXPIRED = "METADATA_EXPIRED"        # an imported timestamp / snapshot expired when read
 
 
 class Code(str, Enum):

@@ -73,12 +73,16 @@ class Publication:
             raise InconsistentMetadataError(Reject.SNAPSHOT_MISMATCH, f"{role}: {why}")
 
 
-def check_publication(root: Root, timestamp: bytes, snapshot: bytes) -> Publication:
-    """Verify ``timestamp`` and ``snapshot`` against ``root`` and each other."""
+def check_publication(root: Root, timestamp: bytes, snapshot: bytes, now: int) -> Publication:
+    """Verify ``timestamp`` and ``snapshot`` against ``root`` and each other, and that
+    neither had expired at ``now`` (seconds): a stale publication brings nothing in."""
     ts = parse_snapshot_or_timestamp(timestamp, "timestamp")
     _threshold(root, "timestamp", ts)
     sn = parse_snapshot_or_timestamp(snapshot, "snapshot")
     _threshold(root, "snapshot", sn)
+    for name, m in (("timestamp", ts), ("snapshot", sn)):
+        if m.meta_signed.expires <= now:
+            raise InconsistentMetadataError(Reject.METADATA_EXPIRED, f"{name} expired at {m.meta_signed.expires}")
     key = "snapshot" if ts.meta_signed.dialect == "notary" else "snapshot.json"
     info = ts.meta.get(key)
     if info is None:

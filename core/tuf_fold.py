@@ -185,8 +185,8 @@ def _root(st, ev: MetadataImported, root, log_time: int, offset: int, sigcheck):
                 if k.keyid in old_grant.keyids}
     signers = _count(repo, root.meta, old_keys, old_grant.threshold, log_time, sigcheck,
                      "root rotation (old root keys)", Reject.ROOT_OLD_THRESHOLD)
-    _count(repo, root.meta, new_keys, rk.threshold, log_time, sigcheck, "root rotation (new root keys)",
-           Reject.ROOT_NEW_THRESHOLD)
+    new_signers = _count(repo, root.meta, new_keys, rk.threshold, log_time, sigcheck, "root rotation (new root keys)",
+                         Reject.ROOT_NEW_THRESHOLD)
 
     def rotate() -> None:
         for k in (*new_keys.values(), *targets_keys.values()):
@@ -200,7 +200,7 @@ def _root(st, ev: MetadataImported, root, log_time: int, offset: int, sigcheck):
         if cur_t is None or set(cur_t.keyids) != set(_ids(targets_keys)) or cur_t.threshold != tk.threshold:
             tid = len(repo.grants)
             repo.grants.append(S.Grant(tid, TARGETS, _ids(targets_keys), tk.threshold, (), exp, log_time, offset,
-                                       gid, signers))
+                                       gid, new_signers))
             repo.roles[TARGETS] = tid
         tuf.root_version, tuf.root_metadata = v, ev.metadata
         _refresh(repo, offset)

@@ -259,7 +259,7 @@ class _RepoImport:
                          (ts or b"") + (sn or b""))
             return None
         try:
-            return check_publication(root, ts, sn)
+            return check_publication(root, ts, sn, int(time.time()))
         except InconsistentMetadataError as e:
             self._reject(e.reason.value, str(e), ts + sn)
         except TufFormatError as e:
