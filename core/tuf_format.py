@@ -437,9 +437,15 @@ def parse_targets(data: bytes) -> Targets:
     dels: list[Delegation] = []
     dd = m.signed.get("delegations")
     if dd is not None:
-        keys = parse_keys(_get(dd, "keys", dict, "delegations"), m.dialect, "delegations.keys")
+        if not isinstance(dd, dict):
+            raise TufFormatError("delegations: expected an object")
+        # Notary writes null for an empty key set or role list
+        keys = parse_keys(dd.get("keys") or {}, m.dialect, "delegations.keys")
+        roles_list = dd.get("roles") or []
+        if not isinstance(roles_list, list):
+            raise TufFormatError("delegations.roles: expected a list")
         names: set[str] = set()
-        for i, r in enumerate(_get(dd, "roles", list, "delegations")):
+        for i, r in enumerate(roles_list):
             w = f"delegations.roles[{i}]"
             name = _get(r, "name", str, w)
             if name in names or name in TOP_ROLES:

@@ -1,0 +1,229 @@
+"""Repositories built with the real `notary` client on the real Notary server, imported
+through the changefeed: `trustlog verify` trusts exactly the tag → digest set that
+`notary list` shows, repository by repository, after every step; the follower picks up
+later publishes, resumes after a restart without appending twice, and records what a
+misbehaving server serves with a named reason without stopping the others."""
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import threading
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from notary_server import NotaryCLI, notary_url  # noqa: F401  (fixture)
+
+
+def _open(path: Path, crypto=None):
+    from trustlog.ingest.pipeline import TrustLog
+    from trustlog.ingest.tuf_import import IMPORT_MAX_EVENT_BYTES
+
+    return TrustLog(path, crypto=crypto, max_event_bytes=IMPORT_MAX_EVENT_BYTES)
+
+
+def _trusted(log, gun: str, backend: str) -> dict[str, str]:
+    """trustlog's VALID tag -> digest set for ``gun`` (every tag it has heard of)."""
+    from trustlog.core.evaluate import Request
+    from trustlog.verifier.batch import BatchVerifier
+
+    repo = log.state.repos.get(gun)
+    if repo is None:
+        return {}
+    tags = sorted(set(repo.tags) | set(repo.deleted_tags))
+    out = {}
+    for t, v in zip(tags, BatchVerifier(log.state, engine=backend).verify_all([Request(gun, t) for t in tags])):
+        if v.ok:
+            out[t] = v.digest
+    return out
+
+
+def _drain(fol) -> "object":
+    from trustlog.ingest.tuf_import import ImportResult
+
+    total = ImportResult()
+    while True:
+        res, n = fol.poll()
+        total.add(res)
+        if n == 0:
+            return total
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"notary.test/{uuid.uuid4().hex[:10]}"
+
+
+def test_notary_cli_repositories_agree_with_notary_list(notary_url, tmp_path: Path, crypto, prefix: str) -> None:
+    from trustlog.ingest.tuf_import import NotaryClient, NotaryFollower
+
+    n = NotaryCLI(notary_url, tmp_path / "trust")
+    app, deleg = f"{prefix}/app", f"{prefix}/deleg"
+    with _open(tmp_path / "log", crypto) as log:
+        fol = NotaryFollower(log, NotaryClient(notary_url), f"{prefix}/*")
+
+        def check(step: str, expect_reasons: dict | None = None) -> None:
+            res = _drain(fol)
+            assert dict(res.reasons) == (expect_reasons or {}), (step, res.rejects)
+            for gun in (app, deleg):
+                assert _trusted(log, gun, crypto.backend) == n.list(gun), (step, gun)
+
+        # plain tags
+        n("init", app, "-p")
+        n.add(app, "v1", b"one")
+        n.add(app, "v2", b"two", "-p")
+        check("plain tags")
+        assert len(n.list(app)) == 2
+        # a delegated signer with a path prefix, signing through the delegation
+        crt, key = n.delegation_cert("alice")
+        n("init", deleg, "-p")
+        n("delegation", "add", deleg, "targets/releases", str(crt), "--paths", "v", "-p")
+        n("key", "import", str(key), "--role", "targets/releases")
+        n.add(deleg, "v2", b"release two", "--roles", "targets/releases", "-p")
+        n.add(deleg, "latest", b"latest", "-p")
+        check("delegation")
+        assert n.list(deleg)["v2"] and log.state.repos[deleg].tags["v2"].role == "targets/releases"
+        # a targets rotation, a root rotation, snapshot moved to the server
+        n("key", "rotate", app, "targets")
+        n.add(app, "v3", b"three", "-p")
+        check("targets rotation")
+        n("key", "rotate", app, "root")
+        check("root rotation")
+        assert log.state.repos[app].tuf.root_version >= 2
+        n("key", "rotate", app, "snapshot", "-r")
+        n.add(app, "v4", b"four", "-p")
+        check("snapshot on the server")
+        # a removed tag, a re-pointed tag, a removed delegation
+        n("remove", app, "v1", "-p")
+        n.add(app, "v2", b"two, again", "-p")
+        check("removed and re-pointed")
+        assert "v1" in log.state.repos[app].deleted_tags
+        n("delegation", "remove", deleg, "targets/releases", "-y", "-p")
+        check("removed delegation")
+        assert "v2" not in _trusted(log, deleg, crypto.backend)
+        n_records = log.log.next_offset
+        last = fol.last_id
+    # a restart resumes from the last change id and appends nothing twice
+    with _open(tmp_path / "log", crypto) as log:
+        fol = NotaryFollower(log, NotaryClient(notary_url), f"{prefix}/*")
+        assert fol.last_id == last
+        fol.last_id = 0                              # even a full re-read of the feed appends nothing
+        res = _drain(fol)
+        assert (res.appended, log.log.next_offset) == (0, n_records)
+    from trustlog.ingest.logcheck import verify_log
+    assert verify_log(tmp_path / "log").ok
+
+
+def test_follow_picks_up_a_publish(notary_url, tmp_path: Path, prefix: str) -> None:
+    from trustlog.ingest.tuf_import import NotaryClient, NotaryFollower
+
+    n = NotaryCLI(notary_url, tmp_path / "trust")
+    gun = f"{prefix}/live"
+    n("init", gun, "-p")
+    with _open(tmp_path / "log") as log:
+        fol = NotaryFollower(log, NotaryClient(notary_url), f"{prefix}/*")
+        stop = threading.Event()
+        seen = threading.Event()
+
+        def on_result(res, count) -> None:
+            repo = log.state.repos.get(gun)
+            if repo is not None and "v9" in repo.tags:
+                seen.set()
+
+        t = threading.Thread(target=fol.follow, kwargs={"interval": 0.1, "until": stop.is_set, "on_result": on_result})
+        t.start()
+        try:
+            n.add(gun, "v9", b"nine", "-p")
+            assert seen.wait(60), "the follower did not pick up the publish"
+        finally:
+            stop.set()
+            t.join(30)
+        assert _trusted(log, gun, "py") == n.list(gun)
+
+
+class _StaleProxy(http.server.ThreadingHTTPServer):
+    """Passes requests through to the real server, except that for one repository it
+    serves the files captured earlier (a server serving older versions)."""
+
+    def __init__(self, upstream: str, stale_gun: str, stale: dict[str, bytes]) -> None:
+        self.upstream, self.stale_gun, self.stale = upstream, stale_gun, stale
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                prefix = f"/v2/{outer.stale_gun}/_trust/tuf/"
+                body: bytes | None
+                if self.path.startswith(prefix) and self.path[len(prefix):] in outer.stale:
+                    body, code = outer.stale[self.path[len(prefix):]], 200
+                else:
+                    try:
+                        with urllib.request.urlopen(outer.upstream + self.path, timeout=10) as r:
+                            body, code = r.read(), r.status
+                    except urllib.error.HTTPError as e:
+                        body, code = e.read(), e.code
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), H)
+
+
+def _capture(url: str, gun: str) -> dict[str, bytes]:
+    out = {}
+    for name in ("root.json", "timestamp.json", "snapshot.json", "targets.json"):
+        with urllib.request.urlopen(f"{url}/v2/{gun}/_trust/tuf/{name}") as r:
+            out[name] = r.read()
+    return out
+
+
+def test_misbehaving_server_refused_with_reason_others_followed(notary_url, tmp_path: Path, prefix: str) -> None:
+    from trustlog.ingest.tuf_import import NotaryClient, NotaryFollower
+
+    n = NotaryCLI(notary_url, tmp_path / "trust")
+    bad, good = f"{prefix}/bad", f"{prefix}/good"
+    for g in (bad, good):
+        n("init", g, "-p")
+        n.add(g, "v1", b"one", "-p")
+    old = _capture(notary_url, bad)
+    proxy = _StaleProxy(notary_url, bad, {})
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    purl = f"http://127.0.0.1:{proxy.server_address[1]}"
+    try:
+        with _open(tmp_path / "log") as log:
+            fol = NotaryFollower(log, NotaryClient(purl), f"{prefix}/*")
+            assert dict(_drain(fol).reasons) == {}
+            n.add(bad, "v2", b"two", "-p")
+            _drain(fol)
+            # now the proxy serves the older files for `bad` (a rollback), and a flipped
+            # signature; `good` keeps publishing
+            proxy.stale = old
+            n.add(bad, "v3", b"three", "-p")
+            n.add(good, "v2", b"two", "-p")
+            res = _drain(fol)
+            assert res.reasons == {"VERSION_ROLLBACK": 1}, res.rejects
+            assert _trusted(log, good, "py") == n.list(good)
+            assert set(_trusted(log, bad, "py")) == {"v1", "v2"}
+            # a changed signature on the current version of targets.json
+            cur = _capture(notary_url, bad)
+            doc = json.loads(cur["targets.json"])
+            sig = bytearray(__import__("base64").b64decode(doc["signatures"][0]["sig"]))
+            sig[3] ^= 1
+            doc["signatures"][0]["sig"] = __import__("base64").b64encode(bytes(sig)).decode()
+            proxy.stale = {"targets.json": json.dumps(doc, separators=(",", ":")).encode()}
+            n.add(good, "v3", b"three", "-p")
+            n.add(bad, "v4", b"four", "-p")   # a new change for `bad`; the proxy keeps the old targets
+            res = _drain(fol)
+            assert set(res.reasons) <= {"SNAPSHOT_MISMATCH", "METADATA_CHANGED"} and res.rejected, res.rejects
+            assert _trusted(log, good, "py") == n.list(good)
+            assert sum(1 for _ in log.rejects) >= 2
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    shutil.rmtree(tmp_path / "trust", ignore_errors=True)
