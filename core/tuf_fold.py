@@ -417,4 +417,39 @@ def _refresh(repo, offset: int) -> None:
         repo.deleted_tags.pop(path, None)
 
 
-__all__ = ["metadata_imported", "resolve", "key_material_id"]
+def imported_postings(st: "TrustState", ev: MetadataImported) -> tuple[int | None, list[str], list[str]]:
+    """For the key index, from the state before ``ev``: the grant whose keys sign it,
+    the trustlog key ids whose signatures it carries, and the keys it gives authority
+    (a root's keys; the keys of the delegations a targets file makes). Best effort on
+    a file the fold will refuse: nothing."""
+    try:
+        parsed = parse_root(ev.metadata) if ev.role == ROOT else parse_targets(ev.metadata)
+    except TufFormatError:
+        return None, [], []
+    repo = st.repos.get(ev.repo)
+    gid = repo.roles.get(ev.role) if repo is not None else None
+    known: dict[str, PublicKey] = {}
+    if ev.role == ROOT:
+        granted = {kid: parsed.keys[kid].key for r in (ROOT, TARGETS) for kid in parsed.roles[r].keyids
+                   if parsed.keys[kid].key is not None}
+        known.update(granted)
+        if repo is not None and repo.tuf is not None:
+            try:
+                old = parse_root(repo.tuf.root_metadata)
+                known.update({kid: k.key for kid, k in old.keys.items() if k.key is not None})
+            except TufFormatError:
+                pass
+    else:
+        granted = {kid: k.key for kid, k in parsed.keys.items() if k.key is not None}
+        if repo is not None and repo.tuf is not None:
+            tuf = repo.tuf
+            try:
+                if ev.role == TARGETS or ev.role in tuf.delegator:
+                    known = _role_keys(repo, tuf, ev.role) if repo.role_grant(ev.role) is not None else {}
+            except (TufFormatError, StopIteration, KeyError):
+                known = {}
+    signed = [known[s.keyid].keyid for s in parsed.meta.signatures if s.keyid in known]
+    return gid, list(dict.fromkeys(signed)), list(dict.fromkeys(k.keyid for k in granted.values()))
+
+
+__all__ = ["imported_postings", "metadata_imported", "resolve"]

@@ -283,3 +283,43 @@ def test_log_verify_and_replay_reverify_publisher_signatures(tr, tmp_path: Path,
         assert log.log.next_offset == n
         assert _decisions(log, paths, crypto.backend) == before
     assert before == tr.ngclient_decisions(repo.dir, tmp_path / "client", paths)
+
+
+def test_compromise_report_and_audit_on_imported_data(tr, tmp_path: Path, crypto) -> None:
+    """A delegated TUF signer's key reported compromised (a native KeyCompromised, signed
+    by the publisher's targets key): what it signed after `since` falls, the audit
+    names it, and the index knows which key signed which imported file."""
+    from trustlog.core.events import Envelope, KeyCompromised, Signature, encode_event
+    from trustlog.verifier.audit import audit_key
+
+    repo = tr.TufRepo(tmp_path / "repo")
+    repo.add_target("stable", b"s")
+    repo.delegate("ci", paths=["ci-*"])
+    repo.add_target("ci-1", b"1", role="ci")
+    repo.publish()
+    with _open(tmp_path / "log", crypto) as log:
+        _import(log, repo.dir)
+        since = log.clock.last + 1
+        repo.add_target("ci-2", b"2", role="ci")
+        repo.publish(roles=["ci"])
+        _import(log, repo.dir)
+        st = log.state.repos[GUN]
+        ci_key = st.grants[st.roles["ci"]].keyids[0]
+        targets_signer = repo.signers["targets"][0]
+        tl_targets = st.grants[st.roles["targets"]].keyids[0]
+        rep = audit_key(log, ci_key, since)          # what if it were compromised since then?
+        assert len(rep.signed_before) == 1 and len(rep.signed_after) == 1, rep.signed   # ci.json v2, then v3
+        assert {c.tag for c in rep.verdict_changes} == {"ci-1", "ci-2"}
+        ev = KeyCompromised(GUN, st.version + 1, 0, ci_key, since)
+        payload = encode_event(ev)
+        sig = bytes.fromhex(targets_signer.sign(payload).signature)
+        r = log.ingest_batch([(Envelope(payload, [Signature(tl_targets, sig)]).to_bytes(), None)])
+        assert r.accepted == 1, r.last_reject
+        from trustlog.core.evaluate import Request
+        from trustlog.verifier.batch import BatchVerifier
+
+        v = {x.tag: x.code for x in BatchVerifier(log.state, engine=crypto.backend).verify_all(
+            [Request(GUN, t) for t in ("stable", "ci-1", "ci-2")])}
+        # ci.json was re-signed after `since`: everything it now lists falls (TUF judges a
+        # role by its current metadata); targets' own tag stands
+        assert v == {"stable": "VALID", "ci-1": "KEY_COMPROMISED", "ci-2": "KEY_COMPROMISED"}
