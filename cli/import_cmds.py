@@ -53,7 +53,7 @@ def cmd_import_tuf(args: argparse.Namespace, ui: UI) -> int:
 def cmd_import_notary(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.tuf_import import ImportResult, NotaryClient, NotaryFollower
 
-    client = NotaryClient(args.server)
+    client = NotaryClient(args.server, ca_file=args.ca_file)
     total = ImportResult()
     with _open(args, ui) as log:
         fol = NotaryFollower(log, client, args.gun, page=args.page)
@@ -103,6 +103,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                                     "changed; with --follow keep polling. The last change id is kept in the log, "
                                     "so a restart resumes where it stopped.")
     n.add_argument("--server", required=True, metavar="URL", help="e.g. https://notary.example.com:4443")
+    n.add_argument("--ca-file", default=None, metavar="PEM",
+                   help="CA certificates for the server's TLS (default: the system's store)")
     n.add_argument("--gun", default="*", metavar="PATTERN", help="only repositories matching this glob (default: all)")
     n.add_argument("--follow", action="store_true", help="keep polling for new changes (stop with Ctrl-C / SIGTERM)")
     n.add_argument("--interval", type=float, default=0.2, help="seconds between polls when idle (default 0.2)")

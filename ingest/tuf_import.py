@@ -78,16 +78,24 @@ class DirSource:
 class NotaryClient:
     """The few read-only calls of Notary v1's server API that an importer needs."""
 
-    def __init__(self, server: str, timeout: float = 10.0) -> None:
+    def __init__(self, server: str, timeout: float = 10.0, ca_file: str | None = None) -> None:
         u = urllib.parse.urlparse(server)
         if u.scheme not in ("http", "https") or not u.netloc:
             raise InputError(f"{server!r}: give the Notary server as http(s)://HOST:PORT")
         self.server = server.rstrip("/")
         self.timeout = timeout
+        self._ctx = None
+        if ca_file is not None:
+            import ssl
+
+            try:
+                self._ctx = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise InputError(f"{ca_file}: not a readable CA bundle: {e}") from e
 
     def get(self, path: str) -> bytes | None:
         try:
-            with urllib.request.urlopen(self.server + path, timeout=self.timeout) as r:
+            with urllib.request.urlopen(self.server + path, timeout=self.timeout, context=self._ctx) as r:
                 data = r.read(MAX_METADATA_BYTES + 1)
         except urllib.error.HTTPError as e:
             if e.code == 404:

@@ -227,3 +227,50 @@ def test_misbehaving_server_refused_with_reason_others_followed(notary_url, tmp_
         proxy.shutdown()
         proxy.server_close()
     shutil.rmtree(tmp_path / "trust", ignore_errors=True)
+
+
+def _fetch_dir(url: str, gun: str, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, data in _capture(url, gun).items():
+        (dest / name).write_bytes(data)
+    return dest
+
+
+def test_notary_root_certificate_ids_pins_and_expiry(notary_url, tmp_path: Path, prefix: str) -> None:
+    """Notary's key-id rules for root certificates: the id `notary key list` prints is
+    the id of the key inside the certificate; a pin may name it; a certificate that is
+    expired (at log time) or issued to another GUN does not count."""
+    from trustlog.core.state import Pin
+    from trustlog.core.tuf_format import parse_root
+    from trustlog.ingest.pipeline import TrustLog
+    from trustlog.ingest.records import LogClock
+    from trustlog.ingest.tuf_import import IMPORT_MAX_EVENT_BYTES, DirSource, import_repository
+
+    n = NotaryCLI(notary_url, tmp_path / "trust")
+    gun = f"{prefix}/pinned"
+    n("init", gun, "-p")
+    n.add(gun, "v1", b"one", "-p")
+    listed = n("key", "list")
+    d = _fetch_dir(notary_url, gun, tmp_path / "meta")
+    root = parse_root((d / "root.json").read_bytes())
+    (cert_key,) = [root.keys[k] for k in root.roles["root"].keyids]
+    assert cert_key.keytype == "ecdsa-x509" and cert_key.cert_cn == gun
+    assert cert_key.canonical_id in listed and cert_key.keyid not in listed
+
+    def run(pins=(), now_ns=None, name="log"):
+        kw = {"clock": LogClock(now_ns)} if now_ns else {}
+        with TrustLog(tmp_path / name, max_event_bytes=IMPORT_MAX_EVENT_BYTES, pins=pins, **kw) as log:
+            res = import_repository(log, gun, DirSource(d))
+            return res, log.state.repos.get(gun)
+
+    res, repo = run([Pin(f"{prefix}/*", frozenset({cert_key.canonical_id}))], name="pinned")
+    assert res.rejected == 0 and repo.origin == "pinned"
+    res, repo = run([Pin(f"{prefix}/*", frozenset({"00" * 32}))], name="wrong-pin")
+    assert res.reasons == {"PIN_MISMATCH": 1} and repo is None
+    after = (cert_key.cert_not_after + 86400) * 1_000_000_000
+    res, repo = run(now_ns=lambda: after, name="expired-cert")
+    assert res.reasons == {"UNKNOWN_KEY": 1} and repo is None
+    # the same root filed under another GUN: its certificate names a different one
+    with TrustLog(tmp_path / "other-gun", max_event_bytes=IMPORT_MAX_EVENT_BYTES) as log:
+        res = import_repository(log, f"{prefix}/elsewhere", DirSource(d))
+        assert res.reasons == {"UNKNOWN_KEY": 1}
