@@ -79,9 +79,11 @@ def cmd_import_notary(args: argparse.Namespace, ui: UI) -> int:
                             f"({', '.join(f'{k} {v}' for k, v in res.reasons.items()) or 'none'})")
 
             try:
-                fol.follow(interval=args.interval, until=done, on_result=each)
+                fol.follow(interval=args.interval, until=done, on_result=each,
+                           on_error=lambda e: ui.info(f"retrying: {e}"))
             except KeyboardInterrupt:
                 pass
+        fol.close()
         extra = {"server": client.server, "from_change": start_id, "to_change": fol.last_id,
                  "state_version": log.state.version}
     return _report(args, ui, total, extra)

@@ -63,6 +63,7 @@ class BatchResult:
     reasons: Counter = field(default_factory=Counter)
     last_positions: dict[tuple[str, int], int] = field(default_factory=dict)
     last_reject: tuple[str, str] | None = None   # (reason, detail) of the latest reject
+    rejected_items: dict[int, tuple[str, str]] = field(default_factory=dict)   # batch index -> (reason, detail)
 
     def add(self, other: "BatchResult") -> None:
         self.accepted += other.accepted
@@ -385,7 +386,7 @@ class TrustLog:
     def _ingest_decoded(self, decoded: list, res: BatchResult) -> None:
         self._precheck([(env, ev) for _, _, env, ev, err in decoded if env is not None and err is None])
         index, tree = self.index, self.tree
-        for raw, src, env, event, err in decoded:
+        for item, (raw, src, env, event, err) in enumerate(decoded):
             if src is not None:
                 res.last_positions[(src.topic, src.partition)] = src.offset
             if err is None and env is not None:
@@ -423,6 +424,7 @@ class TrustLog:
             res.rejected += 1
             res.reasons[err.reason] += 1
             res.last_reject = (err.reason, err.message)
+            res.rejected_items[item] = res.last_reject
         self.rejects.flush()
         self.log.flush()
         tree.merkle.flush(fsync=False)

@@ -32,9 +32,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol, Sequence
 
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.events import ROOT, TARGETS, Envelope, MetadataImported, encode_event
@@ -160,33 +161,37 @@ class _RepoImport:
         self.res.rejects.append((self.gun, reason, detail))
         self.log.record_reject(reason, f"{self.gun}: {detail}", raw)
 
-    def submit(self, role: str, data: bytes) -> bool:
-        """Append one metadata file through the fold; False (recorded) if refused."""
+    def envelope(self, role: str, data: bytes) -> bytes:
+        """The event for one metadata file, as the next event of the repository."""
         repo = self.log.state.repos.get(self.gun)
         ev = MetadataImported(self.gun, (repo.version if repo else 0) + 1, 0, role, data)
-        raw = Envelope(encode_event(ev), []).to_bytes()
-        r = self.log.ingest_batch([(raw, self.position)])
-        if r.accepted or r.duplicates:
-            self.res.appended += r.accepted
-            if r.accepted and role != ROOT:
+        return Envelope(encode_event(ev), []).to_bytes()
+
+    def outcome(self, role: str, raw: bytes, rejected: tuple[str, str] | None) -> bool:
+        """Account for one submitted file after its batch; True when it is in the log."""
+        if rejected is None:
+            self.res.appended += 1
+            if role != ROOT:
                 self.res.targets += len(self.log.state.repos[self.gun].tuf.roles[role].targets)
             return True
-        reason, detail = r.last_reject or ("ERROR", "refused")
+        reason, detail = rejected
         self.res.rejected += 1
         self.res.reasons[reason] += 1
         self.res.rejects.append((self.gun, reason, detail))
         return False
 
-    def run(self) -> ImportResult:
+    def run(self) -> Iterator[tuple[str, bytes]]:
+        """The files to append, one at a time: each ``yield`` hands one to the
+        coordinator (:func:`import_repositories`), which sends back whether it landed."""
         repo = self.log.state.repos.get(self.gun)
         if repo is not None and repo.tuf is None:
             raise InputError(f"{self.gun}: a native trustlog repository; import into another log or GUN")
-        if not self._roots():
-            return self.res
+        if not (yield from self._roots()):
+            return
         tuf = self.log.state.repos[self.gun].tuf
         pub = self._publication(parse_root(tuf.root_metadata))
         if pub is None:
-            return self.res
+            return
         todo = [TARGETS]
         seen: set[str] = set()
         while todo:
@@ -220,27 +225,28 @@ class _RepoImport:
                 except InconsistentMetadataError as e:
                     self._reject(e.reason.value, str(e), data)
                     continue
-                if not self.submit(role, data):
+                if not (yield role, data):
                     continue
             rs = tuf.roles.get(role)
             if rs is not None:
                 todo.extend(d.name for d in reversed(rs.delegations))
-        return self.res
 
-    def _roots(self) -> bool:
+    def _roots(self) -> Iterator:
         repo = self.log.state.repos.get(self.gun)
         cur = repo.tuf.root_version if repo is not None else 0
         while True:
             data = self.source.fetch(f"{cur + 1}.root.json")
             if data is None:
                 break
-            if not self.submit(ROOT, data):
+            if not (yield ROOT, data):
                 return False
             cur += 1
         latest = self.source.fetch("root.json")
         if latest is None:
             if cur == 0:
-                raise MetadataSourceError(f"{self.gun}: the source has no root.json")
+                if isinstance(self.source, DirSource):
+                    raise MetadataSourceError(f"{self.gun}: {self.source.dir} has no root.json")
+                return False   # a repository deleted since it changed: nothing to import
             return True
         try:
             v = parse_signed(latest, "root").version
@@ -249,7 +255,7 @@ class _RepoImport:
         if v != cur or cur == 0:
             # not the folded root: the fold judges it (an older version is a rollback,
             # a later one a skipped rotation, the first one is trusted on first use)
-            return self.submit(ROOT, latest) and self.log.state.repos[self.gun].tuf.root_version == v
+            return (yield ROOT, latest) and self.log.state.repos[self.gun].tuf.root_version == v
         folded = self.log.state.repos[self.gun].tuf.root_metadata
         if latest != folded:
             a, b = parse_signed(folded, "root"), parse_signed(latest, "root")
@@ -275,10 +281,76 @@ class _RepoImport:
         return None
 
 
+def import_repositories(log: TrustLog, items: Sequence[tuple[str, MetadataSource]],
+                        position: KafkaPosition | None = None) -> ImportResult:
+    """Bring each ``(gun, source)`` in ``log`` up to what its source publishes (see the
+    module doc), in lock-step rounds: each round appends the next file of every
+    repository as one batch (one group commit), so a page of the changefeed costs a few
+    fsyncs, not one per file. A repository whose file is refused stops for this call."""
+    runs: list[tuple[_RepoImport, Iterator]] = []
+    pending: dict[int, tuple[str, bytes]] = {}
+    appended = 0
+    for gun, source in items:
+        r = _RepoImport(log, gun, source, position)
+        gen = r.run()
+        runs.append((r, gen))
+        try:
+            pending[len(runs) - 1] = next(gen)
+        except StopIteration:
+            pass
+        except InputError as e:   # a native repository of the same name
+            if len(items) == 1:
+                raise
+            r.res.rejected += 1
+            r.res.reasons[Reject.INVALID_ROLE.value] += 1
+            r.res.rejects.append((gun, Reject.INVALID_ROLE.value, str(e)))
+    while pending:
+        order = list(pending)
+        raws = []
+        for i in order:
+            r = runs[i][0]
+            role, data = pending[i]
+            raws.append(r.envelope(role, data))
+        res = log.ingest_batch([(raw, position) for raw in raws])
+        appended += res.accepted
+        nxt: dict[int, tuple[str, bytes]] = {}
+        for k, i in enumerate(order):
+            r, gen = runs[i]
+            ok = r.outcome(pending[i][0], raws[k], res.rejected_items.get(k))
+            try:
+                nxt[i] = gen.send(ok)
+            except StopIteration:
+                pass
+        pending = nxt
+    total = ImportResult()
+    for r, _ in runs:
+        total.add(r.res)
+    total.appended = appended   # a redelivered file is counted by its repository, not here
+    return total
+
+
 def import_repository(log: TrustLog, gun: str, source: MetadataSource,
                       position: KafkaPosition | None = None) -> ImportResult:
     """Bring ``gun`` in ``log`` up to what ``source`` publishes (see the module doc)."""
-    return _RepoImport(log, gun, source, position).run()
+    return import_repositories(log, [(gun, source)], position)
+
+
+class _Prefetched:
+    """A source whose usual files are fetched ahead, in parallel (the rest on demand)."""
+
+    def __init__(self, source: MetadataSource, names: Sequence[str], pool: ThreadPoolExecutor) -> None:
+        self.source = source
+        self._futures: dict[str, Future] = {n: pool.submit(source.fetch, n) for n in names}
+        self._done: dict[str, bytes | None] = {}
+
+    def wait(self) -> None:
+        for n, f in self._futures.items():
+            self._done[n] = f.result()   # re-raises a failed fetch
+
+    def fetch(self, filename: str) -> bytes | None:
+        if filename in self._done:
+            return self._done[filename]
+        return self.source.fetch(filename)
 
 
 def changefeed_topic(server: str) -> str:
@@ -289,10 +361,15 @@ def changefeed_topic(server: str) -> str:
 class NotaryFollower:
     """Follows one Notary server's changefeed into ``log``."""
 
-    def __init__(self, log: TrustLog, client: NotaryClient, gun_pattern: str = "*", page: int = 100) -> None:
+    def __init__(self, log: TrustLog, client: NotaryClient, gun_pattern: str = "*", page: int = 100,
+                 fetchers: int = 8) -> None:
         self.log, self.client, self.pattern, self.page = log, client, gun_pattern, page
         self.topic = changefeed_topic(client.server)
         self.last_id = log.positions.get((self.topic, 0), 0)
+        self.pool = ThreadPoolExecutor(max_workers=fetchers, thread_name_prefix="notary-fetch")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def poll(self) -> tuple[ImportResult, int]:
         """One page of the changefeed: import every matching repository that changed
@@ -309,21 +386,34 @@ class NotaryFollower:
             if fnmatch.fnmatchcase(gun, self.pattern) and c.get("Category", "update") == "update":
                 guns[gun] = int(c["ID"])
         pos = KafkaPosition(self.topic, 0, last)
+        sources = []
         for gun in guns:
-            try:
-                total.add(import_repository(self.log, gun, NotarySource(self.client, gun), pos))
-            except InputError as e:
-                total.rejected += 1
-                total.reasons["INVALID_ROLE"] += 1
-                total.rejects.append((gun, "INVALID_ROLE", str(e)))
+            repo = self.log.state.repos.get(gun)
+            cur = repo.tuf.root_version if repo is not None and repo.tuf is not None else 0
+            sources.append((gun, _Prefetched(NotarySource(self.client, gun),
+                                             (f"{cur + 1}.root.json", "root.json", "timestamp.json",
+                                              "snapshot.json", "targets.json"), self.pool)))
+        for _, src in sources:
+            src.wait()
+        # a fetch that failed (not a 404) raises here, before anything is appended: the
+        # page is read again on the next poll
+        total.add(import_repositories(self.log, sources, pos))
         self.last_id = last
         return total, len(changes)
 
     def follow(self, *, interval: float = 0.2, until: Callable[[], bool] = lambda: False,
-               on_result: Callable[[ImportResult, int], None] | None = None) -> None:
-        """Poll until ``until()``; a page that was full is followed at once."""
+               on_result: Callable[[ImportResult, int], None] | None = None,
+               on_error: Callable[[Exception], None] | None = None) -> None:
+        """Poll until ``until()``; a page that was full is followed at once. A server
+        that cannot be read is retried (with ``on_error`` told), never skipped."""
         while not until():
-            res, n = self.poll()
+            try:
+                res, n = self.poll()
+            except MetadataSourceError as e:
+                if on_error is not None:
+                    on_error(e)
+                time.sleep(max(interval, 1.0))
+                continue
             if on_result is not None and n:
                 on_result(res, n)
             if n < self.page:

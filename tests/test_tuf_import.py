@@ -323,3 +323,23 @@ def test_compromise_report_and_audit_on_imported_data(tr, tmp_path: Path, crypto
         # ci.json was re-signed after `since`: everything it now lists falls (TUF judges a
         # role by its current metadata); targets' own tag stands
         assert v == {"stable": "VALID", "ci-1": "KEY_COMPROMISED", "ci-2": "KEY_COMPROMISED"}
+
+
+def test_state_snapshot_keeps_imported_state(tr, tmp_path: Path, crypto) -> None:
+    """A signed state snapshot carries the imported metadata state: reopened from it,
+    the verdicts are the same and the next publish folds on top."""
+    repo = tr.TufRepo(tmp_path / "repo")
+    _delegations(repo, tr)
+    paths = repo.all_paths()
+    with _open(tmp_path / "log", crypto) as log:
+        _import(log, repo.dir)
+        before = _decisions(log, paths, crypto.backend)
+        log.snapshot()
+    with _open(tmp_path / "log", crypto) as log:
+        assert log.snapshot_used == log.log.next_offset
+        assert _decisions(log, paths, crypto.backend) == before
+        repo.add_target("app/v2", b"r2", role="releases")
+        paths.add("app/v2")
+        repo.publish(roles=["releases"])
+        assert _import(log, repo.dir).appended == 1
+        assert _decisions(log, paths, crypto.backend) == tr.ngclient_decisions(repo.dir, tmp_path / "c", paths)
