@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from .errors import KeyError_
 from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
-from .keys import PublicKey, key_material_id, validate_public_key
+from .keys import PublicKey, validate_public_key
 from .reasons import Reject
 from .tuf_format import MetaKey, Signed, TufFormatError, parse_root, parse_targets
 from .tuf_model import TufDelegation, TufRepo, TufRole

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_or_skip
-from notary_server import NotaryCLI, notary_url  # noqa: F401  (fixture)
+from notary_server import NotaryCLI
 from trustlog.cli.main import main
 
 GUN = "registry.example.com/cli/app"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from notary_server import NotaryCLI, notary_url  # noqa: F401  (fixture)
+from notary_server import NotaryCLI
 
 
 def _open(path: Path, crypto=None):
