@@ -20,8 +20,9 @@ rejected file stops that repository's import for this round, never the others'.
 
 :class:`NotaryFollower` reads the server's changefeed (``GET /v2/_trust/changefeed``)
 and imports each repository that changed; the change id of the last change is stored
-with the records it produced (``LogRecord.source``), so a restart resumes there.
-Importing is idempotent, so a change seen twice never appends twice.
+with the records a page of changes produced (``LogRecord.source``, the id the page was
+read after), so a restart resumes there, reading at most that page again. Importing is
+idempotent, so a change seen twice never appends twice.
 """
 from __future__ import annotations
 
@@ -385,7 +386,10 @@ class NotaryFollower:
             gun = str(c.get("GUN", ""))
             if fnmatch.fnmatchcase(gun, self.pattern) and c.get("Category", "update") == "update":
                 guns[gun] = int(c["ID"])
-        pos = KafkaPosition(self.topic, 0, last)
+        # The records a page produces carry the change id the page was read *after*: a
+        # restart (or a fetch failing half way through the page) reads the whole page
+        # again, and importing is idempotent, so nothing is lost and nothing doubled.
+        pos = KafkaPosition(self.topic, 0, self.last_id)
         sources = []
         for gun in guns:
             repo = self.log.state.repos.get(gun)

@@ -109,7 +109,8 @@ def test_notary_cli_repositories_agree_with_notary_list(notary_url, tmp_path: Pa
     # a restart resumes from the last change id and appends nothing twice
     with _open(tmp_path / "log", crypto) as log:
         fol = NotaryFollower(log, NotaryClient(notary_url), f"{prefix}/*")
-        assert fol.last_id == last
+        assert 0 < fol.last_id <= last               # resumes at the last page that appended
+        assert _drain(fol).appended == 0 and fol.last_id >= last
         fol.last_id = 0                              # even a full re-read of the feed appends nothing
         res = _drain(fol)
         assert (res.appended, log.log.next_offset) == (0, n_records)
@@ -150,13 +151,16 @@ class _StaleProxy(http.server.ThreadingHTTPServer):
 
     def __init__(self, upstream: str, stale_gun: str, stale: dict[str, bytes]) -> None:
         self.upstream, self.stale_gun, self.stale = upstream, stale_gun, stale
+        self.fail: set[str] = set()      # files answered with HTTP 500
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 prefix = f"/v2/{outer.stale_gun}/_trust/tuf/"
                 body: bytes | None
-                if self.path.startswith(prefix) and self.path[len(prefix):] in outer.stale:
+                if self.path.startswith(prefix) and self.path[len(prefix):] in outer.fail:
+                    body, code = b"{}", 500
+                elif self.path.startswith(prefix) and self.path[len(prefix):] in outer.stale:
                     body, code = outer.stale[self.path[len(prefix):]], 200
                 else:
                     try:
@@ -274,3 +278,30 @@ def test_notary_root_certificate_ids_pins_and_expiry(notary_url, tmp_path: Path,
     with TrustLog(tmp_path / "other-gun", max_event_bytes=IMPORT_MAX_EVENT_BYTES) as log:
         res = import_repository(log, f"{prefix}/elsewhere", DirSource(d))
         assert res.reasons == {"UNKNOWN_KEY": 1}
+
+
+def test_unreadable_server_is_retried_never_skipped(notary_url, tmp_path: Path, prefix: str) -> None:
+    from trustlog.ingest.tuf_import import MetadataSourceError, NotaryClient, NotaryFollower
+
+    n = NotaryCLI(notary_url, tmp_path / "trust")
+    gun = f"{prefix}/flaky"
+    n("init", gun, "-p")
+    n.add(gun, "v1", b"one", "-p")
+    proxy = _StaleProxy(notary_url, gun, {})
+    proxy.fail = {"targets.json"}
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        with _open(tmp_path / "log") as log:
+            fol = NotaryFollower(log, NotaryClient(f"http://127.0.0.1:{proxy.server_address[1]}"), gun)
+            with pytest.raises(MetadataSourceError):
+                _drain(fol)                          # the page with our change cannot be read
+            stuck = fol.last_id
+            with pytest.raises(MetadataSourceError):
+                fol.poll()                           # ... and is read again, not skipped
+            assert fol.last_id == stuck and log.log.next_offset == 0
+            proxy.fail = set()
+            _drain(fol)
+            assert _trusted(log, gun, "py") == n.list(gun) == {"v1": _trusted(log, gun, "py")["v1"]}
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
