@@ -305,3 +305,38 @@ def test_unreadable_server_is_retried_never_skipped(notary_url, tmp_path: Path, 
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_two_delegated_signers_publishing_at_once_both_land(notary_url, tmp_path: Path, prefix: str) -> None:
+    """Two signers, each holding only their delegation's key, publish different tags of
+    one repository at the same moment (snapshot on the server): Notary versions each
+    role's metadata separately, and both land in trustlog as in `notary list`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trustlog.ingest.tuf_import import NotaryClient, NotaryFollower
+
+    owner = NotaryCLI(notary_url, tmp_path / "owner" / "trust")
+    gun = f"{prefix}/team"
+    owner("init", gun, "-p")
+    owner("key", "rotate", gun, "snapshot", "-r")
+    signers = {}
+    for name in ("alice", "bob"):
+        cli = NotaryCLI(notary_url, tmp_path / name / "trust")
+        crt, key = cli.delegation_cert(name)
+        owner("delegation", "add", gun, f"targets/{name}", str(crt), "--paths", f"{name}-", "-p")
+        cli("key", "import", str(key), "--role", f"targets/{name}")
+        signers[name] = cli
+    for cli in signers.values():
+        cli.list(gun)      # each signer has the current metadata
+
+    def publish(name: str) -> None:
+        signers[name].add(gun, f"{name}-1", name.encode(), "--roles", f"targets/{name}", "-p")
+
+    with ThreadPoolExecutor(2) as ex:
+        list(ex.map(publish, signers))
+    with _open(tmp_path / "log") as log:
+        fol = NotaryFollower(log, NotaryClient(notary_url), gun)
+        assert dict(_drain(fol).reasons) == {}
+        trusted = _trusted(log, gun, "py")
+        assert trusted == owner.list(gun) and set(trusted) == {"alice-1", "bob-1"}
+        assert {log.state.repos[gun].tags[t].role for t in trusted} == {"targets/alice", "targets/bob"}
