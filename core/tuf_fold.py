@@ -258,8 +258,20 @@ def _targets(st, ev: MetadataImported, t, log_time: int, offset: int, sigcheck):
     keys = _role_keys(repo, tuf, role)
     signers = _count(repo, t.meta, keys, grant.threshold, log_time, sigcheck, f"{ev.repo} {role}")
     # the delegations this metadata makes
+    parent_paths = _delegated_paths(tuf, role)
     new_dels: list[tuple[TufDelegation, dict[str, PublicKey]]] = []
     for d in t.delegations:
+        if tuf.dialect == "notary":
+            # Notary's client never writes a delegation wider than its parent (it
+            # restricts on read): one that is can only be tampering or a foreign writer
+            if d.paths is None:
+                raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: {d.name!r} uses path hash prefixes, which "
+                              "Notary does not")
+            if parent_paths is not None:
+                wide = [p for p in d.paths if not any(p.startswith(q) for q in parent_paths)]
+                if wide:
+                    raise _reject(Reject.OUTSIDE_PATTERNS, f"{ev.repo} {role}: delegation {d.name!r} claims paths "
+                                  f"{wide} outside {role}'s own {parent_paths}")
         if tuf.dialect == "notary" and d.name.rsplit("/", 1)[0] != role:
             raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: Notary role {d.name!r} must be delegated by "
                           f"{d.name.rsplit('/', 1)[0]!r}")
@@ -298,6 +310,17 @@ def _targets(st, ev: MetadataImported, t, log_time: int, offset: int, sigcheck):
         _refresh(repo, offset)
 
     return fold
+
+
+def _delegated_paths(tuf: TufRepo, role: str) -> list[str] | None:
+    """The paths ``role``'s delegator gives it (None for ``targets``: everything)."""
+    parent = tuf.delegator.get(role)
+    if parent is None or parent not in tuf.roles:
+        return None
+    for d in tuf.roles[parent].delegations:
+        if d.name == role:
+            return d.paths if d.paths is not None else []
+    return None
 
 
 def _is_above(tuf: TufRepo, name: str, role: str) -> bool:

@@ -340,3 +340,55 @@ def test_two_delegated_signers_publishing_at_once_both_land(notary_url, tmp_path
         trusted = _trusted(log, gun, "py")
         assert trusted == owner.list(gun) and set(trusted) == {"alice-1", "bob-1"}
         assert {log.state.repos[gun].tags[t].role for t in trusted} == {"targets/alice", "targets/bob"}
+
+
+def test_notary_delegation_wider_than_its_parent_is_refused(notary_url, tmp_path: Path, prefix: str) -> None:
+    """Notary's client never writes a nested delegation wider than its parent: one that
+    claims paths outside its parent's, signed with the parent's real key, is refused
+    (OUTSIDE_PATTERNS); the same delegation within the parent's paths is accepted."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from trustlog.core.events import Envelope, MetadataImported, encode_event
+    from trustlog.core.tuf_format import canonical_json, notary_key_id
+    from trustlog.ingest.tuf_import import NotaryClient, NotaryFollower
+
+    n = NotaryCLI(notary_url, tmp_path / "trust")
+    gun = f"{prefix}/nested"
+    crt, key = n.delegation_cert("alice")
+    n("init", gun, "-p")
+    n("delegation", "add", gun, "targets/releases", str(crt), "--paths", "v", "-p")
+    n("key", "import", str(key), "--role", "targets/releases")
+    n.add(gun, "v1", b"one", "--roles", "targets/releases", "-p")
+    priv = serialization.load_pem_private_key(key.read_bytes(), None)
+    pub_b64 = base64.b64encode(crt.read_bytes()).decode()
+    kid = notary_key_id("ecdsa-x509", pub_b64)
+    with _open(tmp_path / "log") as log:
+        _drain(NotaryFollower(log, NotaryClient(notary_url), gun))
+        current = json.loads(_capture_role(notary_url, gun, "targets/releases"))
+
+        def nested(paths: list[str], version: int) -> bytes:
+            signed = dict(current["signed"], version=version, delegations={
+                "keys": {kid: {"keytype": "ecdsa-x509", "keyval": {"private": None, "public": pub_b64}}},
+                "roles": [{"name": "targets/releases/ci", "keyids": [kid], "threshold": 1, "paths": paths}]})
+            r, s = decode_dss_signature(priv.sign(canonical_json(signed), ec.ECDSA(hashes.SHA256())))
+            sig = base64.b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()
+            return json.dumps({"signed": signed, "signatures": [{"keyid": kid, "method": "ecdsa", "sig": sig}]}).encode()
+
+        def submit(data: bytes):
+            ev = MetadataImported(gun, log.state.repos[gun].version + 1, 0, "targets/releases", data)
+            return log.ingest_batch([(Envelope(encode_event(ev), []).to_bytes(), None)])
+
+        v = current["signed"]["version"]
+        r = submit(nested(["x"], v + 1))
+        assert r.rejected == 1 and r.last_reject[0] == "OUTSIDE_PATTERNS", r.last_reject
+        assert submit(nested(["v1."], v + 1)).accepted == 1
+        assert "targets/releases/ci" in log.state.repos[gun].roles
+
+
+def _capture_role(url: str, gun: str, role: str) -> bytes:
+    with urllib.request.urlopen(f"{url}/v2/{gun}/_trust/tuf/{role}.json") as r:
+        return r.read()
