@@ -85,7 +85,8 @@ start() {
   "logging": {"level": "info"}
 }
 JSON
-  setsid notary-server -config "$CONF" -logf logfmt >"$LOGFILE" 2>&1 </dev/null &
+  # fd 9 (the lock) must not be inherited: the server would hold it for its lifetime
+  setsid notary-server -config "$CONF" -logf logfmt >"$LOGFILE" 2>&1 </dev/null 9>&- &
   pid=$!
   echo "$pid" >"$PIDFILE"
   deadline=$((SECONDS + START_TIMEOUT))
