@@ -39,11 +39,11 @@ def _report(args: argparse.Namespace, ui: UI, res, extra: dict[str, Any]) -> int
 
 
 def cmd_import_tuf(args: argparse.Namespace, ui: UI) -> int:
-    from trustlog.ingest.tuf_import import DirSource, import_repository
+    from trustlog.ingest.tuf_import import DirSource, UrlSource, import_repository
 
     if not args.repo:
         raise InputError("--repo GUN is required: a TUF repository does not name itself")
-    src = DirSource(args.dir)
+    src = UrlSource(args.dir) if args.dir.startswith(("http://", "https://")) else DirSource(args.dir)
     with _open(args, ui) as log:
         res = import_repository(log, args.repo, src)
         version = log.state.version
@@ -97,7 +97,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         description="Import a TUF repository's metadata directory: every root of the chain, "
                                     "the timestamp and snapshot, targets.json and every delegated role, each "
                                     "verified with the publisher's keys and kept byte for byte in the log.")
-    t.add_argument("dir", help="the metadata directory (1.root.json, ..., timestamp.json, snapshot.json, targets.json)")
+    t.add_argument("dir", metavar="DIR_OR_URL",
+                   help="the metadata directory, or its http(s):// base URL (1.root.json, ..., timestamp.json, "
+                        "snapshot.json, targets.json)")
     t.add_argument("--repo", required=True, metavar="GUN", help="the repository name to file it under")
     t.set_defaults(func=cmd_import_tuf)
     n = isub.add_parser("notary", parents=[common], help="a Notary v1 server, through its changefeed",

@@ -77,6 +77,16 @@ class DirSource:
         return p.read_bytes()
 
 
+class UrlSource:
+    """A TUF repository's metadata served over HTTP(S): ``BASE/1.root.json`` and so on."""
+
+    def __init__(self, base_url: str, ca_file: str | None = None) -> None:
+        self.client = NotaryClient(base_url, ca_file=ca_file)
+
+    def fetch(self, filename: str) -> bytes | None:
+        return self.client.get("/" + urllib.parse.quote(filename))
+
+
 class NotaryClient:
     """The few read-only calls of Notary v1's server API that an importer needs."""
 

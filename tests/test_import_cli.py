@@ -79,3 +79,29 @@ def test_import_notary_follow_for_a_while(notary_url, tmp_path: Path, capsys) ->
     assert main(["import", "notary", "--server", notary_url, "--gun", gun, *log, "--json"]) == 0
     again = _last_json(capsys)
     assert again["from_change"] <= out["to_change"] and again["appended"] == 0
+
+
+def test_import_tuf_from_a_url(tr, tmp_path: Path, capsys) -> None:
+    """The URL form: the repository's metadata served over HTTP."""
+    import functools
+    import http.server
+    import threading
+
+    repo = tr.TufRepo(tmp_path / "repo", keytype="ecdsa")
+    repo.add_target("v1", b"one")
+    repo.publish()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(repo.dir))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        log = ["--log", str(tmp_path / "log")]
+        assert main(["import", "tuf", url, "--repo", GUN, *log, "--json"]) == 0
+        assert _last_json(capsys)["appended"] == 2
+        req = tmp_path / "req.jsonl"
+        req.write_text(json.dumps({"repo": GUN, "tag": "v1", "digest": tr.sha256(b"one")}) + "\n")
+        assert main(["verify", str(req), "-o", str(tmp_path / "v.jsonl"), *log, "--fail-on-reject"]) == 0
+    finally:
+        srv.shutdown()
+        srv.server_close()
