@@ -527,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_sweep(sub, common)
     from .pins_cmds import register as register_pins
     register_pins(sub, common)
+    from .import_cmds import register as register_import
+    register_import(sub, common)
     return p
 
 

@@ -86,7 +86,18 @@ class TagDeleted(_Event, tag="TagDeleted"):
     tag: str
 
 
-Event = Union[RepoCreated, RootRotated, RoleKeysSet, RoleRemoved, KeyCompromised, ImageSigned, TagDeleted]
+class MetadataImported(_Event, tag="MetadataImported"):
+    """A TUF / Notary v1 metadata file of ``role`` (``root``, ``targets`` or a delegated
+    role) exactly as its publisher served it: the fold re-verifies it with the
+    publisher's own keys and signatures (see ``core.tuf_fold``). The envelope carries no
+    signatures of its own; ``version`` orders it in the repository's history and
+    ``issued_at`` is when it was imported."""
+    role: str
+    metadata: bytes
+
+
+Event = Union[RepoCreated, RootRotated, RoleKeysSet, RoleRemoved, KeyCompromised, ImageSigned, TagDeleted,
+              MetadataImported]
 EVENT_KINDS = tuple(c.__struct_config__.tag for c in Event.__args__)  # type: ignore[attr-defined]
 
 

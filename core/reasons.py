@@ -31,6 +31,9 @@ class Reject(str, Enum):
     PIN_MISMATCH = "PIN_MISMATCH"                # first root does not match the pin file
     INVALID_FIELD = "INVALID_FIELD"              # a field out of range (digest, size, times)
     WRONG_PARTITION = "WRONG_PARTITION"          # Kafka: the repository maps to another partition
+    METADATA_CHANGED = "METADATA_CHANGED"        # imported metadata changed without a new version
+    SNAPSHOT_MISMATCH = "SNAPSHOT_MISMATCH"      # imported metadata not the file the snapshot names
+    METADATA_EXPIRED = "METADATA_EXPIRED"        # an imported timestamp / snapshot expired when read
 
 
 class Code(str, Enum):

@@ -26,6 +26,7 @@ from .events import (
     Event,
     ImageSigned,
     KeyCompromised,
+    MetadataImported,
     RepoCreated,
     RoleKeysSet,
     RoleRemoved,
@@ -36,6 +37,7 @@ from .events import (
 from .keys import PublicKey, crypto_valid, key_material_id, validate_public_key
 from .names import MAX_REPO_LEN, is_delegated_role, is_digest, is_pattern, is_repo, is_tag
 from .reasons import Reject
+from .tuf_model import TufRepo
 
 SigCheck = Callable[[PublicKey, bytes, bytes], bool]
 
@@ -102,6 +104,7 @@ class RepoState:
     tags: dict[str, TagEntry] = field(default_factory=dict)
     deleted_tags: dict[str, int] = field(default_factory=dict)     # tag -> offset deleted
     last_log_time: int = 0
+    tuf: TufRepo | None = None                   # set when the trust data is imported TUF/Notary metadata
 
     def role_grant(self, role: str) -> Grant | None:
         gid = self.roles.get(role)
@@ -163,8 +166,14 @@ class TrustState:
                 event = decode_event(env.payload)
             except EncodingError as e:
                 raise RejectedEventError(Reject.MALFORMED, f"payload is not a canonical event: {e}") from e
-        if not env.signatures:
+        if type(event) is MetadataImported:
+            pass  # signed inside its metadata, by the publisher (core.tuf_fold)
+        elif not env.signatures:
             raise RejectedEventError(Reject.UNKNOWN_KEY, "envelope carries no signatures")
+        elif type(event) is not KeyCompromised and (r := self.repos.get(event.repo)) is not None and r.tuf is not None:
+            raise RejectedEventError(
+                Reject.INVALID_ROLE, f"{event.repo}: its trust data is imported TUF/Notary metadata; "
+                "change it at its publisher (only compromise reports are native events here)")
         if len(env.signatures) > MAX_SIGNATURES_PER_ENVELOPE:
             raise RejectedEventError(
                 Reject.INVALID_FIELD, f"{len(env.signatures)} signatures; at most {MAX_SIGNATURES_PER_ENVELOPE}"
@@ -519,7 +528,10 @@ def _tag_deleted(st: TrustState, env: Envelope, ev: TagDeleted, log_time: int, o
     return mutate
 
 
+from .tuf_fold import metadata_imported  # noqa: E402  (it builds on the helpers above)
+
 _HANDLERS = {
+    MetadataImported: metadata_imported,
     RepoCreated: _repo_created,
     RootRotated: _root_rotated,
     RoleKeysSet: _role_keys_set,

@@ -44,7 +44,8 @@ import crc32c
 
 from trustlog.core.errors import LogError
 from trustlog.core.events import (
-    EVENT_KINDS, Envelope, Event, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated,
+    EVENT_KINDS, Envelope, Event, KeyCompromised, MetadataImported, RepoCreated, RoleKeysSet, RoleRemoved,
+    RootRotated,
 )
 from trustlog.core.state import TrustState
 
@@ -95,6 +96,14 @@ def event_postings(state: TrustState, env: Envelope, event: Event) -> tuple[int,
     grant = NO_GRANT
     roles = repo.roles if repo is not None else {}
     grants = repo.grants if repo is not None else []
+    if isinstance(event, MetadataImported):   # signed inside the publisher's metadata
+        from trustlog.core.tuf_fold import imported_postings
+
+        gid, signed, granted = imported_postings(state, event)
+        flags: dict[str, int] = {k: SIGNED for k in signed}
+        for k in granted:
+            flags[k] = flags.get(k, 0) | GRANTED
+        return (NO_GRANT if gid is None else gid), list(flags.items())
     if isinstance(event, RepoCreated):
         signer_keys = {k.keyid for k in event.root_keys}
         granted = [k.keyid for k in (*event.root_keys, *event.targets_keys)]

@@ -106,6 +106,7 @@ class BatchResult:
     last_positions: dict[tuple[str, int], int] = field(default_factory=dict)
     last_reject: tuple[str, str] | None = None   # (reason, detail) of the latest reject
     fates: list[Fate] = field(default_factory=list)  # one per input, in order (ingest_batch only)
+    rejected_items: dict[int, tuple[str, str]] = field(default_factory=dict)   # batch index -> (reason, detail)
 
     def add(self, other: "BatchResult") -> None:
         self.accepted += other.accepted
@@ -538,7 +539,7 @@ class TrustLog:
         fates = res.fates
         in_batch: dict[bytes, tuple[int, KafkaPosition | None]] = {}
         rejected_in_batch: dict[bytes, Fate] = {}
-        for raw, src, env, event, err in decoded:
+        for item, (raw, src, env, event, err) in enumerate(decoded):
             where = ""
             if isinstance(src, SourceLine):
                 where, src = f" [{src.path} line {src.line}]", None
@@ -591,6 +592,7 @@ class TrustLog:
             res.rejected += 1
             res.reasons[err.reason] += 1
             res.last_reject = (err.reason, err.message + where)
+            res.rejected_items[item] = res.last_reject
         self.rejects.flush()
         self.log.flush()
         try:
@@ -601,6 +603,19 @@ class TrustLog:
                 f"every record up to offset {self.log.durable_offset - 1} is durable, but writing "
                 f"{e.filename or self.dir} failed ({e.strerror or e}); the rest was not ingested. The next open "
                 "rebuilds the derived files from the log") from e
+
+    def record_reject(self, reason: str, message: str, raw: bytes) -> bool:
+        """Keep an input that a source's own checks refused before the fold (a Notary
+        file that is not the one its snapshot names), with its reason, once."""
+        if self._failed or self._closed:
+            raise LogError(f"{self.dir}: this TrustLog refuses writes after a failed batch (or close); reopen it")
+        h = _reject_hash(raw)
+        if h in self._reject_hashes:
+            return False
+        self._reject_hashes[h] = self.rejects.record(reason, message, raw, event_id="", source=None,
+                                                     log_time=self.clock.next())
+        self.rejects.flush()
+        return True
 
     def _logged_at(self, event: Event, eid: bytes) -> tuple[int, KafkaPosition | None] | None:
         """Is ``event`` (refused as a rollback or a second creation) the very event

@@ -40,3 +40,4 @@ def crypto(request: pytest.FixtureRequest) -> CryptoFn:
 
 
 from kafka_broker import kafka_bootstrap  # noqa: E402,F401  (fixture shared by Kafka tests)
+from notary_server import notary_url  # noqa: E402,F401  (the real Notary server, for the interop tests)
