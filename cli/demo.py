@@ -43,7 +43,7 @@ class DemoSummary:
 
 
 def run_demo(directory: str | None, scale: float, ui: UI, *, ref_time: int | None = None,
-             base_repos: int = 1000, base_tags: int = 20_000) -> DemoSummary:
+             base_repos: int = 1000, base_tags: int = 20_000, seed: str = "trustlog-demo") -> DemoSummary:
     from trustlog.verifier.batch import backend_name
 
     BACKEND = backend_name()
@@ -56,7 +56,7 @@ def run_demo(directory: str | None, scale: float, ui: UI, *, ref_time: int | Non
     ref = int(time.time()) if ref_time is None else ref_time
     n_repos = max(8, int(base_repos * scale))
     n_tags = max(2 * n_repos, int(base_tags * scale))
-    reg = SyntheticRegistry(n_repos, n_tags, ref_time=ref)
+    reg = SyntheticRegistry(n_repos, n_tags, ref_time=ref, seed=seed)
     secs: dict[str, float] = {}
     total = BatchResult()
     ui.info(f"demo directory: {d}  (crypto backend: {BACKEND})")
