@@ -53,10 +53,9 @@ def _iso(ns: int) -> str:
 
 
 def _need_log(args: argparse.Namespace) -> Path:
-    d = Path(args.log)
-    if not (d / "log").is_dir():
-        raise InputError(f"no log at {d} (give --log DIR or set TRUSTLOG_LOG)")
-    return d
+    from .logdir import require_log
+
+    return require_log(args.log)
 
 
 def _open(args: argparse.Namespace):
@@ -442,11 +441,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     a = psub.add_parser("inclusion", parents=[common], help="prove that the record at OFFSET is in the log",
                         description="Audit path of a record in the tree of --size leaves (default: the size of the "
                                     "latest signed checkpoint, so `proof verify` can check it against that).")
-    a.add_argument("offset", type=int)
+    a.add_argument("offset", type=int, help="log offset of the record (0 is the first)")
     a.add_argument("--size", type=int, default=None, help="tree size (default: the latest checkpoint's)")
     a.set_defaults(func=cmd_proof_inclusion)
     c = psub.add_parser("consistency", parents=[common], help="prove that the log of NEW records extends OLD")
-    c.add_argument("old", type=int)
+    c.add_argument("old", type=int, help="the older tree size")
     c.add_argument("new", type=int, nargs="?", default=None, help="(default: the latest checkpoint's size)")
     c.set_defaults(func=cmd_proof_consistency)
     v = psub.add_parser("verify", parents=[common], help="check a proof file against signed checkpoints, without the log")
@@ -476,7 +475,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ssub.add_parser("list", parents=[common], help="list snapshots").set_defaults(func=cmd_snapshot_list)
 
     st = sub.add_parser("state", parents=[common], help="a repository's trust state at a past offset or log time")
-    st.add_argument("repo")
+    st.add_argument("repo", help="repository (GUN)")
     st.add_argument("--at", required=True, metavar="OFFSET|TIME",
                     help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
     st.add_argument("--tags", type=int, default=20, help="show this many most recent tags")
@@ -486,7 +485,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     rsub = pr.add_subparsers(dest="replaycmd", metavar="ACTION", required=True)
     rv = rsub.add_parser("verify", parents=[common], help="verdicts an image had at a past offset or log time")
     rv.add_argument("requests", nargs="?", help="JSONL of {repo, tag[, digest]} (default: every tag then)")
-    rv.add_argument("--at", required=True, metavar="OFFSET|TIME")
+    rv.add_argument("--at", required=True, metavar="OFFSET|TIME",
+                    help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
     rv.add_argument("--out", "-o", help="write verdicts here (default: stdout)")
     rv.add_argument("--ref-time", help="reference time for expiry (ISO 8601; default: now)")
     rv.set_defaults(func=cmd_replay_verify)
