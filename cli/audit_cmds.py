@@ -211,10 +211,20 @@ def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import load_public_key
 
     key = load_public_key(args.log_key)
-    proof = _read_json(args.proof)
     cps = [_read_json(c) for c in args.checkpoint]
+    is_report = args.proof.endswith((".html", ".htm"))
+    if not is_report and not cps:
+        raise InputError("give the signed checkpoint the proof is for: --checkpoint CP.json")
     try:
-        msg = verify_proof_file(proof, cps, key)
+        if is_report:
+            from .audit_evidence import verify_report
+
+            p = Path(args.proof)
+            if not p.is_file():
+                raise InputError(f"{p}: no such file")
+            msg = verify_report(p.read_text(encoding="utf-8"), key, cps[0] if cps else None)
+        else:
+            msg = verify_proof_file(_read_json(args.proof), cps, key)
     except InputError:
         raise
     except TrustlogError as e:
@@ -370,6 +380,27 @@ def _resolve_key(args: argparse.Namespace) -> str:
     return KeyStore(args.keys).public(k).keyid
 
 
+def lost_trust(tl, report) -> list[dict[str, Any]]:
+    """Current tags that already fail because the log reports the audited key
+    compromised: tags it signed (or that sit under its delegations) in the repositories
+    where the compromise is recorded, judged now."""
+    from trustlog.core.evaluate import Request
+    from trustlog.verifier.batch import BatchVerifier
+
+    cited = {e.offset for e in (*report.signed, *report.delegated) if e.kind == "ImageSigned"}
+    reqs = []
+    for name in sorted(report.already_reported):
+        repo = tl.state.repos.get(name)
+        if repo is not None:
+            reqs += [Request(name, tag, e.digest) for tag, e in sorted(repo.tags.items()) if e.offset in cited]
+    out = []
+    for v in BatchVerifier(tl.state, ref_time=report.ref_time, crypto=tl.crypto, cache=tl.cache).verify(reqs):
+        if v.code in ("KEY_COMPROMISED", "DELEGATION_COMPROMISED"):
+            out.append({"repo": v.repo, "tag": v.tag, "digest": v.digest, "code": v.code, "reason": v.reason,
+                        "offset": v.log_offset})
+    return out
+
+
 def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.verifier.audit import audit_key
 
@@ -378,10 +409,18 @@ def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
     ref = None if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
     with _open(args) as tl:
         report = audit_key(tl, keyid, since, ref_time=ref)
-    if args.html:
-        from .audit_html import render_html
+        if args.html:
+            from .audit_evidence import build_evidence
+            from .audit_html import render_html
+            from .main import _version_string
 
-        Path(args.html).write_text(render_html(report, log_dir=str(args.log)), encoding="utf-8")
+            lost = lost_trust(tl, report)
+            offsets = [e.offset for e in (*report.signed, *report.delegated, *report.granted)]
+            evidence = build_evidence(tl, offsets + [x["offset"] for x in lost], _version_string(),
+                                      report.state_version)
+            page = render_html(report, log_dir=str(args.log), evidence=evidence, lost=lost)
+    if args.html:
+        Path(args.html).write_text(page, encoding="utf-8")
     if args.json:
         _emit(report.to_dict())
         return 0
@@ -448,10 +487,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     c.add_argument("old", type=int, help="the older tree size")
     c.add_argument("new", type=int, nargs="?", default=None, help="(default: the latest checkpoint's size)")
     c.set_defaults(func=cmd_proof_consistency)
-    v = psub.add_parser("verify", parents=[common], help="check a proof file against signed checkpoints, without the log")
-    v.add_argument("proof", help="JSON written by `trustlog proof inclusion|consistency --json`")
-    v.add_argument("--checkpoint", action="append", default=[], required=True, metavar="CP.json",
-                   help="signed checkpoint (`trustlog checkpoint latest`); repeat for a consistency proof's old size")
+    v = psub.add_parser("verify", parents=[common],
+                        help="check a proof file or an audit report against signed checkpoints, without the log",
+                        description="Check a proof (`trustlog proof inclusion|consistency --json`) against signed "
+                                    "checkpoints, or an audit report (`trustlog audit --html`, a .html file) against "
+                                    "the checkpoint it embeds: its signature by --log-key, every inclusion proof, "
+                                    "and that every cited event and every table row match the log records. Exit 0 "
+                                    "if it checks out, 1 if not.")
+    v.add_argument("proof", help="JSON proof file, or an audit report REPORT.html")
+    v.add_argument("--checkpoint", action="append", default=[], metavar="CP.json",
+                   help="signed checkpoint (`trustlog checkpoint latest`); repeat for a consistency proof's old size; "
+                        "for a report, optional: the report must be proven against this one")
     v.add_argument("--log-key", required=True, metavar="log.pub", help="the log's public key (DIR/log.pub)")
     v.set_defaults(func=cmd_proof_verify)
 

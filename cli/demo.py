@@ -36,6 +36,7 @@ class DemoSummary:
     compromise_affected_tags: int
     compromise_kept_tags: int
     incidents: dict[str, str]
+    compromise_since: int = 0          # the compromise point (log time, ns): `trustlog audit --since`
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def run_demo(directory: str | None, scale: float, ui: UI, *, ref_time: int | Non
             events=log.log.next_offset + total.rejected, verdicts=dict(verdict_counts.most_common()),
             rejected_events=dict(total.reasons.most_common()), compromised_key=comp,
             compromised_repositories=len(reg.incidents.compromised_repos), compromise_affected_tags=affected,
-            compromise_kept_tags=kept,
+            compromise_kept_tags=kept, compromise_since=since,
             incidents={k: v for k, v in vars(reg.incidents).items() if isinstance(v, str) and v},
             seconds={k: round(v, 2) for k, v in secs.items()},
         )
