@@ -182,6 +182,8 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
 
 
 def cmd_repo_create(args: argparse.Namespace, ui: UI) -> int:
+    if args.out and args.version is None:
+        args.version = 1  # a repository starts at version 1: --out needs no log
     root = _publics(args, args.root_key)
     targets = _publics(args, args.targets_key)
     return _submit(args, ui, lambda v: RepoCreated(args.repo, v, int(time.time()), root, args.root_threshold,

@@ -173,6 +173,8 @@ def cmd_compromise_everywhere(args: argparse.Namespace, ui: UI) -> int:
     ks = KeyStore(args.keys)
     names_by_keyid = {}
     for n in ks.names():
+        if not (ks.dir / f"{n}.key").is_file():
+            continue  # a public key alone cannot sign
         try:
             names_by_keyid[ks.public(n).keyid] = n
         except TrustlogError:
@@ -189,7 +191,11 @@ def cmd_compromise_everywhere(args: argparse.Namespace, ui: UI) -> int:
         for p in plans:
             if p.problem or args.dry_run:
                 continue
-            signers = [loaded.setdefault(n, ks.load(n)) for n in p.signers]
+            try:
+                signers = [loaded[n] if n in loaded else loaded.setdefault(n, ks.load(n)) for n in p.signers]
+            except TrustlogError as e:
+                p.problem = f"cannot load {p.authority} key: {e}"
+                continue
             version = tl.state.repos[p.repo].version + 1
             env = sign_event(KeyCompromised(p.repo, version, int(time.time()), keyid, since, args.note), signers)
             r = tl.ingest_batch([(env.to_bytes(), None)])

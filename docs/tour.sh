@@ -35,7 +35,7 @@ trustlog --version                                 # names the verifier backend 
 trustlog log verify                                # trust nothing on disk: CRCs, Merkle root vs every
                                                    # signed checkpoint, every signature, every transition
 trustlog checkpoint latest --json > cp.json
-trustlog proof inclusion 3 --json > proof.json     # record 3: alice made a signer
+trustlog proof inclusion 2 --json > proof.json     # record 2: alice made a signer of team/app
 trustlog proof verify proof.json --checkpoint cp.json --log-key trustlog-data/log.pub   # without the log
 trustlog state $REPO --at 6                        # after the first 6 records: v1.2 signed, v1.3 not yet
 trustlog replay verify requests.jsonl --at $SINCE  # the verdicts the images had then
