@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     if pl is None:
         pl = sub.add_parser("log", help="the log itself: create, audit", description="The log itself.")
         pl.add_subparsers(dest="logcmd", metavar="ACTION", required=True)
+    for choice in sub._choices_actions:  # the group's one-line help names both jobs now
+        if choice.dest == "log":
+            choice.help = "the log itself: create it (init), audit it (verify)"
     lsub = next(a for a in pl._actions if isinstance(a, argparse._SubParsersAction))
     li = lsub.add_parser("init", parents=[common], help="create an empty log (and its checkpoint key) in --log",
                          description="Create an empty log in --log: the segment directories and the log key that "

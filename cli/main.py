@@ -6,7 +6,6 @@ verdict when --fail-on-reject is given); 2 bad input or a failure to run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import Counter
