@@ -300,3 +300,12 @@ def test_seeded_keys_sign_deterministically_and_verify(keytype: str) -> None:
         k1.public_key.verify(msg, sig)          # the reference (pyca/cryptography) accepts it
         assert crypto_valid(k1.public_key.alg, k1.public_key.public, msg, sig)
         assert not crypto_valid(k1.public_key.alg, k1.public_key.public, msg + b"!", sig)
+
+
+def test_kafka_ingest_needs_init_for_a_directory_without_partition_logs(cli) -> None:
+    """Refused before any broker is contacted: a typo in --log must not start new logs."""
+    run, tmp = cli
+    rc, out, err = run("--json", "ingest", "--kafka", "127.0.0.1:1", "--topic", "t", "--group", "g",
+                       "--log", str(tmp / "typo"))
+    assert rc == 2 and "no partition logs" in err and "--init" in err
+    assert _one_json(out)["error"]["type"] == "NoLogError" and not (tmp / "typo").exists()
