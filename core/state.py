@@ -398,8 +398,9 @@ def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time
             break
         except RejectedEventError as e:
             errors.append(e)
-    else:
-        raise errors[0]
+    else:  # name both roles: "root: no signature" alone misleads a signer who used an old targets key
+        raise RejectedEventError(errors[0].reject, "needs a threshold of root or of targets, met by neither: "
+                                 + "; ".join(e.message for e in errors))
     mat = key_material_id(key)
 
     def mutate() -> None:
