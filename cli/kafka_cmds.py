@@ -386,7 +386,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pp.add_argument("--partitions", type=int, metavar="N", help="create the topic with this many partitions if it is missing")
     pp.add_argument("--demo", action="store_true", help="publish the synthetic registry of `trustlog demo`")
     pp.add_argument("--scale", type=float, default=1.0, help="demo size (1 = 1,000 repositories, 20,000 tags)")
-    pp.add_argument("--ref-time", help="demo: reference time for expired tags (ISO 8601 or integer ns; default now)")
+    pp.add_argument("--ref-time", help="demo: the expired tags expire before this (ISO 8601 or integer ns; default now; "
+                                       "any time after 2023-11-16 gives the same events)")
     pp.add_argument("--wait-group", metavar="GROUP",
                     help="demo: before phase 2, wait until GROUP has committed every phase-1 offset")
     pp.add_argument("--seed", default="trustlog-demo",
