@@ -52,10 +52,9 @@ def _iso(ns: int) -> str:
 
 
 def _need_log(args: argparse.Namespace) -> Path:
-    d = Path(args.log)
-    if not (d / "log").is_dir():
-        raise InputError(f"no log at {d} (give --log DIR or set TRUSTLOG_LOG)")
-    return d
+    from .logdir import require_log
+
+    return require_log(args.log)
 
 
 def _open(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = True):
@@ -290,10 +289,20 @@ def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import load_public_key
 
     key = load_public_key(args.log_key)
-    proof = _read_json(args.proof)
     cps = [_read_checkpoint_arg(c) for c in args.checkpoint]
+    is_report = args.proof.endswith((".html", ".htm"))
+    if not is_report and not cps:
+        raise InputError("give the signed checkpoint the proof is for: --checkpoint CP.json")
     try:
-        msg = verify_proof_file(proof, cps, key)
+        if is_report:
+            from .audit_evidence import verify_report
+
+            p = Path(args.proof)
+            if not p.is_file():
+                raise InputError(f"{p}: no such file")
+            msg = verify_report(p.read_text(encoding="utf-8"), key, cps[0] if cps else None)
+        else:
+            msg = verify_proof_file(_read_json(args.proof), cps, key)
     except InputError:
         raise
     except TrustlogError as e:
@@ -477,20 +486,47 @@ def _resolve_key(args: argparse.Namespace) -> str:
     return KeyStore(args.keys).public(k).keyid
 
 
+def lost_trust(tl, report) -> list[dict[str, Any]]:
+    """Current tags that already fail because the log reports the audited key
+    compromised: tags it signed (or that sit under its delegations) in the repositories
+    where the compromise is recorded, judged now."""
+    from trustlog.core.evaluate import Request
+    from trustlog.verifier.batch import BatchVerifier
+
+    cited = {e.offset for e in (*report.signed, *report.delegated) if e.kind == "ImageSigned"}
+    reqs = []
+    for name in sorted(report.already_reported):
+        repo = tl.state.repos.get(name)
+        if repo is not None:
+            reqs += [Request(name, tag, e.digest) for tag, e in sorted(repo.tags.items()) if e.offset in cited]
+    out = []
+    for v in BatchVerifier(tl.state, ref_time=report.ref_time, crypto=tl.crypto, cache=tl.cache).verify(reqs):
+        if v.code in ("KEY_COMPROMISED", "DELEGATION_COMPROMISED"):
+            out.append({"repo": v.repo, "tag": v.tag, "digest": v.digest, "code": v.code, "reason": v.reason,
+                        "offset": v.log_offset})
+    return out
+
+
 def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.verifier.audit import audit_key
 
     keyid = _resolve_key(args)
     since = parse_time(args.since) if args.since else None
     ref = None if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
-    from trustlog.ingest.view import audit_source
+    with _open(args, ui) as tl:
+        report = audit_key(tl, keyid, since, ref_time=ref)
+        if args.html:
+            from .audit_evidence import build_evidence
+            from .audit_html import render_html
+            from .main import _version_string
 
-    with _view(args) as view:
-        report = audit_key(audit_source(view), keyid, since, ref_time=ref)
+            lost = lost_trust(tl, report)
+            offsets = [e.offset for e in (*report.signed, *report.delegated, *report.granted)]
+            evidence = build_evidence(tl, offsets + [x["offset"] for x in lost], _version_string(),
+                                      report.state_version)
+            page = render_html(report, log_dir=str(args.log), evidence=evidence, lost=lost)
     if args.html:
-        from .audit_html import render_html
-
-        Path(args.html).write_text(render_html(report, log_dir=str(args.log)), encoding="utf-8")
+        Path(args.html).write_text(page, encoding="utf-8")
     if args.json:
         _emit(report.to_dict())
         return 0
@@ -563,18 +599,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     a = psub.add_parser("inclusion", parents=[common], help="prove that the record at OFFSET is in the log",
                         description="Audit path of a record in the tree of --size leaves (default: the size of the "
                                     "latest signed checkpoint, so `proof verify` can check it against that).")
-    a.add_argument("offset", type=int)
+    a.add_argument("offset", type=int, help="log offset of the record (0 is the first)")
     a.add_argument("--size", type=int, default=None, help="tree size (default: the latest checkpoint's)")
     a.set_defaults(func=cmd_proof_inclusion)
     c = psub.add_parser("consistency", parents=[common], help="prove that the log of NEW records extends OLD")
-    c.add_argument("old", type=int)
+    c.add_argument("old", type=int, help="the older tree size")
     c.add_argument("new", type=int, nargs="?", default=None, help="(default: the latest checkpoint's size)")
     c.set_defaults(func=cmd_proof_consistency)
-    v = psub.add_parser("verify", parents=[common], help="check a proof file against signed checkpoints, without the log")
-    v.add_argument("proof", help="JSON written by `trustlog proof inclusion|consistency --json`")
-    v.add_argument("--checkpoint", action="append", default=[], required=True, metavar="CP.json",
-                   help="signed checkpoint (`trustlog checkpoint latest`, JSON or --note); repeat for a "
-                        "consistency proof's old size")
+    v = psub.add_parser("verify", parents=[common],
+                        help="check a proof file or an audit report against signed checkpoints, without the log",
+                        description="Check a proof (`trustlog proof inclusion|consistency --json`) against signed "
+                                    "checkpoints, or an audit report (`trustlog audit --html`, a .html file) against "
+                                    "the checkpoint it embeds: its signature by --log-key, every inclusion proof, "
+                                    "and that every cited event and every table row match the log records. Exit 0 "
+                                    "if it checks out, 1 if not.")
+    v.add_argument("proof", help="JSON proof file, or an audit report REPORT.html")
+    v.add_argument("--checkpoint", action="append", default=[], metavar="CP.json",
+                   help="signed checkpoint (`trustlog checkpoint latest`, JSON or --note); repeat for a consistency proof's old size; "
+                        "for a report, optional: the report must be proven against this one")
     v.add_argument("--log-key", required=True, metavar="log.pub", help="the log's public key (DIR/log.pub)")
     v.set_defaults(func=cmd_proof_verify)
 
@@ -612,7 +654,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ssub.add_parser("list", parents=[common], help="list snapshots").set_defaults(func=cmd_snapshot_list)
 
     st = sub.add_parser("state", parents=[common], help="a repository's trust state at a past offset or log time")
-    st.add_argument("repo")
+    st.add_argument("repo", help="repository (GUN)")
     st.add_argument("--at", required=True, metavar="OFFSET|TIME",
                     help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
     st.add_argument("--tags", type=int, default=20, help="show this many most recent tags")
@@ -622,7 +664,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     rsub = pr.add_subparsers(dest="replaycmd", metavar="ACTION", required=True)
     rv = rsub.add_parser("verify", parents=[common], help="verdicts an image had at a past offset or log time")
     rv.add_argument("requests", nargs="?", help="JSONL of {repo, tag[, digest]} (default: every tag then)")
-    rv.add_argument("--at", required=True, metavar="OFFSET|TIME")
+    rv.add_argument("--at", required=True, metavar="OFFSET|TIME",
+                    help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
     rv.add_argument("--out", "-o", help="write verdicts here (default: stdout)")
     rv.add_argument("--ref-time", help="reference time for expiry (ISO 8601; default: now)")
     rv.set_defaults(func=cmd_replay_verify)

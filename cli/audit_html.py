@@ -1,6 +1,9 @@
 """A self-contained HTML report of a key-compromise audit: one file, inline CSS and an
 inline SVG timeline of the key's activity with the compromise point; no scripts, fonts
-or images from anywhere else."""
+or images from anywhere else. It opens with its provenance (the signed checkpoint it is
+proven against, the tool, when it was made) and the tags that already lost trust, and
+carries the evidence that ``trustlog proof verify REPORT.html`` checks
+(:mod:`trustlog.cli.audit_evidence`)."""
 from __future__ import annotations
 
 import html
@@ -16,7 +19,7 @@ MAX_ROWS = 2000
 def _t(ns: int | None) -> str:
     if ns is None:
         return "—"
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _e(x: object) -> str:
@@ -109,12 +112,15 @@ def timeline_svg(report: AuditReport, width: int = 960, height: int = 240, bucke
 
 
 def _rows(events: list[AuditEvent]) -> str:
+    """Table rows of cited events: ``data-offset`` and ``data-f`` name what each cell
+    claims, so `proof verify` can hold the visible cells to the embedded records."""
     out = []
     for e in events[:MAX_ROWS]:
         cls = "after" if e.after else "before"
-        out.append(f'<tr class="{cls}"><td>{e.offset}</td><td>{_e(_t(e.log_time))}</td><td>{_e(e.repo)}</td>'
-                   f'<td>{_e(e.kind)}</td><td>{_e(e.role)}</td><td>{_e(e.tag)}</td>'
-                   f'<td class="mono">{_e(e.digest)}</td><td>{"after" if e.after else "before"}</td></tr>')
+        out.append(f'<tr class="{cls}" data-offset="{e.offset}"><td>{e.offset}</td><td>{_e(_t(e.log_time))}</td>'
+                   f'<td data-f="repo">{_e(e.repo)}</td><td data-f="kind">{_e(e.kind)}</td>'
+                   f'<td data-f="role">{_e(e.role)}</td><td data-f="tag">{_e(e.tag)}</td>'
+                   f'<td>{"after" if e.after else "before"}</td><td class="mono" data-f="digest">{_e(e.digest)}</td></tr>')
     more = len(events) - MAX_ROWS
     if more > 0:
         out.append(f'<tr><td colspan="8">… {more} more (see the JSON report)</td></tr>')
@@ -122,64 +128,107 @@ def _rows(events: list[AuditEvent]) -> str:
 
 
 _HEAD = ("<tr><th>offset</th><th>log time</th><th>repository</th><th>event</th><th>role</th><th>tag</th>"
-         "<th>digest</th><th>vs since</th></tr>")
+         "<th>vs since</th><th>digest</th></tr>")
+
+
+def _table(head: str, rows: str) -> str:
+    """A table, or "None." when it has no rows (a header alone reads like a rendering fault)."""
+    return f"<table>{head}{rows}</table>" if rows else "<p>None.</p>"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto}
-td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;white-space:nowrap}
+td.wrap{white-space:normal;min-width:18em}
 th{background:#f4f4f4}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
 tr.after td{background:#fdeeee}.num{text-align:right}.ok{color:#2a9d55}.bad{color:#d0342c;font-weight:600}
 .card{display:inline-block;border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:.3em;min-width:9em}
 .card b{display:block;font-size:1.5em}
+table.provenance{display:table}table.provenance th{width:14em}.note{color:#555;font-size:.85em}
+.lost h2,h2.lost{color:#d0342c}
 """
 
 
-def render_html(report: AuditReport, *, log_dir: str = "") -> str:
+def _repo_table(report: AuditReport) -> str:
+    """Every repository the key appears in, one row each, with the compromise the log
+    already records there."""
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{_e(r)}</td><td>{_e(_t(report.already_reported[r])) if r in report.already_reported else '—'}"
+        f"</td></tr>" for i, r in enumerate(report.repos[:MAX_ROWS], 1))
+    return (f"<h2>Repositories where the key appears ({len(report.repos)})</h2><table><tr><th>#</th>"
+            f"<th>repository</th><th>the log reports it compromised since (UTC)</th></tr>{rows}</table>")
+
+
+def _lost_table(lost: list[dict]) -> str:
+    from collections import Counter
+
+    rows = "".join(
+        f'<tr data-offset="{x["offset"]}"><td>{x["offset"]}</td><td data-f="repo">{_e(x["repo"])}</td>'
+        f'<td data-f="tag">{_e(x["tag"])}</td><td class=bad title="{_e(x["reason"])}">{_e(x["code"])}</td>'
+        f'<td class="mono" data-f="digest">{_e(x["digest"])}</td></tr>' for x in lost[:MAX_ROWS])
+    more = f'<tr><td colspan="5">… {len(lost) - MAX_ROWS} more (see the JSON report)</td></tr>' if len(lost) > MAX_ROWS else ""
+    why = "; ".join(f"{_e(r)} ({n})" for r, n in Counter(x["reason"] for x in lost).most_common())
+    return (f'<h2 class="lost">Tags that already lost trust ({len(lost)})</h2>'
+            + (f"<p>The log already reports this key compromised; these current tags fail now. Why: {why}.</p>"
+               f"<table><tr><th>offset</th><th>repository</th><th>tag</th><th>verdict now</th><th>digest</th></tr>"
+               f"{rows}{more}</table>" if lost else "<p>None.</p>"))
+
+
+def render_html(report: AuditReport, *, log_dir: str = "", evidence: dict | None = None,
+                lost: list[dict] | None = None) -> str:
+    """The report. ``evidence`` (:func:`trustlog.cli.audit_evidence.build_evidence`)
+    adds the provenance block and the embedded proofs; ``lost``: the current tags that
+    already fail because the log reports the key compromised."""
+    from .audit_evidence import evidence_script, provenance_html
+
+    lost = lost or []
     s = report.summary()
-    cards = [("signed (all)", s["signed"]), ("signed before since", s["signed_before"]),
-             ("signed at/after since", s["signed_after"]), ("delegations made after since", s["delegations_after"]),
-             ("events under fallen grants", s["delegated_events"]), ("blast radius (events)", s["blast_radius"]),
-             ("current verdicts that change", s["verdict_changes"]), ("repositories", s["repositories"])]
+    cards = [("tags that already lost trust", len(lost)), ("current verdicts that would change", s["verdict_changes"]),
+             ("blast radius (events)", s["blast_radius"]), ("signed (all)", s["signed"]),
+             ("signed before since", s["signed_before"]), ("signed at/after since", s["signed_after"]),
+             ("delegations made after since", s["delegations_after"]),
+             ("events under fallen grants", s["delegated_events"]), ("repositories", s["repositories"])]
     grants = "".join(
         f"<tr><td>{_e(g.repo)}</td><td>{_e(g.role)}</td><td>{g.grant_id}</td><td>{g.offset}</td>"
         f"<td>{_e(_t(g.log_time))}</td><td class=mono>{_e(', '.join(k[:16] + '…' for k in g.keyids))}</td>"
         f"<td>{'made by this key' if g.direct else 'beneath one'}</td></tr>" for g in report.fallen_grants[:MAX_ROWS])
     changes = "".join(
         f"<tr><td>{_e(v.repo)}</td><td>{_e(v.tag)}</td><td class=mono>{_e(v.digest)}</td>"
-        f"<td class=ok>{_e(v.before)}</td><td class=bad>{_e(v.after)}</td><td>{_e(v.reason)}</td></tr>"
+        f"<td class=ok>{_e(v.before)}</td><td class=bad>{_e(v.after)}</td><td class=wrap>{_e(v.reason)}</td></tr>"
         for v in report.verdict_changes[:MAX_ROWS])
-    already = ""
-    if report.already_reported:
-        already = ("<p>The log already reports this key compromised in " + ", ".join(
-            f"{_e(r)} (since {_e(_t(t))})" for r, t in sorted(report.already_reported.items())[:50])
-            + (" …" if len(report.already_reported) > 50 else "") + ".</p>")
-    since = "the key's whole history" if report.since is None else f"{_t(report.since)} ({report.since} ns)"
+    since = "the key's whole history" if report.since is None else _t(report.since)
+    ref = _t(report.ref_time * 1_000_000_000)
+    prov = provenance_html(evidence) if evidence else "<p>(no provenance: rendered without the log)</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>trustlog key audit {_e(report.keyid[:16])}</title><style>{_CSS}</style></head><body>
 <h1>Key compromise audit</h1>
 <p>Key <span class="mono">{_e(report.keyid)}</span><br>
-Compromised since: <b>{_e(since)}</b> (log time)<br>
-Log: {_e(log_dir)} at state version {report.state_version}; verdicts judged at reference time {report.ref_time}.</p>
+Compromised since: <b>{_e(since)}</b> (log time, UTC)<br>
+Log: {_e(log_dir)}; verdicts judged at reference time {_e(ref)}.</p>
+<h2>Provenance</h2>
+{prov}
 <div>{''.join(f'<div class="card"><b>{v}</b>{_e(k)}</div>' for k, v in cards)}</div>
+{_lost_table(lost)}
+<h2>Current verdicts that would change if the key is reported compromised since then ({len(report.verdict_changes)})</h2>
+{"<table><tr><th>repository</th><th>tag</th><th>digest</th><th>now</th><th>would be</th><th>why</th></tr>" + changes + "</table>"
+ if report.verdict_changes else "<p>None" + (": the log already reports the key compromised at least this early." if report.already_reported else ".") + "</p>"}
 <h2>Activity over log time</h2>
 {timeline_svg(report)}
-<h2>Current verdicts that change if the key is reported compromised since then ({len(report.verdict_changes)})</h2>
-<table><tr><th>repository</th><th>tag</th><th>digest</th><th>now</th><th>would be</th><th>why</th></tr>{changes}</table>
-{already}
+{_repo_table(report)}
 <h2>Grants that fall ({len(report.fallen_grants)})</h2>
-<table><tr><th>repository</th><th>role</th><th>grant</th><th>offset</th><th>log time</th><th>keys</th><th></th></tr>{grants}</table>
+{_table("<tr><th>repository</th><th>role</th><th>grant</th><th>offset</th><th>log time</th><th>keys</th><th></th></tr>", grants)}
 <h2>Blast radius: events signed by the key at or after since ({len(report.signed_after)})</h2>
-<table>{_HEAD}{_rows(report.signed_after)}</table>
+{_table(_HEAD, _rows(report.signed_after))}
 <h2>Blast radius: events signed under the fallen grants ({len(report.delegated)})</h2>
-<table>{_HEAD}{_rows(report.delegated)}</table>
+{_table(_HEAD, _rows(report.delegated))}
 <h2>Signed before since — kept ({len(report.signed_before)})</h2>
-<table>{_HEAD}{_rows(report.signed_before)}</table>
+{_table(_HEAD, _rows(report.signed_before))}
 <h2>Events that gave the key authority ({len(report.granted)})</h2>
-<table>{_HEAD}{_rows(report.granted)}</table>
-<p style="color:#666;font-size:.8em">Generated by trustlog audit. Log times are the log's own append times,
-never a signer's claim. Self-contained: no external assets.</p>
+{_table(_HEAD, _rows(report.granted))}
+<p class="note">Generated by trustlog audit. Times are UTC; log times are the log's own append times,
+never a signer's claim. Self-contained: no external assets or scripts.</p>
+{evidence_script(evidence) if evidence else ""}
 </body></html>
 """

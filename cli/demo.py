@@ -36,6 +36,7 @@ class DemoSummary:
     compromise_affected_tags: int
     compromise_kept_tags: int
     incidents: dict[str, str]
+    compromise_since: int = 0          # the compromise point (log time, ns): `trustlog audit --since`
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,7 +44,7 @@ class DemoSummary:
 
 
 def run_demo(directory: str | None, scale: float, ui: UI, *, ref_time: int | None = None,
-             base_repos: int = 1000, base_tags: int = 20_000) -> DemoSummary:
+             base_repos: int = 1000, base_tags: int = 20_000, seed: str = "trustlog-demo") -> DemoSummary:
     from trustlog.verifier.batch import backend_name
 
     BACKEND = backend_name()
@@ -56,7 +57,7 @@ def run_demo(directory: str | None, scale: float, ui: UI, *, ref_time: int | Non
     ref = int(time.time()) if ref_time is None else ref_time
     n_repos = max(8, int(base_repos * scale))
     n_tags = max(2 * n_repos, int(base_tags * scale))
-    reg = SyntheticRegistry(n_repos, n_tags, ref_time=ref)
+    reg = SyntheticRegistry(n_repos, n_tags, ref_time=ref, seed=seed)
     secs: dict[str, float] = {}
     total = BatchResult()
     ui.info(f"demo directory: {d}  (crypto backend: {BACKEND})")
@@ -104,7 +105,7 @@ def run_demo(directory: str | None, scale: float, ui: UI, *, ref_time: int | Non
             events=log.log.next_offset + total.rejected, verdicts=dict(verdict_counts.most_common()),
             rejected_events=dict(total.reasons.most_common()), compromised_key=comp,
             compromised_repositories=len(reg.incidents.compromised_repos), compromise_affected_tags=affected,
-            compromise_kept_tags=kept,
+            compromise_kept_tags=kept, compromise_since=since,
             incidents={k: v for k, v in vars(reg.incidents).items() if isinstance(v, str) and v},
             seconds={k: round(v, 2) for k, v in secs.items()},
         )

@@ -213,7 +213,7 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
             ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
             n_repos = max(8, int(1000 * args.scale))
             n_tags = max(2 * n_repos, int(20_000 * args.scale))
-            reg = SyntheticRegistry(n_repos, n_tags, ref_time=ref)
+            reg = SyntheticRegistry(n_repos, n_tags, ref_time=ref, seed=args.seed)
             ui.info(f"publishing a synthetic registry to {args.topic}: {n_repos} repositories, {n_tags} tags")
             n1 = send_all(reg.phase1())
             pub.flush()
@@ -221,7 +221,7 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
             if args.wait_group:
                 waited = wait_for_group(args.kafka, args.wait_group, args.topic, dict(pub.end_offsets),
                                         args.wait_timeout, ui)
-            since = time.time_ns()
+            since = time.time_ns() if args.since is None else _parse_time(args.since)
             n2 = send_all(reg.phase2(since))
             out.update(phase1=n1, phase2=n2, since=since, ref_time=ref, waited_seconds=round(waited, 3),
                        compromised_keyid=reg.incidents.compromised_keyid,
@@ -341,6 +341,10 @@ def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
         if args.kafka:
             if args.file:
                 raise InputError("give either FILE or --kafka, not both")
+            from .logdir import NoLogError, holds_partition_logs
+            if not getattr(args, "init", False) and not holds_partition_logs(args.log):
+                raise NoLogError(f"no partition logs (p0/, p1/, ...) under {args.log} (give --log DIR; to start "
+                                 "new ones there, give --init)")
             return cmd_ingest_kafka(args, ui)
         if not args.file:
             raise InputError("give a JSONL FILE to ingest, or --kafka BOOTSTRAP --topic T --group G")
@@ -468,13 +472,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "boundary; --wait-group G first waits until group G has ingested all of phase 1.")
     pp.add_argument("file", nargs="?", help="JSONL: one envelope {payload, signatures} per line")
     pp.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="bootstrap servers host:port[,...]")
-    pp.add_argument("--topic", required=True)
-    pp.add_argument("--partitions", type=positive_int, help="create the topic with this many partitions if it is missing")
+    pp.add_argument("--topic", required=True, help="the topic to produce to")
+    pp.add_argument("--partitions", type=positive_int, metavar="N",
+                    help="create the topic with this many partitions if it is missing")
     pp.add_argument("--demo", action="store_true", help="publish the synthetic registry of `trustlog demo`")
     pp.add_argument("--scale", type=float, default=1.0, help="demo size (1 = 1,000 repositories, 20,000 tags)")
-    pp.add_argument("--ref-time", help="demo: reference time for expired tags (ISO 8601 or integer ns; default now)")
+    pp.add_argument("--ref-time", help="demo: the expired tags expire before this (ISO 8601 or integer ns; default now; "
+                                       "any time after 2023-11-16 gives the same events)")
     pp.add_argument("--wait-group", metavar="GROUP",
                     help="demo: before phase 2, wait until GROUP has committed every phase-1 offset")
+    pp.add_argument("--seed", default="trustlog-demo",
+                    help="demo: seed of every key and event; the same seed sends the same bytes (default %(default)s)")
+    pp.add_argument("--since", metavar="T",
+                    help="demo: the compromise point in phase 2 (ISO 8601 or ns; default: the publisher's clock at "
+                         "the phase boundary); give the first run's value to re-send identical phase-2 bytes")
     pp.add_argument("--wait", action="store_true",
                     help="wait for every message's outcome from the ingest workers (accepted at partition/offset, "
                          "or rejected with its reason); exit 1 if any was rejected, 2 if any is missing at "
@@ -485,8 +496,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pp.add_argument("--dump", metavar="FILE", help="also write every published envelope to this JSONL file")
     pp.add_argument("--send-invalid", action="store_true",
                     help="publish lines that are not envelopes raw and unkeyed (the workers reject them)")
-    pp.add_argument("--max-event-bytes", type=positive_int, default=DEFAULT_MAX_EVENT_BYTES)
-    pp.add_argument("--linger-ms", type=int, default=20)
+    pp.add_argument("--max-event-bytes", type=positive_int, default=DEFAULT_MAX_EVENT_BYTES, metavar="BYTES",
+                    help="refuse larger envelopes in FILE (default %(default)s)")
+    pp.add_argument("--linger-ms", type=int, default=20, metavar="MS",
+                    help="producer batching delay (default %(default)s)")
     pp.set_defaults(func=cmd_publish)
 
     ingest = sub.choices.get("ingest")
@@ -505,12 +518,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "(JSON) from --kafka-requests and write verdict JSON to --kafka-results, keyed by the "
                     "requested digest (or repo:tag). Request offsets are committed after the results are "
                     "acknowledged (at least once).")
-    vk.add_argument("--kafka", required=True, metavar="BOOTSTRAP")
-    vk.add_argument("--kafka-requests", required=True, metavar="TOPIC")
-    vk.add_argument("--kafka-results", required=True, metavar="TOPIC")
+    vk.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="bootstrap servers host:port[,...]")
+    vk.add_argument("--kafka-requests", required=True, metavar="TOPIC", help="topic of requests {repo, tag[, digest]}")
+    vk.add_argument("--kafka-results", required=True, metavar="TOPIC", help="topic the verdicts are written to")
     vk.add_argument("--group", default="trustlog-verify", help="consumer group (default %(default)s)")
     vk.add_argument("--ref-time", help="reference time for expiry (ISO 8601 or ns; default: now, fixed)")
     vk.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without requests")
     vk.add_argument("--max-messages", type=positive_int, help="stop after this many requests")
-    vk.add_argument("--max-poll-records", type=positive_int, default=5000)
+    vk.add_argument("--max-poll-records", type=positive_int, default=5000, metavar="N",
+                    help="requests per poll and verified batch (default %(default)s)")
     vk.set_defaults(func=cmd_verify_kafka)

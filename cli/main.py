@@ -6,7 +6,6 @@ verdict when --fail-on-reject is given); 2 bad input or a failure to run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import Counter
@@ -28,8 +27,8 @@ from .safe import plain
 from .times import parse_time as _parse_time
 from .ui import UI
 
-DEFAULT_LOG = os.environ.get("TRUSTLOG_LOG", "./trustlog-data")
-DEFAULT_KEYS = os.environ.get("TRUSTLOG_KEYS", str(Path.home() / ".trustlog" / "keys"))
+from .logdir import add_init_option, require_log
+from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, common_parent  # noqa: F401 (re-exported)
 
 
 def _version_string() -> str:
@@ -53,13 +52,15 @@ def _keystore(args: argparse.Namespace):
     return KeyStore(args.keys)
 
 
-def _open_log(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = False):
-    """The log of ``--log``; commands that only read open it ``read_only`` (no lock,
-    nothing written). Every repair or damaged derived file is one line on stderr."""
+def _open_log(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = False,
+              create: bool = False):
+    """The log in --log; a directory without one is an error unless ``create``.
+    Commands that only read open it ``read_only`` (no lock, nothing written). Every
+    repair or damaged derived file is one line on stderr."""
     from trustlog.ingest.pipeline import TrustLog
 
-    if read_only and not (Path(args.log) / "log").is_dir():
-        raise InputError(f"no log at {args.log} (give --log DIR or set TRUSTLOG_LOG)")
+    if not create:
+        require_log(args.log, may_init=hasattr(args, "init"))
     log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024),
                    pins=load_pins(args.pins) if getattr(args, "pins", None) else None, read_only=read_only)
     if ui is not None:
@@ -169,7 +170,8 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
     if args.version is not None:
         version = args.version
     else:
-        with _open_log(args, ui, read_only=(Path(args.log) / "log").is_dir()) as log:
+        with _open_log(args, ui, read_only=(Path(args.log) / "log").is_dir(),
+                       create=getattr(args, "init", False)) as log:
             repo = log.state.repos.get(args.repo)
             version = (repo.version if repo else 0) + 1
     env = sign_event(make(version), signers)
@@ -179,7 +181,7 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
         result = {"event_id": env.event_id, "version": version, "written_to": args.out}
         code = 0
     else:
-        with _open_log(args, ui) as log:
+        with _open_log(args, ui, create=getattr(args, "init", False)) as log:
             r = log.ingest_batch([(env.to_bytes(), None)])
         if r.accepted:
             result = {"event_id": env.event_id, "version": version, "accepted": True}
@@ -200,6 +202,8 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
 
 
 def cmd_repo_create(args: argparse.Namespace, ui: UI) -> int:
+    if args.out and args.version is None:
+        args.version = 1  # a repository starts at version 1: --out needs no log
     root = _publics(args, args.root_key)
     targets = _publics(args, args.targets_key)
     return _submit(args, ui, lambda v: RepoCreated(args.repo, v, int(time.time()), root, args.root_threshold,
@@ -255,7 +259,7 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
         raise InputError(f"{path}: no such file")
     total_lines = sum(1 for line in open(path, "rb") if line.strip())
     t0 = time.perf_counter()
-    with _open_log(args, ui) as log, ui.progress(f"ingest {path.name}", total=total_lines) as bar:
+    with _open_log(args, ui, create=args.init) as log, ui.progress(f"ingest {path.name}", total=total_lines) as bar:
         res: BatchResult = log.ingest(read_lines(path), batch_size=args.batch,
                                       progress=lambda r: bar.advance(r.accepted + r.rejected + r.duplicates))
         version = log.state.version
@@ -270,9 +274,9 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
         ui.table("ingest", ["accepted", "rejected", "duplicates", "state version"],
                  [[res.accepted, res.rejected, res.duplicates, version]])
         if res.reasons:
-            ui.table("rejected events (kept in the rejects log)", ["reason", "count"],
+            ui.table("rejected events (kept in the rejects log: `trustlog rejects`)", ["reason", "count"],
                      [[k, v] for k, v in res.reasons.most_common()])
-    return 0
+    return 1 if res.rejected else 0
 
 
 def _read_requests(path: Path):
@@ -358,7 +362,7 @@ def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
 def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
     from .demo import run_demo
 
-    s = run_demo(args.dir, args.scale, ui)
+    s = run_demo(args.dir, args.scale, ui, seed=args.seed)
     if args.json:
         _emit(ui, s.to_dict())
         return 0
@@ -378,161 +382,214 @@ def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
 
 # -- parser -------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments get one line (and exit 2), not the usage text."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+def _authoring_options(a: argparse.ArgumentParser, *, sign_help: str, expires_days: float | None = 365,
+                       show_version: bool = True) -> None:
+    """The options every command that signs an event shares."""
+    a.add_argument("--sign-with", action="append", default=[], metavar="KEY", help=sign_help)
+    a.add_argument("--out", metavar="FILE",
+                   help="append the signed event to this JSONL file instead of the log (for `trustlog ingest` "
+                        "or `trustlog publish` elsewhere)")
+    a.add_argument("--version", dest="version", type=int, default=None,
+                   help="repository version to sign (default: the log's current + 1)" if show_version
+                   else argparse.SUPPRESS)
+    if expires_days is not None:
+        a.add_argument("--expires-days", type=float, default=expires_days, metavar="DAYS",
+                       help="the signed metadata expires after this many days (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    common.add_argument("--log", default=DEFAULT_LOG, help="log directory (env TRUSTLOG_LOG; default %(default)s)")
-    common.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (env TRUSTLOG_KEYS; default %(default)s)")
-    common.add_argument("--pins", default=os.environ.get("TRUSTLOG_PINS"),
-                        help="pin file (env TRUSTLOG_PINS) that the log's own pin policy must equal; pins are "
-                             "part of the log: set them with `trustlog pins set`")
+    common = common_parent()
 
     p = _Parser(
         prog="trustlog",
         description="Event-sourced trust metadata for container images: a tamper-evident log of signing and "
                     "key-rotation events, and a batch verifier over it.",
-        epilog="Start with `trustlog demo`. Every command takes --help.",
+        epilog="Start with `trustlog demo`. Every command takes --help. Exit codes: 0 ok, 1 the job ran and found "
+               "a problem, 2 bad input or a failure to run. Reference: docs/REFERENCE.md.",
     )
     p.add_argument("--version", dest="show_version", action="store_true",
                    help="print the version and the verifier backend in use")
+    add_global_options(p, suppress=False)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     # key
-    pk = sub.add_parser("key", help="generate and list signing keys")
+    pk = sub.add_parser("key", help="generate and list signing keys", description="Signing keys in --keys.")
     ksub = pk.add_subparsers(dest="keycmd", metavar="ACTION", required=True)
     g = ksub.add_parser("generate", parents=[common], help="create a key pair (PKCS#8 PEM, mode 0600)",
                         description="Create a key pair. The private key is encrypted with the passphrase from "
                                     "TRUSTLOG_<NAME>_PASSPHRASE or TRUSTLOG_PASSPHRASE, or one typed at --prompt.")
-    g.add_argument("name")
-    g.add_argument("--type", default="ed25519", choices=KEY_TYPES)
+    g.add_argument("name", help="key name: files NAME.key and NAME.pub in --keys")
+    g.add_argument("--type", default="ed25519", choices=KEY_TYPES, help="key type (default %(default)s)")
     g.add_argument("--prompt", action="store_true", help="ask for a passphrase")
     g.set_defaults(func=cmd_key_generate)
-    ksub.add_parser("list", parents=[common], help="list keys").set_defaults(func=cmd_key_list)
-    s = ksub.add_parser("show", parents=[common], help="print a public key and its key id")
-    s.add_argument("name")
+    ksub.add_parser("list", parents=[common], help="list keys", description="List the keys in --keys.") \
+        .set_defaults(func=cmd_key_list)
+    s = ksub.add_parser("show", parents=[common], help="print a public key and its key id",
+                        description="Print a public key (base64) and its TUF key id.")
+    s.add_argument("name", help="key name in --keys")
     s.set_defaults(func=cmd_key_show)
 
     def authoring(name: str, help_: str, **kw: Any) -> argparse.ArgumentParser:
         a = sub.add_parser(name, parents=[common], help=help_, description=help_, **kw)
-        a.add_argument("--sign-with", action="append", default=[], metavar="KEY",
-                       help="name of a private key to sign with (repeat for a threshold)")
-        a.add_argument("--out", help="write the signed event to this JSONL file instead of appending to the log")
-        a.add_argument("--version", dest="version", type=int, default=None,
-                       help="repository version to use (default: the log's current + 1)")
-        a.add_argument("--expires-days", type=float, default=365, help="validity of the signed metadata (days)")
+        _authoring_options(a, sign_help="name of a private key to sign with (repeat for a threshold)")
         return a
 
     # repo create
-    pr = sub.add_parser("repo", help="create a repository")
+    pr = sub.add_parser("repo", help="create a repository", description="Repositories (GUNs).")
     rsub = pr.add_subparsers(dest="repocmd", metavar="ACTION", required=True)
-    c = rsub.add_parser("create", parents=[common], help="create a repository with root and targets keys")
+    desc = ("Create a repository: its root keys and threshold, its targets keys and threshold, signed by the "
+            "root keys. The first root is trusted on first use unless --pins says otherwise.")
+    c = rsub.add_parser("create", parents=[common], help="create a repository with root and targets keys",
+                        description=desc)
     c.add_argument("repo", help="repository (GUN), e.g. registry.example.com/team/app")
     c.add_argument("--root-key", action="append", required=True, metavar="KEY", help="root key (repeat)")
-    c.add_argument("--root-threshold", type=int, default=1)
+    c.add_argument("--root-threshold", type=int, default=1, metavar="N",
+                   help="root keys needed to sign a root rotation or a targets key change (default 1)")
     c.add_argument("--targets-key", action="append", required=True, metavar="KEY", help="targets key (repeat)")
-    c.add_argument("--targets-threshold", type=int, default=1)
-    c.add_argument("--sign-with", action="append", default=[], metavar="KEY",
-                   help="root keys to sign with (default: every --root-key)")
-    c.add_argument("--out")
-    c.add_argument("--version", dest="version", type=int, default=None, help=argparse.SUPPRESS)
-    c.add_argument("--expires-days", type=float, default=3650)
+    c.add_argument("--targets-threshold", type=int, default=1, metavar="N",
+                   help="targets keys needed to sign a tag or a delegation (default 1)")
+    _authoring_options(c, sign_help="root keys to sign with (default: every --root-key)", expires_days=3650,
+                       show_version=False)
+    add_init_option(c)
     c.set_defaults(func=cmd_repo_create)
 
     a = authoring("sign", "sign a tag: bind REPO:TAG to a manifest digest")
-    a.add_argument("repo")
-    a.add_argument("tag")
-    a.add_argument("digest", help="sha256:<64 hex>")
+    a.add_argument("repo", help="repository (GUN)")
+    a.add_argument("tag", help="image tag")
+    a.add_argument("digest", help="manifest digest, sha256:<64 hex>")
     a.add_argument("--size", type=int, default=0, help="manifest size in bytes")
     a.add_argument("--role", default="targets", help="targets (default) or targets/NAME for a delegated signer")
     a.set_defaults(func=cmd_sign)
 
-    ps = sub.add_parser("signer", help="add or remove a delegated signer (docker trust signer add/remove)")
+    ps = sub.add_parser("signer", help="add or remove a delegated signer (docker trust signer add/remove)",
+                        description="Delegated signers: the roles targets/NAME.")
     ssub = ps.add_subparsers(dest="signercmd", metavar="ACTION", required=True)
-    sa = ssub.add_parser("add", parents=[common], help="delegate tag patterns to a signer, signed by targets")
-    sa.add_argument("repo")
+    sa = ssub.add_parser("add", parents=[common], help="delegate tag patterns to a signer, signed by targets",
+                         description="Delegate the tags matching --paths to a signer (role targets/NAME) with its "
+                                     "keys and threshold; signed by the targets keys (--sign-with).")
+    sa.add_argument("repo", help="repository (GUN)")
     sa.add_argument("name", help="signer name: the role becomes targets/NAME")
     sa.add_argument("--key", action="append", required=True, metavar="KEY", help="signer public key (repeat)")
-    sa.add_argument("--threshold", type=int, default=1)
-    sa.add_argument("--paths", nargs="+", default=["*"], help="tag patterns the signer may sign (default: *)")
-    for x in (sa,):
-        x.add_argument("--sign-with", action="append", default=[], metavar="KEY")
-        x.add_argument("--out")
-        x.add_argument("--version", dest="version", type=int, default=None)
-        x.add_argument("--expires-days", type=float, default=365)
+    sa.add_argument("--threshold", type=int, default=1, metavar="N",
+                    help="signer keys needed to sign one of its tags (default 1)")
+    sa.add_argument("--paths", nargs="+", default=["*"], metavar="PATTERN",
+                    help="tag patterns the signer may sign (default: *)")
+    _authoring_options(sa, sign_help="targets key to sign the delegation with (repeat for a threshold)")
     sa.set_defaults(func=cmd_signer_add)
-    sr = ssub.add_parser("remove", parents=[common], help="remove a delegated signer; its tags lose trust")
-    sr.add_argument("repo")
-    sr.add_argument("name")
-    sr.add_argument("--sign-with", action="append", default=[], metavar="KEY")
-    sr.add_argument("--out")
-    sr.add_argument("--version", dest="version", type=int, default=None)
+    sr = ssub.add_parser("remove", parents=[common], help="remove a delegated signer; its tags lose trust",
+                         description="Remove the role targets/NAME; the tags it signed lose trust.")
+    sr.add_argument("repo", help="repository (GUN)")
+    sr.add_argument("name", help="signer name (role targets/NAME)")
+    _authoring_options(sr, sign_help="targets key to sign the removal with (repeat for a threshold)",
+                       expires_days=None)
     sr.set_defaults(func=cmd_signer_remove)
 
     ro = authoring("rotate", "rotate root (signed by old AND new root keys) or targets keys (signed by root)")
-    ro.add_argument("role", choices=["root", "targets"])
-    ro.add_argument("repo")
-    ro.add_argument("--new-key", action="append", required=True, metavar="KEY")
-    ro.add_argument("--threshold", type=int, default=1)
+    ro.add_argument("role", choices=["root", "targets"], help="the role whose keys change")
+    ro.add_argument("repo", help="repository (GUN)")
+    ro.add_argument("--new-key", action="append", required=True, metavar="KEY",
+                    help="a key of the new key set (repeat); generate it first with `trustlog key generate`")
+    ro.add_argument("--threshold", type=int, default=1, metavar="N", help="threshold of the new key set (default 1)")
     ro.set_defaults(func=cmd_rotate)
 
     co = authoring("compromise", "report a key compromised since a log time; what it signed after falls")
-    co.add_argument("repo")
+    co.add_argument("repo", help="repository (GUN); see `trustlog compromise-everywhere` for all of them")
     co.add_argument("keyid", help="key id (64 hex) or a key name in the key directory")
     co.add_argument("--since", required=True, help="log time: ISO 8601 (2026-11-01T00:00:00Z) or integer ns")
-    co.add_argument("--note", default="")
+    co.add_argument("--note", default="", help="free text kept in the report")
     co.set_defaults(func=cmd_compromise)
 
-    i = sub.add_parser("ingest", parents=[common], help="append events from a JSONL file to the log")
+    i = sub.add_parser("ingest", parents=[common], help="append events from a JSONL file to the log",
+                       description="Decode, batch-verify, fold and append (fsynced) the envelopes in FILE. Events "
+                                   "that fail are kept in the rejects log with their reason (`trustlog rejects`). "
+                                   "Exit 1 when any event was rejected.")
     i.add_argument("file", help="JSONL: one envelope {payload, signatures} per line")
-    i.add_argument("--batch", type=positive_int, default=2048, help="events per verified, fsynced batch")
-    i.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024,
-                   help="larger envelopes are rejected as TOO_LARGE (default %(default)s)")
+    i.add_argument("--batch", type=positive_int, default=2048, metavar="N", help="events per verified, fsynced batch")
+    i.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024, metavar="BYTES",
+                   help="reject larger envelopes as TOO_LARGE (default %(default)s)")
+    add_init_option(i)
     i.set_defaults(func=cmd_ingest)
 
-    v = sub.add_parser("verify", parents=[common], help="verify a JSONL of requests into a JSONL of verdicts")
+    v = sub.add_parser("verify", parents=[common], help="verify a JSONL of requests into a JSONL of verdicts",
+                       description="One verdict per request {repo, tag[, digest]}, against the log's current "
+                                   "state; each verdict names the state version. Exit 1 with --fail-on-reject "
+                                   "when a verdict is not VALID.")
     v.add_argument("requests", nargs="?", help="JSONL of {repo, tag[, digest]} (default: every tag in the log)")
-    v.add_argument("--out", "-o", help="write verdicts here (default: stdout)")
+    v.add_argument("--out", "-o", metavar="FILE", help="write verdicts here (default: stdout)")
     v.add_argument("--ref-time", help="reference time for expiry (ISO 8601; default: now, fixed for the run)")
     v.add_argument("--fail-on-reject", action="store_true", help="exit 1 if any verdict is not VALID")
     v.set_defaults(func=cmd_verify)
 
-    ins = sub.add_parser("inspect", parents=[common], help="show a repository's trust state")
-    ins.add_argument("repo")
-    ins.add_argument("--tags", type=int, default=10, help="show this many most recent tags")
+    ins = sub.add_parser("inspect", parents=[common], help="show a repository's trust state",
+                         description="A repository's roles, keys, thresholds, compromised keys and latest tags.")
+    ins.add_argument("repo", help="repository (GUN)")
+    ins.add_argument("--tags", type=int, default=10, metavar="N", help="show this many most recent tags")
     ins.set_defaults(func=cmd_inspect)
 
     d = sub.add_parser("demo", parents=[common], help="generate a synthetic registry, ingest, verify, summarise",
                        description="The main job on the embedded default (no broker): ~1,000 repositories and "
-                                   "20,000 signed tags with incidents woven in; --scale 50 reaches a million tags.")
+                                   "20,000 signed tags with incidents woven in; --scale 50 reaches a million tags. "
+                                   "The events are deterministic: the same --seed gives the same bytes.")
     d.add_argument("--dir", help="directory for the log (default: a fresh temporary one)")
     d.add_argument("--scale", type=float, default=1.0, help="multiply the registry size (default 1)")
+    d.add_argument("--seed", default="trustlog-demo", help="seed of every key and event (default %(default)s)")
     d.set_defaults(func=cmd_demo)
 
-    from .serve_cmds import register as register_serve
-    register_serve(sub, common)
-    from .kafka_cmds import register as register_kafka
-    register_kafka(sub, common)
-    from .audit_cmds import register as register_audit
-    register_audit(sub, common)
-    from .witness_cmds import register as register_witness
-    register_witness(sub, common)
-    from .sweep_cmd import register as register_sweep
-    register_sweep(sub, common)
-    from .pins_cmds import register as register_pins
-    register_pins(sub, common)
-    from .import_cmds import register as register_import
-    register_import(sub, common)
+    for register in _registrars():
+        register(sub, common)
+    _fill_descriptions(p)
     return p
 
 
+def _fill_descriptions(parser: argparse.ArgumentParser) -> None:
+    """A subcommand registered with only ``help=`` gets it as its --help description too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sp in action.choices.items():
+                if not sp.description and helps.get(name):
+                    text = helps[name]
+                    sp.description = text[0].upper() + text[1:] + "."
+                _fill_descriptions(sp)
+
+
+def _registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
+    """The modules that add subcommands: each has ``register(sub, common)``."""
+    from .audit_cmds import register as audit
+    from .kafka_cmds import register as kafka
+    from .logdir import register as logdir
+    from .import_cmds import register as import_
+    from .operator_cmds import register as operator
+    from .pins_cmds import register as pins
+    from .serve_cmds import register as serve
+    from .sweep_cmd import register as sweep
+    from .witness_cmds import register as witness
+
+    return [serve, kafka, audit, logdir, operator, witness, sweep, pins, import_]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the usage error as a JSON error object on stdout under --json."""
+
+    json_errors = False
+
+    def error(self, message: str):  # type: ignore[override]
+        if _Parser.json_errors:
+            _emit_error("UsageError", f"{self.prog}: {message}")
+            raise SystemExit(2)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")  # one line, not the usage
+
+
+def _emit_error(kind: str, message: str, code: int = 2) -> None:
+    """An error under --json: ``{"error": {"type", "message", "exit_code"}}`` on stdout."""
+    sys.stdout.write(msgspec.json.encode({"error": {"type": kind, "message": message, "exit_code": code}})
+                     .decode() + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _Parser.json_errors = "--json" in argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.show_version and args.cmd is None:
@@ -541,16 +598,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd is None:
         parser.print_help()
         return 2
-    ui = UI(json_mode=getattr(args, "json", False))
+    json_mode = getattr(args, "json", False)
+    ui = UI(json_mode=json_mode)
+
+    def fail(e: BaseException, code: int = 2) -> int:
+        msg = str(e) or type(e).__name__
+        if json_mode:
+            _emit_error(type(e).__name__, msg, code)
+        print(f"trustlog: error: {plain(msg)}", file=sys.stderr)
+        return code
+
     try:
         return args.func(args, ui)
-    except TrustlogError as e:
-        print(f"trustlog: error: {plain(e)}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as e:
-        print(f"trustlog: error: {plain(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    except (TrustlogError, OSError, ValueError) as e:
+        return fail(e)
+    except KeyboardInterrupt as e:
+        if json_mode:
+            _emit_error("KeyboardInterrupt", "interrupted", 130)
         print("trustlog: interrupted", file=sys.stderr)
         return 130
 

@@ -39,19 +39,19 @@ class Reject(str, Enum):
 class Code(str, Enum):
     """The verdict for one image request."""
 
-    VALID = "VALID"
-    UNKNOWN_REPOSITORY = "UNKNOWN_REPOSITORY"
-    UNKNOWN_TAG = "UNKNOWN_TAG"
-    TAG_DELETED = "TAG_DELETED"
-    DIGEST_MISMATCH = "DIGEST_MISMATCH"
-    BAD_SIGNATURE = "BAD_SIGNATURE"
-    THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"
-    KEY_COMPROMISED = "KEY_COMPROMISED"
-    DELEGATION_COMPROMISED = "DELEGATION_COMPROMISED"
-    ROLE_REMOVED = "ROLE_REMOVED"
+    VALID = "VALID"                              # trusted: signed by a threshold of a role that holds the tag
+    UNKNOWN_REPOSITORY = "UNKNOWN_REPOSITORY"    # no such repository in the log
+    UNKNOWN_TAG = "UNKNOWN_TAG"                  # the repository has no signed tag of that name
+    TAG_DELETED = "TAG_DELETED"                  # the tag was signed, then deleted
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"          # the tag is signed for another digest than the request's
+    BAD_SIGNATURE = "BAD_SIGNATURE"              # a signature the verdict depends on does not verify
+    THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"      # too few distinct trusted keys signed the tag
+    KEY_COMPROMISED = "KEY_COMPROMISED"          # signed at or after its key was reported compromised
+    DELEGATION_COMPROMISED = "DELEGATION_COMPROMISED"  # a delegation above it was made by a compromised key
+    ROLE_REMOVED = "ROLE_REMOVED"                # the signer role that signed it was removed
     OUTSIDE_PATTERNS = "OUTSIDE_PATTERNS"        # the role's current paths no longer cover the tag
-    EXPIRED = "EXPIRED"
-    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    EXPIRED = "EXPIRED"                          # the signature or a role's metadata expired (reference time)
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"      # the request is not {repo, tag[, digest]}
     ERROR = "ERROR"                              # internal error: rejects, never passes
 
     @property

@@ -428,9 +428,12 @@ def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time
             errors.append(e)
     else:
         _refuse_unauthorised_report(repo, env, ev, allowed, log_time, sigcheck)
-        raise errors[0] if errors else RejectedEventError(
-            Reject.NOT_AUTHORISED, f"{ev.repo}: no active role may report key {ev.keyid[:16]}… compromised"
-        )
+        if not errors:
+            raise RejectedEventError(
+                Reject.NOT_AUTHORISED, f"{ev.repo}: no active role may report key {ev.keyid[:16]}… compromised")
+        # name every role tried: "root: no signature" alone misleads a signer who used an old targets key
+        raise RejectedEventError(errors[0].reject, f"needs a threshold of {' or of '.join(allowed)}, met by "
+                                 "none: " + "; ".join(e.message for e in errors))
 
     def mutate() -> None:
         prev = repo.compromised.get(mat)

@@ -865,9 +865,12 @@ def add_worker_arguments(parser: argparse.ArgumentParser, *, with_log: bool = Tr
     p.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without messages")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--max-poll-records", type=_positive_int, default=5000, help="records per poll (default %(default)s)")
-    p.add_argument("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024)
-    p.add_argument("--session-timeout-ms", type=int, default=6000)
-    p.add_argument("--heartbeat-interval-ms", type=int, default=2000)
+    p.add_argument("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024, metavar="BYTES",
+                   help="Kafka consumer max_partition_fetch_bytes (default %(default)s)")
+    p.add_argument("--session-timeout-ms", type=int, default=6000, metavar="MS",
+                   help="consumer group session timeout (default %(default)s)")
+    p.add_argument("--heartbeat-interval-ms", type=int, default=2000, metavar="MS",
+                   help="consumer group heartbeat interval (default %(default)s)")
     p.add_argument("--max-event-bytes", type=_positive_int, default=DEFAULT_MAX_EVENT_BYTES)
     p.add_argument("--no-preverify", action="store_true",
                    help="check signatures only inside each batch's fold (default: the next batch's signatures "

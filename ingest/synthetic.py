@@ -6,6 +6,11 @@ time: phase 2 signs more tags, and reports one shared CI signer key compromised 
 the phase boundary. Woven in are the incidents an operator must see caught: a root
 rotation, a targets rotation, a forged signature, a rollback attempt, a threshold
 shortfall, a signer outside its patterns, a removed signer and expired signatures.
+
+Deterministic: every key (Ed25519, ECDSA, RSA) is derived from ``seed`` and signs
+deterministically (:mod:`trustlog.ingest.seeded_keys`), the claimed times are fixed and
+the expired tags expire at a fixed point, so the same seed gives the same envelopes,
+byte for byte (phase 2 given the same ``since``).
 """
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ from trustlog.core.events import (
 )
 from trustlog.core.keys import SigningKey
 
+from .seeded_keys import seeded_key
+
 FAR = 4_102_444_800          # 2100-01-01: expiry of healthy metadata (seconds)
+EXPIRED = 1_700_100_000      # 2023-11-16: expiry of the expired tags (after their claimed signing times)
 CI_POOL = 8                  # CI signer keys shared across repositories
 COMPROMISED_CI = 0           # index of the CI key that will be reported compromised
 
@@ -72,11 +80,11 @@ class SyntheticRegistry:
 
     def _targets_key(self, idx: int) -> SigningKey:
         if self.rsa_every and idx % self.rsa_every == 7:
-            if not self._rsa_pool:  # RSA key generation is slow: a small shared pool
-                self._rsa_pool = [SigningKey.generate("rsa-pss-sha256") for _ in range(2)]
+            if not self._rsa_pool:  # a seeded prime search takes a while: a small shared pool
+                self._rsa_pool = [seeded_key(f"{self.seed}/rsa/{i}".encode(), "rsa-pss-sha256") for i in range(2)]
             return self._rsa_pool[idx % 2]
         if self.ecdsa_every and idx % self.ecdsa_every == 3:
-            return SigningKey.generate("ecdsa-p256" if idx % 20 == 3 else "ecdsa-p256-der")
+            return seeded_key(f"{self.seed}/{idx}/targets".encode(), "ecdsa-p256" if idx % 20 == 3 else "ecdsa-p256-der")
         return self._key(f"{idx}/targets")
 
     # -- events -------------------------------------------------------------------------
@@ -88,7 +96,8 @@ class SyntheticRegistry:
     def _tag_event(self, r: _Repo, i: int, phase: int) -> Envelope:
         tag = f"v1.{i}" if i % 3 == 0 else f"build-{i}"
         digest = "sha256:" + hashlib.sha256(f"{r.name}:{tag}:{phase}".encode()).hexdigest()
-        expires = self.ref_time - 86_400 if (r.idx * 31 + i) % 97 == 0 else FAR
+        expired_at = min(self.ref_time - 86_400, EXPIRED)  # fixed, unless ref_time is older still
+        expires = expired_at if (r.idx * 31 + i) % 97 == 0 else FAR
         if r.has_release and tag.startswith("v"):
             role, signers = "targets/release", r.rel
         elif r.has_ci and not r.removed and tag.startswith("build-") and i % 4 != 0:

@@ -152,7 +152,9 @@ def test_cli_audit_json_and_html(demo, tmp_path: Path, capsys: pytest.CaptureFix
     assert out["summary"]["delegations_after"] == 1 and out["summary"]["delegated_events"] == 3
     text = html.read_text()
     assert text.startswith("<!DOCTYPE html>") and "<svg" in text and "compromised since" in text
-    assert not re.search(r"<script|<link|<img|\bsrc=|\bhref=|@import|url\(", text)
+    # the one script element is the inert JSON evidence block (type application/json, never run)
+    inert = re.sub(r'<script type="application/json" id="trustlog-evidence">[^<]*</script>', "", text)
+    assert not re.search(r"<script|<link|<img|\bsrc=|\bhref=|@import|url\(", inert)
     assert set(re.findall(r"https?://[^\"' ]+", text)) <= {"http://www.w3.org/2000/svg"}
     rc = cli(["audit", "--log", str(d), "--key", r10.targets.keyid, "--since", str(since)])
     assert rc == 0 and "blast radius" in capsys.readouterr().out

@@ -19,9 +19,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("TRUSTLOG_PASSPHRASE", raising=False)
     base = ["--log", str(tmp_path / "log"), "--keys", str(tmp_path / "keys")]
 
-    def run(*argv: str) -> int:
-        return main([argv[0], *(argv[1:2] if argv[0] in ("key", "repo", "signer") else ()), *base,
-                     *(argv[2:] if argv[0] in ("key", "repo", "signer") else argv[1:])])
+    def run(*argv: str) -> int:  # global options before the subcommand (they work after it too)
+        return main([*base, *argv])
 
     return run, tmp_path
 
@@ -38,7 +37,7 @@ def test_full_flow(env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     key_file = tmp / "keys" / "root.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert b"ENCRYPTED" in key_file.read_bytes()
-    assert run("repo", "create", REPO, "--root-key", "root", "--targets-key", "targets") == 0
+    assert run("repo", "create", REPO, "--root-key", "root", "--targets-key", "targets", "--init") == 0
     assert run("signer", "add", REPO, "alice", "--key", "alice", "--paths", "v*", "--sign-with", "targets") == 0
     assert run("sign", REPO, "v1", DIGEST, "--role", "targets/alice", "--sign-with", "alice") == 0
     capsys.readouterr()
@@ -89,6 +88,8 @@ def test_wrong_passphrase_is_a_clear_error(env, capsys, monkeypatch) -> None:
 ])
 def test_bad_request_file(env, capsys, content: str, needle: str) -> None:
     run, tmp = env
+    assert run("log", "init") == 0
+    capsys.readouterr()
     f = tmp / "r.jsonl"
     f.write_text(content)
     out = tmp / "v.jsonl"
@@ -108,7 +109,7 @@ def test_ingest_file_with_bad_lines_records_rejects(env, capsys) -> None:
     run, tmp = env
     f = tmp / "events.jsonl"
     f.write_text('{"payload": "AAAA", "signatures": []}\nnot json at all\n')
-    assert run("ingest", str(f), "--json") == 0
+    assert run("ingest", str(f), "--json", "--init") == 1  # the job ran and rejected events
     out = _json_out(capsys)
     assert out["accepted"] == 0 and out["rejected"] == 2 and out["rejected_by_reason"] == {"MALFORMED": 2}
 
