@@ -77,9 +77,9 @@ def build_evidence(tl: Any, offsets: list[int], tool: str, state_version: int) -
                        "record": base64.b64encode(body).decode(), "leaf_hash": leaf_hash(body).hex(),
                        "proof": [p.hex() for p in merkle.inclusion_proof(off, cp.tree_size)]})
     provenance = {"origin": cp.origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(),
-                  "log_key_id": tl.tree.key.keyid, "checkpoint_time": iso(cp.log_time),
+                  "log_key_id": tl.tree.public_key.keyid, "checkpoint_time": iso(cp.log_time),
                   "generated_at": iso(time.time_ns()), "tool": tool, "state_version": state_version}
-    return {"provenance": provenance, "checkpoint": checkpoint_to_json(signed), "events": proven,
+    return {"provenance": provenance, "checkpoint": checkpoint_to_json(signed, tl.tree.public_key), "events": proven,
             "cited": len(set(offsets)), "proven": len(proven)}
 
 
