@@ -17,7 +17,7 @@ import msgspec
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.events import (
     TARGETS, Event, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated,
-    envelope_to_json, sign_event,
+    envelope_to_json, sign_event, version_scope,
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey
 
@@ -167,18 +167,28 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
     """Sign the event at the repository's next version and append it to the log (or
     write it to --out as a JSONL line for another pipeline to ingest)."""
     signers = _signers(args, signer_names)
+    clock_version = False
     if args.version is not None:
         version = args.version
+    elif args.out and not (Path(args.log) / "log").is_dir():
+        # a publisher without the log (it talks only to Kafka): versions need only grow per
+        # scope (core.events.version_scope), so the time in ms serves
+        version, clock_version = time.time_ns() // 1_000_000, True
+        if not args.json:
+            ui.say("trustlog: no log in {}: signing at version {} (the time in ms; --version to choose)",
+                   args.log, version, err=True)
     else:
         with _open_log(args, ui, read_only=(Path(args.log) / "log").is_dir(),
                        create=getattr(args, "init", False)) as log:
             repo = log.state.repos.get(args.repo)
-            version = (repo.version if repo else 0) + 1
+            version = (repo.versions.get(version_scope(make(0)), 0) if repo else 0) + 1
     env = sign_event(make(version), signers)
     if args.out:
         with open(args.out, "ab") as f:
             f.write(envelope_to_json(env) + b"\n")
         result = {"event_id": env.event_id, "version": version, "written_to": args.out}
+        if clock_version:
+            result["version_from"] = "clock"
         code = 0
     else:
         with _open_log(args, ui, create=getattr(args, "init", False)) as log:
@@ -345,7 +355,8 @@ def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
         if repo is None:
             raise InputError(f"no repository {args.repo!r} in {args.log} (at state version {log.state.version})")
         roles = roles_info(repo)
-        info = {"repo": repo.name, "version": repo.version, "origin": repo.origin, "roles": roles,
+        info = {"repo": repo.name, "version": repo.version, "versions": dict(repo.versions), "origin": repo.origin,
+                "roles": roles,
                 "tags": len(repo.tags), "deleted_tags": len(repo.deleted_tags),
                 "compromised_keys": dict(repo.compromised_keyids), "state_version": log.state.version}
         recent = tags_info(sorted(repo.tags.values(), key=lambda e: e.offset)[-args.tags:] if args.tags else [])
@@ -390,7 +401,8 @@ def _authoring_options(a: argparse.ArgumentParser, *, sign_help: str, expires_da
                    help="append the signed event to this JSONL file instead of the log (for `trustlog ingest` "
                         "or `trustlog publish` elsewhere)")
     a.add_argument("--version", dest="version", type=int, default=None,
-                   help="repository version to sign (default: the log's current + 1)" if show_version
+                   help="version to sign: above the last of its tag, role or root (default: the log's last of it + 1; "
+                   "with --out and no log, the time in ms)" if show_version
                    else argparse.SUPPRESS)
     if expires_days is not None:
         a.add_argument("--expires-days", type=float, default=expires_days, metavar="DAYS",

@@ -4,9 +4,18 @@ An event is a msgspec Struct in a tagged union (tag field ``kind``). Its canonic
 encoding is the payload that is signed; an :class:`Envelope` carries the payload and its
 signatures. The event id is the SHA-256 of the canonical envelope encoding.
 
-Every event names its repository (a GUN), its per-repository ``version`` (exactly one
-more than the last accepted event of that repository) and the signer's claimed
+Every event names its repository (a GUN), its ``version`` and the signer's claimed
 ``issued_at`` (seconds; informative only: trust is decided by log time).
+
+Versions are scoped, as TUF versions each role's metadata separately
+(:func:`version_scope`): ``ImageSigned`` / ``TagDeleted`` count per tag, ``RoleKeysSet`` /
+``RoleRemoved`` / ``MetadataImported`` per role, ``RepoCreated`` / ``RootRotated`` per
+root, ``KeyCompromised`` per reported key id. An event's version must be strictly
+greater than the last accepted version in its scope (gaps are fine, so a publisher
+without a copy of the log may use the time in ms), so a replayed event is refused
+(``VERSION_ROLLBACK``) while signers of different tags or roles never collide. A
+``TagDeleted`` advances its tag's scope, so no older ``ImageSigned`` brings the tag back.
+A repository starts at version 1 (``RepoCreated``).
 Times are integer seconds since the Unix epoch; log times are integer nanoseconds.
 """
 from __future__ import annotations
@@ -99,6 +108,18 @@ class MetadataImported(_Event, tag="MetadataImported"):
 Event = Union[RepoCreated, RootRotated, RoleKeysSet, RoleRemoved, KeyCompromised, ImageSigned, TagDeleted,
               MetadataImported]
 EVENT_KINDS = tuple(c.__struct_config__.tag for c in Event.__args__)  # type: ignore[attr-defined]
+
+
+def version_scope(event: Event) -> str:
+    """The scope whose version ``event`` must exceed and advance (see the module docstring)."""
+    t = type(event)
+    if t is ImageSigned or t is TagDeleted:
+        return "tag:" + event.tag  # type: ignore[union-attr]
+    if t is RoleKeysSet or t is RoleRemoved or t is MetadataImported:
+        return "role:" + event.role  # type: ignore[union-attr]
+    if t is KeyCompromised:
+        return "key:" + event.keyid  # type: ignore[union-attr]
+    return "role:" + ROOT  # RepoCreated, RootRotated
 
 
 class Signature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -14,8 +14,8 @@ class Reject(str, Enum):
     TOO_LARGE = "TOO_LARGE"                      # over the configured size limit
     UNKNOWN_REPOSITORY = "UNKNOWN_REPOSITORY"    # event for a repository never created
     REPOSITORY_EXISTS = "REPOSITORY_EXISTS"      # RepoCreated twice
-    VERSION_ROLLBACK = "VERSION_ROLLBACK"        # version <= current
-    VERSION_SKIP = "VERSION_SKIP"                # version > current + 1
+    VERSION_ROLLBACK = "VERSION_ROLLBACK"        # version <= current of its scope (tag, role, root, key)
+    VERSION_SKIP = "VERSION_SKIP"                # repository not at version 1; TUF root skips one
     UNKNOWN_KEY = "UNKNOWN_KEY"                  # no signature by a key of the signing role
     BAD_SIGNATURE = "BAD_SIGNATURE"              # a signature by a role key does not verify
     THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"      # too few distinct valid keys

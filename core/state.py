@@ -33,6 +33,7 @@ from .events import (
     RootRotated,
     TagDeleted,
     decode_event,
+    version_scope,
 )
 from .keys import PublicKey, crypto_valid, key_material_id, validate_public_key
 from .names import MAX_REPO_LEN, is_delegated_role, is_digest, is_pattern, is_repo, is_tag
@@ -95,7 +96,7 @@ class TagEntry:
 class RepoState:
     name: str
     origin: str                                  # "tofu" or "pinned"
-    version: int = 0
+    version: int = 0                             # the highest version accepted in any scope
     keys: dict[str, PublicKey] = field(default_factory=dict)       # every key ever seen
     grants: list[Grant] = field(default_factory=list)
     roles: dict[str, int] = field(default_factory=dict)            # active role -> grant id
@@ -105,6 +106,7 @@ class RepoState:
     deleted_tags: dict[str, int] = field(default_factory=dict)     # tag -> offset deleted
     last_log_time: int = 0
     tuf: TufRepo | None = None                   # set when the trust data is imported TUF/Notary metadata
+    versions: dict[str, int] = field(default_factory=dict)         # version scope -> last accepted version
 
     def role_grant(self, role: str) -> Grant | None:
         gid = self.roles.get(role)
@@ -187,7 +189,9 @@ class TrustState:
         mutate = handler(self, env, event, log_time, offset, sigcheck)
         mutate()
         repo = self.repos[event.repo]
-        repo.version = event.version
+        repo.versions[version_scope(event)] = event.version
+        if event.version > repo.version:
+            repo.version = event.version
         repo.last_log_time = log_time
         self.version = offset + 1
         return Applied(event, env.event_id, event.repo, event.version)
@@ -202,13 +206,12 @@ class TrustState:
         repo = self.repos.get(event.repo)
         if repo is None:
             raise RejectedEventError(Reject.UNKNOWN_REPOSITORY, f"repository {event.repo!r} does not exist; create it first")
-        if event.version <= repo.version:
+        scope = version_scope(event)
+        current = repo.versions.get(scope, 0)
+        if event.version <= current:  # a replay, or a signer that did not see the last change of this scope
             raise RejectedEventError(
-                Reject.VERSION_ROLLBACK, f"{event.repo}: version {event.version} is not above the current {repo.version}"
-            )
-        if event.version != repo.version + 1:
-            raise RejectedEventError(
-                Reject.VERSION_SKIP, f"{event.repo}: version {event.version} skips ahead; expected {repo.version + 1}"
+                Reject.VERSION_ROLLBACK,
+                f"{event.repo}: version {event.version} of {scope} is not above its current {current}",
             )
         return repo
 
@@ -326,6 +329,7 @@ def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int,
         repo.grants += [g_root, g_targets]
         repo.roles[ROOT] = 0
         repo.roles[TARGETS] = 1
+        repo.versions["role:" + TARGETS] = ev.version
         st.repos[ev.repo] = repo
 
     return mutate

@@ -176,7 +176,8 @@ class TrustLog:
         self.opened_with: dict[str, int] = {}
         self._failed = False
         self._closed = False
-        self._dup_cache: dict[str, list[int]] = {}
+        self._dup_cache: dict[str, tuple[int, dict[bytes, int]]] = {}  # repo -> (postings hashed, event id -> offset)
+        self._dup_fresh: set[str] = set()  # repositories whose map is current in this batch
         kw: dict = {}
         if fsync_fn is not None:
             kw["fsync_fn"] = fsync_fn
@@ -523,7 +524,7 @@ class TrustLog:
         try:
             self._ingest_decoded(decoded, res)
             self.positions.update(res.last_positions)
-            self._dup_cache.clear()
+            self._dup_fresh.clear()
             if self.checkpoint_every and self.log.next_offset - self._last_checkpoint >= self.checkpoint_every:
                 self.checkpoint()
             if self.snapshot_every and self.log.next_offset - self._last_snapshot >= self.snapshot_every:
@@ -619,19 +620,25 @@ class TrustLog:
 
     def _logged_at(self, event: Event, eid: bytes) -> tuple[int, KafkaPosition | None] | None:
         """Is ``event`` (refused as a rollback or a second creation) the very event
-        already logged at its repository and version? Then it is a redelivery: return
-        (its log offset, where it came from). The repository index gives the offset:
-        versions go up by one per logged event."""
-        offsets = self._dup_cache.get(event.repo)
-        if offsets is None:
-            offsets = self._dup_cache[event.repo] = [p.offset for p in self.index.repo_postings(event.repo)]
-        if not 1 <= event.version <= len(offsets):
+        already logged for its repository? Then it is a redelivery: return (its log
+        offset, where it came from). Versions are scoped and may have gaps
+        (core.events.version_scope), so a version does not name an offset: the
+        repository's logged records are hashed into a map from event id to offset,
+        once; the log is append-only, so later batches only extend the map."""
+        seen, ids = self._dup_cache.get(event.repo, (0, {}))
+        if event.repo not in self._dup_fresh:  # records were appended since: hash the new ones
+            postings = self.index.repo_postings(event.repo)
+            durable = self.log.durable_offset
+            while seen < len(postings) and postings[seen].offset < durable:
+                off = postings[seen].offset
+                ids[hashlib.sha256(decode_record(self.log.read(off)).envelope).digest()] = off
+                seen += 1
+            self._dup_cache[event.repo] = (seen, ids)
+            self._dup_fresh.add(event.repo)
+        offset = ids.get(eid)
+        if offset is None:
             return None
-        offset = offsets[event.version - 1]
-        if offset >= self.log.durable_offset:
-            return None
-        rec = decode_record(self.log.read(offset))
-        return (offset, rec.source) if hashlib.sha256(rec.envelope).digest() == eid else None
+        return offset, decode_record(self.log.read(offset)).source
 
     def _duplicate_fate(self, src: KafkaPosition | None, event_id: str,
                         at: tuple[int, KafkaPosition | None] | None) -> Fate:

@@ -40,6 +40,9 @@ MAGIC: Final = b"TLSNAP01"
 SNAPSHOT_CONTEXT: Final = b"trustlog snapshot v1\n"
 _LEN: Final = struct.Struct(">I")
 _NAME_RE: Final = re.compile(r"([0-9]{20})\.snap")
+# 2: RepoState.versions (the last accepted version of each scope, core.events.version_scope);
+# a format-1 snapshot lacks it and would forget replay protection, so it is skipped and rebuilt
+SNAPSHOT_FORMAT: Final = 2
 
 
 class SnapshotHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -138,7 +141,7 @@ class SnapshotStore:
             raise LogError("snapshots are signed with the log key; this store holds only the public key")
         body = encode_state(state)
         header = SnapshotHeader(
-            format=1, offset=state.version, root=root, last_log_time=last_log_time,
+            format=SNAPSHOT_FORMAT, offset=state.version, root=root, last_log_time=last_log_time,
             body_sha256=hashlib.sha256(body).digest(), body_len=len(body), repos=len(state.repos),
             pins=pins_key(state.pins),
             positions=sorted((t, p, o) for (t, p), o in (positions or {}).items()),
@@ -195,6 +198,9 @@ class SnapshotStore:
         header = decode_canonical(signed.header, SnapshotHeader)
         if _NAME_RE.fullmatch(path.name).group(1) != f"{header.offset:020d}":  # type: ignore[union-attr]
             raise EncodingError(f"file name does not match its offset {header.offset}")
+        if header.format != SNAPSHOT_FORMAT:
+            raise EncodingError(f"snapshot format {header.format}, not {SNAPSHOT_FORMAT} (written by another "
+                                "trustlog version; the state is folded from the log instead)")
         return header, len(MAGIC) + _LEN.size + n
 
     def check_body(self, snap: Snapshot) -> bytes:

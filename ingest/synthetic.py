@@ -150,9 +150,9 @@ class SyntheticRegistry:
             yield Envelope(good.payload, [Signature(r.targets.keyid, bytes(sig))])
             inc.forged_signature = r.name
             inc.expected_rejects["BAD_SIGNATURE"] = inc.expected_rejects.get("BAD_SIGNATURE", 0) + 1
-        elif r.idx == 6:    # a rollback attempt: an old, validly signed version replayed
-            yield self._tag_event(r, 10_000, 1)
-            yield sign_event(ImageSigned(r.name, r.version - 1, 1_700_000_200, "targets", "v1.10000",
+        elif r.idx == 6:    # a rollback attempt: a validly signed binding below the tag's current version
+            yield self._tag_event(r, 10_000, 1)  # tag build-10000, by targets, at r.version
+            yield sign_event(ImageSigned(r.name, r.version - 1, 1_700_000_200, "targets", "build-10000",
                                          "sha256:" + "77" * 32, 1, FAR), [r.targets])
             inc.rollback_attempt = r.name
             inc.expected_rejects["VERSION_ROLLBACK"] = inc.expected_rejects.get("VERSION_ROLLBACK", 0) + 1

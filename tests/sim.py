@@ -41,6 +41,7 @@ class Sim:
     offset: int = 0
     clock: int = 1_000_000
     last_reject: RejectedEventError | None = None
+    sent: list[Envelope] = field(default_factory=list)  # every envelope submitted, in order (to replay one)
     crypto: Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]] | None = None
 
     def _sigcheck(self, k, message: bytes, signature: bytes) -> bool:
@@ -54,6 +55,7 @@ class Sim:
     def submit(self, env: Envelope) -> str:
         """Apply one envelope; "OK" or the rejection reason code."""
         self.clock += 1_000
+        self.sent.append(env)
         try:
             self.state.apply(env, log_time=self.clock, offset=self.offset, sigcheck=self._sigcheck)
         except RejectedEventError as e:
@@ -89,19 +91,20 @@ class Sim:
         ev = RoleKeysSet(self.repo, self._v(version), 0, role, [k.public_key for k in keys], threshold, expires, paths)
         return self.submit(self.signed(ev, signers))
 
-    def remove_role(self, role: str, signers: list[SigningKey]) -> str:
-        return self.submit(self.signed(RoleRemoved(self.repo, self._v(None), 0, role), signers))
+    def remove_role(self, role: str, signers: list[SigningKey], *, version: int | None = None) -> str:
+        return self.submit(self.signed(RoleRemoved(self.repo, self._v(version), 0, role), signers))
 
-    def compromise(self, k: SigningKey, since: int, signers: list[SigningKey]) -> str:
-        return self.submit(self.signed(KeyCompromised(self.repo, self._v(None), 0, k.keyid, since), signers))
+    def compromise(self, k: SigningKey, since: int, signers: list[SigningKey], *, version: int | None = None) -> str:
+        return self.submit(self.signed(KeyCompromised(self.repo, self._v(version), 0, k.keyid, since), signers))
 
     def sign_tag(self, tag: str, signers: list[SigningKey], *, role: str = "targets", digest: str = DIGEST,
                  expires: int = FAR, version: int | None = None, issued_at: int = 0) -> str:
         ev = ImageSigned(self.repo, self._v(version), issued_at, role, tag, digest, 1234, expires)
         return self.submit(self.signed(ev, signers))
 
-    def delete_tag(self, tag: str, signers: list[SigningKey], role: str = "targets") -> str:
-        return self.submit(self.signed(TagDeleted(self.repo, self._v(None), 0, role, tag), signers))
+    def delete_tag(self, tag: str, signers: list[SigningKey], role: str = "targets", *,
+                   version: int | None = None) -> str:
+        return self.submit(self.signed(TagDeleted(self.repo, self._v(version), 0, role, tag), signers))
 
     def submit_tampered(self, env: Envelope) -> str:
         return self.submit(env)

@@ -67,7 +67,11 @@ def test_full_flow(env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     capsys.readouterr()
     assert run("inspect", REPO, "--json") == 0
     info = _json_out(capsys)
-    assert info["version"] == 4 and {r["role"] for r in info["roles"]} == {"root", "targets", "targets/alice"}
+    assert {r["role"] for r in info["roles"]} == {"root", "targets", "targets/alice"}
+    # each scope counts its own versions (docs/SECURITY.md, Versions); the CLI signs at the scope's last + 1
+    assert {k: v for k, v in info["versions"].items() if not k.startswith("key:")} == {
+        "role:root": 1, "role:targets": 1, "role:targets/alice": 1, "tag:v1": 1}
+    assert info["version"] == 1
 
 
 def test_wrong_passphrase_is_a_clear_error(env, capsys, monkeypatch) -> None:

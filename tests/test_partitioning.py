@@ -88,7 +88,8 @@ def test_redelivered_inputs_repeat_the_stored_fate(tmp_path: Path, crypto) -> No
     """Outcomes are at least once: a redelivery (same batch, later batch, after reopen)
     is answered with the outcome of the stored copy, identical to the first one."""
     repo = _repo_in(1)
-    raws = [_created(repo), _signed(repo, 2, "v1"), _signed(repo, 2, "clash"), b"\x00junk"]
+    clash = sign_event(ImageSigned(repo, 2, 1, "targets", "v1", DIGEST, 1, FAR), [T]).to_bytes()  # v1 at 2 again
+    raws = [_created(repo), _signed(repo, 2, "v1"), clash, b"\x00junk"]
     first = [(r, KafkaPosition("events", 1, i)) for i, r in enumerate(raws)]
     with TrustLog(tmp_path / "p1", admit=admit_for(1, LAYOUT), crypto=crypto) as tl:
         res1 = tl.ingest_batch(first + [(raws[1], KafkaPosition("events", 1, 10))])
@@ -136,7 +137,7 @@ def test_outcome_catch_up_repeats_what_was_sent(tmp_path: Path) -> None:
     from trustlog.ingest.outcomes import OutcomeWriter
 
     repo = _repo_in(4)
-    raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(6)] + [b"\x00junk", _signed(repo, 3, "x")]
+    raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(6)] + [b"\x00junk", _signed(repo, 2, "v1")]  # v1 is at 3: a rollback
     with TrustLog(tmp_path / "p4", admit=admit_for(4, LAYOUT)) as tl:
         res = tl.ingest_batch([(r, KafkaPosition("events", 4, 100 + i)) for i, r in enumerate(raws)])
         live = OutcomeWriter(_Producer(), "events.outcomes")

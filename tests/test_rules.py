@@ -10,14 +10,15 @@ from collections.abc import Callable
 
 import pytest
 
-from sim import DIGEST, NOW, Sim, flip_bit, key, resign
-from trustlog.core.events import Envelope, ImageSigned, Signature, sign_event
+from sim import DIGEST, FAR, NOW, Sim, flip_bit, key, resign
+from trustlog.core.events import Envelope, ImageSigned, RepoCreated, Signature, sign_event
 from trustlog.core.state import TrustState
 
 R1, R2, R3 = key("root1"), key("root2"), key("root3")
 N1, N2 = key("newroot1"), key("newroot2")
 T1, T2 = key("targets1"), key("targets2")
 A1, A2 = key("alice1"), key("alice2")
+B1 = key("bob1")
 X = key("stranger")
 P1 = key("p256-1", "ecdsa-p256")
 P1_DER = key("p256-1-der", "ecdsa-p256-der")
@@ -115,9 +116,88 @@ def sc_version_rollback(s: Sim) -> str:
     return s.sign_tag("v1", [T1], digest="sha256:" + "cd" * 32, version=2)
 
 
-def sc_version_skip(s: Sim) -> str:
+def sc_version_gap(s: Sim) -> str:
     base(s)
-    return s.sign_tag("v1", [T1], version=5)
+    return s.sign_tag("v1", [T1], version=1_700_000_000_123)  # a time-based version (sign without a log)
+
+
+def sc_repo_not_at_version_one(s: Sim) -> str:
+    s.version = 4
+    return s.submit(s.signed(RepoCreated(s.repo, 5, 0, [R1.public_key], 1, [T1.public_key], 1, FAR), [R1]))
+
+
+# -- concurrent signers and replays (versions are scoped: docs/SECURITY.md) -------------
+
+
+def sc_two_tags_same_version(s: Sim) -> str:
+    base(s)
+    assert s.sign_tag("v1", [T1], version=2) == "OK"
+    assert s.sign_tag("v2", [T2], version=2) == "OK"  # another signer, same starting state
+    return s.verify("v2")
+
+
+def sc_same_tag_same_version(s: Sim) -> str:
+    base(s)
+    assert s.sign_tag("v1", [T1], version=2) == "OK"
+    return s.sign_tag("v1", [T2], digest="sha256:" + "cd" * 32, version=2)
+
+
+def sc_two_roles_at_once(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["a*"], version=2) == "OK"
+    assert s.set_role("targets/bob", [B1], [T1], paths=["b*"], version=2) == "OK"
+    assert s.sign_tag("a1", [A1], role="targets/alice", version=3) == "OK"
+    assert s.sign_tag("b1", [B1], role="targets/bob", version=3) == "OK"
+    return "VALID" if s.verify("a1") == s.verify("b1") == "VALID" else "BROKEN"
+
+
+def sc_replay_old_signing(s: Sim) -> str:
+    base(s)
+    assert s.sign_tag("v1", [T1], version=2) == "OK"
+    old = s.sent[-1]
+    assert s.sign_tag("v1", [T1], digest="sha256:" + "cd" * 32, version=3) == "OK"
+    assert s.submit(old) == "VERSION_ROLLBACK"
+    return s.verify("v1", "sha256:" + "cd" * 32)
+
+
+def sc_replay_resurrects_deleted(s: Sim) -> str:
+    base(s)
+    assert s.sign_tag("v1", [T1], version=2) == "OK"
+    old = s.sent[-1]
+    assert s.delete_tag("v1", [T1], version=3) == "OK"
+    assert s.submit(old) == "VERSION_ROLLBACK"
+    return s.verify("v1")
+
+
+def sc_resign_after_delete(s: Sim) -> str:
+    base(s)
+    assert s.sign_tag("v1", [T1], version=2) == "OK"
+    assert s.delete_tag("v1", [T1], version=3) == "OK"
+    assert s.sign_tag("v1", [T1], version=3) == "VERSION_ROLLBACK"  # not above the deletion
+    return s.sign_tag("v1", [T1], version=4)
+
+
+def sc_replay_removed_role(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets/alice", [A1], [T1], paths=["v*"], version=2) == "OK"
+    old = s.sent[-1]
+    assert s.remove_role("targets/alice", [T1], version=3) == "OK"
+    assert s.submit(old) == "VERSION_ROLLBACK"
+    return s.sign_tag("v1", [A1], role="targets/alice")
+
+
+def sc_replay_old_root(s: Sim) -> str:
+    base(s)
+    assert s.set_role("targets", [T2], [R1, R2], version=2) == "OK"
+    old = s.sent[-1]
+    assert s.set_role("targets", [T1], [R1, R2], version=3) == "OK"
+    return s.submit(old)
+
+
+def sc_replay_compromise_report(s: Sim) -> str:
+    base(s)
+    assert s.compromise(T2, 0, [R1, R2], version=2) == "OK"
+    return s.submit(s.sent[-1])
 
 
 def sc_expired_signature(s: Sim) -> str:
@@ -415,7 +495,17 @@ SCENARIOS: list[tuple[str, Callable[[Sim], str], str]] = [
     ("root rotation missing new threshold", sc_root_rotation_missing_new, "ROOT_NEW_THRESHOLD"),
     ("old root after rotation", sc_old_root_after_rotation, "UNKNOWN_KEY"),
     ("version rollback", sc_version_rollback, "VERSION_ROLLBACK"),
-    ("version skip", sc_version_skip, "VERSION_SKIP"),
+    ("a version gap is fine", sc_version_gap, "OK"),
+    ("repository not created at version 1", sc_repo_not_at_version_one, "VERSION_SKIP"),
+    ("two tags signed from the same state", sc_two_tags_same_version, "VALID"),
+    ("one tag signed twice at one version", sc_same_tag_same_version, "VERSION_ROLLBACK"),
+    ("two delegated roles publish at once", sc_two_roles_at_once, "VALID"),
+    ("replayed old signing rolls nothing back", sc_replay_old_signing, "VALID"),
+    ("replay cannot resurrect a deleted tag", sc_replay_resurrects_deleted, "TAG_DELETED"),
+    ("a deleted tag re-signed above its deletion", sc_resign_after_delete, "OK"),
+    ("replay cannot restore a removed role", sc_replay_removed_role, "UNKNOWN_ROLE"),
+    ("replayed old targets key set", sc_replay_old_root, "VERSION_ROLLBACK"),
+    ("replayed compromise report", sc_replay_compromise_report, "VERSION_ROLLBACK"),
     ("expired signature", sc_expired_signature, "EXPIRED"),
     ("expired root", sc_expired_root, "EXPIRED"),
     ("expired delegation", sc_expired_delegation, "EXPIRED"),
