@@ -164,8 +164,9 @@ def _expires(days: float) -> int:
 
 
 def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], signer_names: list[str]) -> int:
-    """Sign the event at the repository's next version and append it to the log (or
-    write it to --out as a JSONL line for another pipeline to ingest)."""
+    """Sign the event above the last version of its scope (its tag, role or root:
+    core.events.version_scope) and append it to the log (or write it to --out as a
+    JSONL line for another pipeline to ingest; with no log to read, at the time in ms)."""
     signers = _signers(args, signer_names)
     clock_version = False
     if args.version is not None:

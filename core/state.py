@@ -96,7 +96,7 @@ class TagEntry:
 class RepoState:
     name: str
     origin: str                                  # "tofu" or "pinned"
-    version: int = 0                             # the highest version accepted in any scope
+    version: int = 0                             # moves on every accepted event; >= every accepted version
     keys: dict[str, PublicKey] = field(default_factory=dict)       # every key ever seen
     grants: list[Grant] = field(default_factory=list)
     roles: dict[str, int] = field(default_factory=dict)            # active role -> grant id
@@ -190,8 +190,9 @@ class TrustState:
         mutate()
         repo = self.repos[event.repo]
         repo.versions[version_scope(event)] = event.version
-        if event.version > repo.version:
-            repo.version = event.version
+        # versions are per scope (core.events); the repository's own moves on every change
+        # (the compiled verifier recompiles a repository when it moves) and stays above them all
+        repo.version = max(repo.version + 1, event.version)
         repo.last_log_time = log_time
         self.version = offset + 1
         return Applied(event, env.event_id, event.repo, event.version)

@@ -118,8 +118,7 @@ class TrustedFold:
                         if repo.deleted_tags:
                             repo.deleted_tags.pop(tag, None)
                         repo.versions["tag:" + tag] = ev.version  # core.events.version_scope
-                        if ev.version > repo.version:
-                            repo.version = ev.version
+                        repo.version = max(repo.version + 1, ev.version)  # as TrustState.apply
                         repo.last_log_time = log_time
                         st.version = offset + 1
                         return

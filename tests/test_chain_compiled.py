@@ -145,6 +145,20 @@ def test_new_tags_and_removals_are_deltas() -> None:
     assert [x.code for x in got] == ["TAG_DELETED", "DIGEST_MISMATCH", "ROLE_REMOVED"]
 
 
+def test_a_change_below_the_highest_version_is_a_delta() -> None:
+    """Versions are per scope (docs/SECURITY.md): a tag re-pointed at a version below
+    another tag's still moves the repository's own version, so the compiled state is
+    recompiled and no stale digest is served."""
+    s = Sim()
+    assert s.create([R1], [T1]) == "OK"
+    assert s.sign_tag("v1", [T1], version=1_000_000) == "OK"
+    assert s.sign_tag("v2", [T1], version=1) == "OK"
+    v = BatchVerifier(s.state, ref_time=NOW, engine="c")
+    assert v.verify_all([Request(s.repo, "v2")])[0].digest == DIGEST
+    assert s.sign_tag("v2", [T1], version=2, digest="sha256:" + "cd" * 32) == "OK"
+    assert v.verify_all([Request(s.repo, "v2")])[0].digest == "sha256:" + "cd" * 32
+
+
 def test_compaction_keeps_verdicts() -> None:
     sims = registry(2, 3)
     state = sims[0].state

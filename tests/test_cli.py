@@ -71,7 +71,7 @@ def test_full_flow(env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     # each scope counts its own versions (docs/SECURITY.md, Versions); the CLI signs at the scope's last + 1
     assert {k: v for k, v in info["versions"].items() if not k.startswith("key:")} == {
         "role:root": 1, "role:targets": 1, "role:targets/alice": 1, "tag:v1": 1}
-    assert info["version"] == 1
+    assert info["version"] == 4  # the repository's own version moves on every change
 
 
 def test_wrong_passphrase_is_a_clear_error(env, capsys, monkeypatch) -> None:

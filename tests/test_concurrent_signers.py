@@ -1,0 +1,177 @@
+"""Concurrent signers (docs/SECURITY.md, Versions): publishers who sign different tags,
+or targets delegating two roles, from the same starting state all land — through files
+(`trustlog sign --out`, then `trustlog ingest`) and through Kafka (a publisher without a
+copy of the log: `trustlog sign --out` with no log, `trustlog publish --wait`); a replay
+never rolls a tag back nor resurrects a deleted tag or a removed signer."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from trustlog.cli.main import main
+from trustlog.core.evaluate import Request
+from trustlog.core.events import TagDeleted, envelope_to_json, sign_event
+from trustlog.ingest.keystore import KeyStore
+from trustlog.ingest.pipeline import TrustLog
+from trustlog.verifier.batch import BatchVerifier
+
+REPO = "registry.example.com/team/app"
+D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    monkeypatch.delenv("TRUSTLOG_PASSPHRASE", raising=False)
+
+    def run(*argv: str, log: Path | None = None) -> tuple[int, dict]:
+        capsys.readouterr()
+        rc = main(["--log", str(log or tmp_path / "log"), "--keys", str(tmp_path / "keys"), *argv, "--json"])
+        lines = capsys.readouterr().out.strip().splitlines()
+        return rc, json.loads(lines[-1]) if lines else {}
+
+    for name in ("root", "targets", "alice", "bob"):
+        assert run("key", "generate", name)[0] == 0
+    return run
+
+
+def _signed(run, out: Path, *argv: str, log: Path | None = None) -> int:
+    """Sign to ``out`` (a JSONL file of one event); its version."""
+    rc, info = run(*argv, "--out", str(out), log=log)
+    assert rc == 0 and info["written_to"] == str(out), info
+    return info["version"]
+
+
+def _codes(log_dir: Path, *tags: str) -> dict[str, str]:
+    with TrustLog(log_dir, read_only=True) as tl:
+        v = BatchVerifier(tl.state, ref_time=int(time.time()))
+        return {t: (r.code if not r.ok else r.digest) for t, r in zip(tags, v.verify_all([Request(REPO, t) for t in tags]))}
+
+
+def test_signers_from_one_state_all_land_through_files(cli, tmp_path: Path) -> None:
+    run = cli
+    assert run("repo", "create", REPO, "--root-key", "root", "--targets-key", "targets", "--init")[0] == 0
+    # two delegations, both written before either is ingested (the same starting state)
+    v_a = _signed(run, tmp_path / "alice.jsonl", "signer", "add", REPO, "alice", "--key", "alice", "--paths", "a*",
+                  "--sign-with", "targets")
+    v_b = _signed(run, tmp_path / "bob.jsonl", "signer", "add", REPO, "bob", "--key", "bob", "--paths", "b*",
+                  "--sign-with", "targets")
+    assert v_a == v_b  # one repository-wide counter would make the second a VERSION_ROLLBACK
+    for f in ("alice.jsonl", "bob.jsonl"):
+        rc, info = run("ingest", str(tmp_path / f))
+        assert rc == 0 and info["accepted"] == 1, info
+    # four signers of four tags, again from one state: two delegated roles and targets twice
+    files = {"a1": ("--role", "targets/alice", "--sign-with", "alice"), "b1": ("--role", "targets/bob", "--sign-with", "bob"),
+             "v1": ("--sign-with", "targets"), "v2": ("--sign-with", "targets")}
+    versions = {tag: _signed(run, tmp_path / f"{tag}.jsonl", "sign", REPO, tag, D1, *opts) for tag, opts in files.items()}
+    assert len(set(versions.values())) == 1
+    for tag in files:
+        rc, info = run("ingest", str(tmp_path / f"{tag}.jsonl"))
+        assert rc == 0 and info["accepted"] == 1, (tag, info)
+    assert _codes(tmp_path / "log", *files) == {t: D1 for t in files}
+
+    # a newer binding of v1, then the old one again: a redelivery (same event), nothing rolls back
+    assert run("sign", REPO, "v1", D2, "--sign-with", "targets")[0] == 0
+    rc, info = run("ingest", str(tmp_path / "v1.jsonl"))
+    assert rc == 0 and (info["accepted"], info["duplicates"]) == (0, 1)
+    # an older binding never ingested (signed at the version v1 had before): refused
+    _signed(run, tmp_path / "v1-old.jsonl", "sign", REPO, "v1", D3, "--sign-with", "targets",
+            "--version", str(versions["v1"]))
+    rc, info = run("ingest", str(tmp_path / "v1-old.jsonl"))
+    assert rc == 1 and info["rejected"] == 1 and info["rejected_by_reason"] == {"VERSION_ROLLBACK": 1}, info
+    assert _codes(tmp_path / "log", "v1") == {"v1": D2}
+
+    # v2 deleted: its old signing, replayed or held back, does not bring it back
+    targets = KeyStore(tmp_path / "keys").load("targets")
+    with TrustLog(tmp_path / "log", read_only=True) as tl:
+        cur = tl.state.repos[REPO].versions["tag:v2"]
+    held = tmp_path / "v2-held.jsonl"
+    _signed(run, held, "sign", REPO, "v2", D3, "--sign-with", "targets", "--version", str(cur + 1))
+    deletion = sign_event(TagDeleted(REPO, cur + 1, 0, "targets", "v2"), [targets])
+    (tmp_path / "del.jsonl").write_bytes(envelope_to_json(deletion) + b"\n")
+    assert run("ingest", str(tmp_path / "del.jsonl"))[1]["accepted"] == 1
+    assert run("ingest", str(tmp_path / "v2.jsonl"))[1]["duplicates"] == 1
+    rc, info = run("ingest", str(held))
+    assert rc == 1 and info["rejected_by_reason"] == {"VERSION_ROLLBACK": 1}, info
+    assert _codes(tmp_path / "log", "v2") == {"v2": "TAG_DELETED"}
+
+    # bob removed: his delegation, replayed, does not restore him
+    assert run("signer", "remove", REPO, "bob", "--sign-with", "targets")[0] == 0
+    assert run("ingest", str(tmp_path / "bob.jsonl"))[1]["duplicates"] == 1
+    with TrustLog(tmp_path / "log", read_only=True) as tl:
+        assert "targets/bob" not in tl.state.repos[REPO].roles
+
+
+def test_sign_without_a_log_uses_the_clock(cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A publisher with no copy of the log signs at the time in ms; the events land."""
+    run, nolog = cli, tmp_path / "no-log"
+    assert _signed(run, tmp_path / "e.jsonl", "repo", "create", REPO, "--root-key", "root", "--targets-key",
+                   "targets", log=nolog) == 1
+    rc, info = run("sign", REPO, "v1", D1, "--sign-with", "targets", "--out", str(tmp_path / "e.jsonl"), log=nolog)
+    assert rc == 0 and info["version_from"] == "clock" and info["version"] > 1_700_000_000_000
+    assert not nolog.exists()
+    rc, info = run("ingest", str(tmp_path / "e.jsonl"), "--init")
+    assert rc == 0 and info["accepted"] == 2, info
+    capsys.readouterr()
+    assert main(["--log", str(nolog), "--keys", str(tmp_path / "keys"), "sign", REPO, "v2", D1,
+                 "--sign-with", "targets", "--out", str(tmp_path / "f.jsonl")]) == 0
+    assert "signing at version" in capsys.readouterr().err
+
+
+# -- through Kafka: publishers that only talk to the broker ---------------------------------------
+
+
+@pytest.mark.kafka
+def test_signers_from_one_state_all_land_through_kafka(cli, kafka_bootstrap, tmp_path: Path) -> None:
+    from test_kafka_ingest import delete_topics, new_topic, start_worker, stderr_of, stop
+    from test_kafka_outcomes import _publish_wait
+
+    run, nolog = cli, tmp_path / "no-log"  # no publisher has a log
+    topic = new_topic(kafka_bootstrap, "tl-conc-" + uuid.uuid4().hex[:6], partitions=2)
+    setup = tmp_path / "setup.jsonl"
+    _signed(run, setup, "repo", "create", REPO, "--root-key", "root", "--targets-key", "targets", log=nolog)
+    for who in ("alice", "bob"):
+        _signed(run, setup, "signer", "add", REPO, who, "--key", who, "--paths", f"{who[0]}*", "--sign-with",
+                "targets", "--version", "7", log=nolog)  # the same version: different roles never collide
+    pubs = {"a1": ("--role", "targets/alice", "--sign-with", "alice"), "b1": ("--role", "targets/bob", "--sign-with", "bob"),
+            "v1": ("--sign-with", "targets"), "v2": ("--sign-with", "targets")}
+    for tag, opts in pubs.items():
+        _signed(run, tmp_path / f"{tag}.jsonl", "sign", REPO, tag, D1, *opts, "--version", "9", log=nolog)
+    old_v1 = tmp_path / "v1.jsonl"
+    newer_v1 = tmp_path / "v1-new.jsonl"
+    v_new = _signed(run, newer_v1, "sign", REPO, "v1", D2, "--sign-with", "targets", log=nolog)  # clock version
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    logdir = tmp_path / "logs"
+    w = start_worker(kafka_bootstrap, topic, group, logdir, tmp_path)
+    try:
+        rc, out = _publish_wait(kafka_bootstrap, topic, setup)
+        assert rc == 0 and out["outcome_counts"] == {"accepted": 3}, out
+        both = tmp_path / "all.jsonl"  # the four publishers' events, sent together
+        both.write_bytes(b"".join((tmp_path / f"{t}.jsonl").read_bytes() for t in pubs))
+        rc, out = _publish_wait(kafka_bootstrap, topic, both)
+        assert rc == 0 and out["outcome_counts"] == {"accepted": 4}, out
+        rc, out = _publish_wait(kafka_bootstrap, topic, newer_v1)
+        assert rc == 0 and out["outcome_counts"] == {"accepted": 1}, out
+        # the old v1 binding replayed (the same event) and re-signed at its old version
+        _signed(run, tmp_path / "v1-again.jsonl", "sign", REPO, "v1", D3, "--sign-with", "targets",
+                "--version", "9", log=nolog)
+        rc, out = _publish_wait(kafka_bootstrap, topic, old_v1)
+        assert rc == 0 and out["outcome_counts"] == {"accepted": 1}, out  # answered with the stored copy
+        rc, out = _publish_wait(kafka_bootstrap, topic, tmp_path / "v1-again.jsonl")
+        assert rc == 1 and [o["reason"] for o in out["outcomes"]] == ["VERSION_ROLLBACK"], out
+    finally:
+        assert stop(w) == 0, stderr_of(w)
+        delete_topics(kafka_bootstrap, topic, f"{topic}.layout", f"{topic}.outcomes")
+    from trustlog.ingest.kafka_worker import partition_dirs
+
+    owners = []
+    for _, d in partition_dirs(logdir):
+        with TrustLog(d, read_only=True) as tl:
+            if REPO in tl.state.repos:
+                owners.append(d)
+                assert tl.state.repos[REPO].versions["tag:v1"] == v_new
+    assert len(owners) == 1
+    assert _codes(owners[0], *pubs) == {"a1": D1, "b1": D1, "v1": D2, "v2": D1}
