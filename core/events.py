@@ -111,10 +111,12 @@ EVENT_KINDS = tuple(c.__struct_config__.tag for c in Event.__args__)  # type: ig
 
 
 def version_scope(event: Event) -> str:
-    """The scope whose version ``event`` must exceed and advance (see the module docstring)."""
+    """The scope whose version ``event`` must exceed and advance (see the module docstring):
+    ``role:ROLE``, ``key:KEYID``, or a tag's own name (tags cannot contain ``:``; the bare
+    name shares the string the state already holds, which matters at millions of tags)."""
     t = type(event)
     if t is ImageSigned or t is TagDeleted:
-        return "tag:" + event.tag  # type: ignore[union-attr]
+        return event.tag  # type: ignore[union-attr]  # bare: no tag has a ':', and a tag's name is shared
     if t is RoleKeysSet or t is RoleRemoved or t is MetadataImported:
         return "role:" + event.role  # type: ignore[union-attr]
     if t is KeyCompromised:

@@ -106,7 +106,7 @@ class RepoState:
     deleted_tags: dict[str, int] = field(default_factory=dict)     # tag -> offset deleted
     last_log_time: int = 0
     tuf: TufRepo | None = None                   # set when the trust data is imported TUF/Notary metadata
-    versions: dict[str, int] = field(default_factory=dict)         # version scope -> last accepted version
+    versions: dict[str, int] = field(default_factory=dict)         # version scope (a tag, role:R, key:K) -> last accepted
 
     def role_grant(self, role: str) -> Grant | None:
         gid = self.roles.get(role)
@@ -212,7 +212,8 @@ class TrustState:
         if event.version <= current:  # a replay, or a signer that did not see the last change of this scope
             raise RejectedEventError(
                 Reject.VERSION_ROLLBACK,
-                f"{event.repo}: version {event.version} of {scope} is not above its current {current}",
+                f"{event.repo}: version {event.version} of {scope if ':' in scope else 'tag ' + scope} "
+                f"is not above its current {current}",
             )
         return repo
 

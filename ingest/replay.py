@@ -90,7 +90,7 @@ class TrustedFold:
         if type(ev) is ImageSigned:
             st = self.state
             repo = st.repos.get(ev.repo)
-            if repo is not None and repo.tuf is None and ev.version > repo.versions.get("tag:" + ev.tag, 0):
+            if repo is not None and repo.tuf is None and ev.version > repo.versions.get(ev.tag, 0):
                 gid = repo.roles.get(ev.role)
                 if gid is not None:
                     grant = repo.grants[gid]
@@ -117,7 +117,7 @@ class TrustedFold:
                                                   offset, ev.version, env.payload, signatures)
                         if repo.deleted_tags:
                             repo.deleted_tags.pop(tag, None)
-                        repo.versions["tag:" + tag] = ev.version  # core.events.version_scope
+                        repo.versions[tag] = ev.version  # a tag's scope is its name (core.events.version_scope)
                         repo.version = max(repo.version + 1, ev.version)  # as TrustState.apply
                         repo.last_log_time = log_time
                         st.version = offset + 1

@@ -70,7 +70,7 @@ def test_full_flow(env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     assert {r["role"] for r in info["roles"]} == {"root", "targets", "targets/alice"}
     # each scope counts its own versions (docs/SECURITY.md, Versions); the CLI signs at the scope's last + 1
     assert {k: v for k, v in info["versions"].items() if not k.startswith("key:")} == {
-        "role:root": 1, "role:targets": 1, "role:targets/alice": 1, "tag:v1": 1}
+        "role:root": 1, "role:targets": 1, "role:targets/alice": 1, "v1": 1}
     assert info["version"] == 4  # the repository's own version moves on every change
 
 

@@ -87,7 +87,7 @@ def test_signers_from_one_state_all_land_through_files(cli, tmp_path: Path) -> N
     # v2 deleted: its old signing, replayed or held back, does not bring it back
     targets = KeyStore(tmp_path / "keys").load("targets")
     with TrustLog(tmp_path / "log", read_only=True) as tl:
-        cur = tl.state.repos[REPO].versions["tag:v2"]
+        cur = tl.state.repos[REPO].versions["v2"]
     held = tmp_path / "v2-held.jsonl"
     _signed(run, held, "sign", REPO, "v2", D3, "--sign-with", "targets", "--version", str(cur + 1))
     deletion = sign_event(TagDeleted(REPO, cur + 1, 0, "targets", "v2"), [targets])
@@ -172,6 +172,54 @@ def test_signers_from_one_state_all_land_through_kafka(cli, kafka_bootstrap, tmp
         with TrustLog(d, read_only=True) as tl:
             if REPO in tl.state.repos:
                 owners.append(d)
-                assert tl.state.repos[REPO].versions["tag:v1"] == v_new
+                assert tl.state.repos[REPO].versions["v1"] == v_new
     assert len(owners) == 1
     assert _codes(owners[0], *pubs) == {"a1": D1, "b1": D1, "v1": D2, "v2": D1}
+
+
+def test_redelivery_with_gapped_versions_is_recognised_after_a_snapshot(tmp_path: Path) -> None:
+    """Versions no longer name log offsets: a redelivered event (here of a log reopened
+    from a snapshot, so its id is not among those folded since) is still found by its
+    event id and answered with the stored copy's offset and source."""
+    from trustlog.core.events import ImageSigned, RepoCreated
+    from trustlog.core.keys import SigningKey
+    from trustlog.ingest.records import KafkaPosition
+
+    r, t = SigningKey.from_seed(b"cs/root"), SigningKey.from_seed(b"cs/targets")
+    far = 4_000_000_000
+    envs = [sign_event(RepoCreated(REPO, 1, 0, [r.public_key], 1, [t.public_key], 1, far), [r])]
+    envs += [sign_event(ImageSigned(REPO, 1_700_000_000_000 + 7 * i, 0, "targets", f"t{i % 5}", D1, 1, far), [t])
+             for i in range(12)]
+    first = [(e.to_bytes(), KafkaPosition("events", 0, i)) for i, e in enumerate(envs)]
+    with TrustLog(tmp_path / "log", snapshot_every=4) as tl:
+        assert tl.ingest_batch(first).accepted == len(envs)
+    with TrustLog(tmp_path / "log") as tl:
+        assert tl.snapshot_used is not None and tl.snapshot_used > 0
+        again = tl.ingest_batch([(raw, KafkaPosition("events", 0, 100 + i)) for i, (raw, _) in enumerate(first)])
+        assert (again.accepted, again.rejected, again.duplicates) == (0, 0, len(envs))
+        assert [(f.status, f.log_offset, f.stored_source) for f in again.fates] == [
+            ("accepted", i, KafkaPosition("events", 0, i)) for i in range(len(envs))]
+
+
+def test_a_snapshot_without_scoped_versions_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A format-1 snapshot (before per-scope versions) would forget what a replay must
+    exceed; it is skipped and the state folded from the log, replay protection intact."""
+    from trustlog.core.events import ImageSigned, RepoCreated
+    from trustlog.core.keys import SigningKey
+    from trustlog.ingest import snapshots
+
+    r, t = SigningKey.from_seed(b"cs/root"), SigningKey.from_seed(b"cs/targets")
+    far = 4_000_000_000
+    old = sign_event(ImageSigned(REPO, 5, 0, "targets", "v1", D1, 1, far), [t])
+    envs = [sign_event(RepoCreated(REPO, 1, 0, [r.public_key], 1, [t.public_key], 1, far), [r]), old,
+            sign_event(ImageSigned(REPO, 6, 0, "targets", "v1", D2, 1, far), [t])]
+    monkeypatch.setattr(snapshots, "SNAPSHOT_FORMAT", 1)
+    with TrustLog(tmp_path / "log") as tl:
+        assert tl.ingest_batch([(e.to_bytes(), None) for e in envs]).accepted == 3
+        tl.snapshot()
+    monkeypatch.undo()
+    with TrustLog(tmp_path / "log") as tl:
+        assert tl.snapshot_used is None
+        assert tl.state.repos[REPO].versions["v1"] == 6
+        replay = sign_event(ImageSigned(REPO, 5, 1, "targets", "v1", D3, 1, far), [t])
+        assert tl.ingest_batch([(replay.to_bytes(), None)]).reasons == {"VERSION_ROLLBACK": 1}
