@@ -71,14 +71,18 @@ def _open(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = T
     return tl
 
 
-def _view(args: argparse.Namespace):
+def _view(args: argparse.Namespace, ui: UI | None = None):
     """A read-only view for commands that only read (no writer lock, nothing written)."""
     from trustlog.ingest.view import LogView
 
+    from .main import print_notices
     from .pins_cmds import load_pins
 
     pins = getattr(args, "pins", None)
-    return LogView(_need_log(args), pins=load_pins(pins) if pins else None)
+    view = LogView(_need_log(args), pins=load_pins(pins) if pins else None)
+    if ui is not None:
+        print_notices(ui, view)
+    return view
 
 
 def _tree(args: argparse.Namespace):
@@ -415,7 +419,7 @@ def _state_at(tl, at: str):
 
 
 def cmd_state(args: argparse.Namespace, ui: UI) -> int:
-    with _view(args) as tl:
+    with _view(args, ui) as tl:
         st = _state_at(tl, args.at)
         repo = st.repos.get(args.repo)
         if repo is None:
@@ -441,7 +445,7 @@ def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
 
     ref = int(time.time()) if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
     counts: Counter[str] = Counter()
-    with _view(args) as tl:
+    with _view(args, ui) as tl:
         st = _state_at(tl, args.at)
         if args.requests:
             src = Path(args.requests)

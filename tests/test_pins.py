@@ -100,6 +100,8 @@ def test_pins_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     events.write_bytes(b"\n".join(envelope_to_json(sign_event(RepoCreated(REPO, 1, 0, [k.public_key], 1,
                                                                                   [T.public_key], 1, FAR), [k]))
                                   for k in (ATTACKER,)) + b"\n")
+    assert main(["log", "init", "--log", log]) == 0
+    capsys.readouterr()
     # --pins on a log without a policy: a clear message, nothing written
     assert main(["ingest", "--log", log, "--pins", str(pins), str(events)]) == 2
     assert "trustlog pins set" in capsys.readouterr().err
