@@ -366,8 +366,9 @@ class LogView:
         # ``pins``, when given, only asserts which policy the caller expects.
         self.pins = PinPolicy.load(self.dir, self.public_key).pins if self.public_key is not None else ()
         if pins is not None and not same_pins(tuple(pins), self.pins):
-            raise PinPolicyError(f"{self.dir}: the pins given are not the log's pin policy; pins are part of the "
-                                 "log (see `trustlog pins show`)")
+            raise PinPolicyError(f"{self.dir}: the pins given ({len(tuple(pins))} patterns) are not the log's pin "
+                                 "policy; pins are part of the log, used by every command: see `trustlog pins show`, "
+                                 "and change them with `trustlog pins set FILE` (a signed, logged step)")
         self.tree = ReadOnlyTree(self.dir / "merkle", self.public_key)
         self.recovery = None
         self.notices: list[str] = []
