@@ -33,6 +33,7 @@ import fnmatch
 import hashlib
 from typing import TYPE_CHECKING
 
+from .names import is_repo
 from .errors import KeyError_
 from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
