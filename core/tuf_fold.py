@@ -37,7 +37,6 @@ from .names import is_repo
 from .errors import KeyError_
 from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
-from .names import is_repo
 from .reasons import Reject
 from .tuf_format import MetaKey, Signed, TufFormatError, parse_root, parse_targets
 from .tuf_model import TufDelegation, TufRepo, TufRole
