@@ -194,7 +194,8 @@ def cmd_compromise_everywhere(args: argparse.Namespace, ui: UI) -> int:
             except TrustlogError as e:
                 p.problem = f"cannot load {p.authority} key: {e}"
                 continue
-            version = tl.state.repos[p.repo].version + 1
+            # the report's own scope (core.events.version_scope): no signer's version elsewhere can block it
+            version = tl.state.repos[p.repo].versions.get("key:" + keyid, 0) + 1
             env = sign_event(KeyCompromised(p.repo, version, int(time.time()), keyid, since, args.note), signers)
             r = tl.ingest_batch([(env.to_bytes(), None)])
             if r.accepted:

@@ -223,3 +223,19 @@ def test_a_snapshot_without_scoped_versions_is_not_used(tmp_path: Path, monkeypa
         assert tl.state.repos[REPO].versions["v1"] == 6
         replay = sign_event(ImageSigned(REPO, 5, 1, "targets", "v1", D3, 1, far), [t])
         assert tl.ingest_batch([(replay.to_bytes(), None)]).reasons == {"VERSION_ROLLBACK": 1}
+
+
+def test_a_burnt_scope_blocks_no_other_signer(cli, tmp_path: Path) -> None:
+    """A delegated signer that signs its tag at the largest version uses up only that
+    tag: the CLI's defaults for other tags and for compromise reports are their own
+    scopes' last + 1, so a report against the signer's key still lands."""
+    run = cli
+    assert run("repo", "create", REPO, "--root-key", "root", "--targets-key", "targets", "--init")[0] == 0
+    assert run("signer", "add", REPO, "alice", "--key", "alice", "--paths", "a*", "--sign-with", "targets")[0] == 0
+    rc, info = run("sign", REPO, "a1", D1, "--role", "targets/alice", "--sign-with", "alice", "--version", str(2**63 - 1))
+    assert rc == 0 and info["accepted"], info
+    rc, info = run("sign", REPO, "v1", D1, "--sign-with", "targets")
+    assert rc == 0 and info["accepted"] and info["version"] == 1, info
+    rc, info = run("compromise-everywhere", "alice", "--since", "0")
+    assert rc == 0 and info["signed"] == 1, info
+    assert _codes(tmp_path / "log", "a1", "v1") == {"a1": "KEY_COMPROMISED", "v1": D1}
