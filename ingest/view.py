@@ -46,7 +46,7 @@ from trustlog.core.errors import LogCorruptionError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import HASH_SIZE, TreeRangeError, consistency_proof, inclusion_proof, subtree_root
 from trustlog.core.events import ImageSigned
-from trustlog.core.state import Pin, RejectedEventError, RepoState, TrustState, default_sigcheck
+from trustlog.core.state import Pin, RejectedEventError, TrustState, default_sigcheck
 
 from .logindex import LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
