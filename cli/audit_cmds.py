@@ -160,10 +160,10 @@ def cmd_checkpoint_publish(args: argparse.Namespace, ui: UI) -> int:
     else:
         for r in rows:
             if r["ok"]:
-                ui.out.print(escape(f"published size {r['tree_size']} to {r['spec']}"
-                                    + (f" ({len(r['cosignatures'])} cosignature)" if r["cosignatures"] else "")))
+                ui.out.print(f"published size {r['tree_size']} to {r['spec']}"
+                             + (f" ({len(r['cosignatures'])} cosignature)" if r["cosignatures"] else ""))
             else:
-                ui.err.print(f"[bold red]FAILED[/bold red]: {escape(r['spec'])}: {escape(r['error'])}")
+                ui.say("[bold red]FAILED[/bold red]: {}: {}", r["spec"], r["error"], err=True)
     return 1 if failed else 0
 
 
@@ -346,9 +346,9 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
                    round(report.seconds, 2)]])
         ui.say("log key: {}… from {}", report.log_key[:16], report.log_key_source, err=True)
         for w in report.witnesses:
-            ui.err.print(escape(f"witness {w['spec']}: {w['checkpoints']} checkpoint(s)"
-                                + (f", largest size {w['largest']}" if w.get("largest") is not None else "")
-                                + (f", cosigned at {w['cosigned'][-1]}" if w.get("cosigned") else "")))
+            ui.err.print(f"witness {w['spec']}: {w['checkpoints']} checkpoint(s)"
+                         + (f", largest size {w['largest']}" if w.get("largest") is not None else "")
+                         + (f", cosigned at {w['cosigned'][-1]}" if w.get("cosigned") else ""))
         if not args.witness:
             ui.err.print("note: no --witness given: a host that holds the log key can rewrite history and "
                          "re-sign it unseen (docs/checkpoints.md)")
@@ -378,7 +378,7 @@ def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
         _emit({"repaired": notices})
     elif notices:
         for n in notices:
-            ui.out.print(escape(f"repaired: {n}"))
+            ui.out.print(f"repaired: {n}")
     else:
         ui.out.print("nothing to repair: every derived file matches the segments")
     return 0

@@ -78,12 +78,10 @@ def _open_view(args: argparse.Namespace, repos=None):
 
 
 def print_notices(ui: UI, log) -> None:
-    from rich.markup import escape
-
     if log.recovery is not None:
-        ui.info(escape(f"recovered log: {log.recovery}"))
+        ui.info(f"recovered log: {log.recovery}")
     for n in log.notices:
-        ui.err.print(escape(f"trustlog: notice: {n}"))
+        ui.err.print(f"trustlog: notice: {n}")
 
 
 def positive_int(text: str) -> int:
