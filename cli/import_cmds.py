@@ -18,7 +18,7 @@ def _open(args: argparse.Namespace, ui: UI):
     from .main import load_pins
 
     return TrustLog(args.log, max_event_bytes=IMPORT_MAX_EVENT_BYTES,
-                    pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
+                    pins=load_pins(args.pins) if getattr(args, "pins", None) else None)
 
 
 def _report(args: argparse.Namespace, ui: UI, res, extra: dict[str, Any]) -> int:

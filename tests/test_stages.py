@@ -256,6 +256,13 @@ def test_imported_first_root_and_the_logs_pin_policy(tr, tmp_path: Path) -> None
             assert (got.origin if got else None) == origin
         with LogView(d) as v:  # every reader folds with the log's pins, and agrees
             assert (v.state.repos[GUN].origin if GUN in v.state.repos else None) == origin
+    # `trustlog import` into a log with a pin policy (it passed "no pins", which the log refused)
+    d = tmp_path / "cli"
+    TrustLog(d).close()
+    (tmp_path / "cli.json").write_text(json.dumps({"registry.example.com/*": [tuf_id]}))
+    assert _run("pins", "set", "--log", str(d), str(tmp_path / "cli.json"))[0] == 0
+    rc, _, err = _run("import", "tuf", str(repo.dir), "--repo", GUN, "--log", str(d))
+    assert rc == 0, err
     # pins set after the import: the TUF id is accepted, another key refused
     d = tmp_path / "later"
     assert _import(d, repo.dir).rejected == 0
@@ -265,3 +272,52 @@ def test_imported_first_root_and_the_logs_pin_policy(tr, tmp_path: Path) -> None
         assert _run("pins", "set", "--log", str(d), str(pf))[0] == rc, pins
     with TrustLog(d) as tl:
         assert tl.state.repos[GUN].origin == "pinned"
+
+
+# -- the log's pin policy, as every reader folds it ------------------------------------------
+
+def test_every_reader_folds_with_the_writers_pins(tmp_path: Path) -> None:
+    """Pins are part of the log: the view, serve, verify, replay verify, inspect and log
+    verify all report the repository as the writer folded it ("pinned"), with no pins
+    given; a directory whose pin policy cannot be checked (log.pub gone) is refused, not
+    folded without its pins."""
+    from trustlog.core.state import Pin
+    from trustlog.core.errors import LogError
+    from trustlog.services.verdicts import VerdictService
+    from trustlog.ingest.view import ViewSet
+
+    repo, tag = "registry.example.com/pinned/app", "v1"
+    d = tmp_path / "log"
+    with TrustLog(d, snapshot_every=2) as tl:
+        tl.set_pins([Pin("registry.example.com/pinned/*", frozenset({R.keyid}))])
+        envs = [sign_event(RepoCreated(repo, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR), [R]),
+                sign_event(ImageSigned(repo, 2, 0, "targets", tag, DIGEST, 1, FAR), [T])]
+        assert tl.ingest_batch([(e.to_bytes(), None) for e in envs]).accepted == 2
+        assert tl.state.repos[repo].origin == "pinned"
+    base = ("--log", str(d), "--keys", str(tmp_path / "keys"))
+    assert _run("snapshot", "create", *base)[0] == 0
+    with LogView(d) as v, LogView(d, repos=[repo]) as one, ViewSet(d) as vs:
+        assert v.state.repos[repo].origin == one.state.repos[repo].origin == vs.state.repos[repo].origin == "pinned"
+    service = VerdictService(str(d))
+    try:
+        from trustlog.core.evaluate import Request
+
+        (verdict,) = service.verify([Request(repo, tag)])
+        assert (verdict.code, verdict.root_trust) == ("VALID", "pinned")
+    finally:
+        service.close()
+    reqs = tmp_path / "r.jsonl"
+    reqs.write_text(json.dumps({"repo": repo, "tag": tag}) + "\n")
+    out = tmp_path / "v.jsonl"
+    for argv in (("verify", str(reqs)), ("replay", "verify", str(reqs), "--at", "2")):
+        rc, _, err = _run(*argv, "-o", str(out), *base)
+        assert rc == 0, err
+        assert json.loads(out.read_text())["root_trust"] == "pinned", (argv, out.read_text())
+    rc, out, _ = _run("inspect", *base, "--json", repo)
+    assert rc == 0 and json.loads(out)["origin"] == "pinned"
+    assert _run("log", "verify", *base)[0] == 0
+    (d / "log.pub").rename(tmp_path / "log.pub")
+    with pytest.raises(LogError, match="pin policy"):
+        LogView(d)
+    rc, _, err = _run("verify", str(reqs), "-o", str(out), *base)
+    assert rc == 2 and "pin policy" in err and len(err.strip().splitlines()) == 1
