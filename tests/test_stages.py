@@ -321,3 +321,36 @@ def test_every_reader_folds_with_the_writers_pins(tmp_path: Path) -> None:
         LogView(d)
     rc, _, err = _run("verify", str(reqs), "-o", str(out), *base)
     assert rc == 2 and "pin policy" in err and len(err.strip().splitlines()) == 1
+
+
+# -- compromise-everywhere plans by the fold's own authority rule -----------------------------
+
+def test_compromise_everywhere_plans_what_the_fold_accepts(tmp_path: Path) -> None:
+    """A key rotated out of its role still vouches for what it signed before: the plan
+    covers it (it skipped every repository where the key no longer held an active role),
+    and picks the authority the fold requires (a key that was ever a root key: root)."""
+    from trustlog.cli.operator_cmds import plan_compromise
+    from trustlog.core.events import RootRotated
+
+    r2, t2 = key("stages-root-2"), key("stages-targets-2")
+    keys = {"R": R, "T": T, "r2": r2, "t2": t2}
+    a, b = "registry.example.com/rotated/targets", "registry.example.com/rotated/root"
+    envs = [
+        # a: targets key T rotated out (to t2) after signing v1
+        sign_event(RepoCreated(a, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR), [R]),
+        sign_event(ImageSigned(a, 2, 0, "targets", "v1", DIGEST, 1, FAR), [T]),
+        sign_event(RoleKeysSet(a, 3, 0, "targets", [t2.public_key], 1, FAR), [R]),
+        # b: root key R rotated out (to r2), then made its targets key
+        sign_event(RepoCreated(b, 1, 0, [R.public_key], 1, [t2.public_key], 1, FAR), [R]),
+        sign_event(RootRotated(b, 2, 0, [r2.public_key], 1, FAR), [R, r2]),
+        sign_event(RoleKeysSet(b, 3, 0, "targets", [R.public_key], 1, FAR), [r2]),
+    ]
+    with TrustLog(tmp_path / "log") as tl:
+        assert tl.ingest_batch([(e.to_bytes(), None) for e in envs]).accepted == len(envs)
+        for k, repo, authority in ((T, a, "targets"), (R, b, "root")):
+            plans = {p.repo: p for p in plan_compromise(tl.state, k.keyid, {s.keyid: n for n, s in keys.items()})}
+            assert plans[repo].authority == authority, plans[repo]
+            st = tl.state.repos[repo]
+            ev = KeyCompromised(repo, st.version + 1, 0, k.keyid, 0)
+            r = tl.ingest_batch([(sign_event(ev, [keys[n] for n in plans[repo].signers]).to_bytes(), None)])
+            assert r.accepted == 1, r.last_reject
