@@ -354,3 +354,75 @@ def test_compromise_everywhere_plans_what_the_fold_accepts(tmp_path: Path) -> No
             ev = KeyCompromised(repo, st.version + 1, 0, k.keyid, 0)
             r = tl.ingest_batch([(sign_event(ev, [keys[n] for n in plans[repo].signers]).to_bytes(), None)])
             assert r.accepted == 1, r.last_reject
+
+
+# -- every console line is plain text --------------------------------------------------------
+
+def test_console_lines_carry_no_terminal_control(tmp_path: Path) -> None:
+    """rich's ``markup=False`` does not stop ESC sequences: the UI's consoles show every
+    string through safe.text. The messages that print a witness spec, a repair or a
+    failure (which also raised NameError before: an escape() never imported) are
+    plain, and show no markup escapes as backslashes."""
+    from trustlog.cli.ui import UI
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        UI().out.print(NASTY)
+    _no_control(out.getvalue())
+    assert "[/][conceal]" in out.getvalue()
+    d = tmp_path / "log"
+    with TrustLog(d, checkpoint_every=1) as tl:
+        tl.ingest_batch([(sign_event(RepoCreated("registry.example.com/a", 1, 0, [R.public_key], 1,
+                                                 [T.public_key], 1, FAR), [R]).to_bytes(), None)])
+    base = ("--log", str(d), "--keys", str(tmp_path / "keys"))
+    place = tmp_path / "wit\x1b[31mness[x]"
+    place.mkdir()
+    rc, o, e = _run("checkpoint", "publish", *base, f"file:{place}")
+    assert rc == 0 and "published size" in o and "\\[" not in o
+    _no_control(o + e)
+    rc, o, e = _run("checkpoint", "publish", *base, "http://127.0.0.1:9/[bold]")
+    assert rc == 1 and "FAILED" in e and "[bold red]" not in e
+    _no_control(o + e)
+    rc, o, e = _run("log", "verify", *base, "--witness", f"file:{place}")
+    assert rc == 0 and "witness" in e
+    _no_control(o + e)
+    (d / "index" / "heads.dat").unlink()
+    rc, o, e = _run("log", "repair", *base)
+    assert rc == 0 and "repaired" in o, (o, e)
+    _no_control(o + e)
+
+
+def test_serve_errors_quote_untrusted_input_as_json(tmp_path: Path) -> None:
+    """Bad names in a request get a 4xx JSON error (or a non-VALID verdict) whose bytes
+    hold no raw control character: JSON escapes them."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from trustlog.services.http import make_app
+    from trustlog.services.verdicts import VerdictService
+
+    d = tmp_path / "log"
+    TrustLog(d).close()
+
+    async def go() -> list[tuple[int, bytes]]:
+        service = VerdictService(str(d))
+        got = []
+        try:
+            async with TestClient(TestServer(make_app(service))) as c:
+                for path in (f"/v1/repositories/{_pct(NASTY)}/tags/v1", f"/v1/repositories/a/tags/{_pct(NASTY)}",
+                             f"/v1/repositories/a/tags/v1?digest={_pct(NASTY)}", f"/v1/repositories/a/tags/v1?{_pct(NASTY)}=1"):
+                    r = await c.get(URL(path, encoded=True))
+                    got.append((r.status, await r.read()))
+                for body in ({"requests": [{"repo": NASTY, "tag": NASTY}]},
+                             {"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest",
+                              "request": {"keys": [NASTY, f"a:{NASTY}"]}}):
+                    r = await c.post("/v1/verify" if "requests" in body else "/v1/externaldata", json=body)
+                    got.append((r.status, await r.read()))
+        finally:
+            service.close()
+        return got
+
+    for status, body in asyncio.run(go()):
+        parsed = json.loads(body)
+        _no_control(body.decode())
+        assert status in (200, 400, 404, 422), (status, parsed)
+        assert b'"VALID"' not in body
