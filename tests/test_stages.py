@@ -427,3 +427,25 @@ def test_serve_errors_quote_untrusted_input_as_json(tmp_path: Path) -> None:
         assert not any(c < 0x20 or c == 0x7F for c in body), body   # JSON escapes every control character
         assert status in (200, 400, 404, 422), (status, parsed)
         assert b'"VALID"' not in body
+
+
+# -- limits: what the decoder admits, the log must hold ----------------------------------------
+
+def test_a_record_the_log_cannot_hold_is_refused_before_the_fold(tmp_path: Path) -> None:
+    """An event within ``max_event_bytes`` whose log record is over the log's record
+    limit (an imported metadata file just under its 16 MiB limit; here a JSON envelope,
+    whose payload alone is measured) was folded and then failed at the append, failing
+    the TrustLog on every retry. It is refused with TOO_LARGE, kept, and the log goes on."""
+    from trustlog.core.events import envelope_to_json
+
+    big = 16 * 1024 * 1024
+    repo = "registry.example.com/big"
+    with TrustLog(tmp_path / "log", max_event_bytes=big) as tl:
+        assert tl.ingest_batch([(sign_event(RepoCreated(repo, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR),
+                                            [R]).to_bytes(), None)]).accepted == 1
+        env = sign_event(KeyCompromised(repo, 2, 0, T.keyid, 0, note="n" * (big - 200)), [R])
+        assert len(env.payload) <= big < len(env.to_bytes())
+        res = tl.ingest_batch([(envelope_to_json(env), None)])
+        assert res.reasons == {"TOO_LARGE": 1} and "log record" in res.last_reject[1], res.last_reject
+        ok = sign_event(KeyCompromised(repo, 2, 0, T.keyid, 0, note="small"), [R])
+        assert tl.ingest_batch([(ok.to_bytes(), None)]).accepted == 1
