@@ -202,6 +202,11 @@ def test_imported_metadata_through_every_stage(tr, tmp_path: Path) -> None:
     assert _run("audit", *base, "--key", releases_key, "--html", str(report))[0] == 0
     assert _run("proof", "verify", str(report), "--log-key", str(d / "log.pub"))[0] == 0
     assert _run("log", "verify", *base)[0] == 0
+    for argv in (("inspect", GUN), ("inspect", "--json", GUN), ("state", "--at", "3", GUN)):
+        rc, out, err = _run(*argv, *base)
+        assert rc == 0 and "app/v2" in out, (argv, err)
+    rc, _, err = _run("verify", *base, "--fail-on-reject", "-o", str(tmp_path / "v.jsonl"))
+    assert rc == 0, err
 
 
 @pytest.mark.parametrize("what,name", [
