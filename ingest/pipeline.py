@@ -272,9 +272,8 @@ class TrustLog:
                                        log_time=self.clock.next())
         self.pins = pins
         self.state.pins = pins
-        for name, repo in self.state.repos.items():  # as a replay with these pins would say
-            if any(fnmatch.fnmatchcase(name, p.pattern) for p in pins):
-                repo.origin = "pinned"
+        for name, repo in self.state.repos.items():  # as a replay with these pins would say, both ways
+            repo.origin = "pinned" if any(fnmatch.fnmatchcase(name, p.pattern) for p in pins) else "tofu"
         return entry
 
     def _attested_floor(self) -> int:

@@ -454,3 +454,24 @@ def test_a_record_the_log_cannot_hold_is_refused_before_the_fold(tmp_path: Path)
         assert res.reasons == {"TOO_LARGE": 1} and "log record" in res.last_reject[1], res.last_reject
         ok = sign_event(KeyCompromised(repo, 2, 0, T.keyid, 0, note="small"), [R])
         assert tl.ingest_batch([(ok.to_bytes(), None)]).accepted == 1
+
+
+def test_a_pin_removed_leaves_no_pinned_origin_behind(tmp_path: Path) -> None:
+    """After `pins set` drops the pin a repository was created under, the writer's state
+    says what a replay with the log's policy says ("tofu"), so a snapshot it writes
+    agrees with a reader that folds from the start, and `log verify` passes."""
+    from trustlog.core.state import Pin
+
+    repo = "registry.example.com/pinned/app"
+    d = tmp_path / "log"
+    with TrustLog(d) as tl:
+        tl.set_pins([Pin("registry.example.com/pinned/*", frozenset({R.keyid}))])
+        env = sign_event(RepoCreated(repo, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR), [R])
+        assert tl.ingest_batch([(env.to_bytes(), None)]).accepted == 1
+        tl.set_pins([])
+        assert tl.state.repos[repo].origin == "tofu"
+        tl.snapshot()
+    with LogView(d) as snap, LogView(d, use_snapshot=False) as scratch:
+        assert snap.snapshot_used is not None
+        assert snap.state.repos[repo].origin == scratch.state.repos[repo].origin == "tofu"
+    assert _run("log", "verify", "--log", str(d))[0] == 0
