@@ -281,6 +281,7 @@ def _report_outcomes(out: dict[str, Any], sent: dict[str, str], got: dict[str, A
 
 
 def _print_outcomes(ui: UI, out: dict[str, Any]) -> None:
+
     counts = out["outcome_counts"]
     ui.table("outcomes", ["accepted", "rejected", "duplicate", "no outcome (timeout)"],
              [[counts.get("accepted", 0), counts.get("rejected", 0), counts.get("duplicate", 0),
@@ -340,6 +341,7 @@ def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
             if args.file:
                 raise InputError("give either FILE or --kafka, not both")
             from .logdir import NoLogError, holds_partition_logs
+            _refuse_pins(args)  # a usage error: said before anything is looked at
             if not getattr(args, "init", False) and not holds_partition_logs(args.log):
                 raise NoLogError(f"no partition logs (p0/, p1/, ...) under {args.log} (give --log DIR; to start "
                                  "new ones there, give --init)")
