@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace, ui: UI) -> int:
     if args.follow_interval <= 0 or args.follow_interval > 1:
         raise InputError("--follow-interval must be in (0, 1] seconds (verdicts must follow the log within a second)")
     t0 = time.perf_counter()
-    service = VerdictService(args.log, pins=load_pins(args.pins) if args.pins else (),
+    service = VerdictService(args.log, pins=load_pins(args.pins) if args.pins else None,
                              follow_batch=args.follow_batch)
     opened = time.perf_counter() - t0
     if args.warm:

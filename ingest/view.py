@@ -53,7 +53,7 @@ from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
 from .snapshot_index import SnapshotIndexError, load_repos
-from .pinpolicy import PinPolicy, PinPolicyError, same_pins
+from .pinpolicy import POLICY_FILE, PinPolicy, PinPolicyError, same_pins
 from .snapshots import SnapshotStore, pins_key
 from .transparency import LOG_KEY_NAME, load_public_key, origin_for
 
@@ -348,6 +348,10 @@ class LogView:
         self.public_key = load_public_key(pub) if pub.is_file() else None
         # The log's own pin policy is the one folded with (pins belong to the log);
         # ``pins``, when given, only asserts which policy the caller expects.
+        if self.public_key is None and (self.dir / POLICY_FILE).exists():
+            # folding without the pins would call pinned repositories trusted on first use
+            raise LogError(f"{self.dir} has a pin policy ({POLICY_FILE}) but no {LOG_KEY_NAME}.pub to check it "
+                           "with; restore the log's public key")
         self.pins = PinPolicy.load(self.dir, self.public_key).pins if self.public_key is not None else ()
         if pins is not None and not same_pins(tuple(pins), self.pins):
             raise PinPolicyError(f"{self.dir}: the pins given ({len(tuple(pins))} patterns) are not the log's pin "

@@ -37,7 +37,7 @@ class FollowStatus:
 class VerdictService:
     """Answers verification requests from a log directory that another process writes."""
 
-    def __init__(self, log_dir: str, *, pins: Iterable[Pin] = (), engine: str | None = None,
+    def __init__(self, log_dir: str, *, pins: Iterable[Pin] | None = None, engine: str | None = None,
                  follow_batch: int = 50_000) -> None:
         self.views = ViewSet(log_dir, pins=pins)
         self.verifier = BatchVerifier(self.views.state, ref_time=int(time.time()), engine=engine)
