@@ -35,6 +35,8 @@ def cmd_serve(args: argparse.Namespace, ui: UI) -> int:
         parse_listen(args.listen)
     except ValueError as e:
         raise InputError(str(e)) from e
+    if args.verdict_memo < 0:
+        raise InputError("--verdict-memo must be 0 or more")
     for name in ("max_body_bytes", "max_items", "follow_batch"):
         if getattr(args, name) <= 0:
             raise InputError(f"--{name.replace('_', '-')} must be positive")
@@ -42,7 +44,7 @@ def cmd_serve(args: argparse.Namespace, ui: UI) -> int:
         raise InputError("--follow-interval must be in (0, 1] seconds (verdicts must follow the log within a second)")
     t0 = time.perf_counter()
     service = VerdictService(args.log, pins=load_pins(args.pins) if args.pins else (),
-                             follow_batch=args.follow_batch)
+                             follow_batch=args.follow_batch, max_memo=args.verdict_memo)
     opened = time.perf_counter() - t0
     if args.warm:
         service.verifier.sweep()  # every signature checked once, into the validity cache
@@ -89,6 +91,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="most records folded between two requests (default %(default)s)")
     s.add_argument("--warm", action="store_true",
                    help="check every signature once before listening (first requests are then fast)")
+    s.add_argument("--verdict-memo", type=int, default=100_000, metavar="N",
+                   help="verdicts whose JSON the fast path reuses within one (state version, second); "
+                        "0 computes every one (default %(default)s)")
     s.add_argument("--no-fast-path", action="store_true",
                    help="answer every request through aiohttp's handlers (the fast path answers single lookups "
                         "and POST /v1/verify with the same bytes, at a fraction of the CPU)")

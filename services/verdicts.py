@@ -50,7 +50,7 @@ class VerdictService:
     """Answers verification requests from a log directory that another process writes."""
 
     def __init__(self, log_dir: str, *, pins: Iterable[Pin] = (), engine: str | None = None,
-                 follow_batch: int = 50_000, max_memo: int = 1 << 20) -> None:
+                 follow_batch: int = 50_000, max_memo: int = 100_000) -> None:
         self.views = ViewSet(log_dir, pins=pins)
         self.verifier = BatchVerifier(self.views.state, ref_time=int(time.time()), engine=engine)
         self.follow_batch = follow_batch
@@ -98,11 +98,12 @@ class VerdictService:
         """``(code, JSON bytes of the verdict)`` for each ``(repo, tag, digest)``: the
         bytes ``msgspec.json.encode(verdict)`` gives for what :meth:`verify` answers now.
         Verdicts computed at this state version and this second are reused (see the
-        module docstring); the rest are computed in one batch."""
+        module docstring), at most ``max_memo`` of them (0: none); the rest are computed
+        in one batch."""
         now = int(time.time())
         at = (self.state_version, now)
         memo = self._memo
-        if at != self._memo_at or len(memo) > self.max_memo:
+        if at != self._memo_at or len(memo) >= self.max_memo:
             memo = self._memo = {}
             self._memo_at = at
         out: list[tuple[str, bytes] | None] = [memo.get(k) for k in keys]

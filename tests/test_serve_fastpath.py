@@ -233,3 +233,17 @@ def test_over_a_real_connection_the_fast_path_follows_the_log(tmp_path: Path):
         conn.close()
     finally:
         s.stop()
+
+
+def test_the_verdict_memo_changes_no_bytes_and_can_be_off(fast):
+    _, svc, _ = fast
+    keys = [(REPO_A, "build-1", None), (REPO_B, "v0", "sha256:" + "cd" * 32), ("nope/x", "t", None)]
+    want = [(v.code, msgspec.json.encode(v)) for v in svc.verify([Request(*k) for k in keys])]
+    assert svc.encoded(keys) == want and svc.encoded(keys) == want  # computed, then reused
+    old = svc.max_memo
+    svc.max_memo = 0
+    try:
+        assert svc.encoded(keys) == want and len(svc._memo) == len(keys)  # only this call's
+        assert svc.encoded(keys[:1]) == want[:1] and len(svc._memo) == 1
+    finally:
+        svc.max_memo = old
