@@ -71,14 +71,18 @@ def _open(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = T
     return tl
 
 
-def _view(args: argparse.Namespace):
+def _view(args: argparse.Namespace, ui: UI | None = None):
     """A read-only view for commands that only read (no writer lock, nothing written)."""
     from trustlog.ingest.view import LogView
 
+    from .main import print_notices
     from .pins_cmds import load_pins
 
     pins = getattr(args, "pins", None)
-    return LogView(_need_log(args), pins=load_pins(pins) if pins else None)
+    view = LogView(_need_log(args), pins=load_pins(pins) if pins else None)
+    if ui is not None:
+        print_notices(ui, view)
+    return view
 
 
 def _tree(args: argparse.Namespace):
@@ -160,10 +164,10 @@ def cmd_checkpoint_publish(args: argparse.Namespace, ui: UI) -> int:
     else:
         for r in rows:
             if r["ok"]:
-                ui.out.print(escape(f"published size {r['tree_size']} to {r['spec']}"
-                                    + (f" ({len(r['cosignatures'])} cosignature)" if r["cosignatures"] else "")))
+                ui.say("published size {} to {}{}", r["tree_size"], r["spec"],
+                       f" ({len(r['cosignatures'])} cosignature)" if r["cosignatures"] else "")
             else:
-                ui.err.print(f"[bold red]FAILED[/bold red]: {escape(r['spec'])}: {escape(r['error'])}")
+                ui.say("[bold red]FAILED[/bold red]: {}: {}", r["spec"], r["error"], err=True)
     return 1 if failed else 0
 
 
@@ -346,9 +350,9 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
                    round(report.seconds, 2)]])
         ui.say("log key: {}… from {}", report.log_key[:16], report.log_key_source, err=True)
         for w in report.witnesses:
-            ui.err.print(escape(f"witness {w['spec']}: {w['checkpoints']} checkpoint(s)"
+            ui.say("{}", f"witness {w['spec']}: {w['checkpoints']} checkpoint(s)"
                                 + (f", largest size {w['largest']}" if w.get("largest") is not None else "")
-                                + (f", cosigned at {w['cosigned'][-1]}" if w.get("cosigned") else "")))
+                                + (f", cosigned at {w['cosigned'][-1]}" if w.get("cosigned") else ""), err=True)
         if not args.witness:
             ui.err.print("note: no --witness given: a host that holds the log key can rewrite history and "
                          "re-sign it unseen (docs/checkpoints.md)")
@@ -378,7 +382,7 @@ def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
         _emit({"repaired": notices})
     elif notices:
         for n in notices:
-            ui.out.print(escape(f"repaired: {n}"))
+            ui.say("repaired: {}", n)
     else:
         ui.out.print("nothing to repair: every derived file matches the segments")
     return 0
@@ -389,7 +393,7 @@ def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
 def cmd_snapshot_create(args: argparse.Namespace, ui: UI) -> int:
     with _open(args, ui, read_only=False) as tl:
         path = tl.snapshot() if args.at is None else tl.snapshot_at(args.at)
-    _emit({"snapshot": str(path)}) if args.json else ui.out.print(f"snapshot written: {path}")
+    _emit({"snapshot": str(path)}) if args.json else ui.say("snapshot written: {}", path)
     return 0
 
 
@@ -415,7 +419,7 @@ def _state_at(tl, at: str):
 
 
 def cmd_state(args: argparse.Namespace, ui: UI) -> int:
-    with _view(args) as tl:
+    with _view(args, ui) as tl:
         st = _state_at(tl, args.at)
         repo = st.repos.get(args.repo)
         if repo is None:
@@ -441,7 +445,7 @@ def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
 
     ref = int(time.time()) if args.ref_time is None else parse_time(args.ref_time) // 1_000_000_000
     counts: Counter[str] = Counter()
-    with _view(args) as tl:
+    with _view(args, ui) as tl:
         st = _state_at(tl, args.at)
         if args.requests:
             src = Path(args.requests)

@@ -8,6 +8,7 @@ from typing import Any
 
 from trustlog.core.errors import InputError
 
+from .logdir import add_init_option
 from .ui import UI
 
 
@@ -15,10 +16,13 @@ def _open(args: argparse.Namespace, ui: UI):
     from trustlog.ingest.pipeline import TrustLog
     from trustlog.ingest.tuf_import import IMPORT_MAX_EVENT_BYTES
 
-    from .main import load_pins
+    from .logdir import require_log
+    from .pins_cmds import load_pins
 
+    if not args.init:  # an import creates data, so it may create the log: only when told to
+        require_log(args.log, may_init=True)
     return TrustLog(args.log, max_event_bytes=IMPORT_MAX_EVENT_BYTES,
-                    pins=load_pins(args.pins) if getattr(args, "pins", None) else ())
+                    pins=load_pins(args.pins) if getattr(args, "pins", None) else None)
 
 
 def _report(args: argparse.Namespace, ui: UI, res, extra: dict[str, Any]) -> int:
@@ -101,6 +105,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="the metadata directory, or its http(s):// base URL (1.root.json, ..., timestamp.json, "
                         "snapshot.json, targets.json)")
     t.add_argument("--repo", required=True, metavar="GUN", help="the repository name to file it under")
+    add_init_option(t)
     t.set_defaults(func=cmd_import_tuf)
     n = isub.add_parser("notary", parents=[common], help="a Notary v1 server, through its changefeed",
                         description="Read a Notary v1 server's changefeed and import every repository that "
@@ -114,4 +119,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     n.add_argument("--interval", type=float, default=0.2, help="seconds between polls when idle (default 0.2)")
     n.add_argument("--duration", type=float, default=None, help="with --follow: stop after this many seconds")
     n.add_argument("--page", type=int, default=100, help="changes read per request (default 100)")
+    add_init_option(n)
     n.set_defaults(func=cmd_import_notary)

@@ -281,7 +281,6 @@ def _report_outcomes(out: dict[str, Any], sent: dict[str, str], got: dict[str, A
 
 
 def _print_outcomes(ui: UI, out: dict[str, Any]) -> None:
-    from rich.markup import escape  # reasons' details quote untrusted input
 
     counts = out["outcome_counts"]
     ui.table("outcomes", ["accepted", "rejected", "duplicate", "no outcome (timeout)"],
@@ -292,8 +291,8 @@ def _print_outcomes(ui: UI, out: dict[str, Any]) -> None:
         shown = bad[:50]
         ui.table("not in the log" + (f" (first 50 of {len(bad)}; --json lists all)" if len(bad) > 50 else ""),
                  ["input", "event id", "status", "reason", "detail"],
-                 [[escape(r["input"]), (r["event_id"] or "-")[:16], r["status"], escape(r.get("reason", "")),
-                   escape(r.get("detail", ""))] for r in shown])
+                 [[r["input"], (r["event_id"] or "-")[:16], r["status"], r.get("reason", ""),
+                   r.get("detail", "")] for r in shown])
 
 
 # -- ingest --kafka ------------------------------------------------------------------------
@@ -342,6 +341,7 @@ def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
             if args.file:
                 raise InputError("give either FILE or --kafka, not both")
             from .logdir import NoLogError, holds_partition_logs
+            _refuse_pins(args)  # a usage error: said before anything is looked at
             if not getattr(args, "init", False) and not holds_partition_logs(args.log):
                 raise NoLogError(f"no partition logs (p0/, p1/, ...) under {args.log} (give --log DIR; to start "
                                  "new ones there, give --init)")

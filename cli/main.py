@@ -68,22 +68,27 @@ def _open_log(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool
     return log
 
 
-def _open_view(args: argparse.Namespace, repos=None):
+def _open_view(args: argparse.Namespace, repos=None, ui: UI | None = None):
     """A read-only view of the log (``DIR/log``, or the partition logs ``DIR/p*``):
     from the newest snapshot, without the writer's lock, writing nothing; with
     ``repos``, of those repositories only (see ``LogView``)."""
     from trustlog.ingest.view import ViewSet
 
-    return ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else None, repos=repos)
+    from .logdir import holds_partition_logs
+
+    if not holds_partition_logs(args.log):
+        require_log(args.log)
+    views = ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else None, repos=repos)
+    if ui is not None:
+        print_notices(ui, views)
+    return views
 
 
 def print_notices(ui: UI, log) -> None:
-    from rich.markup import escape
-
     if log.recovery is not None:
-        ui.info(escape(f"recovered log: {log.recovery}"))
+        ui.info(f"recovered log: {log.recovery}")
     for n in log.notices:
-        ui.err.print(escape(f"trustlog: notice: {n}"))
+        ui.say("trustlog: notice: {}", n, err=True)
 
 
 def positive_int(text: str) -> int:
@@ -307,7 +312,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
         reqs = list(_read_requests(src))  # parse everything first: bad input is reported before the log is read
         total = len(reqs)
     # Only the repositories asked about are loaded: one request on a big log is fast.
-    with _open_view(args, repos={r.repo for r in reqs} if src is not None else None) as log:
+    with _open_view(args, repos={r.repo for r in reqs} if src is not None else None, ui=ui) as log:
         if src is None:
             total = sum(len(r.tags) for r in log.state.repos.values())
             reqs = requests_for_state(log.state)
@@ -340,7 +345,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
-    with _open_view(args, repos=[args.repo]) as log:
+    with _open_view(args, repos=[args.repo], ui=ui) as log:
         repo = log.state.repos.get(args.repo)
         if repo is None:
             raise InputError(f"no repository {args.repo!r} in {args.log} (at state version {log.state.version})")

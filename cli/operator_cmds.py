@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from rich.markup import escape
 
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.reasons import Reject
@@ -217,9 +216,9 @@ def cmd_compromise_everywhere(args: argparse.Namespace, ui: UI) -> int:
         ui.table(f"{title}: key {keyid[:16]}… compromised since {iso(since)}",
                  ["repository", "key holds", "signed by", "result"],
                  [[p.repo, " ".join(p.roles), f"{p.authority}: {' '.join(p.signers)}" if p.authority else "—",
-                   escape(p.problem) if p.problem else "dry run" if args.dry_run else
+                   p.problem if p.problem else "dry run" if args.dry_run else
                    "appended v%d" % p.result["version"] if p.result.get("accepted") else
-                   f"REJECTED {p.result['reason']}: {escape(p.result['detail'])}"] for p in plans])
+                   f"REJECTED {p.result['reason']}: {p.result['detail']}"] for p in plans])
         ui.out.print(f"{len(signed)} of {len(plans)} repositories signed and appended; {len(failed)} could not be"
                      + ("" if not failed else " (see above)"))
     return 1 if failed else 0

@@ -8,7 +8,6 @@ import time
 import urllib.parse
 
 import msgspec
-from rich.markup import escape
 
 from trustlog.core.errors import InputError
 
@@ -72,12 +71,12 @@ def cmd_sweep(args: argparse.Namespace, ui: UI) -> int:
             d["failures"] = [msgspec.to_builtins(f) for f in failures]
         sys.stdout.write(msgspec.json.encode(d).decode() + "\n")
     else:
-        ui.table(f"sweep of {escape(client.url)} (GUN prefix {escape(prefix) or '(none)'}; state version {summary.state_version})",
+        ui.table(f"sweep of {client.url} (GUN prefix {prefix or '(none)'}; state version {summary.state_version})",
                  ["result", "tags"], [[k, v] for k, v in summary.kinds.most_common()])
         if failures:
             ui.table(f"failing tags (first {len(failures)} of {summary.failing})",
                      ["repository", "tag", "verdict", "served digest", "reason"],
-                     [[escape(f.repo), escape(f.tag), f.code, (f.served_digest or "-")[:19] + "…", escape(f.reason)]
+                     [[f.repo, f.tag, f.code, (f.served_digest or "-")[:19] + "…", f.reason]
                       for f in failures])
         ui.info(f"{summary.tags} tags in {summary.repositories} repositories, {summary.failing} failing, "
                 f"{summary.seconds:.1f} s" + (f"; findings in {args.out}" if args.out else ""))

@@ -108,8 +108,10 @@ def outside_reason(paths: Sequence[str], entry: TagEntry) -> str:
 
 
 def paths_fault(repo: RepoState, entry: TagEntry) -> tuple[Code, str] | None:
-    """A delegated signer's current paths must still cover the tag."""
-    if entry.role == "targets":
+    """A delegated signer's current paths must still cover the tag. Not for imported
+    TUF/Notary repositories: their fold (core.tuf_fold) already resolved which role holds
+    each target by TUF's own delegation rules (globs with '/', hash prefixes)."""
+    if entry.role == "targets" or repo.tuf is not None:
         return None
     cur = repo.role_grant(entry.role)
     if cur is None or paths_cover(cur.paths, entry.tag):

@@ -33,6 +33,7 @@ import fnmatch
 import hashlib
 from typing import TYPE_CHECKING
 
+from .names import is_repo
 from .errors import KeyError_
 from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
@@ -137,7 +138,7 @@ def _root(st, ev: MetadataImported, root, log_time: int, offset: int, sigcheck):
     targets_keys = _usable(root.keys, tk.keyids, None, None)
     repo = st.repos.get(ev.repo)
     if repo is None:
-        if not S._REPO_RE.match(ev.repo) or len(ev.repo) > 255:
+        if not is_repo(ev.repo):
             raise _reject(Reject.INVALID_FIELD, f"{ev.repo!r} is not a valid repository name (GUN)")
         if ev.version != 1:
             raise _reject(Reject.VERSION_SKIP, f"{ev.repo}: a repository starts at version 1, not {ev.version}")

@@ -117,12 +117,12 @@ def load_json(data: bytes) -> Any:
 
 # -- small field readers ------------------------------------------------------------------
 
-_TIME_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
 
 
 def parse_time(s: Any, what: str) -> int:
     """RFC 3339 (TUF's ``...Z``, Go's nanoseconds and offsets) to integer seconds."""
-    if not isinstance(s, str) or not (m := _TIME_RE.match(s)):
+    if not isinstance(s, str) or not (m := _TIME_RE.fullmatch(s)):
         raise TufFormatError(f"{what}: {s!r} is not an RFC 3339 time")
     tz = m.group(8)
     base = s[: m.start(7)] if m.group(7) else s[: m.start(8)]

@@ -53,6 +53,7 @@ from .logindex import LogIndex, event_postings
 from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, decode_reject, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
+from .rejects import commitment_problem as rejects_commitment_problem
 from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
 from .merkle_store import LEAVES_FILE as LEAVES_NAME
 from .segment_log import SegmentLog
@@ -333,14 +334,7 @@ class TrustLog:
         latest = self.tree.latest()
         if latest is None or not latest[1].rejects_root:
             return
-        cp, tree = latest[1], self.rejects.tree
-        problem = None
-        if tree.size < cp.rejects_size:
-            problem = (f"holds {tree.size} rejected inputs but the latest signed checkpoint committed to "
-                       f"{cp.rejects_size}: rejects were removed")
-        elif tree.root_at(cp.rejects_size) != cp.rejects_root:
-            problem = (f"its first {cp.rejects_size} rejected inputs do not hash to the root the latest signed "
-                       "checkpoint committed to: the rejects log was replaced or altered")
+        problem = rejects_commitment_problem(self.rejects.tree, latest[1])
         if problem is None:
             return
         if self.read_only:

@@ -6,6 +6,8 @@ over the record bodies (kept in memory, rebuilt from the segments on open), and 
 signed checkpoint carries its size and root."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import time
 from collections import Counter
@@ -20,6 +22,10 @@ from .records import KafkaPosition, LogClock, RejectRecord, decode_reject, encod
 from .segment_log import SegmentLog
 
 DEFAULT_MAX_RAW_BYTES = 1024 * 1024
+
+
+if TYPE_CHECKING:
+    from trustlog.core.checkpoint import Checkpoint
 
 
 class RejectsLog:
@@ -126,3 +132,18 @@ class RejectsLog:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def commitment_problem(tree: MemoryNodeStore, cp: "Checkpoint") -> str | None:
+    """What is wrong with a rejects log whose Merkle ``tree`` should hold what checkpoint
+    ``cp`` committed to (``rejects_size``, ``rejects_root``), or None (also when ``cp``
+    commits to nothing)."""
+    if not cp.rejects_root:
+        return None
+    if tree.size < cp.rejects_size:
+        return (f"holds {tree.size} rejected inputs but the latest signed checkpoint committed to "
+                f"{cp.rejects_size}: rejects were removed")
+    if tree.root_at(cp.rejects_size) != cp.rejects_root:
+        return (f"its first {cp.rejects_size} rejected inputs do not hash to the root the latest signed "
+                "checkpoint committed to: the rejects log was replaced or altered")
+    return None

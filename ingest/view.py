@@ -366,9 +366,13 @@ class LogView:
         # ``pins``, when given, only asserts which policy the caller expects.
         self.pins = PinPolicy.load(self.dir, self.public_key).pins if self.public_key is not None else ()
         if pins is not None and not same_pins(tuple(pins), self.pins):
-            raise PinPolicyError(f"{self.dir}: the pins given are not the log's pin policy; pins are part of the "
-                                 "log (see `trustlog pins show`)")
+            raise PinPolicyError(f"{self.dir}: the pins given ({len(tuple(pins))} patterns) are not the log's pin "
+                                 "policy; pins are part of the log, used by every command: see `trustlog pins show`, "
+                                 "and change them with `trustlog pins set FILE` (a signed, logged step)")
         self.tree = ReadOnlyTree(self.dir / "merkle", self.public_key)
+        self.recovery = None
+        self.notices: list[str] = []
+        self._check_evidence()
         self.snapshot_used: int | None = None
         self.snapshots_skipped: list[str] = []
         self.only = None if repos is None else frozenset(repos)
@@ -392,6 +396,31 @@ class LogView:
         self.last_log_time = -1
         self.poll(follow_limit)
 
+
+    def _check_evidence(self) -> None:
+        """What every open checks, reader or writer: a checkpoint frame altered on disk
+        refuses the open (``LogCorruptionError``; a torn last frame is left alone), and a
+        rejects log that lost what the latest checkpoint committed to is a notice (the
+        state does not depend on it; `trustlog log verify` reports it)."""
+        if self.public_key is None:
+            return
+        latest = self.tree.latest()
+        if latest is None or not latest[1].rejects_root:
+            return
+        from .rejects import RejectsLog, commitment_problem
+
+        rdir = self.dir / "rejects"
+        try:
+            rejects = RejectsLog.open(rdir, read_only=True)
+        except TrustlogError as e:
+            self.notices.append(f"{rdir}: {e} — run `trustlog log verify`")
+            return
+        try:
+            problem = commitment_problem(rejects.tree, latest[1])
+        finally:
+            rejects.close()
+        if problem is not None:
+            self.notices.append(f"{rdir}: {problem} — run `trustlog log verify`")
     def _best_subset(self, store: SnapshotStore):
         """``SnapshotStore.best`` decoding only the repositories in ``self.only``."""
         want = pins_key(self.pins)
@@ -551,11 +580,17 @@ class ViewSet:
         except BaseException:
             self.close()
             raise
+        self.recovery = None
         if not self.partitioned:
             self.state = self.views[0].state
         else:
             self.state = TrustState(self.views[0].pins if self.views else ())
             self._merge()
+
+    @property
+    def notices(self) -> list[str]:
+        """One line per problem an open found and read around (see LogView)."""
+        return [n for v in self.views for n in v.notices]
 
     def _merge(self) -> None:
         merged = self.state.repos

@@ -139,7 +139,8 @@ def test_go_sumdb_note_verifies_a_trustlog_checkpoint_and_inclusion_proof(
         cp = tl.tree.latest()[1]
     assert (got["origin"], got["tree_size"], got["root_hash"]) == (cp.origin, cp.tree_size, cp.root_hash.hex())
     assert got["signatures"] == 1 and got["inclusion_verified"] == 7
-    assert got["extensions"] == [f"trustlog-log-time {cp.log_time}"]
+    rejects = f"trustlog-rejects {cp.rejects_size} {base64.b64encode(cp.rejects_root).decode()}"
+    assert got["extensions"] == [f"trustlog-log-time {cp.log_time}", rejects]
     # and trustlog's own offline check accepts the note file as the checkpoint
     assert cli(["proof", "verify", str(tmp_path / "inc.json"), "--checkpoint", str(tmp_path / "cp.note"),
                 "--log-key", str(d / "log.pub")]) == 0
@@ -206,9 +207,11 @@ from trustlog.core.checkpoint import Checkpoint, checkpoint_body, parse_checkpoi
 from trustlog.core.errors import EncodingError  # noqa: E402
 
 _ext = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FFF), min_size=1, max_size=20).filter(
-    lambda s: s.split(" ")[0] != "trustlog-log-time")
-_cps = st.builds(Checkpoint, st.from_regex(r"[a-z0-9./_-]{1,30}", fullmatch=True), st.integers(0, 2**63),
-                 st.binary(min_size=32, max_size=32), st.integers(0, 2**63), st.tuples(_ext) | st.just(()))
+    lambda s: s.split(" ")[0] not in ("trustlog-log-time", "trustlog-rejects"))
+_rejects = st.just((0, b"")) | st.tuples(st.integers(0, 2**63), st.binary(min_size=32, max_size=32))
+_cps = st.builds(lambda o, n, r, t, e, rj: Checkpoint(o, n, r, t, e, rejects_size=rj[0], rejects_root=rj[1]),
+                 st.from_regex(r"[a-z0-9./_-]{1,30}", fullmatch=True), st.integers(0, 2**63),
+                 st.binary(min_size=32, max_size=32), st.integers(0, 2**63), st.tuples(_ext) | st.just(()), _rejects)
 
 
 @settings(max_examples=200, deadline=None)

@@ -55,11 +55,16 @@ def test_round_trip() -> None:
 
 
 def test_extension_lines_round_trip() -> None:
-    c = Checkpoint("trustlog/partition-0", 3, ROOT, 7, ("trustlog-rejects 2 " + "A" * 43 + "=",))
+    c = Checkpoint("trustlog/partition-0", 3, ROOT, 7, ("example-ext 2 " + "A" * 43 + "=",))
     signed = sign_checkpoint(c, KEY)
-    assert signed.checkpoint.endswith(b"\ntrustlog-rejects 2 " + b"A" * 43 + b"=\n")
+    assert signed.checkpoint.endswith(b"\nexample-ext 2 " + b"A" * 43 + b"=\n")
     assert verify_checkpoint(signed, KEY.public_key) == c
-    for bad in ("", "two\nlines", "trustlog-log-time 5"):
+    # the rejects commitment is a field, written as its own extension line before the others
+    r = Checkpoint("trustlog/partition-0", 3, ROOT, 7, ("example-ext x",), rejects_size=2, rejects_root=ROOT)
+    signed = sign_checkpoint(r, KEY)
+    assert b"\ntrustlog-rejects 2 " in signed.checkpoint and signed.checkpoint.endswith(b"\nexample-ext x\n")
+    assert verify_checkpoint(signed, KEY.public_key) == r
+    for bad in ("", "two\nlines", "trustlog-log-time 5", "trustlog-rejects 2 " + "A" * 43 + "="):
         with pytest.raises(ValueError, match="extension"):
             Checkpoint("o", 1, ROOT, 1, (bad,))
 

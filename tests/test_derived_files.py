@@ -377,7 +377,7 @@ def test_disk_full_after_the_records_are_durable(tmp_path: Path, monkeypatch: py
         raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
 
     monkeypatch.setattr(CheckpointStore, "append", full)
-    assert cli(["ingest", str(f), "--log", str(d)]) == 0
+    assert cli(["ingest", str(f), "--log", str(d), "--init"]) == 0
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if "warning" in line]
     assert len(warning) == 1 and "checkpoints.log" in warning[0] and "durable" in warning[0], err

@@ -33,10 +33,10 @@ def test_import_tuf_then_verify_inspect_log_verify(tr, tmp_path: Path, capsys) -
     repo.add_target("v1", b"one")
     repo.publish()
     log = ["--log", str(tmp_path / "log")]
-    assert main(["import", "tuf", str(repo.dir), "--repo", GUN, *log, "--json"]) == 0
+    assert main(["import", "tuf", str(repo.dir), "--repo", GUN, *log, "--init", "--json"]) == 0
     out = _last_json(capsys)
     assert (out["appended"], out["rejected"], out["targets"]) == (2, 0, 1)
-    assert main(["import", "tuf", str(repo.dir), "--repo", GUN, *log, "--json"]) == 0
+    assert main(["import", "tuf", str(repo.dir), "--repo", GUN, *log, "--init", "--json"]) == 0
     assert _last_json(capsys)["appended"] == 0
     req = tmp_path / "req.jsonl"
     req.write_text(json.dumps({"repo": GUN, "tag": "v1", "digest": tr.sha256(b"one")}) + "\n")
@@ -54,13 +54,13 @@ def test_import_tuf_refusal_exits_1_and_bad_input_2(tr, tmp_path: Path, capsys) 
     repo.sign_with["targets"] = [tr.new_signer()]          # not a targets key
     repo.publish()
     log = ["--log", str(tmp_path / "log")]
-    assert main(["import", "tuf", str(repo.dir), "--repo", GUN, *log, "--json"]) == 1
+    assert main(["import", "tuf", str(repo.dir), "--repo", GUN, *log, "--init", "--json"]) == 1
     assert _last_json(capsys)["rejected_by_reason"] == {"UNKNOWN_KEY": 1}
-    assert main(["import", "tuf", str(tmp_path / "nope"), "--repo", GUN, *log]) == 2
+    assert main(["import", "tuf", str(tmp_path / "nope"), "--repo", GUN, *log, "--init"]) == 2
     err = capsys.readouterr().err
     assert "no such directory" in err and "Traceback" not in err
-    assert main(["import", "notary", "--server", "ftp://x", *log]) == 2
-    assert main(["import", "notary", "--server", "http://127.0.0.1:9", *log]) == 2
+    assert main(["import", "notary", "--server", "ftp://x", *log, "--init"]) == 2
+    assert main(["import", "notary", "--server", "http://127.0.0.1:9", *log, "--init"]) == 2
     assert "cannot reach" in capsys.readouterr().err
 
 
@@ -73,10 +73,10 @@ def test_import_notary_follow_for_a_while(notary_url, tmp_path: Path, capsys) ->
     n.add(gun, "v1", b"one", "-p")
     log = ["--log", str(tmp_path / "log")]
     assert main(["import", "notary", "--server", notary_url, "--gun", gun, "--follow", "--duration", "1",
-                 *log, "--json"]) == 0
+                 *log, "--init", "--json"]) == 0
     out = _last_json(capsys)
     assert out["appended"] == 2 and out["to_change"] > 0
-    assert main(["import", "notary", "--server", notary_url, "--gun", gun, *log, "--json"]) == 0
+    assert main(["import", "notary", "--server", notary_url, "--gun", gun, *log, "--init", "--json"]) == 0
     again = _last_json(capsys)
     assert again["from_change"] <= out["to_change"] and again["appended"] == 0
 
@@ -97,7 +97,7 @@ def test_import_tuf_from_a_url(tr, tmp_path: Path, capsys) -> None:
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}"
         log = ["--log", str(tmp_path / "log")]
-        assert main(["import", "tuf", url, "--repo", GUN, *log, "--json"]) == 0
+        assert main(["import", "tuf", url, "--repo", GUN, *log, "--init", "--json"]) == 0
         assert _last_json(capsys)["appended"] == 2
         req = tmp_path / "req.jsonl"
         req.write_text(json.dumps({"repo": GUN, "tag": "v1", "digest": tr.sha256(b"one")}) + "\n")

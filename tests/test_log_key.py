@@ -73,9 +73,11 @@ def test_the_wrong_key_or_no_key_is_refused(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv(LOG_KEY_ENV, str(tmp_path / "vault" / "missing.key"))
     with pytest.raises(InputError, match="no such key file"):
         TrustLog(d)
-    assert cli(["checkpoint", "latest", "--log", str(d)]) == 2
+    assert cli(["checkpoint", "create", "--log", str(d)]) == 2   # a writer needs the key
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and LOG_KEY_ENV in err
+    assert cli(["checkpoint", "latest", "--log", str(d), "--json"]) == 0   # a reader needs only log.pub
+    capsys.readouterr()
     KeyStore(tmp_path / "vault").generate("ecdsa", "ecdsa-p256")
     monkeypatch.setenv(LOG_KEY_ENV, str(tmp_path / "vault" / "ecdsa.key"))
     with pytest.raises(InputError, match="Ed25519"):

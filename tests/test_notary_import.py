@@ -263,7 +263,9 @@ def test_notary_root_certificate_ids_pins_and_expiry(notary_url, tmp_path: Path,
 
     def run(pins=(), now_ns=None, name="log"):
         kw = {"clock": LogClock(now_ns)} if now_ns else {}
-        with TrustLog(tmp_path / name, max_event_bytes=IMPORT_MAX_EVENT_BYTES, pins=pins, **kw) as log:
+        with TrustLog(tmp_path / name, max_event_bytes=IMPORT_MAX_EVENT_BYTES, **kw) as log:
+            if pins:
+                log.set_pins(pins)   # the pin policy is part of the log
             res = import_repository(log, gun, DirSource(d))
             return res, log.state.repos.get(gun)
 

@@ -100,13 +100,15 @@ def test_pins_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     events.write_bytes(b"\n".join(envelope_to_json(sign_event(RepoCreated(REPO, 1, 0, [k.public_key], 1,
                                                                                   [T.public_key], 1, FAR), [k]))
                                   for k in (ATTACKER,)) + b"\n")
+    assert main(["log", "init", "--log", log]) == 0
+    capsys.readouterr()
     # --pins on a log without a policy: a clear message, nothing written
     assert main(["ingest", "--log", log, "--pins", str(pins), str(events)]) == 2
     assert "trustlog pins set" in capsys.readouterr().err
     assert main(["pins", "set", "--log", log, str(pins), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == 1
     # the finding: an ingest *without* --pins no longer admits the attacker's repository
-    assert main(["ingest", "--log", log, "--json", str(events)]) == 0
+    assert main(["ingest", "--log", log, "--json", str(events)]) == 1     # rejected events: exit 1
     assert json.loads(capsys.readouterr().out)["rejected_by_reason"] == {"PIN_MISMATCH": 1}
     # --pins naming the log's own policy is fine; another one is refused with the way out
     assert main(["inspect", "--log", log, "--pins", str(pins), REPO]) == 2       # no such repo: exit 2, but opened

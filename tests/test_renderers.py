@@ -109,7 +109,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     for name in ("root", "targets"):
         assert run("key", "generate", name) == 0
-    assert run("repo", "create", REPO, "--root-key", "root", "--targets-key", "targets") == 0
+    assert run("repo", "create", REPO, "--root-key", "root", "--targets-key", "targets", "--init") == 0
     return run
 
 

@@ -1586,7 +1586,9 @@ def _current_policy(repo, role):
     thr = g.threshold
     if type(thr) is not int or not 0 <= thr <= INT32_MAX:
         raise ValueError(f"{role}: threshold {thr!r} out of range")
-    if role == "targets" or "*" in g.paths:        # targets, or a catch-all pattern: every tag
+    # targets, a catch-all pattern, or an imported TUF/Notary repository (whose fold already
+    # resolved the delegations by TUF's rules; core.evaluate.paths_fault): every tag
+    if role == "targets" or "*" in g.paths or repo.tuf is not None:
         return (thr, None)
     rx = _re.compile("|".join(f"(?:{_fnmatch.translate(p)})" for p in g.paths) or "(?!)", _re.DOTALL)
     return (thr, rx.match)
