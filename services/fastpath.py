@@ -131,6 +131,15 @@ class FastPath:
                                        b',"verdicts":[', b",".join([b for _, b in got]), b"]}")))
 
 
+def _safely(answer: Any, arg: bytes) -> bytes | None:
+    """``answer(arg)``, or None (hand the request to aiohttp, whose handler turns the same
+    fault into a 500 with a JSON body) if it raises: a fault never loses a request."""
+    try:
+        return answer(arg)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 class FastProtocol(asyncio.Protocol):
     """One connection: fast answers until the first request it leaves to aiohttp."""
 
@@ -196,7 +205,7 @@ class FastProtocol(asyncio.Protocol):
             if odd:
                 break
             if method == b"GET" and not length:
-                resp = fp.one(path)
+                resp = _safely(fp.one, path)
                 if resp is None:
                     break
                 fp.one_requests.inc()
@@ -210,7 +219,7 @@ class FastProtocol(asyncio.Protocol):
                     self.buf = buf
                     self._flush(out)
                     return
-                resp = fp.verify(buf[end + 4:total])
+                resp = _safely(fp.verify, buf[end + 4:total])
                 if resp is None:
                     break
                 fp.batch_requests.inc()

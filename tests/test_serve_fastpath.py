@@ -247,3 +247,15 @@ def test_the_verdict_memo_changes_no_bytes_and_can_be_off(fast):
         assert svc.encoded(keys[:1]) == want[:1] and len(svc._memo) == 1
     finally:
         svc.max_memo = old
+
+
+def test_a_fault_on_the_fast_path_leaves_the_request_to_aiohttp(fast, monkeypatch):
+    fp, svc, handed = fast
+
+    def boom(keys):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(svc, "encoded", boom)
+    for req in (get(f"/v1/repositories/{REPO_B}/tags/v0"), post(b'{"requests": [{"repo": "a", "tag": "b"}]}')):
+        got, t = feed(fp, req)
+        assert got == [] and t.protocol is handed[-1] and handed[-1].data == req
