@@ -33,6 +33,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -202,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     ap.add_argument("--cache", default=os.environ.get("TRUSTLOG_BENCH_CACHE", "/tmp/trustlog-bench"))
+    ap.add_argument("--server-args", default="", metavar="ARGS",
+                    help="more arguments for trustlog serve, e.g. --server-args=--no-fast-path (aiohttp's handlers only)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- the server -------------------------------------------------------------------------
     t0 = time.perf_counter()
     srv = subprocess.Popen([*CLI, "serve", "--log", str(d), "--listen", f"127.0.0.1:{args.port}",
-                            "--max-items", str(max(args.batch, 10_000))],
+                            "--max-items", str(max(args.batch, 10_000)), *shlex.split(args.server_args)],
                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         line = srv.stderr.readline()
@@ -308,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         "batched_vs_baseline": round(batched["per_s"] * batch_n / baseline_per_s, 2),
         "goals": {"single_p99_under_5ms": single["p99_ms"] < 5.0,
                   "batched_at_least_100k_per_s": batched["per_s"] * batch_n >= 100_000},
-        "wrk_threads": args.threads, "duration_s": args.duration,
+        "wrk_threads": args.threads, "duration_s": args.duration, "server_args": args.server_args,
     }
     print(f"log: {tags:,} tags, {info['events']:,} events ({info['repos']:,} repositories), backend {res['backend']}")
     print(f"single GET  : {res['single_per_s']:>10,.0f} lookups/s   p50 {res['single_p50_ms']} ms  "

@@ -115,14 +115,19 @@ class _Plan:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-def _authority_roles(roles: list[str]) -> list[str]:
+def _authority_roles(repo, material: bytes) -> list[str]:
     """Roles whose threshold may report the key compromised, preferred first: targets
-    (the online key) then root for a targets or delegated key; root only for a root key."""
-    return ["root"] if "root" in roles else ["targets", "root"]
+    (the online key) then root. The fold's own rule (``core.state.compromise_authority``:
+    every role that ever held the key counts, so a key rotated out of root still needs
+    root), never a second copy of it that could plan a report the fold refuses."""
+    from trustlog.core.state import compromise_authority
+
+    allowed = compromise_authority(repo, material)
+    return [r for r in ("targets", "root") if r in allowed]
 
 
 def plan_compromise(state, keyid: str, names_by_keyid: dict[str, str]) -> list[_Plan]:
-    """For every repository where ``keyid`` (or the same key material) holds an active
+    """For every repository where ``keyid`` (or the same key material) holds or held a
     role: the role that can report it and the keystore keys that meet its threshold."""
     from trustlog.core.keys import key_material_id
 
@@ -138,7 +143,9 @@ def plan_compromise(state, keyid: str, names_by_keyid: dict[str, str]) -> list[_
     for name in sorted(state.repos):
         repo = state.repos[name]
         same = {k for k, pk in repo.keys.items() if key_material_id(pk) == material}
-        roles = sorted(r for r, gid in repo.roles.items() if same & set(repo.grants[gid].keyids))
+        # every role that holds or held it: what a rotated-out key signed before its
+        # rotation is still trusted, so its compromise must be reported there too
+        roles = sorted({g.role for g in repo.grants if same & set(g.keyids)})
         if not roles:
             continue
         plan = _Plan(name, roles)
@@ -147,7 +154,7 @@ def plan_compromise(state, keyid: str, names_by_keyid: dict[str, str]) -> list[_
             plans.append(plan)
             continue
         missing = []
-        for role in _authority_roles(roles):
+        for role in _authority_roles(repo, material):
             g = repo.role_grant(role)
             if g is None:
                 continue
@@ -255,7 +262,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ce = sub.add_parser("compromise-everywhere", parents=[common],
                         help="report a key compromised in every repository where it holds a role",
                         description="One KeyCompromised report per repository where the key (or the same key "
-                                    "material under another id) holds an active role, each signed with the "
+                                    "material under another id) holds or held a role, each signed with the "
                                     "authority the keystore holds for that repository (targets, else root; root "
                                     "for a root key). Prints what was signed and what could not be; exit 1 if any "
                                     "repository could not be signed.")

@@ -40,12 +40,26 @@ class _Bar:
         self._p.update(self._t, total=task.completed)
 
 
+class SafeConsole(Console):
+    """A rich Console that shows every ``str`` it prints through :func:`safe.text`.
+
+    ``markup=False`` stops rich markup but not terminal control: a plain string holding
+    ESC sequences (colours, OSC 8 links, cursor moves), CR or bidi overrides reaches the
+    terminal as it is. Making the console itself safe closes that for every caller
+    (witness messages, repair notices, sweep and rejects tables ...), not one call site
+    at a time; rich renderables (Text, Table) pass unchanged (build their cells with
+    ``safe.text``, as :meth:`UI.table` does)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().print(*(text(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 class UI:
     def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet or json_mode
-        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False, emoji=False)
-        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        self.out = SafeConsole(file=sys.stdout, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        self.err = SafeConsole(file=sys.stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
     def info(self, msg: str) -> None:
         if not self.quiet:

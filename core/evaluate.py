@@ -99,6 +99,16 @@ def effective_threshold(repo: RepoState, entry: TagEntry) -> int:
     return (cur if cur is not None else repo.grants[entry.grant_id]).threshold
 
 
+def tag_patterns_apply(repo: RepoState, role: str) -> bool:
+    """Whether ``role``'s current ``paths`` are tag patterns to check here. Not for
+    ``targets`` (it signs every tag), and not in a repository of imported TUF / Notary
+    metadata: there a grant's paths are TUF globs, Notary prefixes or hash prefixes, and
+    the fold already re-resolves every target through the *current* delegations after
+    each change (``core.tuf_fold._refresh``), so a narrowed delegation is applied there,
+    by TUF's matching rules, not by fnmatch over the whole name. Both engines ask this."""
+    return role != "targets" and repo.tuf is None
+
+
 def paths_cover(paths: Sequence[str], tag: str) -> bool:
     return any(fnmatch.fnmatchcase(tag, p) for p in paths)
 
@@ -108,10 +118,8 @@ def outside_reason(paths: Sequence[str], entry: TagEntry) -> str:
 
 
 def paths_fault(repo: RepoState, entry: TagEntry) -> tuple[Code, str] | None:
-    """A delegated signer's current paths must still cover the tag. Not for imported
-    TUF/Notary repositories: their fold (core.tuf_fold) already resolved which role holds
-    each target by TUF's own delegation rules (globs with '/', hash prefixes)."""
-    if entry.role == "targets" or repo.tuf is not None:
+    """A delegated signer's current paths must still cover the tag."""
+    if not tag_patterns_apply(repo, entry.role):
         return None
     cur = repo.role_grant(entry.role)
     if cur is None or paths_cover(cur.paths, entry.tag):

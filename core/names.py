@@ -17,6 +17,8 @@ MAX_REPO_LEN: Final = 255
 MAX_TAG_LEN: Final = 128
 MAX_ROLE_NAME_LEN: Final = 64          # the NAME of targets/NAME
 MAX_PATTERN_LEN: Final = 255
+MAX_TARGET_PATH_LEN: Final = 255       # an imported TUF / Notary target path (the tag of an imported image)
+MAX_IMPORTED_ROLE_LEN: Final = 255     # an imported delegated role name (TUF name, Notary targets/a/b)
 
 # docker/distribution's reference grammar, lower case, with an optional :port after the
 # first component (the registry host).
@@ -25,6 +27,13 @@ REPO_RE: Final = re.compile(rf"{_COMPONENT}(?::[0-9]+)?(?:/{_COMPONENT})*")
 TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}" % (MAX_TAG_LEN - 1))
 ROLE_RE: Final = re.compile(r"targets/[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_ROLE_NAME_LEN - 1))
 DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}")
+# Imported TUF / Notary metadata: a target path becomes a tag and a delegated role name a
+# role of the state, so they get a grammar too (they reach the same index, renderers,
+# URLs and file names). Tag characters in '/'-separated components, none empty and none
+# starting with '.' (so no '.' or '..' component that a URL or a path would collapse).
+_PATH_PART: Final = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+TARGET_PATH_RE: Final = re.compile(rf"{_PATH_PART}(?:/{_PATH_PART})*")
+IMPORTED_ROLE_RE: Final = TARGET_PATH_RE
 # shell-style patterns over tag characters: * ? [seq] [!seq]
 PATTERN_RE: Final = re.compile(r"[A-Za-z0-9_.*?!\[\]-]{1,%d}" % MAX_PATTERN_LEN)
 # pin patterns over repository characters (see :func:`is_pin_pattern`)
@@ -53,6 +62,17 @@ def is_digest(digest: object) -> bool:
     return _full(DIGEST_RE, digest)
 
 
+def is_target_path(path: object) -> bool:
+    """An imported TUF / Notary target path (``app/v1``; a Notary tag such as ``v1``)."""
+    return _full(TARGET_PATH_RE, path) and len(path) <= MAX_TARGET_PATH_LEN  # type: ignore[arg-type]
+
+
+def is_imported_role(role: object) -> bool:
+    """An imported delegated role name (TUF ``releases``, Notary ``targets/a/b``); the
+    top-level role names are refused by the metadata parser."""
+    return _full(IMPORTED_ROLE_RE, role) and len(role) <= MAX_IMPORTED_ROLE_LEN  # type: ignore[arg-type]
+
+
 def is_pattern(pattern: object) -> bool:
     """A delegated signer's tag pattern (``fnmatch`` syntax over tag characters)."""
     return _full(PATTERN_RE, pattern)
@@ -64,7 +84,8 @@ def is_pin_pattern(pattern: object) -> bool:
 
 
 __all__ = [
-    "DIGEST_RE", "MAX_PATTERN_LEN", "MAX_REPO_LEN", "MAX_ROLE_NAME_LEN", "MAX_TAG_LEN", "PATTERN_RE",
+    "DIGEST_RE", "IMPORTED_ROLE_RE", "MAX_IMPORTED_ROLE_LEN", "MAX_TARGET_PATH_LEN", "TARGET_PATH_RE",
+    "is_imported_role", "is_target_path", "MAX_PATTERN_LEN", "MAX_REPO_LEN", "MAX_ROLE_NAME_LEN", "MAX_TAG_LEN", "PATTERN_RE",
     "PIN_PATTERN_RE", "REPO_RE", "ROLE_RE", "TAG_RE", "is_delegated_role", "is_digest", "is_pattern",
     "is_pin_pattern", "is_repo", "is_tag",
 ]

@@ -130,6 +130,27 @@ class Pin:
     keyids: frozenset[str]
 
 
+def pinned_origin(pins: Iterable[Pin], repo: str, root_key_names: list[frozenset[str]]) -> str:
+    """``"pinned"`` or ``"tofu"`` for a repository created with root keys known by
+    ``root_key_names`` (one set of ids per key: its trustlog key id, and for imported
+    metadata the ids its publisher uses); raise ``PIN_MISMATCH`` unless *every* pin
+    matching ``repo`` names *every* root key. The one rule for native creations,
+    imported first roots and ``pins set`` (``ingest.pinpolicy.contradictions``)."""
+    origin = "tofu"
+    for pin in pins:
+        if fnmatch.fnmatchcase(repo, pin.pattern):
+            if not all(ids & pin.keyids for ids in root_key_names):
+                raise RejectedEventError(Reject.PIN_MISMATCH, f"{repo}: root keys do not match the pin {pin.pattern!r}")
+            origin = "pinned"
+    return origin
+
+
+def first_root_names(repo: RepoState) -> list[frozenset[str]]:
+    """The ids of each key of ``repo``'s first root, as :func:`pinned_origin` takes them."""
+    extra = repo.tuf.first_root_names if repo.tuf is not None else {}
+    return [frozenset({kid, *extra.get(kid, ())}) for kid in (repo.grants[0].keyids if repo.grants else ())]
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     event: Event
@@ -314,12 +335,7 @@ def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int,
     _check_expiry(ev.expires, ev.issued_at, "root")
     root = _check_keys(ev.root_keys, ev.root_threshold, "root")
     targets = _check_keys(ev.targets_keys, ev.targets_threshold, "targets")
-    origin = "tofu"
-    for pin in st.pins:  # every matching pin must hold, not only the first
-        if fnmatch.fnmatchcase(ev.repo, pin.pattern):
-            if not set(root) <= pin.keyids:
-                raise RejectedEventError(Reject.PIN_MISMATCH, f"{ev.repo}: root keys do not match the pin {pin.pattern!r}")
-            origin = "pinned"
+    origin = pinned_origin(st.pins, ev.repo, [frozenset({kid}) for kid in root])  # every matching pin holds
     signers = count_signers(None, env, root, ev.root_threshold, log_time, sigcheck, "root")
 
     def mutate() -> None:
@@ -552,5 +568,6 @@ _HANDLERS = {
 
 __all__ = [
     "Applied", "Grant", "Pin", "RejectedEventError", "RepoState", "SigCheck", "TagEntry", "TrustState",
-    "compromise_authority", "count_signers", "default_sigcheck", "canonical_bytes",
+    "compromise_authority", "count_signers", "default_sigcheck", "canonical_bytes", "first_root_names",
+    "pinned_origin",
 ]

@@ -33,10 +33,10 @@ import fnmatch
 import hashlib
 from typing import TYPE_CHECKING
 
-from .names import is_repo
 from .errors import KeyError_
 from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
+from .names import MAX_REPO_LEN, is_imported_role, is_repo, is_target_path
 from .reasons import Reject
 from .tuf_format import MetaKey, Signed, TufFormatError, parse_root, parse_targets
 from .tuf_model import TufDelegation, TufRepo, TufRole
@@ -138,28 +138,26 @@ def _root(st, ev: MetadataImported, root, log_time: int, offset: int, sigcheck):
     targets_keys = _usable(root.keys, tk.keyids, None, None)
     repo = st.repos.get(ev.repo)
     if repo is None:
-        if not is_repo(ev.repo):
-            raise _reject(Reject.INVALID_FIELD, f"{ev.repo!r} is not a valid repository name (GUN)")
+        if not is_repo(ev.repo):  # the one grammar (core.names), as for RepoCreated
+            raise _reject(Reject.INVALID_FIELD, f"{ev.repo!r} is not a valid repository name (GUN, at most "
+                          f"{MAX_REPO_LEN} characters)")
         if ev.version != 1:
             raise _reject(Reject.VERSION_SKIP, f"{ev.repo}: a repository starts at version 1, not {ev.version}")
         if root.meta.version != 1:
             raise _reject(Reject.VERSION_SKIP, f"{ev.repo}: the first root imported must be version 1 "
                           f"(the start of its chain), not {root.meta.version}")
-        origin = "tofu"
-        for pin in st.pins:
-            if fnmatch.fnmatchcase(ev.repo, pin.pattern):
-                names = set()
-                for kid, k in new_keys.items():
-                    names |= {kid, k.keyid, root.keys[kid].canonical_id}
-                if not names & pin.keyids:
-                    raise _reject(Reject.PIN_MISMATCH, f"{ev.repo}: root keys do not match the pin {pin.pattern!r}")
-                origin = "pinned"
-                break
+        # every matching pin must name every root key that counts, by any of its ids
+        # (the same rule as RepoCreated: state.pinned_origin)
+        aliases: dict[str, set[str]] = {}
+        for kid, k in new_keys.items():
+            aliases.setdefault(k.keyid, set()).update({kid, root.keys[kid].canonical_id} - {k.keyid, None})
+        origin = S.pinned_origin(st.pins, ev.repo, [frozenset({tid, *a}) for tid, a in aliases.items()])
         signers = _count(None, root.meta, new_keys, rk.threshold, log_time, sigcheck, "root")
 
         def create() -> None:
             repo = S.RepoState(ev.repo, origin)
-            repo.tuf = TufRepo(root.meta.dialect, 1, ev.metadata)
+            repo.tuf = TufRepo(root.meta.dialect, 1, ev.metadata,
+                               first_root_names={tid: sorted(a) for tid, a in aliases.items()})
             for k in (*new_keys.values(), *targets_keys.values()):
                 repo.keys[k.keyid] = k
             exp = _root_grant_expiry(root, new_keys)
@@ -259,6 +257,15 @@ def _targets(st, ev: MetadataImported, t, log_time: int, offset: int, sigcheck):
     keys = _role_keys(repo, tuf, role)
     signers = _count(repo, t.meta, keys, grant.threshold, log_time, sigcheck, f"{ev.repo} {role}")
     # the delegations this metadata makes
+    # the names it brings in become tags and roles of the state: the one grammar (core.names)
+    bad_path = next((p for p in t.targets if not is_target_path(p)), None)
+    if bad_path is not None:
+        raise _reject(Reject.INVALID_FIELD, f"{ev.repo} {role}: target {bad_path!r} is not a target path "
+                      "(tag characters in '/'-separated parts, none empty or starting with '.')")
+    bad_role = next((d.name for d in t.delegations if not is_imported_role(d.name)), None)
+    if bad_role is not None:
+        raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: delegated role {bad_role!r} is not a role name "
+                      "(tag characters in '/'-separated parts)")
     parent_paths = _delegated_paths(tuf, role)
     new_dels: list[tuple[TufDelegation, dict[str, PublicKey]]] = []
     for d in t.delegations:

@@ -44,3 +44,6 @@ class TufRepo:
     root_metadata: bytes              # the current root file, as its publisher served it
     roles: dict[str, TufRole] = field(default_factory=dict)
     delegator: dict[str, str] = field(default_factory=dict)   # delegated role -> role delegating it
+    # the first root's keys: trustlog key id -> the other ids a pin may name it by (its
+    # TUF key id; for a Notary certificate, the id `notary key list` prints)
+    first_root_names: dict[str, list[str]] = field(default_factory=dict)

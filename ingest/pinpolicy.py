@@ -87,15 +87,15 @@ def same_pins(a: Iterable[Pin], b: Iterable[Pin]) -> bool:
 
 def contradictions(pins: Iterable[Pin], state: TrustState) -> list[str]:
     """Repositories in ``state`` whose first root keys a pin of ``pins`` does not allow."""
-    import fnmatch
+    from trustlog.core.state import RejectedEventError, first_root_names, pinned_origin
 
     out = []
+    pins = tuple(pins)
     for name, repo in state.repos.items():
-        first_root = set(repo.grants[0].keyids) if repo.grants else set()
-        for pin in pins:
-            if fnmatch.fnmatchcase(name, pin.pattern) and not first_root <= pin.keyids:
-                out.append(f"{name} (created with other root keys than the pin {pin.pattern!r} allows)")
-                break
+        try:  # the fold's own rule, with the ids imported metadata names its keys by
+            pinned_origin(pins, name, first_root_names(repo))
+        except RejectedEventError as e:
+            out.append(f"{name} (created with other root keys than the pin allows: {e.message})")
     return out
 
 

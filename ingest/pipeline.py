@@ -274,9 +274,8 @@ class TrustLog:
                                        log_time=self.clock.next())
         self.pins = pins
         self.state.pins = pins
-        for name, repo in self.state.repos.items():  # as a replay with these pins would say
-            if any(fnmatch.fnmatchcase(name, p.pattern) for p in pins):
-                repo.origin = "pinned"
+        for name, repo in self.state.repos.items():  # as a replay with these pins would say, both ways
+            repo.origin = "pinned" if any(fnmatch.fnmatchcase(name, p.pattern) for p in pins) else "tofu"
         return entry
 
     def _attested_floor(self) -> int:
@@ -548,8 +547,15 @@ class TrustLog:
                     fates.append(self._duplicate_fate(src, env.event_id, at))
                     continue
                 log_time = self.clock.next()
+                # the record is built before the fold: one that the log cannot hold is
+                # refused here, never folded and then failed at the append (an imported
+                # metadata file just under its own limit, a JSON envelope's signatures)
+                body = encode_record(LogRecord(log_time, env.to_bytes(), src))
                 postings = event_postings(self.state, env, event)
                 try:
+                    if len(body) > self.log.max_record_bytes:
+                        raise RejectedEventError(Reject.TOO_LARGE, f"its log record would be {len(body)} bytes; "
+                                                 f"the log holds records of at most {self.log.max_record_bytes}")
                     self.state.apply(env, log_time=log_time, offset=self.log.next_offset, sigcheck=self._sigcheck,
                                      event=event)
                 except RejectedEventError as e:
@@ -562,7 +568,6 @@ class TrustLog:
                         continue
                     err = e
                 else:
-                    body = encode_record(LogRecord(log_time, env.to_bytes(), src))
                     offset = self.log.append(body)
                     tree.append_leaf(leaf_hash(body))
                     index.add_event(offset, log_time, event, *postings)

@@ -462,6 +462,11 @@ class SegmentLog:
         return self._dir
 
     @property
+    def max_record_bytes(self) -> int:
+        """The largest record body :meth:`append` takes (and every reader reads)."""
+        return self._max_record_bytes
+
+    @property
     def next_offset(self) -> int:
         """The offset the next append gets."""
         last = self._segments[-1]

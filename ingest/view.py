@@ -35,10 +35,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
-import struct
-import sys
-from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -50,37 +46,25 @@ from trustlog.core.errors import LogCorruptionError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import HASH_SIZE, TreeRangeError, consistency_proof, inclusion_proof, subtree_root
 from trustlog.core.events import ImageSigned
-from trustlog.core.state import Pin, RejectedEventError, RepoState, TrustState, default_sigcheck
+from trustlog.core.state import Pin, RejectedEventError, TrustState, default_sigcheck
 
 from .logindex import LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
 from .snapshot_index import SnapshotIndexError, load_repos
-from .pinpolicy import PinPolicy, PinPolicyError, same_pins
+from .pinpolicy import POLICY_FILE, PinPolicy, PinPolicyError, same_pins
 from .snapshots import SnapshotStore, pins_key
 from .transparency import LOG_KEY_NAME, load_public_key, origin_for
 
-_SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
-
-
-class _RawBody(msgspec.Struct, frozen=True):
-    repos: list[msgspec.Raw]
-
-
-class _RepoName(msgspec.Struct, frozen=True):
-    name: str
-
-
-_raw_body = msgspec.msgpack.Decoder(_RawBody)
-_repo_name = msgspec.msgpack.Decoder(_RepoName)
-_repo_state = msgspec.msgpack.Decoder(RepoState)
+from .segment_log import _SEGMENT_NAME as _SEGMENT_RE  # one grammar for segment file names (full match)
+from .snapshot_index import _raw_body, _repo_name, _repo_state  # the snapshot body's layout, read once
 _READ = 8 * 1024 * 1024  # bytes read per pread while following
 
 
 def segment_bases(directory: Path) -> list[int]:
     try:
-        return sorted(int(m.group(1)) for e in os.scandir(directory) if (m := _SEGMENT_RE.match(e.name)))
+        return sorted(int(m.group(1)) for e in os.scandir(directory) if (m := _SEGMENT_RE.fullmatch(e.name)))
     except FileNotFoundError:
         return []
 
@@ -364,6 +348,10 @@ class LogView:
         self.public_key = load_public_key(pub) if pub.is_file() else None
         # The log's own pin policy is the one folded with (pins belong to the log);
         # ``pins``, when given, only asserts which policy the caller expects.
+        if self.public_key is None and (self.dir / POLICY_FILE).exists():
+            # folding without the pins would call pinned repositories trusted on first use
+            raise LogError(f"{self.dir} has a pin policy ({POLICY_FILE}) but no {LOG_KEY_NAME}.pub to check it "
+                           "with; restore the log's public key")
         self.pins = PinPolicy.load(self.dir, self.public_key).pins if self.public_key is not None else ()
         if pins is not None and not same_pins(tuple(pins), self.pins):
             raise PinPolicyError(f"{self.dir}: the pins given ({len(tuple(pins))} patterns) are not the log's pin "

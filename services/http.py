@@ -27,11 +27,13 @@ from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from trustlog.core.evaluate import Request, Verdict
 
+from .fastpath import FastPath, FastProtocol
 from .verdicts import VerdictService
 
 Repo = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
@@ -287,6 +289,7 @@ def make_app(service: VerdictService, limits: Limits = Limits(), *, follow_inter
     app.router.add_get("/metrics", metrics_view)
     app.cleanup_ctx.append(follow_loop)
     app["service"] = service
+    app["metrics"] = metrics
     return app
 
 
@@ -298,22 +301,35 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 async def serve(service: VerdictService, listen: str, limits: Limits = Limits(), *,
-                follow_interval: float = 0.05, on_ready: Any = None) -> None:
-    """Run the server until SIGTERM or SIGINT; ``on_ready(host, port)`` once listening."""
+                follow_interval: float = 0.05, on_ready: Any = None, fast_path: bool = True) -> None:
+    """Run the server until SIGTERM or SIGINT; ``on_ready(host, port)`` once listening.
+    ``fast_path``: answer the two hot requests through :mod:`.fastpath` (each connection
+    starts there and is handed to aiohttp at the first request it does not take)."""
     host, port = parse_listen(listen)
     runner = web.AppRunner(make_app(service, limits, follow_interval=follow_interval), access_log=None,
                            handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-    await site.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    fp: FastPath | None = None
+    if fast_path:
+        fp = FastPath(service, limits, runner.app["metrics"], runner.server, SERVER_SOFTWARE.encode())
+        listener = await loop.create_server(lambda: FastProtocol(fp), host, port, backlog=1024, reuse_address=True)
+        bound = listener.sockets[0].getsockname()
+    else:
+        listener = None
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        await site.start()
+        bound = runner.addresses[0]
+    stop = asyncio.Event()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
     if on_ready is not None:
-        bound = runner.addresses[0]
         on_ready(bound[0], bound[1])
     try:
         await stop.wait()
     finally:
+        if listener is not None:
+            listener.close()
+        if fp is not None:
+            fp.close_all()
         await runner.cleanup()

@@ -8,10 +8,19 @@ crypto validity of a (key, message, signature), by content hash) and the compile
 of each repository, recompiled when its version moves. A ``KeyCompromised`` folded in
 therefore changes the very next verdict; there is no TTL that could serve a stale VALID.
 Each verdict names the state version (records folded) it was computed at.
+
+:meth:`VerdictService.encoded` (the HTTP fast path) keeps the JSON bytes of the verdicts
+it computed, but only for the exact ``(state version, reference second)`` they were
+computed at: a verdict is a function of the state, the reference time and the request,
+so within that pair a recomputation gives the same bytes. The memo is dropped the moment
+a record is folded or the clock's second moves, so a ``KeyCompromised`` folded in still
+changes the very next verdict.
 """
 from __future__ import annotations
 
 import time
+
+import msgspec
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +30,9 @@ from trustlog.core.reasons import Code
 from trustlog.core.state import Pin
 from trustlog.ingest.view import ViewSet
 from trustlog.verifier.batch import BatchVerifier
+
+
+_enc = msgspec.json.Encoder()
 
 
 @dataclass
@@ -37,12 +49,15 @@ class FollowStatus:
 class VerdictService:
     """Answers verification requests from a log directory that another process writes."""
 
-    def __init__(self, log_dir: str, *, pins: Iterable[Pin] = (), engine: str | None = None,
-                 follow_batch: int = 50_000) -> None:
+    def __init__(self, log_dir: str, *, pins: Iterable[Pin] | None = None, engine: str | None = None,
+                 follow_batch: int = 50_000, max_memo: int = 100_000) -> None:
         self.views = ViewSet(log_dir, pins=pins)
         self.verifier = BatchVerifier(self.views.state, ref_time=int(time.time()), engine=engine)
         self.follow_batch = follow_batch
         self.status = FollowStatus(last_follow=time.monotonic())
+        self._memo: dict[tuple[str, str, str | None], tuple[str, bytes]] = {}
+        self._memo_at: tuple[int, int] = (-1, -1)
+        self.max_memo = max_memo
         self.follow()
 
     @property
@@ -78,6 +93,33 @@ class VerdictService:
                             f"{self.status.failed}", self.state_version) for r in requests]
         self.verifier.ref_time = int(time.time())
         return self.verifier.verify_all(requests)
+
+    def encoded(self, keys: Sequence[tuple[str, str, str | None]]) -> list[tuple[str, bytes]]:
+        """``(code, JSON bytes of the verdict)`` for each ``(repo, tag, digest)``: the
+        bytes ``msgspec.json.encode(verdict)`` gives for what :meth:`verify` answers now.
+        Verdicts computed at this state version and this second are reused (see the
+        module docstring), at most ``max_memo`` of them (0: none); the rest are computed
+        in one batch."""
+        now = int(time.time())
+        at = (self.state_version, now)
+        memo = self._memo
+        if at != self._memo_at or len(memo) >= self.max_memo:
+            memo = self._memo = {}
+            self._memo_at = at
+        out: list[tuple[str, bytes] | None] = [memo.get(k) for k in keys]
+        miss = [i for i, o in enumerate(out) if o is None]
+        if miss:
+            reqs = [Request(*keys[i]) for i in miss]
+            if self.status.failed:
+                verdicts = self.verify(reqs)
+            else:
+                self.verifier.ref_time = now  # the second the memo is keyed by
+                verdicts = self.verifier.verify_all(reqs)
+            enc = _enc.encode
+            for i, v in zip(miss, verdicts, strict=True):
+                o = out[i] = (v.code, enc(v))
+                memo[keys[i]] = o
+        return out  # type: ignore[return-value]
 
     def close(self) -> None:
         self.views.close()

@@ -98,6 +98,7 @@ import fnmatch as _fnmatch
 import re as _re
 
 from trustlog.core.keys import ALG_BY_KEYTYPE as _ALG_BY_KEYTYPE, key_material_id as _key_material_id
+from trustlog.core.evaluate import tag_patterns_apply as _tag_patterns_apply
 
 # ---------------------------------------------------------------------------
 # BLAKE2b from PyNaCl's libsodium (the same function as hashlib.blake2b)
@@ -1586,9 +1587,7 @@ def _current_policy(repo, role):
     thr = g.threshold
     if type(thr) is not int or not 0 <= thr <= INT32_MAX:
         raise ValueError(f"{role}: threshold {thr!r} out of range")
-    # targets, a catch-all pattern, or an imported TUF/Notary repository (whose fold already
-    # resolved the delegations by TUF's rules; core.evaluate.paths_fault): every tag
-    if role == "targets" or "*" in g.paths or repo.tuf is not None:
+    if not _tag_patterns_apply(repo, role) or "*" in g.paths:   # targets, imported, or a catch-all
         return (thr, None)
     rx = _re.compile("|".join(f"(?:{_fnmatch.translate(p)})" for p in g.paths) or "(?!)", _re.DOTALL)
     return (thr, rx.match)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trustlog.core.evaluate import evaluate_entry
-from trustlog.core.events import ImageSigned, RoleKeysSet, RoleRemoved, TagDeleted, KeyCompromised
+from trustlog.core.events import ImageSigned, KeyCompromised, MetadataImported, RoleKeysSet, RoleRemoved, TagDeleted
 from trustlog.core.keys import key_material_id
 from trustlog.core.state import TrustState
 
@@ -156,6 +156,8 @@ def _event(off: int, ev: Any, log_time: int, relation: str, after: bool) -> Audi
             e.keys = [k.keyid for k in ev.keys]
     elif isinstance(ev, KeyCompromised):
         e.keys = [ev.keyid]
+    elif isinstance(ev, MetadataImported):  # the role whose metadata file it is (as the report's proof cites it)
+        e.role = ev.role
     elif hasattr(ev, "root_keys"):
         e.role = "root"
         e.keys = [k.keyid for k in ev.root_keys] + [k.keyid for k in getattr(ev, "targets_keys", [])]
