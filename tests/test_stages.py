@@ -109,7 +109,7 @@ def test_later_stages_accept_what_the_fold_accepts(repo: str, tag: str, role: st
     ]
     refused = [  # kept in the rejects log, never shown raw
         sign_event(RepoCreated(NASTY, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR), [R]),
-        sign_event(ImageSigned(repo, 9, 0, "targets", tag, DIGEST, 1, FAR), [T]),
+        sign_event(ImageSigned(repo, 3, 0, "targets", tag, DIGEST, 1, FAR), [T]),  # not above the tag's 3
     ]
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "log"
@@ -137,11 +137,12 @@ def test_later_stages_accept_what_the_fold_accepts(repo: str, tag: str, role: st
         assert gun_for("", repo) == repo and (not rest or gun_for(host, rest) == repo)
         # trustlog rejects: the refused names are shown escaped, the JSON keeps them exact
         rc, out, _ = _run("rejects", *base)
-        assert rc == 0 and "VERSION_SKIP" in out and "INVALID_FIELD" in out
+        assert rc == 0 and "VERSION_" in out and "INVALID_FIELD" in out  # VERSION_ROLLBACK, wrapped in its column
         _no_control(out)
         rc, out, _ = _run("rejects", *base, "--json")
         assert rc == 0
         assert sorted(r["repo"] for r in json.loads(out)["rejects"]) == sorted([NASTY, repo])
+        assert {r["reason"] for r in json.loads(out)["rejects"]} == {"INVALID_FIELD", "VERSION_ROLLBACK"}
         # the audit report and its offline check
         report = Path(tmp) / "a.html"
         assert _run("audit", *base, "--key", A.keyid, "--html", str(report))[0] == 0
