@@ -36,9 +36,12 @@ from trustlog.core.evaluate import Request, Verdict
 from .fastpath import FastPath, FastProtocol
 from .verdicts import VerdictService
 
+SERVICE_KEY: web.AppKey[VerdictService] = web.AppKey("service", VerdictService)
+METRICS_KEY: web.AppKey[Any] = web.AppKey("metrics", object)
+
 Repo = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
+Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}\Z")]  # \Z: "$" would admit a final newline
 
 
 class VerifyItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -288,8 +291,8 @@ def make_app(service: VerdictService, limits: Limits = Limits(), *, follow_inter
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.cleanup_ctx.append(follow_loop)
-    app["service"] = service
-    app["metrics"] = metrics
+    app[SERVICE_KEY] = service
+    app[METRICS_KEY] = metrics
     return app
 
 
@@ -312,7 +315,7 @@ async def serve(service: VerdictService, listen: str, limits: Limits = Limits(),
     loop = asyncio.get_running_loop()
     fp: FastPath | None = None
     if fast_path:
-        fp = FastPath(service, limits, runner.app["metrics"], runner.server, SERVER_SOFTWARE.encode())
+        fp = FastPath(service, limits, runner.app[METRICS_KEY], runner.server, SERVER_SOFTWARE.encode())
         listener = await loop.create_server(lambda: FastProtocol(fp), host, port, backlog=1024, reuse_address=True)
         bound = listener.sockets[0].getsockname()
     else:

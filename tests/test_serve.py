@@ -159,6 +159,8 @@ BAD_REQUESTS = [
     ("POST", "/v1/verify", json.dumps({"requests": [{"repo": "", "tag": "b"}]}).encode(), 422, "length"),
     ("POST", "/v1/verify", json.dumps({"requests": [{"repo": "a", "tag": "b", "digest": "md5:x"}]}).encode(), 422,
      "regex"),
+    ("POST", "/v1/verify", json.dumps({"requests": [{"repo": "a", "tag": "b", "digest": "sha256:" + "ab" * 32 + "\n"}]})
+     .encode(), 422, "regex"),                          # "$" would have let the final newline through
     ("POST", "/v1/verify", json.dumps({"requests": []}).encode(), 400, "no items"),
     ("POST", "/v1/verify", json.dumps({"requests": [{"repo": "a", "tag": "b"}] * 6}).encode(), 413,
      "--max-items"),
