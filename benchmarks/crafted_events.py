@@ -47,6 +47,7 @@ from trustlog.core.events import (  # noqa: E402
 )
 from trustlog.core.keys import PublicKey, SigningKey  # noqa: E402
 from trustlog.ingest.pipeline import TrustLog  # noqa: E402
+import trustlog.verifier  # noqa: E402,F401  (registers the default signature check)
 
 FAR = 4_000_000_000
 DIGEST = "sha256:" + "ab" * 32

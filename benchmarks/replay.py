@@ -129,7 +129,7 @@ def verified_fold_rate(d: Path, limit: int) -> tuple[int, float]:
     from trustlog.ingest.records import decode_record
     from trustlog.ingest.segment_log import SegmentLog
     from trustlog.verifier.batch import default_crypto
-    from trustlog.verifier.cache import CryptoCache, cache_key
+    from trustlog.core.sigcache import CryptoCache, cache_key
 
     crypto = default_crypto()
     log = SegmentLog.open(d / "log", create=False)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from trustlog.ingest.pipeline import TrustLog
     from trustlog.ingest.replay import fold_log
-    from trustlog.verifier.audit import audit_key, audit_scan
+    from trustlog.services.audit import audit_key, audit_scan
     from trustlog.verifier.batch import backend_name
 
     d = Path(args.cache) / f"n{args.n}-{FORMAT}"

@@ -512,7 +512,7 @@ def lost_trust(tl, report) -> list[dict[str, Any]]:
 
 
 def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
-    from trustlog.verifier.audit import audit_key
+    from trustlog.services.audit import audit_key
 
     keyid = _resolve_key(args)
     since = parse_time(args.since) if args.since else None

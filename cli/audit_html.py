@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 
-from trustlog.verifier.audit import AuditEvent, AuditReport
+from trustlog.services.audit import AuditEvent, AuditReport
 
 from .safe import plain
 

@@ -40,7 +40,7 @@ backend releases the GIL). That only warms a cache of facts about (key, message,
 signature); every trust decision is still the fold's. A rebalance drops the polled
 batch (it is read again from the log position).
 
-Run it as ``python -m trustlog.ingest.kafka_worker`` or ``trustlog ingest --kafka``.
+Run it as ``python -m trustlog.cli.kafka_worker`` or ``trustlog ingest --kafka``.
 """
 from __future__ import annotations
 
@@ -896,7 +896,7 @@ def worker_from_args(bootstrap: str, args: argparse.Namespace, *, quiet: bool = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trustlog.ingest.kafka_worker",
+    p = argparse.ArgumentParser(prog="python -m trustlog.cli.kafka_worker",
                                 description="Consume a topic of signed events into one trust log per partition.")
     p.add_argument("--kafka", "--bootstrap", dest="kafka", required=True, metavar="BOOTSTRAP",
                    help="bootstrap servers host:port[,host:port]")
@@ -919,6 +919,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trustlog: error: {w.stats.error}", file=sys.stderr)
     return rc
 
-
-if __name__ == "__main__":
-    sys.exit(main())

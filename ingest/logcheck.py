@@ -39,7 +39,8 @@ from trustlog.core.events import Envelope, Event, decode_envelope, decode_event
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import CompactRange, MemoryNodeStore, consistency_proof, leaf_hash, verify_consistency
 from trustlog.core.state import RejectedEventError, TrustState
-from trustlog.verifier.cache import CryptoCache, cache_key
+from trustlog.core.crypto_hook import CryptoFn, default_crypto
+from trustlog.core.sigcache import CryptoCache, cache_key
 
 from . import precheck
 from .logindex import LogIndex, event_postings
@@ -48,7 +49,6 @@ from .records import LogRecord, decode_record
 from .snapshots import SnapshotStore, encode_state, pins_key
 from .transparency import origin_for
 
-CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
 _SEG_RE = re.compile(r"([0-9]{20})\.seg")
 _HEADER = struct.Struct(">II")
 _CP_FRAME = struct.Struct(">II")
@@ -227,7 +227,6 @@ def verify_log(
     (:func:`trustlog.ingest.witness.parse_spec`) to read such checkpoints from; one that
     cannot be read, holds none of this log, or lacks a valid cosignature is a finding."""
     from .transparency import load_public_key
-    from trustlog.verifier.batch import default_crypto
 
     t0 = time.perf_counter()
     d = Path(directory)

@@ -46,7 +46,8 @@ from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.merkle import leaf_hash
 from trustlog.core.reasons import Reject
 from trustlog.core.state import Pin, RejectedEventError, TrustState
-from trustlog.verifier.cache import CryptoCache, cache_key
+from trustlog.core.crypto_hook import CryptoFn, default_crypto
+from trustlog.core.sigcache import CryptoCache, cache_key
 
 from . import precheck
 from .logindex import LogIndex, event_postings
@@ -64,7 +65,6 @@ DEFAULT_CHECKPOINT_EVERY = 100_000
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
 
 MAX_REMEMBERED_KEYS = 1_000_000  # keys introduced by events, kept as pre-verification hints
-CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,6 @@ class BatchResult:
         self.last_reject = other.last_reject or self.last_reject
 
 
-def _default_crypto() -> CryptoFn:
-    from trustlog.verifier.batch import default_crypto
-
-    return default_crypto()
-
-
 class TrustLog:
     """A local trust log directory and the state folded from it."""
 
@@ -160,7 +154,7 @@ class TrustLog:
         self.notices: list[str] = []
         self.close_notices: list[str] = []
         self.max_event_bytes = max_event_bytes
-        self.crypto = crypto or _default_crypto()
+        self.crypto = crypto or default_crypto()
         self.clock = clock or LogClock()
         self.cache = CryptoCache()
         self._introduced: dict[str, PublicKey] = {}

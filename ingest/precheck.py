@@ -28,7 +28,7 @@ from trustlog.core.errors import KeyError_
 from trustlog.core.events import Envelope, Event, RepoCreated, RoleKeysSet, RootRotated
 from trustlog.core.keys import ALG_BY_KEYTYPE, PublicKey, validate_public_key
 from trustlog.core.state import MAX_KEYS_PER_ROLE, TrustState
-from trustlog.verifier.cache import cache_key
+from trustlog.core.sigcache import cache_key
 
 Item = tuple[int, bytes, bytes, bytes]
 

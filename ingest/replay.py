@@ -8,9 +8,11 @@ each event with :class:`TrustedFold`: the same rules as the validating fold, min
 signature checks, with a fast path for ``ImageSigned`` (the bulk of any log) that makes
 the same state changes as :meth:`TrustState.apply` does.
 
-``state_at(dir, offset=N)`` is the state after records ``[0, N)``;
-``state_at(dir, log_time=T)`` the state after every record appended at or before log
-time ``T`` (ns). Both start from the newest usable snapshot at or below the target.
+``TrustLog.state_at(offset=N)`` is the state after records ``[0, N)``;
+``TrustLog.state_at(log_time=T)`` the state after every record appended at or before
+log time ``T`` (ns). Both start from the newest usable snapshot at or below the target
+(``ingest/history.py:state_at`` takes a log directory). This module imports nothing of
+the pipeline: the pipeline builds on it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import crc32c
 import msgspec
@@ -34,9 +35,6 @@ from trustlog.core.state import RejectedEventError, TagEntry, TrustState
 
 from .records import LogRecord
 from .segment_log import SegmentLog
-
-if TYPE_CHECKING:
-    from .pipeline import TrustLog
 
 _record_decoder = msgspec.msgpack.Decoder(LogRecord)
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
@@ -262,19 +260,6 @@ def offset_at_time(log: SegmentLog, log_time: int) -> int:
         else:
             hi = mid
     return lo
-
-
-def state_at(trustlog_dir: "str | os.PathLike[str] | TrustLog", offset: int | None = None,
-             log_time: int | None = None, **open_kw) -> TrustState:
-    """The trust state as it was after ``offset`` records, or at log time ``log_time``
-    (ns; every record appended at or before it). With both, the earlier wins; with
-    neither, the current state. Accepts a log directory or an open ``TrustLog``."""
-    from .pipeline import TrustLog
-
-    if isinstance(trustlog_dir, TrustLog):
-        return trustlog_dir.state_at(offset=offset, log_time=log_time)
-    with TrustLog(trustlog_dir, **open_kw) as tl:
-        return tl.state_at(offset=offset, log_time=log_time)
 
 
 def resolve_target(log: SegmentLog, offset: int | None, log_time: int | None) -> int:

@@ -638,7 +638,7 @@ class ViewSet:
 
 
 class _AuditLog:
-    """What ``verifier.audit.audit_key`` asks of an open log: ``state``, ``index``,
+    """What ``services.audit.audit_key`` asks of an open log: ``state``, ``index``,
     ``log.read``."""
 
     def __init__(self, view: LogView, index: LogIndex) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+import trustlog.verifier  # noqa: F401  (registers the default signature check for TrustLog(...) in tests)
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]

@@ -18,7 +18,7 @@ from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.replay import decode_trusted
 from trustlog.ingest.segment_log import SegmentLog
 from trustlog.ingest.synthetic import FAR, SyntheticRegistry
-from trustlog.verifier.audit import audit_key, audit_scan
+from trustlog.services.audit import audit_key, audit_scan
 
 REF = 1_900_000_000
 HOTFIX = SigningKey.from_seed(b"audit-test/hotfix")

@@ -7,7 +7,7 @@ from pathlib import Path
 from trustlog.core.events import ImageSigned, RepoCreated, RoleKeysSet, sign_event
 from trustlog.core.keys import SigningKey
 from trustlog.ingest.pipeline import TrustLog
-from trustlog.verifier.audit import audit_key
+from trustlog.services.audit import audit_key
 
 FAR = 4_000_000_000
 REPO = "registry.example.com/audit/twins"

@@ -10,7 +10,7 @@ from sim import DIGEST, FAR, NOW, Sim, key
 from trustlog.core.evaluate import Request
 from trustlog.core.keys import SigningKey
 from trustlog.verifier.batch import BatchVerifier, pick_engine
-from trustlog.verifier.cache import CryptoCache, cache_key
+from trustlog.core.sigcache import CryptoCache, cache_key
 
 from trustlog.verifier import compiled  # noqa: E402
 

@@ -26,7 +26,7 @@ from trustlog.cli.main import main as cli
 from trustlog.core.errors import LogCorruptionError, LogError
 from trustlog.ingest.logcheck import verify_log
 from trustlog.ingest.pipeline import TrustLog
-from trustlog.verifier.audit import audit_key
+from trustlog.services.audit import audit_key
 from trustlog.verifier.batch import BatchVerifier, requests_for_state
 
 

@@ -1,7 +1,7 @@
 """Kafka ingest against the real broker (scripts/kafka/kafka.sh): exactly once into the
 partition logs, through kill -9, broker restarts, rebalances and fsync failures.
 
-Workers run as subprocesses (``python -m trustlog.ingest.kafka_worker``), so a kill -9
+Workers run as subprocesses (``python -m trustlog.cli.kafka_worker``), so a kill -9
 is a real one. Every test uses a fresh topic with 4 partitions.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.kafka
 
 PARTITIONS = 4
 PY = sys.executable
-WORKER = [PY, "-m", "trustlog.ingest.kafka_worker"]
+WORKER = [PY, "-m", "trustlog.cli.kafka_worker"]
 CLI = [PY, "-m", "trustlog.cli.main"]  # = `trustlog`
 
 

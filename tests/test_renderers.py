@@ -21,7 +21,7 @@ from trustlog.cli.main import main
 from trustlog.cli.render import print_repo
 from trustlog.cli.safe import markup, plain
 from trustlog.cli.ui import UI
-from trustlog.verifier.audit import AuditEvent, AuditReport, FallenGrant, VerdictChange
+from trustlog.services.audit import AuditEvent, AuditReport, FallenGrant, VerdictChange
 
 HOSTILE = [
     "[/]", "[conceal]*[/conceal]", "[bold]x", "[link=https://evil.example]x[/link]", "<script>alert(1)</script>",

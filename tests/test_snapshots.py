@@ -16,7 +16,8 @@ from trustlog.core.evaluate import Request
 from trustlog.core.events import ImageSigned, KeyCompromised, RoleRemoved, sign_event
 from trustlog.ingest.logcheck import verify_log
 from trustlog.ingest.pipeline import TrustLog
-from trustlog.ingest.replay import fold_log, state_at
+from trustlog.ingest.history import state_at
+from trustlog.ingest.replay import fold_log
 from trustlog.ingest.snapshots import encode_state
 from trustlog.ingest.synthetic import SyntheticRegistry
 from trustlog.verifier.batch import BatchVerifier

@@ -290,7 +290,7 @@ def test_compromise_report_and_audit_on_imported_data(tr, tmp_path: Path, crypto
     by the publisher's targets key): what it signed after `since` falls, the audit
     names it, and the index knows which key signed which imported file."""
     from trustlog.core.events import Envelope, KeyCompromised, Signature, encode_event
-    from trustlog.verifier.audit import audit_key
+    from trustlog.services.audit import audit_key
 
     repo = tr.TufRepo(tmp_path / "repo")
     repo.add_target("stable", b"s")

@@ -19,7 +19,7 @@ from trustlog.core.errors import LogError
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.snapshots import encode_state
 from trustlog.ingest.view import LogView, ViewSet, audit_source, read_record
-from trustlog.verifier.audit import audit_key
+from trustlog.services.audit import audit_key
 
 PY = sys.executable
 
@@ -121,6 +121,7 @@ def test_a_damaged_record_with_more_after_it_is_corruption(tmp_path):
 _WRITER = r"""
 import sys, time, msgspec
 from trustlog.core.events import decode_envelope
+import trustlog.verifier  # registers the default signature check
 from trustlog.ingest.pipeline import TrustLog
 lines = open(sys.argv[2], "rb").read().split(b"\n")
 with TrustLog(sys.argv[1], segment_bytes=4096) as tl:

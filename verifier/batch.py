@@ -29,7 +29,7 @@ from trustlog.core.evaluate import Request, Verdict, evaluate_entry
 from trustlog.core.reasons import Code
 from trustlog.core.state import RepoState, TagEntry, TrustState
 
-from .cache import CryptoCache, cache_key
+from trustlog.core.sigcache import CryptoCache, cache_key
 
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
 DEFAULT_CHUNK = 20_000

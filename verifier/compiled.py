@@ -90,7 +90,7 @@ class CompiledEvaluator:
     """Trust status of tags from the compiled state; crypto validity from its cache.
 
     ``cache``: a :class:`SigCache` to share between verifiers (a new one if None), or a
-    Python :class:`~trustlog.verifier.cache.CryptoCache`, which is then consulted and
+    Python :class:`~trustlog.core.sigcache.CryptoCache`, which is then consulted and
     filled on misses besides a private SigCache. ``crypto``: a batch check function to
     use for misses instead of the compiled one.
     """
