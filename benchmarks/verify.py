@@ -383,7 +383,7 @@ def main() -> int:
     warm_stages: list[dict[str, float]] = []
     fallen = 0
     fold_report_s = []
-    for k in range(a.warm_repeat):
+    for _ in range(a.warm_repeat):
         t = time.perf_counter()
         name, falls = reg.report_compromise()
         fold_report_s.append(time.perf_counter() - t)

@@ -10,7 +10,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import msgspec
 
@@ -630,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, ui)
     except (TrustlogError, OSError, ValueError) as e:
         return fail(e)
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt:
         if json_mode:
             _emit_error("KeyboardInterrupt", "interrupted", 130)
         print("trustlog: interrupted", file=sys.stderr)

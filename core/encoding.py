@@ -15,7 +15,7 @@ from .errors import EncodingError
 T = TypeVar("T")
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
-_decoders: dict[Any, msgspec.msgpack.Decoder] = {}
+_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -29,7 +29,7 @@ def decode_canonical(data: bytes, typ: type[T]) -> T:
     if dec is None:
         dec = _decoders[typ] = msgspec.msgpack.Decoder(typ)
     try:
-        obj = dec.decode(data)
+        obj: T = dec.decode(data)
     except msgspec.ValidationError as e:
         raise EncodingError(f"does not match the schema: {e}") from e
     except msgspec.DecodeError as e:

@@ -9,7 +9,7 @@ against this one.
 from __future__ import annotations
 
 import fnmatch
-from typing import Sequence
+from collections.abc import Sequence
 
 import msgspec
 

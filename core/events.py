@@ -27,7 +27,7 @@ import msgspec
 
 from .encoding import canonical_bytes, decode_canonical
 from .errors import EncodingError, EventTooLargeError
-from .keys import PublicKey
+from .keys import PublicKey, SigningKey
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 ROOT = "root"
@@ -40,7 +40,7 @@ class _Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field=
     issued_at: int
 
 
-class RepoCreated(_Event, tag="RepoCreated"):
+class RepoCreated(_Event, frozen=True, tag="RepoCreated"):
     """Creates a repository at version 1. Signed by a threshold of its root keys."""
     root_keys: list[PublicKey]
     root_threshold: int
@@ -49,14 +49,14 @@ class RepoCreated(_Event, tag="RepoCreated"):
     expires: int
 
 
-class RootRotated(_Event, tag="RootRotated"):
+class RootRotated(_Event, frozen=True, tag="RootRotated"):
     """New root keys. Signed by a threshold of the old AND of the new root keys."""
     root_keys: list[PublicKey]
     root_threshold: int
     expires: int
 
 
-class RoleKeysSet(_Event, tag="RoleKeysSet"):
+class RoleKeysSet(_Event, frozen=True, tag="RoleKeysSet"):
     """Sets or rotates ``targets`` (signed by root) or ``targets/NAME`` (signed by
     targets). ``paths`` are shell-style tag patterns a delegated signer may sign."""
     role: str
@@ -66,12 +66,12 @@ class RoleKeysSet(_Event, tag="RoleKeysSet"):
     paths: list[str] = []
 
 
-class RoleRemoved(_Event, tag="RoleRemoved"):
+class RoleRemoved(_Event, frozen=True, tag="RoleRemoved"):
     """Removes a delegated signer (signed by targets)."""
     role: str
 
 
-class KeyCompromised(_Event, tag="KeyCompromised"):
+class KeyCompromised(_Event, frozen=True, tag="KeyCompromised"):
     """Reports ``keyid`` compromised since log time ``since`` (ns). Signed by a
     threshold of a role at or above every role that holds the key (root keys: root
     only; see ``compromise_authority`` in core.state)."""
@@ -80,7 +80,7 @@ class KeyCompromised(_Event, tag="KeyCompromised"):
     note: str = ""
 
 
-class ImageSigned(_Event, tag="ImageSigned"):
+class ImageSigned(_Event, frozen=True, tag="ImageSigned"):
     """Binds ``tag`` to a manifest digest, signed by ``role``'s threshold."""
     role: str
     tag: str
@@ -89,13 +89,13 @@ class ImageSigned(_Event, tag="ImageSigned"):
     expires: int
 
 
-class TagDeleted(_Event, tag="TagDeleted"):
+class TagDeleted(_Event, frozen=True, tag="TagDeleted"):
     """Removes a tag (signed by targets, or by the delegated role that may sign it)."""
     role: str
     tag: str
 
 
-class MetadataImported(_Event, tag="MetadataImported"):
+class MetadataImported(_Event, frozen=True, tag="MetadataImported"):
     """A TUF / Notary v1 metadata file of ``role`` (``root``, ``targets`` or a delegated
     role) exactly as its publisher served it: the fold re-verifies it with the
     publisher's own keys and signatures (see ``core.tuf_fold``). The envelope carries no
@@ -105,7 +105,8 @@ class MetadataImported(_Event, tag="MetadataImported"):
     metadata: bytes
 
 
-Event = Union[RepoCreated, RootRotated, RoleKeysSet, RoleRemoved, KeyCompromised, ImageSigned, TagDeleted,
+# A runtime alias (EVENT_KINDS reads its __args__; msgspec decodes it): kept a typing.Union.
+Event = Union[RepoCreated, RootRotated, RoleKeysSet, RoleRemoved, KeyCompromised, ImageSigned, TagDeleted,  # noqa: UP007
               MetadataImported]
 EVENT_KINDS = tuple(c.__struct_config__.tag for c in Event.__args__)  # type: ignore[attr-defined]
 
@@ -156,7 +157,7 @@ def decode_envelope(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> En
     return decode_canonical(data, Envelope)
 
 
-def sign_event(event: Event, signers: "list") -> Envelope:
+def sign_event(event: Event, signers: list[SigningKey]) -> Envelope:
     """Encode ``event`` canonically and sign it with each of ``signers`` (SigningKey)."""
     payload = encode_event(event)
     return Envelope(payload, [Signature(s.keyid, s.sign(payload)) for s in signers])

@@ -57,7 +57,7 @@ class _Der:
         self.pos = pos
         self.end = len(data) if end is None else end
 
-    def take(self, tag: int, what: str) -> "_Der":
+    def take(self, tag: int, what: str) -> _Der:
         d, p, end = self.data, self.pos, self.end
         if end - p < 2 or d[p] != tag:
             raise InvalidKeyError(f"RSA key: expected {what} (DER tag 0x{tag:02x}) at byte {p}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 import msgspec
 import nacl.bindings
@@ -258,7 +258,7 @@ class SigningKey:
         self.keyid = self.public_key.keyid
 
     @classmethod
-    def generate(cls, keytype: str = "ed25519") -> "SigningKey":
+    def generate(cls, keytype: str = "ed25519") -> SigningKey:
         if keytype == "ed25519":
             return cls(keytype, ed25519.Ed25519PrivateKey.generate())
         if keytype in ("ecdsa-p256", "ecdsa-p256-der"):
@@ -268,7 +268,7 @@ class SigningKey:
         raise UnsupportedKeyTypeError(f"unknown key type {keytype!r}; use one of {', '.join(KEY_TYPES)}")
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> "SigningKey":
+    def from_seed(cls, seed: bytes) -> SigningKey:
         """A deterministic Ed25519 key (for reproducible demos and tests)."""
         return cls("ed25519", ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest()))
 
@@ -276,9 +276,9 @@ class SigningKey:
         if self.keytype == "ed25519":
             return self._nacl.sign(message).signature
         if self.keytype.startswith("ecdsa-p256"):
-            der = self._private.sign(message, ec.ECDSA(hashes.SHA256()))  # type: ignore[union-attr]
+            der = cast(ec.EllipticCurvePrivateKey, self._private).sign(message, ec.ECDSA(hashes.SHA256()))
             return der_to_raw(der) if self.keytype == "ecdsa-p256" else der
-        return self._private.sign(message, _PSS, hashes.SHA256())  # type: ignore[union-attr]
+        return cast(rsa.RSAPrivateKey, self._private).sign(message, _PSS, hashes.SHA256())
 
     @property
     def private(self) -> ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:

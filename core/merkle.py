@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Protocol, Union, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from .errors import TrustlogError
 
@@ -157,7 +157,7 @@ class NodeSource(Protocol):
     def node(self, level: int, index: int) -> bytes: ...
 
 
-HashSource = Union[NodeSource, Sequence[bytes], Callable[[int], bytes]]
+HashSource = NodeSource | Sequence[bytes] | Callable[[int], bytes]
 
 
 class MemoryNodeStore:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .bounds import MAX_SIGNATURES_PER_ENVELOPE, int_field_out_of_range
 from .encoding import canonical_bytes
@@ -41,6 +41,8 @@ from .reasons import Reject
 from .tuf_model import TufRepo
 
 SigCheck = Callable[[PublicKey, bytes, bytes], bool]
+# What an event handler returns once every check has passed: the change, applied by calling it.
+Mutation = Callable[[], None]
 
 MAX_KEYS_PER_ROLE = 64
 MAX_PATTERNS_PER_ROLE = 64
@@ -323,7 +325,7 @@ def _role_keys(repo: RepoState, grant: Grant) -> dict[str, PublicKey]:
 # -- handlers: each validates everything, then returns a closure that mutates ----------
 
 
-def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int, offset: int, sigcheck: SigCheck):
+def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     if ev.repo in st.repos:
         raise RejectedEventError(Reject.REPOSITORY_EXISTS, f"repository {ev.repo!r} already exists")
     if not is_repo(ev.repo):
@@ -353,7 +355,7 @@ def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int,
     return mutate
 
 
-def _root_rotated(st: TrustState, env: Envelope, ev: RootRotated, log_time: int, offset: int, sigcheck: SigCheck):
+def _root_rotated(st: TrustState, env: Envelope, ev: RootRotated, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     repo = st._repo_for(ev)
     _check_expiry(ev.expires, ev.issued_at, "root")
     old = repo.role_grant(ROOT)
@@ -378,7 +380,7 @@ def _parent_role(role: str) -> str:
     return ROOT if role == TARGETS else TARGETS
 
 
-def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int, offset: int, sigcheck: SigCheck):
+def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     repo = st._repo_for(ev)
     if ev.role != TARGETS and not is_delegated_role(ev.role):
         raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.role!r}: set 'targets' or a delegated 'targets/NAME'")
@@ -397,7 +399,8 @@ def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int
     keys = _check_keys(ev.keys, ev.threshold, ev.role)
     parent = repo.role_grant(_parent_role(ev.role))
     assert parent is not None
-    signers = count_signers(repo, env, _role_keys(repo, parent), parent.threshold, log_time, sigcheck, f"{ev.role} (signed by {parent.role})")
+    signers = count_signers(repo, env, _role_keys(repo, parent), parent.threshold, log_time, sigcheck,
+                            f"{ev.role} (signed by {parent.role})")
 
     def mutate() -> None:
         repo.keys.update(keys)
@@ -410,7 +413,7 @@ def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int
     return mutate
 
 
-def _role_removed(st: TrustState, env: Envelope, ev: RoleRemoved, log_time: int, offset: int, sigcheck: SigCheck):
+def _role_removed(st: TrustState, env: Envelope, ev: RoleRemoved, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     repo = st._repo_for(ev)
     if not is_delegated_role(ev.role):
         raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.role!r}: only delegated signers 'targets/NAME' can be removed")
@@ -429,7 +432,7 @@ def _role_removed(st: TrustState, env: Envelope, ev: RoleRemoved, log_time: int,
     return mutate
 
 
-def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time: int, offset: int, sigcheck: SigCheck):
+def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     repo = st._repo_for(ev)
     key = repo.keys.get(ev.keyid)
     if key is None:
@@ -517,7 +520,7 @@ def _signing_grant(repo: RepoState, role: str, tag: str) -> Grant:
     return grant
 
 
-def _image_signed(st: TrustState, env: Envelope, ev: ImageSigned, log_time: int, offset: int, sigcheck: SigCheck):
+def _image_signed(st: TrustState, env: Envelope, ev: ImageSigned, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     repo = st._repo_for(ev)
     if not is_tag(ev.tag):
         raise RejectedEventError(Reject.INVALID_FIELD, f"{ev.tag!r} is not a valid tag")
@@ -539,7 +542,7 @@ def _image_signed(st: TrustState, env: Envelope, ev: ImageSigned, log_time: int,
     return mutate
 
 
-def _tag_deleted(st: TrustState, env: Envelope, ev: TagDeleted, log_time: int, offset: int, sigcheck: SigCheck):
+def _tag_deleted(st: TrustState, env: Envelope, ev: TagDeleted, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     repo = st._repo_for(ev)
     if ev.tag not in repo.tags:
         raise RejectedEventError(Reject.UNKNOWN_TAG, f"{ev.repo}: no tag {ev.tag!r} to delete")
@@ -555,7 +558,7 @@ def _tag_deleted(st: TrustState, env: Envelope, ev: TagDeleted, log_time: int, o
 
 from .tuf_fold import metadata_imported  # noqa: E402  (it builds on the helpers above)
 
-_HANDLERS = {
+_HANDLERS: dict[type, Callable[..., Mutation]] = {
     MetadataImported: metadata_imported,
     RepoCreated: _repo_created,
     RootRotated: _root_rotated,

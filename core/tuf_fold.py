@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import KeyError_
@@ -38,35 +39,36 @@ from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
 from .names import MAX_REPO_LEN, is_imported_role, is_repo, is_target_path
 from .reasons import Reject
-from .tuf_format import MetaKey, Signed, TufFormatError, parse_root, parse_targets
+from .tuf_format import MetaKey, Root, Signed, Targets, TufFormatError, parse_root, parse_targets
 from .tuf_model import TufDelegation, TufRepo, TufRole
 
 if TYPE_CHECKING:
-    from .state import SigCheck, TrustState
+    from .state import Mutation, RejectedEventError, RepoState, SigCheck, TrustState
 
 _METHOD_OF_KEYTYPE = {"ed25519": "eddsa", "ecdsa-p256": "ecdsa", "ecdsa-p256-der": "ecdsa", "rsa-pss-sha256": "rsapss"}
 MAX_DELEGATED_ROLES = 1024          # per repository
 MAX_SEARCH_ROLES = 32               # roles visited per target (python-tuf's max_delegations)
 
 
-def _state():
+def _state() -> ModuleType:
     from . import state
 
     return state
 
 
-def _reject(reason: Reject, message: str):
-    return _state().RejectedEventError(reason, message)
+def _reject(reason: Reject, message: str) -> RejectedEventError:
+    err: RejectedEventError = _state().RejectedEventError(reason, message)
+    return err
 
 
-def metadata_imported(st: "TrustState", env: Envelope, ev: MetadataImported, log_time: int, offset: int,
-                      sigcheck: "SigCheck"):
+def metadata_imported(st: TrustState, env: Envelope, ev: MetadataImported, log_time: int, offset: int,
+                      sigcheck: SigCheck) -> Mutation:
     """Validate one imported metadata file; return the closure that folds it in."""
     try:
         parsed = parse_root(ev.metadata) if ev.role == ROOT else parse_targets(ev.metadata)
     except TufFormatError as e:
         raise _reject(Reject.MALFORMED, f"{ev.repo} {ev.role}: {e}") from e
-    if ev.role == ROOT:
+    if isinstance(parsed, Root):  # ev.role == ROOT
         return _root(st, ev, parsed, log_time, offset, sigcheck)
     return _targets(st, ev, parsed, log_time, offset, sigcheck)
 
@@ -97,7 +99,7 @@ def _usable(keys: dict[str, MetaKey], keyids: tuple[str, ...], gun: str | None, 
     return out
 
 
-def _count(repo, meta: Signed, keys: dict[str, PublicKey], threshold: int, log_time: int, sigcheck: "SigCheck",
+def _count(repo: RepoState | None, meta: Signed, keys: dict[str, PublicKey], threshold: int, log_time: int, sigcheck: SigCheck,
            what: str, short: Reject = Reject.THRESHOLD_NOT_MET) -> tuple[str, ...]:
     """The trustlog key ids whose signatures on ``meta`` count (each key material once),
     or a rejection, by the same rule as native events (``count_signers``)."""
@@ -113,7 +115,8 @@ def _count(repo, meta: Signed, keys: dict[str, PublicKey], threshold: int, log_t
         by_id[k.keyid] = k
         sigs.append(Signature(k.keyid, s.sig))
     env = Envelope(meta.message, sigs)
-    return _state().count_signers(repo, env, by_id, threshold, log_time, sigcheck, what, short)
+    signers: tuple[str, ...] = _state().count_signers(repo, env, by_id, threshold, log_time, sigcheck, what, short)
+    return signers
 
 
 def _mapped_sigs(meta: Signed, keys: dict[str, PublicKey]) -> list[tuple[str, bytes]]:
@@ -123,13 +126,13 @@ def _mapped_sigs(meta: Signed, keys: dict[str, PublicKey]) -> list[tuple[str, by
 # -- root -----------------------------------------------------------------------------------
 
 
-def _root_grant_expiry(root, keys: dict[str, PublicKey]) -> int:
+def _root_grant_expiry(root: Root, keys: dict[str, PublicKey]) -> int:
     exp = root.meta.expires
-    certs = [root.keys[k].cert_not_after for k in keys if root.keys[k].cert_not_after is not None]
+    certs = [c for k in keys if (c := root.keys[k].cert_not_after) is not None]
     return min(exp, max(certs)) if certs else exp
 
 
-def _root(st, ev: MetadataImported, root, log_time: int, offset: int, sigcheck):
+def _root(st: TrustState, ev: MetadataImported, root: Root, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     S = _state()
     now = log_time // 1_000_000_000
     rk, tk = root.roles[ROOT], root.roles[TARGETS]
@@ -150,7 +153,7 @@ def _root(st, ev: MetadataImported, root, log_time: int, offset: int, sigcheck):
         # (the same rule as RepoCreated: state.pinned_origin)
         aliases: dict[str, set[str]] = {}
         for kid, k in new_keys.items():
-            aliases.setdefault(k.keyid, set()).update({kid, root.keys[kid].canonical_id} - {k.keyid, None})
+            aliases.setdefault(k.keyid, set()).update({kid, root.keys[kid].canonical_id} - {k.keyid, None})  # type: ignore[arg-type]  # None is subtracted
         origin = S.pinned_origin(st.pins, ev.repo, [frozenset({tid, *a}) for tid, a in aliases.items()])
         signers = _count(None, root.meta, new_keys, rk.threshold, log_time, sigcheck, "root")
 
@@ -180,6 +183,7 @@ def _root(st, ev: MetadataImported, root, log_time: int, offset: int, sigcheck):
         raise _reject(Reject.VERSION_SKIP, f"{ev.repo}: root version {v} skips ahead; expected {cur + 1}")
     old = parse_root(tuf.root_metadata)
     old_grant = repo.role_grant(ROOT)
+    assert old_grant is not None  # a TUF repository always has a root grant
     old_keys = {kid: k for kid, k in _usable(old.keys, old.roles[ROOT].keyids, ev.repo if notary else None, None).items()
                 if k.keyid in old_grant.keyids}
     signers = _count(repo, root.meta, old_keys, old_grant.threshold, log_time, sigcheck,
@@ -211,7 +215,7 @@ def _ids(keys: dict[str, PublicKey]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k.keyid for k in keys.values()))
 
 
-def _tuf_repo(repo, ev: MetadataImported) -> TufRepo:
+def _tuf_repo(repo: RepoState, ev: MetadataImported) -> TufRepo:
     if repo.tuf is None:
         raise _reject(Reject.INVALID_ROLE, f"{ev.repo}: a native trustlog repository; TUF/Notary metadata cannot be "
                       "imported into it")
@@ -221,11 +225,12 @@ def _tuf_repo(repo, ev: MetadataImported) -> TufRepo:
 # -- targets and delegated roles ------------------------------------------------------------
 
 
-def _role_keys(repo, tuf: TufRepo, role: str) -> dict[str, PublicKey]:
+def _role_keys(repo: RepoState, tuf: TufRepo, role: str) -> dict[str, PublicKey]:
     """TUF key id -> trustlog key of the keys the current metadata gives ``role``."""
     if role == TARGETS:
         root = parse_root(tuf.root_metadata)
         grant = repo.role_grant(TARGETS)
+        assert grant is not None
         return {kid: k for kid, k in _usable(root.keys, root.roles[TARGETS].keyids, None, None).items()
                 if k.keyid in grant.keyids}
     parent = tuf.roles[tuf.delegator[role]]
@@ -233,7 +238,7 @@ def _role_keys(repo, tuf: TufRepo, role: str) -> dict[str, PublicKey]:
     return {tkid: repo.keys[kid] for tkid, kid in d.keymap.items()}
 
 
-def _targets(st, ev: MetadataImported, t, log_time: int, offset: int, sigcheck):
+def _targets(st: TrustState, ev: MetadataImported, t: Targets, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
     S = _state()
     repo = st.repos.get(ev.repo)
     if repo is None:
@@ -340,7 +345,7 @@ def _is_above(tuf: TufRepo, name: str, role: str) -> bool:
     return False
 
 
-def _drop(repo, tuf: TufRepo, name: str, offset: int) -> None:
+def _drop(repo: RepoState, tuf: TufRepo, name: str, offset: int) -> None:
     """A delegation no longer made: the role and everything beneath it go."""
     rs = tuf.roles.pop(name, None)
     if rs is not None:
@@ -397,15 +402,17 @@ def resolve(tuf: TufRepo, path: str) -> str | None:
     return None
 
 
-def _refresh(repo, offset: int) -> None:
+def _refresh(repo: RepoState, offset: int) -> None:
     """Recompute grant expiries and the tag → entry view from the folded metadata."""
     S = _state()
-    tuf: TufRepo = repo.tuf
+    tuf = repo.tuf
     root_g = repo.role_grant(ROOT)
+    assert tuf is not None and root_g is not None
     # expiry: targets grant = targets.json's; a delegated grant = the earliest above it
     above: dict[str, int] = {}
     ts = tuf.roles.get(TARGETS)
     tg = repo.role_grant(TARGETS)
+    assert tg is not None
     tg.expires = ts.expires if ts is not None else root_g.expires
     if ts is not None:
         todo = [(TARGETS, ts.expires)]
@@ -425,7 +432,7 @@ def _refresh(repo, offset: int) -> None:
                 if child is not None:
                     todo.append((d.name, min(exp, child.expires)))
     view: dict[str, str] = {}
-    for name, rs in tuf.roles.items():
+    for rs in tuf.roles.values():
         for path in rs.targets:
             if path not in view:
                 r = resolve(tuf, path)
@@ -448,7 +455,7 @@ def _refresh(repo, offset: int) -> None:
         repo.deleted_tags.pop(path, None)
 
 
-def imported_postings(st: "TrustState", ev: MetadataImported) -> tuple[int | None, list[str], list[str]]:
+def imported_postings(st: TrustState, ev: MetadataImported) -> tuple[int | None, list[str], list[str]]:
     """For the key index, from the state before ``ev``: the grant whose keys sign it,
     the trustlog key ids whose signatures it carries, and the keys it gives authority
     (a root's keys; the keys of the delegations a targets file makes). Best effort on
@@ -460,9 +467,10 @@ def imported_postings(st: "TrustState", ev: MetadataImported) -> tuple[int | Non
     repo = st.repos.get(ev.repo)
     gid = repo.roles.get(ev.role) if repo is not None else None
     known: dict[str, PublicKey] = {}
-    if ev.role == ROOT:
-        granted = {kid: parsed.keys[kid].key for r in (ROOT, TARGETS) for kid in parsed.roles[r].keyids
-                   if parsed.keys[kid].key is not None}
+    granted: dict[str, PublicKey]
+    if isinstance(parsed, Root):  # ev.role == ROOT
+        granted = {kid: pk for r in (ROOT, TARGETS) for kid in parsed.roles[r].keyids
+                   if (pk := parsed.keys[kid].key) is not None}
         known.update(granted)
         if repo is not None and repo.tuf is not None:
             try:
@@ -471,7 +479,7 @@ def imported_postings(st: "TrustState", ev: MetadataImported) -> tuple[int | Non
             except TufFormatError:
                 pass
     else:
-        granted = {kid: k.key for kid, k in parsed.keys.items() if k.key is not None}
+        granted = {kid: pk for kid, k in parsed.keys.items() if (pk := k.key) is not None}
         if repo is not None and repo.tuf is not None:
             tuf = repo.tuf
             try:

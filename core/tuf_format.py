@@ -96,8 +96,8 @@ def _no_float(s: str) -> Any:
     raise TufFormatError(f"number {s} is not an integer; metadata numbers are integers")
 
 
-def _no_dupes(pairs: list[tuple[str, Any]]) -> dict:
-    d: dict = {}
+def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d: dict[str, Any] = {}
     for k, v in pairs:
         if k in d:
             raise TufFormatError(f"duplicate key {k!r} in a JSON object")
@@ -137,7 +137,7 @@ def parse_time(s: Any, what: str) -> int:
     return secs
 
 
-def _get(d: Any, key: str, typ: type | tuple, what: str) -> Any:
+def _get(d: Any, key: str, typ: type | tuple[type, ...], what: str) -> Any:
     if not isinstance(d, dict):
         raise TufFormatError(f"{what}: expected an object")
     if key not in d:
@@ -149,7 +149,7 @@ def _get(d: Any, key: str, typ: type | tuple, what: str) -> Any:
 
 
 def _int(d: Any, key: str, what: str, minimum: int = 0) -> int:
-    v = _get(d, key, int, what)
+    v: int = _get(d, key, int, what)
     if isinstance(v, bool) or v < minimum:
         raise TufFormatError(f"{what}.{key}: {v!r} must be an integer >= {minimum}")
     return v
@@ -203,7 +203,8 @@ def _point(pk: Any) -> bytes:
 
 
 def _spki(pk: Any) -> bytes:
-    return pk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = pk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 def _from_public_obj(pk: Any, der_sigs: bool) -> tuple[PublicKey, str]:
@@ -216,7 +217,7 @@ def _from_public_obj(pk: Any, der_sigs: bool) -> tuple[PublicKey, str]:
     raise TufFormatError(f"unsupported public key {type(pk).__name__}")
 
 
-def _notary_key(keyid: str, d: dict, what: str) -> MetaKey:
+def _notary_key(keyid: str, d: dict[str, Any], what: str) -> MetaKey:
     keytype = _get(d, "keytype", str, what)
     keyval = _get(d, "keyval", dict, what)
     pub_b64 = _get(keyval, "public", str, f"{what}.keyval")
@@ -260,7 +261,7 @@ def _notary_key(keyid: str, d: dict, what: str) -> MetaKey:
 _TUF_SCHEMES = {"ed25519": "ed25519", "ecdsa-sha2-nistp256": "ecdsa", "rsassa-pss-sha256": "rsapss"}
 
 
-def _tuf_key(keyid: str, d: dict, what: str) -> MetaKey:
+def _tuf_key(keyid: str, d: dict[str, Any], what: str) -> MetaKey:
     keytype = _get(d, "keytype", str, what)
     scheme = _get(d, "scheme", str, what)
     keyval = _get(d, "keyval", dict, what)
@@ -320,7 +321,7 @@ class Signed:
 
     dialect: str          # "tuf" or "notary"
     role_type: str        # "root", "targets", "snapshot", "timestamp" (lower case)
-    signed: dict
+    signed: dict[str, Any]
     message: bytes
     signatures: tuple[MetaSig, ...]
     version: int

@@ -271,7 +271,7 @@ class _Listener(ConsumerRebalanceListener):
     revoked log open until the new assignment is known (re-assigned: reused without a
     re-fold; not: closed, releasing its lock for the new owner)."""
 
-    def __init__(self, worker: "KafkaIngestWorker") -> None:
+    def __init__(self, worker: KafkaIngestWorker) -> None:
         self.w = worker
 
     def on_partitions_revoked(self, revoked: Any) -> None:

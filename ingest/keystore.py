@@ -115,7 +115,7 @@ class KeyStore:
     def public(self, name_or_path: str) -> PublicKey:
         """A public key by name in the store, or from a ``.pub`` file path."""
         path = Path(name_or_path)
-        if not path.suffix == ".pub" or not path.exists():
+        if path.suffix != ".pub" or not path.exists():
             path = self._paths(name_or_path)[1]
         try:
             pub = msgspec.json.decode(path.read_bytes(), type=PublicKeyFile)

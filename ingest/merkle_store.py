@@ -390,7 +390,7 @@ class MerkleStore:
 
     def leaf_hashes(self, start: int, count: int) -> bytes:
         """``count`` consecutive leaf hashes from ``start``, packed (bulk reads)."""
-        if not (0 <= start and 0 <= count and start + count <= self.size):
+        if not (start >= 0 and count >= 0 and start + count <= self.size):
             raise TreeRangeError(f"leaves [{start}, {start + count}) are outside a tree of {self.size} leaves")
         return self._levels[0].read_range(start, count)
 
@@ -544,7 +544,7 @@ class CheckpointStore:
             fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
         count, latest, end, repairs = 0, None, 0, []
         try:
-            for end, signed in _scan_frames(p, fd, repairs):
+            for end, signed in _scan_frames(p, fd, repairs):  # noqa: B007 - `end` is read after the loop
                 count, latest = count + 1, signed
         except BaseException:
             os.close(fd)

@@ -116,7 +116,7 @@ class PinPolicy:
         return self.entries[-1].version if self.entries else 0
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], log_key: PublicKey) -> "PinPolicy":
+    def load(cls, directory: str | os.PathLike[str], log_key: PublicKey) -> PinPolicy:
         """Read and verify ``DIR/pins.jsonl``: numbering, chain, log key, signatures.
         Raises :class:`LogError` when any of it does not hold."""
         path = Path(directory) / POLICY_FILE

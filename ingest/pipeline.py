@@ -109,7 +109,7 @@ class BatchResult:
     fates: list[Fate] = field(default_factory=list)  # one per input, in order (ingest_batch only)
     rejected_items: dict[int, tuple[str, str]] = field(default_factory=dict)   # batch index -> (reason, detail)
 
-    def add(self, other: "BatchResult") -> None:
+    def add(self, other: BatchResult) -> None:
         self.accepted += other.accepted
         self.rejected += other.rejected
         self.duplicates += other.duplicates
@@ -249,7 +249,7 @@ class TrustLog:
                 "of the log, used by every command; change them with `trustlog pins set FILE` (a signed, logged "
                 "step that checks them against every repository already in the log)")
 
-    def set_pins(self, pins: Iterable[Pin]) -> "PinPolicyEntry":
+    def set_pins(self, pins: Iterable[Pin]) -> PinPolicyEntry:
         """Record a new pin policy in the log, signed by the log key, in force from now
         on for every command. Refused (:class:`PinPolicyError`) when a repository
         already in the log was created with root keys the new pins do not allow."""
@@ -783,7 +783,7 @@ class TrustLog:
                 self.rejects.close()
                 self.log.close()
 
-    def __enter__(self) -> "TrustLog":
+    def __enter__(self) -> TrustLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -134,7 +134,7 @@ class RejectsLog:
         self.close()
 
 
-def commitment_problem(tree: MemoryNodeStore, cp: "Checkpoint") -> str | None:
+def commitment_problem(tree: MemoryNodeStore, cp: Checkpoint) -> str | None:
     """What is wrong with a rejects log whose Merkle ``tree`` should hold what checkpoint
     ``cp`` committed to (``rejects_size``, ``rejects_root``), or None (also when ``cp``
     commits to nothing)."""

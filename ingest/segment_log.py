@@ -379,7 +379,7 @@ class SegmentLog:
         end = seg.size
         with open(seg.path, "rb", buffering=_READ_CHUNK) as f:
             try:
-                for pos, body in _iter_frames(f, 0, end, self._max_record_bytes):
+                for pos, _body in _iter_frames(f, 0, end, self._max_record_bytes):
                     seg.note_record(pos, self._index_interval)
                     seg.count += 1
             except _FrameError as e:

@@ -36,7 +36,8 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
 
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.events import ROOT, TARGETS, Envelope, MetadataImported, encode_event
@@ -151,7 +152,7 @@ class ImportResult:
     rejects: list[tuple[str, str, str]] = field(default_factory=list)   # (repo, reason, detail)
     targets: int = 0                                                    # target files in appended metadata
 
-    def add(self, o: "ImportResult") -> None:
+    def add(self, o: ImportResult) -> None:
         self.repositories += o.repositories
         self.appended += o.appended
         self.unchanged += o.unchanged

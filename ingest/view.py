@@ -522,7 +522,7 @@ class LogView:
         self.tail.close()
         self.tree.close()
 
-    def __enter__(self) -> "LogView":
+    def __enter__(self) -> LogView:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -630,7 +630,7 @@ class ViewSet:
         for v in self.views:
             v.close()
 
-    def __enter__(self) -> "ViewSet":
+    def __enter__(self) -> ViewSet:
         return self
 
     def __exit__(self, *exc: object) -> None:

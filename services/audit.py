@@ -132,7 +132,7 @@ class AuditReport:
         return d
 
 
-def _describe(tl: "TrustLog", offsets: Iterable[int]) -> dict[int, tuple[Any, int]]:
+def _describe(tl: TrustLog, offsets: Iterable[int]) -> dict[int, tuple[Any, int]]:
     """Decoded event and log time of each offset (sorted reads)."""
     from trustlog.ingest.replay import decode_trusted
 
@@ -164,7 +164,7 @@ def _event(off: int, ev: Any, log_time: int, relation: str, after: bool) -> Audi
     return e
 
 
-def audit_key(tl: "TrustLog", keyid: str, since: int | None = None, *, ref_time: int | None = None,
+def audit_key(tl: TrustLog, keyid: str, since: int | None = None, *, ref_time: int | None = None,
               state: TrustState | None = None) -> AuditReport:
     """Audit key ``keyid`` in the open log ``tl``; ``since`` is the compromise point
     (log time, ns; None: the key's whole history). ``ref_time`` (s) fixes expiry for the

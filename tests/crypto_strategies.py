@@ -173,7 +173,7 @@ def _ed_sign_mixed(seed: bytes, msg: bytes) -> tuple[bytes, bytes, bytes]:
 _SIGS: dict[tuple[int, bytes], bytes] = {}
 
 
-def _signed(k: "RsaKey | SigningKey", msg: bytes) -> bytes:
+def _signed(k: RsaKey | SigningKey, msg: bytes) -> bytes:
     ck = (id(k), msg)
     sig = _SIGS.get(ck)
     if sig is None:

@@ -156,7 +156,7 @@ def test_random_bytes_agree(c: ModuleType, items: list[Item]) -> None:
 def test_one_thread_and_two_threads_identical(c: ModuleType) -> None:
     rng = random.Random(99)
     items = []
-    for i in range(3000):
+    for _ in range(3000):
         alg, key, msg, sig = rng.choice(CORPUS)
         r = rng.random()
         if r < 0.2:

@@ -35,7 +35,7 @@ Z = key("id-genuine-second")
 @dataclass(frozen=True)
 class Alias:
     public: PublicKey
-    signer: "_Signer | None"   # signs as the alias key, when the alias is a key of its own
+    signer: _Signer | None   # signs as the alias key, when the alias is a key of its own
     accepted: bool             # True: a key the fold accepts (another key of the same holder)
 
 

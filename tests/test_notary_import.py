@@ -41,7 +41,7 @@ def _trusted(log, gun: str, backend: str) -> dict[str, str]:
     return out
 
 
-def _drain(fol) -> "object":
+def _drain(fol) -> object:
     from trustlog.ingest.tuf_import import ImportResult
 
     total = ImportResult()

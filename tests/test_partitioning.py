@@ -137,7 +137,8 @@ def test_outcome_catch_up_repeats_what_was_sent(tmp_path: Path) -> None:
     from trustlog.ingest.outcomes import OutcomeWriter
 
     repo = _repo_in(4)
-    raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(6)] + [b"\x00junk", _signed(repo, 2, "v1")]  # v1 is at 3: a rollback
+    # v1 is at 3: a rollback
+    raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(6)] + [b"\x00junk", _signed(repo, 2, "v1")]
     with TrustLog(tmp_path / "p4", admit=admit_for(4, LAYOUT)) as tl:
         res = tl.ingest_batch([(r, KafkaPosition("events", 4, 100 + i)) for i, r in enumerate(raws)])
         live = OutcomeWriter(_Producer(), "events.outcomes")

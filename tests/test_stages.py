@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from yarl import URL
 
 from conftest import require_or_skip
-from sim import FAR, NOW, key
+from sim import FAR, key
 from test_names import DIGEST, LONG_REPO, LONG_ROLE, LONG_TAG, patterns, repos, roles, tags
 from trustlog.cli.main import main
 from trustlog.core import names

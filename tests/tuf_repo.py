@@ -10,7 +10,7 @@ import hashlib
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from securesystemslib.signer import CryptoSigner
 from tuf.api.exceptions import DownloadHTTPError, RepositoryError

@@ -139,7 +139,7 @@ class BatchVerifier:
     def verify_all(self, requests: Iterable[Request]) -> list[Verdict]:
         return list(self.verify(requests))
 
-    def sweep(self, timings: dict[str, float] | None = None) -> "SweepResult":
+    def sweep(self, timings: dict[str, float] | None = None) -> SweepResult:
         """Verify every signed tag of the state (a full sweep).
 
         On the compiled engine no Python object is made per tag: the result holds

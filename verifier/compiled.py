@@ -136,7 +136,7 @@ class CompiledEvaluator:
             out.append((code, reason(code, details[i], repo, entry, len(keys)), keys))
         return out
 
-    def sweep(self, ref_time: int, timings: dict[str, float] | None = None) -> "Sweep":
+    def sweep(self, ref_time: int, timings: dict[str, float] | None = None) -> Sweep:
         """Evaluate every signed tag of the state: verdict bytes, no Python object each.
 
         ``timings``, if given, receives the seconds spent in each stage: ``compile``

@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final, Union
+from typing import Final
 
 import nacl.exceptions
 from cryptography.exceptions import InternalError, UnsupportedAlgorithm
@@ -32,7 +32,7 @@ INVALID: Final = 0
 VALID: Final = 1
 ERROR: Final = 2
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 # Below this many items per worker a thread pool costs more than it saves.
 _MIN_ITEMS_PER_THREAD: Final = 64
