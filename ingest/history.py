@@ -11,7 +11,7 @@ from trustlog.core.state import TrustState
 from .pipeline import TrustLog
 
 
-def state_at(trustlog_dir: "str | os.PathLike[str] | TrustLog", offset: int | None = None,
+def state_at(trustlog_dir: str | os.PathLike[str] | TrustLog, offset: int | None = None,
              log_time: int | None = None, **open_kw) -> TrustState:
     """The trust state as it was after ``offset`` records, or at log time ``log_time``
     (ns; every record appended at or before it). With both, the earlier wins; with
