@@ -22,6 +22,18 @@ def require_or_skip(what: str, exc: BaseException) -> None:
     pytest.skip(msg)
 
 
+@pytest.fixture(scope="module")
+def tr():
+    """tests/tuf_repo.py (repositories written with python-tuf); under CI=true a missing
+    python-tuf fails the test."""
+    try:
+        import tuf_repo
+    except ImportError as e:
+        require_or_skip("python-tuf (pip install 'trustlog[test]')", e)
+        raise
+    return tuf_repo
+
+
 @pytest.fixture(params=["c", "py"])
 def crypto(request: pytest.FixtureRequest) -> CryptoFn:
     """The batch crypto check of one backend: the suite runs against both."""

@@ -5,23 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
-from conftest import require_or_skip
 from notary_server import NotaryCLI
 from trustlog.cli.main import main
 
 GUN = "registry.example.com/cli/app"
-
-
-@pytest.fixture(scope="module")
-def tr():
-    try:
-        import tuf_repo
-    except ImportError as e:
-        require_or_skip("python-tuf (pip install 'trustlog[test]')", e)
-        raise
-    return tuf_repo
 
 
 def _last_json(capsys) -> dict:

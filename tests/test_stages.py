@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from yarl import URL
 
-from conftest import require_or_skip
 from sim import FAR, key
 from test_names import DIGEST, LONG_REPO, LONG_ROLE, LONG_TAG, patterns, repos, roles, tags
 from trustlog.cli.main import main
@@ -152,16 +151,6 @@ def test_later_stages_accept_what_the_fold_accepts(repo: str, tag: str, role: st
 # -- imported TUF metadata through the same stages ----------------------------------------
 
 GUN = "registry.example.com/imported/app"
-
-
-@pytest.fixture(scope="module")
-def tr():
-    try:
-        import tuf_repo
-    except ImportError as e:
-        require_or_skip("python-tuf (pip install 'trustlog[test]')", e)
-        raise
-    return tuf_repo
 
 
 def _import(d: Path, repo_dir: Path):

@@ -11,19 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import require_or_skip
 
 GUN = "registry.example.com/tuf/app"
-
-
-@pytest.fixture(scope="module")
-def tr():
-    try:
-        import tuf_repo
-    except ImportError as e:
-        require_or_skip("python-tuf (pip install 'trustlog[test]')", e)
-        raise
-    return tuf_repo
 
 
 def _open(path: Path, crypto):
