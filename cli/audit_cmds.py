@@ -85,12 +85,6 @@ def _view(args: argparse.Namespace, ui: UI | None = None):
     return view
 
 
-def _tree(args: argparse.Namespace):
-    from trustlog.ingest.view import open_tree
-
-    return open_tree(_need_log(args))
-
-
 def _read_json(path: str) -> Any:
     p = Path(path)
     if not p.is_file():

@@ -32,14 +32,6 @@ def load_pins(path: str):
     return list(pins_from_mapping(raw, path))
 
 
-def open_with_pins(args: argparse.Namespace, **kw: Any):
-    """The TrustLog of ``--log``, asserting ``--pins`` (if given) is the log's policy."""
-    from trustlog.ingest.pipeline import TrustLog
-
-    pins = getattr(args, "pins", None)
-    return TrustLog(args.log, pins=load_pins(pins) if pins else None, **kw)
-
-
 def _emit(obj: Any) -> None:
     import sys
 

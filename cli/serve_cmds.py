@@ -24,11 +24,9 @@ def _loop_factory() -> Any:
 
 
 def cmd_serve(args: argparse.Namespace, ui: UI) -> int:
-    try:
-        from trustlog.services.http import Limits, parse_listen, serve
-        from trustlog.services.verdicts import VerdictService
-    except ImportError as e:  # aiohttp is a dependency; an old install may lack it
-        raise InputError(f"trustlog serve needs aiohttp ({e}); reinstall trustlog (scripts/setup)") from e
+    from trustlog.services.http import Limits, parse_listen, serve
+    from trustlog.services.verdicts import VerdictService
+
     from .main import load_pins
 
     try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Final, Literal, cast
+from typing import Final, cast
 
 import msgspec
 import nacl.bindings
@@ -47,7 +47,6 @@ from .keyparse import (  # noqa: F401 - the RSA bounds are re-exported
     rsa_spki,
 )
 
-KeyType = Literal["ed25519", "ecdsa-p256", "ecdsa-p256-der", "rsa-pss-sha256"]
 KEY_TYPES: Final = ("ed25519", "ecdsa-p256", "ecdsa-p256-der", "rsa-pss-sha256")
 
 # Algorithm codes shared by the pure-Python and the compiled batch verifier.

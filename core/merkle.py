@@ -143,9 +143,6 @@ class CompactRange:
         return h
 
 
-MerkleAccumulator = CompactRange
-
-
 # --- node sources -------------------------------------------------------------------
 
 

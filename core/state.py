@@ -153,14 +153,6 @@ def first_root_names(repo: RepoState) -> list[frozenset[str]]:
     return [frozenset({kid, *extra.get(kid, ())}) for kid in (repo.grants[0].keyids if repo.grants else ())]
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    event: Event
-    event_id: str
-    repo: str
-    version: int
-
-
 class TrustState:
     """The fold over the log: per-repository trust state.
 
@@ -183,7 +175,7 @@ class TrustState:
         offset: int,
         sigcheck: SigCheck = default_sigcheck,
         event: Event | None = None,
-    ) -> Applied:
+    ) -> None:
         """Apply one envelope appended at ``offset`` and ``log_time``, or raise
         :class:`RejectedEventError` leaving the state unchanged."""
         if event is None:
@@ -217,11 +209,6 @@ class TrustState:
         # (the compiled verifier recompiles a repository when it moves) and stays above them all
         repo.version = max(repo.version + 1, event.version)
         repo.last_log_time = log_time
-        self.version = offset + 1
-        return Applied(event, env.event_id, event.repo, event.version)
-
-    def skip(self, offset: int) -> None:
-        """Advance the state version over a record that changes nothing."""
         self.version = offset + 1
 
     # -- checks shared by the handlers -------------------------------------------------
@@ -570,7 +557,7 @@ _HANDLERS: dict[type, Callable[..., Mutation]] = {
 }
 
 __all__ = [
-    "Applied", "Grant", "Pin", "RejectedEventError", "RepoState", "SigCheck", "TagEntry", "TrustState",
+    "Grant", "Pin", "RejectedEventError", "RepoState", "SigCheck", "TagEntry", "TrustState",
     "compromise_authority", "count_signers", "default_sigcheck", "canonical_bytes", "first_root_names",
     "pinned_origin",
 ]

@@ -307,13 +307,6 @@ class MetaSig:
     sig: bytes
 
 
-def sig_usable(key: MetaKey, sig: MetaSig) -> bool:
-    """Does this signature's method fit the key? (Notary names it per signature.)"""
-    if key.key is None:
-        return False
-    return sig.method == "" or sig.method == key.method
-
-
 @dataclass(frozen=True, slots=True)
 class Signed:
     """One metadata file: its ``signed`` object, the canonical bytes that were signed,
@@ -510,27 +503,3 @@ def parse_snapshot_or_timestamp(data: bytes, expect_type: str) -> Snapshot:
         length = info.get("length")
         meta[name] = MetaFileInfo(version, length if isinstance(length, int) else None, sha)
     return Snapshot(m, meta)
-
-
-# -- path matching --------------------------------------------------------------------------
-
-
-def _glob_match(pattern: str, path: str) -> bool:
-    """TUF's path pattern: fnmatch per '/'-separated part (python-tuf's rule)."""
-    import fnmatch
-
-    p_parts, t_parts = pattern.split("/"), path.split("/")
-    if len(p_parts) != len(t_parts):
-        return False
-    return all(fnmatch.fnmatchcase(t, p) for p, t in zip(p_parts, t_parts))
-
-
-def delegation_matches(d: Delegation, path: str, dialect: str) -> bool:
-    """Whether delegation ``d`` covers target ``path``: Notary path prefixes (``""``
-    covers all), TUF glob patterns, or TUF hash prefixes of SHA-256(path)."""
-    if d.paths is not None:
-        if dialect == "notary":
-            return any(path.startswith(p) for p in d.paths)
-        return any(_glob_match(p, path) for p in d.paths)
-    h = hashlib.sha256(path.encode()).hexdigest()
-    return any(h.startswith(p) for p in d.path_hash_prefixes or ())

@@ -36,7 +36,6 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, NamedTuple
 
@@ -156,7 +155,6 @@ class LogIndex:
         self.ids: dict[str, int] = {}
         self.heads = array("Q")
         self.covered = 0            # every record below this offset is indexed
-        self.rebuilt_from: int | None = None
         self._pending: dict[int, list[bytes]] = {}
         self._pending_count = 0
         self._pending_names: list[str] = []
@@ -249,7 +247,6 @@ class LogIndex:
         self._pending.clear()
         self._pending_names.clear()
         self._pending_count = 0
-        self.rebuilt_from = 0
 
     # -- writing ---------------------------------------------------------------------
 
@@ -395,15 +392,9 @@ class LogIndex:
     def repo_postings(self, repo: str) -> list[Posting]:
         return self.postings(repo_name(repo))
 
-    def name_of(self, nid: int) -> str:
-        return self.names[nid]
-
     def repo_of(self, posting: Posting) -> str:
         """The repository of a key posting."""
         return self.names[posting.a][2:]
-
-    def iter_names(self, prefix: str) -> Iterator[str]:
-        return (n[len(prefix):] for n in self.names if n.startswith(prefix))
 
     def close(self) -> None:
         for fd in (self._pfd, self._nfd):

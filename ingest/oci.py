@@ -82,7 +82,7 @@ class RegistryClient:
             raise RegistryError(f"{url!r}: give the registry's base URL, without a path")
         self.url = f"{u.scheme}://{u.netloc}"
         self.host = u.netloc
-        self._scheme, self._hostname, self._port = u.scheme, u.hostname, u.port
+        self._hostname, self._port = u.hostname, u.port
         self._timeout = timeout
         self.page_size = page_size
         self._ssl = ssl.create_default_context(cafile=ca_file) if u.scheme == "https" else None

@@ -40,10 +40,6 @@ INPUT_HEADER = "input"
 CATCH_UP_LIMIT = 100_000  # records per log; well above any poll batch (max_poll_records)
 
 
-class OutcomeTimeoutError(TrustlogError):
-    """Not every published event got an outcome within the time allowed."""
-
-
 class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     status: str                  # "accepted" | "rejected" | "duplicate"
     event_id: str

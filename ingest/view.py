@@ -658,8 +658,6 @@ def _index_for(view: LogView) -> LogIndex:
                            "the index is ahead of its log (run the writer to repair it)")
     if idx.covered < view.version:
         state = view.state_at(offset=idx.covered) if idx.covered else TrustState(view.pins)
-        if state is view.state:  # pragma: no cover - covered == version handled above
-            return idx
         fold = TrustedFold(state)
         for off, body in view.tail.scan(idx.covered, view.version):
             rec = _record_decoder.decode(body)
@@ -674,15 +672,6 @@ def _index_for(view: LogView) -> LogIndex:
 def audit_source(view: LogView) -> _AuditLog:
     """An object ``audit_key`` can audit, over a read-only view."""
     return _AuditLog(view, _index_for(view))
-
-
-def open_tree(directory: str | os.PathLike[str]) -> ReadOnlyTree:
-    """The Merkle tree and checkpoints of a log directory, read-only (for proofs)."""
-    d = Path(directory)
-    if not (d / "log").is_dir():
-        raise LogError(f"no log at {d} (give --log DIR or set TRUSTLOG_LOG)")
-    pub = d / f"{LOG_KEY_NAME}.pub"
-    return ReadOnlyTree(d / "merkle", load_public_key(pub) if pub.is_file() else None)
 
 
 def read_record(directory: str | os.PathLike[str], offset: int) -> bytes:
