@@ -15,19 +15,19 @@ class EventTooLargeError(EncodingError):
     """An envelope larger than the configured maximum."""
 
 
-class KeyError_(TrustlogError):
+class KeyMaterialError(TrustlogError):
     """A key that cannot be used: unknown type, bad encoding, too weak."""
 
 
-class UnsupportedKeyTypeError(KeyError_):
+class UnsupportedKeyTypeError(KeyMaterialError):
     """A key type trustlog does not know. Never treated as 'no signature needed'."""
 
 
-class InvalidKeyError(KeyError_):
+class InvalidKeyError(KeyMaterialError):
     """Key material that does not parse for its declared type."""
 
 
-class BadPassphraseError(KeyError_):
+class BadPassphraseError(KeyMaterialError):
     """A private key file that the given passphrase does not open."""
 
 

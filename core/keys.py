@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from .encoding import canonical_bytes
-from .errors import InvalidKeyError, KeyError_, SignatureError, UnsupportedKeyTypeError
+from .errors import InvalidKeyError, KeyMaterialError, SignatureError, UnsupportedKeyTypeError
 from .keyparse import (  # noqa: F401 - the RSA bounds are re-exported
     RSA_MAX_BITS,
     RSA_MAX_EXPONENT_BITS,
@@ -107,7 +107,7 @@ def _material_id(keytype: str, public: bytes) -> bytes:
     if m is None and keytype in ALG_BY_KEYTYPE:
         try:
             m = material(keytype, validate_public_key(PublicKey(keytype, public)).public)
-        except KeyError_:
+        except KeyMaterialError:
             m = None
     if m is None:
         m = b"unparsed\0" + keytype.encode() + b"\0" + public

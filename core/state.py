@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from .bounds import MAX_SIGNATURES_PER_ENVELOPE, int_field_out_of_range
 from .encoding import canonical_bytes
-from .errors import EncodingError, KeyError_, StateError
+from .errors import EncodingError, KeyMaterialError, StateError
 from .events import (
     ROOT,
     TARGETS,
@@ -238,7 +238,7 @@ def _check_keys(keys: list[PublicKey], threshold: int, what: str) -> dict[str, P
     for k in keys:
         try:
             nk = validate_public_key(k)
-        except KeyError_ as e:
+        except KeyMaterialError as e:
             raise RejectedEventError(Reject.INVALID_KEYS, f"{what}: {e}") from e
         if nk != k:
             raise RejectedEventError(

@@ -34,7 +34,7 @@ import hashlib
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .errors import KeyError_
+from .errors import KeyMaterialError
 from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
 from .names import MAX_REPO_LEN, is_imported_role, is_repo, is_target_path
@@ -93,7 +93,7 @@ def _usable(keys: dict[str, MetaKey], keyids: tuple[str, ...], gun: str | None, 
         try:
             if validate_public_key(k.key) != k.key:
                 continue
-        except KeyError_:
+        except KeyMaterialError:
             continue
         out[kid] = k.key
     return out

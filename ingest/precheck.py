@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 
 from trustlog.core.bounds import MAX_SIGNATURES_PER_ENVELOPE
-from trustlog.core.errors import KeyError_
+from trustlog.core.errors import KeyMaterialError
 from trustlog.core.events import Envelope, Event, RepoCreated, RoleKeysSet, RootRotated
 from trustlog.core.keys import ALG_BY_KEYTYPE, PublicKey, validate_public_key
 from trustlog.core.state import MAX_KEYS_PER_ROLE, TrustState
@@ -54,7 +54,7 @@ def introduced_keys(event: Event | None) -> list[PublicKey]:
             try:
                 if validate_public_key(k) != k:
                     return []
-            except KeyError_:
+            except KeyMaterialError:
                 return []
         out += keys
     return out
