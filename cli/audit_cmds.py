@@ -30,13 +30,10 @@ import msgspec
 
 from trustlog.core.errors import InputError, TrustlogError
 
+from .common import emit, pins_of, print_notices, version_string
 from .render import print_repo, roles_info, tags_info
 from .times import parse_time
 from .ui import UI
-
-
-def _emit(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
 def parse_at(s: str) -> tuple[int | None, int | None]:
@@ -61,11 +58,7 @@ def _open(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = T
     """The log, read-only unless the command writes (checkpoint/snapshot create, log repair)."""
     from trustlog.ingest.pipeline import TrustLog
 
-    from .main import print_notices
-    from .pins_cmds import load_pins
-
-    pins = getattr(args, "pins", None)
-    tl = TrustLog(_need_log(args), read_only=read_only, pins=load_pins(pins) if pins else None)
+    tl = TrustLog(_need_log(args), read_only=read_only, pins=pins_of(args))
     if ui is not None:
         print_notices(ui, tl)
     return tl
@@ -75,11 +68,7 @@ def _view(args: argparse.Namespace, ui: UI | None = None):
     """A read-only view for commands that only read (no writer lock, nothing written)."""
     from trustlog.ingest.view import LogView
 
-    from .main import print_notices
-    from .pins_cmds import load_pins
-
-    pins = getattr(args, "pins", None)
-    view = LogView(_need_log(args), pins=load_pins(pins) if pins else None)
+    view = LogView(_need_log(args), pins=pins_of(args))
     if ui is not None:
         print_notices(ui, view)
     return view
@@ -122,7 +111,7 @@ def cmd_checkpoint_latest(args: argparse.Namespace, ui: UI) -> int:
     if args.note:
         sys.stdout.write(checkpoint_note(latest[0], public_key).decode())
     else:
-        _emit(checkpoint_to_json(latest[0], public_key))
+        emit(checkpoint_to_json(latest[0], public_key))
     return 0
 
 
@@ -132,7 +121,7 @@ def cmd_checkpoint_vkey(args: argparse.Namespace, ui: UI) -> int:
 
     key = load_public_key(args.log_key or Path(_need_log(args)) / "log.pub")
     vkey = log_verifier_key(origin_for(key), key)
-    _emit({"origin": origin_for(key), "vkey": vkey, "keyid": key.keyid}) if args.json else ui.out.print(vkey)
+    emit({"origin": origin_for(key), "vkey": vkey, "keyid": key.keyid}) if args.json else ui.out.print(vkey)
     return 0
 
 
@@ -154,7 +143,7 @@ def cmd_checkpoint_publish(args: argparse.Namespace, ui: UI) -> int:
                 failed += 1
                 rows.append({"spec": place.spec, "ok": False, "error": str(e)})
     if args.json:
-        _emit(rows)
+        emit(rows)
     else:
         for r in rows:
             if r["ok"]:
@@ -171,7 +160,7 @@ def cmd_checkpoint_list(args: argparse.Namespace, ui: UI) -> int:
     with _open(args, ui) as tl:
         rows = [checkpoint_to_json(s, tl.tree.public_key) for s in tl.tree.merkle.checkpoints]
     if args.json:
-        _emit(rows)
+        emit(rows)
     else:
         ui.table(f"signed checkpoints of {args.log}", ["#", "tree size", "root", "log time"],
                  [[i, r["tree_size"], r["root_hash"], _iso(r["log_time"])] for i, r in enumerate(rows)])
@@ -186,7 +175,7 @@ def cmd_checkpoint_create(args: argparse.Namespace, ui: UI) -> int:
         latest = tl.tree.latest()
     if latest is None:
         raise InputError(f"{args.log} is empty: nothing to checkpoint")
-    _emit(checkpoint_to_json(latest[0], tl.tree.public_key)) if args.json else ui.out.print(
+    emit(checkpoint_to_json(latest[0], tl.tree.public_key)) if args.json else ui.out.print(
         f"checkpoint: size {latest[1].tree_size} root {latest[1].root_hash.hex()}")
     return 0
 
@@ -214,7 +203,7 @@ def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
                "leaf_hash": _hex(leaf_hash(body)), "root_hash": _hex(root), "event_id": env.event_id,
                "record": base64.b64encode(body).decode(), "proof": [_hex(p) for p in proof]}
     if args.json:
-        _emit(out)
+        emit(out)
     else:
         ui.say("inclusion proof: leaf {} of tree size {}\nleaf_hash {}\nroot_hash {}\nevent_id  {}",
                out["leaf_index"], size, out["leaf_hash"], out["root_hash"], out["event_id"])
@@ -235,7 +224,7 @@ def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
                "old_root": _hex(merkle.root_at(args.old)), "new_root": _hex(merkle.root_at(new)),
                "proof": [_hex(p) for p in proof]}
     if args.json:
-        _emit(out)
+        emit(out)
     else:
         ui.say("consistency proof: {} -> {}\nold_root {}\nnew_root {}", args.old, new, out["old_root"],
                out["new_root"])
@@ -305,12 +294,12 @@ def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
         raise
     except TrustlogError as e:
         if args.json:
-            _emit({"ok": False, "error": str(e)})
+            emit({"ok": False, "error": str(e)})
         else:
             ui.say("[bold red]FAILED[/bold red]: {}", e, err=True)
         return 1
     if args.json:
-        _emit({"ok": True, "proven": msg})
+        emit({"ok": True, "proven": msg})
     else:
         ui.say("[green]OK[/green]: {}", msg)
     return 0
@@ -335,7 +324,7 @@ def cmd_log_verify(args: argparse.Namespace, ui: UI) -> int:
             last[0] = n
         report = verify_log(d, key, checkpoints=extra, witnesses=places, progress=progress)
     if args.json:
-        _emit(report.to_dict())
+        emit(report.to_dict())
     else:
         ui.table(f"log verify {d}", ["records", "segments", "checkpoints verified", "signatures verified",
                                      "snapshots verified", "root", "seconds"],
@@ -373,7 +362,7 @@ def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
         notices = list(tl.notices) + ([f"recovered log: {tl.recovery}"] if tl.recovery else [])
         notices = [n for n in notices if "/snapshots/" not in n] + tl.repair_snapshots()
     if args.json:
-        _emit({"repaired": notices})
+        emit({"repaired": notices})
     elif notices:
         for n in notices:
             ui.say("repaired: {}", n)
@@ -387,7 +376,7 @@ def cmd_log_repair(args: argparse.Namespace, ui: UI) -> int:
 def cmd_snapshot_create(args: argparse.Namespace, ui: UI) -> int:
     with _open(args, ui, read_only=False) as tl:
         path = tl.snapshot() if args.at is None else tl.snapshot_at(args.at)
-    _emit({"snapshot": str(path)}) if args.json else ui.say("snapshot written: {}", path)
+    emit({"snapshot": str(path)}) if args.json else ui.say("snapshot written: {}", path)
     return 0
 
 
@@ -398,7 +387,7 @@ def cmd_snapshot_list(args: argparse.Namespace, ui: UI) -> int:
                  "bytes": s.header.body_len, "auto": s.header.auto, "path": str(s.path)} for s in snaps]
         skipped = list(tl.snapshots.skipped)
     if args.json:
-        _emit({"snapshots": rows, "skipped": skipped})
+        emit({"snapshots": rows, "skipped": skipped})
     else:
         ui.table(f"snapshots of {args.log}", ["offset", "repositories", "bytes", "auto", "root"],
                  [[r["offset"], r["repos"], r["bytes"], r["auto"], r["root"][:16] + "…"] for r in rows])
@@ -425,7 +414,7 @@ def cmd_state(args: argparse.Namespace, ui: UI) -> int:
                 "roles": roles, "compromised_keys": dict(repo.compromised_keyids), "tags": tags_info(tags),
                 "deleted_tags": dict(repo.deleted_tags)}
     if args.json:
-        _emit(info)
+        emit(info)
         return 0
     ui.say("[bold]{}[/bold] at state version {} (--at {}): repository version {}, {} tags", repo.name, st.version,
            args.at, repo.version, len(tags))
@@ -466,7 +455,7 @@ def cmd_replay_verify(args: argparse.Namespace, ui: UI) -> int:
     summary = {"state_version": version, "at": args.at, "requests": sum(counts.values()),
                "verdicts": dict(counts.most_common()), "reference_time": ref}
     if args.json:
-        _emit(summary)
+        emit(summary)
     else:
         ui.say("{} verdicts at state version {}: {}", summary["requests"], version,
                ", ".join(f"{k}={v}" for k, v in counts.most_common()), err=True)
@@ -516,17 +505,16 @@ def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
         if args.html:
             from .audit_evidence import build_evidence
             from .audit_html import render_html
-            from .main import _version_string
 
             lost = lost_trust(tl, report)
             offsets = [e.offset for e in (*report.signed, *report.delegated, *report.granted)]
-            evidence = build_evidence(tl, offsets + [x["offset"] for x in lost], _version_string(),
+            evidence = build_evidence(tl, offsets + [x["offset"] for x in lost], version_string(),
                                       report.state_version)
             page = render_html(report, log_dir=str(args.log), evidence=evidence, lost=lost)
     if args.html:
         Path(args.html).write_text(page, encoding="utf-8")
     if args.json:
-        _emit(report.to_dict())
+        emit(report.to_dict())
         return 0
     s = report.summary()
     if not report.signed and not report.granted:

@@ -8,21 +8,16 @@ from typing import Any
 
 from trustlog.core.errors import InputError
 
+from .common import open_log
 from .logdir import add_init_option
 from .ui import UI
 
 
 def _open(args: argparse.Namespace, ui: UI):
-    from trustlog.ingest.pipeline import TrustLog
     from trustlog.ingest.tuf_import import IMPORT_MAX_EVENT_BYTES
 
-    from .logdir import require_log
-    from .pins_cmds import load_pins
-
-    if not args.init:  # an import creates data, so it may create the log: only when told to
-        require_log(args.log, may_init=True)
-    return TrustLog(args.log, max_event_bytes=IMPORT_MAX_EVENT_BYTES,
-                    pins=load_pins(args.pins) if getattr(args, "pins", None) else None)
+    # an import creates data, so it may create the log: only when told to (--init)
+    return open_log(args, create=args.init, max_event_bytes=IMPORT_MAX_EVENT_BYTES)
 
 
 def _report(args: argparse.Namespace, ui: UI, res, extra: dict[str, Any]) -> int:

@@ -462,7 +462,7 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the Kafka commands to the `trustlog` subparsers (``sub``); ``common`` gives
     --json/--log/--keys."""
-    from .main import positive_int
+    from .options import positive_int
 
     pp = sub.add_parser(
         "publish", parents=[common], help="produce signed events to a Kafka topic, keyed by repository",

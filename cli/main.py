@@ -6,6 +6,7 @@ verdict when --fail-on-reject is given); 2 bad input or a failure to run.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections import Counter
@@ -22,85 +23,20 @@ from trustlog.core.events import (
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey
 
-from .pins_cmds import load_pins
+from .common import emit, open_log, open_view, version_string
 from .render import print_repo, roles_info, tags_info
 from .safe import plain
 from .times import parse_time as _parse_time
 from .ui import UI
 
-from .logdir import add_init_option, require_log
-from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, common_parent  # noqa: F401 (re-exported)
-
-
-def _version_string() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from trustlog.verifier.batch import backend_name
-    try:
-        v = version("trustlog")
-    except PackageNotFoundError:  # running from a source tree
-        v = "unknown"
-    return f"trustlog {v} (verifier backend: {backend_name()})"
-
-
-def _emit(ui: UI, obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+from .logdir import add_init_option
+from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, common_parent, positive_int  # noqa: F401 (re-exported)
 
 
 def _keystore(args: argparse.Namespace):
     from trustlog.ingest.keystore import KeyStore
 
     return KeyStore(args.keys)
-
-
-def _open_log(args: argparse.Namespace, ui: UI | None = None, *, read_only: bool = False,
-              create: bool = False):
-    """The log in --log; a directory without one is an error unless ``create``.
-    Commands that only read open it ``read_only`` (no lock, nothing written). Every
-    repair or damaged derived file is one line on stderr."""
-    from trustlog.ingest.pipeline import TrustLog
-
-    if not create:
-        require_log(args.log, may_init=hasattr(args, "init"))
-    log = TrustLog(args.log, max_event_bytes=getattr(args, "max_event_bytes", 64 * 1024),
-                   pins=load_pins(args.pins) if getattr(args, "pins", None) else None, read_only=read_only)
-    if ui is not None:
-        print_notices(ui, log)
-    return log
-
-
-def _open_view(args: argparse.Namespace, repos=None, ui: UI | None = None):
-    """A read-only view of the log (``DIR/log``, or the partition logs ``DIR/p*``):
-    from the newest snapshot, without the writer's lock, writing nothing; with
-    ``repos``, of those repositories only (see ``LogView``)."""
-    from trustlog.ingest.view import ViewSet
-
-    from .logdir import holds_partition_logs
-
-    if not holds_partition_logs(args.log):
-        require_log(args.log)
-    views = ViewSet(args.log, pins=load_pins(args.pins) if getattr(args, "pins", None) else None, repos=repos)
-    if ui is not None:
-        print_notices(ui, views)
-    return views
-
-
-def print_notices(ui: UI, log) -> None:
-    if log.recovery is not None:
-        ui.info(f"recovered log: {log.recovery}")
-    for n in log.notices:
-        ui.say("trustlog: notice: {}", n, err=True)
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts and sizes that must be at least 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -119,7 +55,7 @@ def cmd_key_generate(args: argparse.Namespace, ui: UI) -> int:
     info = {"name": args.name, "keytype": key.keytype, "keyid": key.keyid, "encrypted": bool(passphrase),
             "private": str(ks.dir / f"{args.name}.key"), "public": str(ks.dir / f"{args.name}.pub")}
     if args.json:
-        _emit(ui, info)
+        emit(info)
     else:
         ui.say("{} key {}: {}\n  private: {} (mode 0600{})\n  public:  {}", info["keytype"], repr(args.name),
                key.keyid, info["private"], ", encrypted" if passphrase else ", NOT encrypted: set TRUSTLOG_PASSPHRASE",
@@ -134,7 +70,7 @@ def cmd_key_list(args: argparse.Namespace, ui: UI) -> int:
         k = ks.public(name)
         rows.append({"name": name, "keytype": k.keytype, "keyid": k.keyid})
     if args.json:
-        _emit(ui, rows)
+        emit(rows)
     else:
         ui.table(f"keys in {ks.dir}", ["name", "type", "key id"], [[r["name"], r["keytype"], r["keyid"]] for r in rows])
     return 0
@@ -145,7 +81,7 @@ def cmd_key_show(args: argparse.Namespace, ui: UI) -> int:
     k = _keystore(args).public(args.name)
     info = {"name": args.name, "keytype": k.keytype, "keyid": k.keyid, "public": base64.b64encode(k.public).decode()}
     if args.json:
-        _emit(ui, info)
+        emit(info)
     else:
         ui.say("{} {}\n{}", k.keytype, k.keyid, info["public"])
     return 0
@@ -185,7 +121,7 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
             ui.say("trustlog: no log in {}: signing at version {} (the time in ms; --version to choose)",
                    args.log, version, err=True)
     else:
-        with _open_log(args, ui, read_only=(Path(args.log) / "log").is_dir(),
+        with open_log(args, ui, read_only=(Path(args.log) / "log").is_dir(),
                        create=getattr(args, "init", False)) as log:
             repo = log.state.repos.get(args.repo)
             version = (repo.versions.get(version_scope(make(0)), 0) if repo else 0) + 1
@@ -198,7 +134,7 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
             result["version_from"] = "clock"
         code = 0
     else:
-        with _open_log(args, ui, create=getattr(args, "init", False)) as log:
+        with open_log(args, ui, create=getattr(args, "init", False)) as log:
             r = log.ingest_batch([(env.to_bytes(), None)])
         if r.accepted:
             result = {"event_id": env.event_id, "version": version, "accepted": True}
@@ -209,7 +145,7 @@ def _submit(args: argparse.Namespace, ui: UI, make: Callable[[int], Event], sign
                       "detail": detail}
             code = 1
     if args.json:
-        _emit(ui, result)
+        emit(result)
     elif result.get("accepted", True):
         ui.say("{}: {} v{} event {}…", "appended" if not args.out else "written", args.repo, version,
                env.event_id[:16])
@@ -276,7 +212,7 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
         raise InputError(f"{path}: no such file")
     total_lines = sum(1 for line in open(path, "rb") if line.strip())
     t0 = time.perf_counter()
-    with _open_log(args, ui, create=args.init) as log, ui.progress(f"ingest {path.name}", total=total_lines) as bar:
+    with open_log(args, ui, create=args.init) as log, ui.progress(f"ingest {path.name}", total=total_lines) as bar:
         res: BatchResult = log.ingest(read_lines(path), batch_size=args.batch,
                                       progress=lambda r: bar.advance(r.accepted + r.rejected + r.duplicates))
         version = log.state.version
@@ -286,7 +222,7 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
            "rejected_by_reason": dict(res.reasons), "state_version": version,
            "seconds": round(time.perf_counter() - t0, 3)}
     if args.json:
-        _emit(ui, out)
+        emit(out)
     else:
         ui.table("ingest", ["accepted", "rejected", "duplicates", "state version"],
                  [[res.accepted, res.rejected, res.duplicates, version]])
@@ -324,7 +260,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
         reqs = list(_read_requests(src))  # parse everything first: bad input is reported before the log is read
         total = len(reqs)
     # Only the repositories asked about are loaded: one request on a big log is fast.
-    with _open_view(args, repos={r.repo for r in reqs} if src is not None else None, ui=ui) as log:
+    with open_view(args, repos={r.repo for r in reqs} if src is not None else None, ui=ui) as log:
         if src is None:
             total = sum(len(r.tags) for r in log.state.repos.values())
             reqs = requests_for_state(log.state)
@@ -346,7 +282,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
                "state_version": state_version, "reference_time": ref, "seconds": round(secs, 3)}
     if args.json:
         if args.out:
-            _emit(ui, summary)
+            emit(summary)
     elif args.out:
         ui.table(f"verdicts → {args.out} (state version {state_version})", ["verdict", "count"],
                  [[k, v] for k, v in counts.most_common()])
@@ -357,7 +293,7 @@ def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
-    with _open_view(args, repos=[args.repo], ui=ui) as log:
+    with open_view(args, repos=[args.repo], ui=ui) as log:
         repo = log.state.repos.get(args.repo)
         if repo is None:
             raise InputError(f"no repository {args.repo!r} in {args.log} (at state version {log.state.version})")
@@ -369,7 +305,7 @@ def cmd_inspect(args: argparse.Namespace, ui: UI) -> int:
         recent = tags_info(sorted(repo.tags.values(), key=lambda e: e.offset)[-args.tags:] if args.tags else [])
         if args.json:
             info["recent_tags"] = recent
-            _emit(ui, info)
+            emit(info)
             return 0
     ui.say("[bold]{}[/bold]  version {}  first root: {}  tags: {}", repo.name, repo.version,
            "pinned" if repo.origin == "pinned" else "trusted on first use", len(repo.tags))
@@ -382,7 +318,7 @@ def cmd_demo(args: argparse.Namespace, ui: UI) -> int:
 
     s = run_demo(args.dir, args.scale, ui, seed=args.seed)
     if args.json:
-        _emit(ui, s.to_dict())
+        emit(s.to_dict())
         return 0
     ui.say("\n[bold]trustlog demo[/bold] — {} repositories, {} tags, {} events (backend {}); log in {}",
            s.repositories, s.tags, s.events, s.backend, s.directory)
@@ -575,6 +511,7 @@ def _fill_descriptions(parser: argparse.ArgumentParser) -> None:
 def _registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """The modules that add subcommands: each has ``register(sub, common)``."""
     from .audit_cmds import register as audit
+    from .completion import register as completion
     from .kafka_cmds import register as kafka
     from .logdir import register as logdir
     from .import_cmds import register as import_
@@ -584,7 +521,8 @@ def _registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     from .sweep_cmd import register as sweep
     from .witness_cmds import register as witness
 
-    return [serve, kafka, audit, logdir, operator, witness, sweep, pins, import_]
+    return [serve, kafka, audit, logdir, operator, functools.partial(completion, build_parser=build_parser), witness,
+            sweep, pins, import_]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -612,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.show_version and args.cmd is None:
-        print(_version_string())
+        print(version_string())
         return 0
     if args.cmd is None:
         parser.print_help()

@@ -1,5 +1,4 @@
-"""Operator commands: `trustlog rejects`, `trustlog compromise-everywhere`,
-`trustlog completion`.
+"""Operator commands: `trustlog rejects`, `trustlog compromise-everywhere`.
 
 Registered into the main parser by ``register(sub, common)``.
 """
@@ -7,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,13 +17,10 @@ import msgspec
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.reasons import Reject
 
+from .common import emit
 from .logdir import require_log
 from .times import parse_time
 from .ui import UI
-
-
-def _emit(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
 def iso(ns: int) -> str:
@@ -94,7 +89,7 @@ def cmd_rejects(args: argparse.Namespace, ui: UI) -> int:
     matched = len(rows)
     shown = rows[-args.limit:] if args.limit else rows
     if args.json:
-        _emit({"log": str(d), "total": total, "matched": matched, "by_reason": dict(by_reason.most_common()),
+        emit({"log": str(d), "total": total, "matched": matched, "by_reason": dict(by_reason.most_common()),
                "rejects": shown})
         return 0
     ui.table(f"rejected events in {d} ({matched} of {total} match; last {len(shown)} shown)",
@@ -218,7 +213,7 @@ def cmd_compromise_everywhere(args: argparse.Namespace, ui: UI) -> int:
            "reports": [{"repo": p.repo, "roles": p.roles, "authority": p.authority or None, "signers": p.signers,
                         "problem": p.problem or None, **p.result} for p in plans]}
     if args.json:
-        _emit(out)
+        emit(out)
     else:
         title = "would sign" if args.dry_run else "compromise reports"
         ui.table(f"{title}: key {keyid[:16]}… compromised since {iso(since)}",
@@ -230,17 +225,6 @@ def cmd_compromise_everywhere(args: argparse.Namespace, ui: UI) -> int:
         ui.out.print(f"{len(signed)} of {len(plans)} repositories signed and appended; {len(failed)} could not be"
                      + ("" if not failed else " (see above)"))
     return 1 if failed else 0
-
-
-# -- completion ---------------------------------------------------------------------------
-
-def cmd_completion(args: argparse.Namespace, ui: UI) -> int:
-    import shtab
-
-    from .main import build_parser
-
-    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
-    return 0
 
 
 # -- registration ---------------------------------------------------------------------------
@@ -271,10 +255,3 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ce.add_argument("--note", default="", help="free text kept in every report")
     ce.add_argument("--dry-run", action="store_true", help="show what would be signed; append nothing")
     ce.set_defaults(func=cmd_compromise_everywhere)
-
-    c = sub.add_parser("completion", help="print a shell completion script",
-                       description="Print a completion script generated from the parser, e.g. "
-                                   "`trustlog completion bash > /etc/bash_completion.d/trustlog` or "
-                                   "`trustlog completion zsh > ~/.zfunc/_trustlog`.")
-    c.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete for")
-    c.set_defaults(func=cmd_completion)

@@ -7,35 +7,12 @@ caller expects, and fails with a pointer here when the log's differs.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-import msgspec
 
-from trustlog.core.errors import InputError
 
+from .common import emit, load_pins
 from .ui import UI
-
-
-def load_pins(path: str):
-    """A pin file: JSON ``{"registry.example.com/team/*": ["<root keyid>", ...], ...}``.
-    Repositories matching a pattern must be created with root keys from its list (every
-    matching pattern must hold); the others are trusted on first use."""
-    from trustlog.ingest.pinpolicy import pins_from_mapping
-
-    try:
-        raw = msgspec.json.decode(Path(path).read_bytes(), type=dict[str, list[str]])
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such pin file") from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise InputError(f"{path}: a pin file maps repository patterns to lists of root key ids: {e}") from e
-    return list(pins_from_mapping(raw, path))
-
-
-def _emit(obj: Any) -> None:
-    import sys
-
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
 def _policy_info(tl) -> dict[str, Any]:
@@ -51,7 +28,7 @@ def cmd_pins_show(args: argparse.Namespace, ui: UI) -> int:
     with TrustLog(args.log) as tl:
         info = _policy_info(tl)
     if args.json:
-        _emit(info)
+        emit(info)
         return 0
     if not info["version"]:
         ui.say("{}: no pin policy; every repository's first root is trusted on first use", info["log"])
@@ -69,7 +46,7 @@ def cmd_pins_set(args: argparse.Namespace, ui: UI) -> int:
         entry = tl.set_pins(pins)
         info = _policy_info(tl)
     if args.json:
-        _emit(info)
+        emit(info)
     else:
         ui.say("pin policy version {} recorded in {} at log offset {} ({} patterns), signed by the log key",
                entry.version, args.log, entry.offset, len(pins))

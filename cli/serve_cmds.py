@@ -10,6 +10,7 @@ from typing import Any
 
 from trustlog.core.errors import InputError
 
+from .common import pins_of
 from .ui import UI
 
 
@@ -27,8 +28,6 @@ def cmd_serve(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.services.http import Limits, parse_listen, serve
     from trustlog.services.verdicts import VerdictService
 
-    from .main import load_pins
-
     try:
         parse_listen(args.listen)
     except ValueError as e:
@@ -41,7 +40,7 @@ def cmd_serve(args: argparse.Namespace, ui: UI) -> int:
     if args.follow_interval <= 0 or args.follow_interval > 1:
         raise InputError("--follow-interval must be in (0, 1] seconds (verdicts must follow the log within a second)")
     t0 = time.perf_counter()
-    service = VerdictService(args.log, pins=load_pins(args.pins) if args.pins else None,
+    service = VerdictService(args.log, pins=pins_of(args),
                              follow_batch=args.follow_batch, max_memo=args.verdict_memo)
     opened = time.perf_counter() - t0
     if args.warm:

@@ -11,6 +11,7 @@ import msgspec
 
 from trustlog.core.errors import InputError
 
+from .common import open_log
 from .times import parse_time
 from .ui import UI
 
@@ -28,8 +29,6 @@ def cmd_sweep(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.services.sweep import Finding, Sweeper, SweepSummary, list_tags
     from trustlog.verifier.batch import BatchVerifier
 
-    from .main import _open_log
-
     if args.concurrency < 1 or args.concurrency > 256:
         raise InputError(f"--concurrency {args.concurrency}: give 1 to 256 parallel requests")
     prefix = args.gun_prefix if args.gun_prefix is not None else urllib.parse.urlsplit(args.registry).netloc
@@ -41,7 +40,7 @@ def cmd_sweep(args: argparse.Namespace, ui: UI) -> int:
     summary = SweepSummary(registry=client.url, gun_prefix=prefix)
     enc = msgspec.json.Encoder()
     failures: list[Finding] = []
-    with _open_log(args, ui) as log:
+    with open_log(args, ui) as log:
         client.check()
         items = list(list_tags(client, args.repo))  # the listing is paged and cheap; HEADs are the work
         summary.repositories = len({r for r, _ in items})
