@@ -543,10 +543,7 @@ def _tag_deleted(st: TrustState, env: Envelope, ev: TagDeleted, log_time: int, o
     return mutate
 
 
-from .tuf_fold import metadata_imported  # noqa: E402  (it builds on the helpers above)
-
 _HANDLERS: dict[type, Callable[..., Mutation]] = {
-    MetadataImported: metadata_imported,
     RepoCreated: _repo_created,
     RootRotated: _root_rotated,
     RoleKeysSet: _role_keys_set,

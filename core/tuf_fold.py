@@ -31,34 +31,20 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from types import ModuleType
-from typing import TYPE_CHECKING
 
 from .errors import KeyMaterialError
 from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
 from .names import MAX_REPO_LEN, is_imported_role, is_repo, is_target_path
 from .reasons import Reject
+from .state import _HANDLERS, Grant, Mutation, RejectedEventError, RepoState, SigCheck, TagEntry, TrustState
+from .state import count_signers, pinned_origin
 from .tuf_format import MetaKey, Root, Signed, Targets, TufFormatError, parse_root, parse_targets
 from .tuf_model import TufDelegation, TufRepo, TufRole
-
-if TYPE_CHECKING:
-    from .state import Mutation, RejectedEventError, RepoState, SigCheck, TrustState
 
 _METHOD_OF_KEYTYPE = {"ed25519": "eddsa", "ecdsa-p256": "ecdsa", "ecdsa-p256-der": "ecdsa", "rsa-pss-sha256": "rsapss"}
 MAX_DELEGATED_ROLES = 1024          # per repository
 MAX_SEARCH_ROLES = 32               # roles visited per target (python-tuf's max_delegations)
-
-
-def _state() -> ModuleType:
-    from . import state
-
-    return state
-
-
-def _reject(reason: Reject, message: str) -> RejectedEventError:
-    err: RejectedEventError = _state().RejectedEventError(reason, message)
-    return err
 
 
 def metadata_imported(st: TrustState, env: Envelope, ev: MetadataImported, log_time: int, offset: int,
@@ -67,7 +53,7 @@ def metadata_imported(st: TrustState, env: Envelope, ev: MetadataImported, log_t
     try:
         parsed = parse_root(ev.metadata) if ev.role == ROOT else parse_targets(ev.metadata)
     except TufFormatError as e:
-        raise _reject(Reject.MALFORMED, f"{ev.repo} {ev.role}: {e}") from e
+        raise RejectedEventError(Reject.MALFORMED, f"{ev.repo} {ev.role}: {e}") from e
     if isinstance(parsed, Root):  # ev.role == ROOT
         return _root(st, ev, parsed, log_time, offset, sigcheck)
     return _targets(st, ev, parsed, log_time, offset, sigcheck)
@@ -110,12 +96,12 @@ def _count(repo: RepoState | None, meta: Signed, keys: dict[str, PublicKey], thr
         if k is None:
             continue
         if s.method and s.method != _METHOD_OF_KEYTYPE[k.keytype]:
-            raise _reject(Reject.BAD_SIGNATURE, f"{what}: signature by {s.keyid[:16]}… uses method {s.method!r}; "
+            raise RejectedEventError(Reject.BAD_SIGNATURE, f"{what}: signature by {s.keyid[:16]}… uses method {s.method!r}; "
                           f"the key signs with {_METHOD_OF_KEYTYPE[k.keytype]!r}")
         by_id[k.keyid] = k
         sigs.append(Signature(k.keyid, s.sig))
     env = Envelope(meta.message, sigs)
-    signers: tuple[str, ...] = _state().count_signers(repo, env, by_id, threshold, log_time, sigcheck, what, short)
+    signers: tuple[str, ...] = count_signers(repo, env, by_id, threshold, log_time, sigcheck, what, short)
     return signers
 
 
@@ -133,7 +119,6 @@ def _root_grant_expiry(root: Root, keys: dict[str, PublicKey]) -> int:
 
 
 def _root(st: TrustState, ev: MetadataImported, root: Root, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
-    S = _state()
     now = log_time // 1_000_000_000
     rk, tk = root.roles[ROOT], root.roles[TARGETS]
     notary = root.meta.dialect == "notary"
@@ -142,30 +127,30 @@ def _root(st: TrustState, ev: MetadataImported, root: Root, log_time: int, offse
     repo = st.repos.get(ev.repo)
     if repo is None:
         if not is_repo(ev.repo):  # the one grammar (core.names), as for RepoCreated
-            raise _reject(Reject.INVALID_FIELD, f"{ev.repo!r} is not a valid repository name (GUN, at most "
+            raise RejectedEventError(Reject.INVALID_FIELD, f"{ev.repo!r} is not a valid repository name (GUN, at most "
                           f"{MAX_REPO_LEN} characters)")
         if ev.version != 1:
-            raise _reject(Reject.VERSION_SKIP, f"{ev.repo}: a repository starts at version 1, not {ev.version}")
+            raise RejectedEventError(Reject.VERSION_SKIP, f"{ev.repo}: a repository starts at version 1, not {ev.version}")
         if root.meta.version != 1:
-            raise _reject(Reject.VERSION_SKIP, f"{ev.repo}: the first root imported must be version 1 "
+            raise RejectedEventError(Reject.VERSION_SKIP, f"{ev.repo}: the first root imported must be version 1 "
                           f"(the start of its chain), not {root.meta.version}")
         # every matching pin must name every root key that counts, by any of its ids
         # (the same rule as RepoCreated: state.pinned_origin)
         aliases: dict[str, set[str]] = {}
         for kid, k in new_keys.items():
             aliases.setdefault(k.keyid, set()).update({kid, root.keys[kid].canonical_id} - {k.keyid, None})  # type: ignore[arg-type]  # None is subtracted
-        origin = S.pinned_origin(st.pins, ev.repo, [frozenset({tid, *a}) for tid, a in aliases.items()])
+        origin = pinned_origin(st.pins, ev.repo, [frozenset({tid, *a}) for tid, a in aliases.items()])
         signers = _count(None, root.meta, new_keys, rk.threshold, log_time, sigcheck, "root")
 
         def create() -> None:
-            repo = S.RepoState(ev.repo, origin)
+            repo = RepoState(ev.repo, origin)
             repo.tuf = TufRepo(root.meta.dialect, 1, ev.metadata,
                                first_root_names={tid: sorted(a) for tid, a in aliases.items()})
             for k in (*new_keys.values(), *targets_keys.values()):
                 repo.keys[k.keyid] = k
             exp = _root_grant_expiry(root, new_keys)
-            repo.grants.append(S.Grant(0, ROOT, _ids(new_keys), rk.threshold, (), exp, log_time, offset, None, signers))
-            repo.grants.append(S.Grant(1, TARGETS, _ids(targets_keys), tk.threshold, (), exp, log_time, offset, 0, signers))
+            repo.grants.append(Grant(0, ROOT, _ids(new_keys), rk.threshold, (), exp, log_time, offset, None, signers))
+            repo.grants.append(Grant(1, TARGETS, _ids(targets_keys), tk.threshold, (), exp, log_time, offset, 0, signers))
             repo.roles[ROOT], repo.roles[TARGETS] = 0, 1
             st.repos[ev.repo] = repo
             _refresh(repo, offset)
@@ -175,12 +160,12 @@ def _root(st: TrustState, ev: MetadataImported, root: Root, log_time: int, offse
     tuf = _tuf_repo(repo, ev)
     st._repo_for(ev)
     if root.meta.dialect != tuf.dialect:
-        raise _reject(Reject.MALFORMED, f"{ev.repo}: {root.meta.dialect} metadata for a {tuf.dialect} repository")
+        raise RejectedEventError(Reject.MALFORMED, f"{ev.repo}: {root.meta.dialect} metadata for a {tuf.dialect} repository")
     v, cur = root.meta.version, tuf.root_version
     if v <= cur:
-        raise _reject(Reject.VERSION_ROLLBACK, f"{ev.repo}: root version {v} is not above the current {cur}")
+        raise RejectedEventError(Reject.VERSION_ROLLBACK, f"{ev.repo}: root version {v} is not above the current {cur}")
     if v != cur + 1:
-        raise _reject(Reject.VERSION_SKIP, f"{ev.repo}: root version {v} skips ahead; expected {cur + 1}")
+        raise RejectedEventError(Reject.VERSION_SKIP, f"{ev.repo}: root version {v} skips ahead; expected {cur + 1}")
     old = parse_root(tuf.root_metadata)
     old_grant = repo.role_grant(ROOT)
     assert old_grant is not None  # a TUF repository always has a root grant
@@ -196,13 +181,13 @@ def _root(st: TrustState, ev: MetadataImported, root: Root, log_time: int, offse
             repo.keys[k.keyid] = k
         gid = len(repo.grants)
         exp = _root_grant_expiry(root, new_keys)
-        repo.grants.append(S.Grant(gid, ROOT, _ids(new_keys), rk.threshold, (), exp, log_time, offset,
+        repo.grants.append(Grant(gid, ROOT, _ids(new_keys), rk.threshold, (), exp, log_time, offset,
                                    old_grant.grant_id, signers))
         repo.roles[ROOT] = gid
         cur_t = repo.role_grant(TARGETS)
         if cur_t is None or set(cur_t.keyids) != set(_ids(targets_keys)) or cur_t.threshold != tk.threshold:
             tid = len(repo.grants)
-            repo.grants.append(S.Grant(tid, TARGETS, _ids(targets_keys), tk.threshold, (), exp, log_time, offset,
+            repo.grants.append(Grant(tid, TARGETS, _ids(targets_keys), tk.threshold, (), exp, log_time, offset,
                                        gid, new_signers))
             repo.roles[TARGETS] = tid
         tuf.root_version, tuf.root_metadata = v, ev.metadata
@@ -217,7 +202,7 @@ def _ids(keys: dict[str, PublicKey]) -> tuple[str, ...]:
 
 def _tuf_repo(repo: RepoState, ev: MetadataImported) -> TufRepo:
     if repo.tuf is None:
-        raise _reject(Reject.INVALID_ROLE, f"{ev.repo}: a native trustlog repository; TUF/Notary metadata cannot be "
+        raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.repo}: a native trustlog repository; TUF/Notary metadata cannot be "
                       "imported into it")
     return repo.tuf
 
@@ -239,23 +224,22 @@ def _role_keys(repo: RepoState, tuf: TufRepo, role: str) -> dict[str, PublicKey]
 
 
 def _targets(st: TrustState, ev: MetadataImported, t: Targets, log_time: int, offset: int, sigcheck: SigCheck) -> Mutation:
-    S = _state()
     repo = st.repos.get(ev.repo)
     if repo is None:
-        raise _reject(Reject.UNKNOWN_REPOSITORY, f"repository {ev.repo!r} does not exist; import its root first")
+        raise RejectedEventError(Reject.UNKNOWN_REPOSITORY, f"repository {ev.repo!r} does not exist; import its root first")
     tuf = _tuf_repo(repo, ev)
     st._repo_for(ev)
     role = ev.role
     if t.meta.dialect != tuf.dialect:
-        raise _reject(Reject.MALFORMED, f"{ev.repo}: {t.meta.dialect} metadata for a {tuf.dialect} repository")
+        raise RejectedEventError(Reject.MALFORMED, f"{ev.repo}: {t.meta.dialect} metadata for a {tuf.dialect} repository")
     if role != TARGETS and role not in tuf.delegator:
-        raise _reject(Reject.UNKNOWN_ROLE, f"{ev.repo}: no current metadata delegates to {role!r}")
+        raise RejectedEventError(Reject.UNKNOWN_ROLE, f"{ev.repo}: no current metadata delegates to {role!r}")
     cur = tuf.roles.get(role)
     if cur is not None and t.meta.version <= cur.version:
         if t.meta.version == cur.version and t.meta.message != cur.message:
-            raise _reject(Reject.METADATA_CHANGED, f"{ev.repo} {role}: version {cur.version} was re-signed with "
+            raise RejectedEventError(Reject.METADATA_CHANGED, f"{ev.repo} {role}: version {cur.version} was re-signed with "
                           "different content")
-        raise _reject(Reject.VERSION_ROLLBACK, f"{ev.repo} {role}: version {t.meta.version} is not above the "
+        raise RejectedEventError(Reject.VERSION_ROLLBACK, f"{ev.repo} {role}: version {t.meta.version} is not above the "
                       f"current {cur.version}")
     grant = repo.role_grant(role)
     assert grant is not None
@@ -265,11 +249,11 @@ def _targets(st: TrustState, ev: MetadataImported, t: Targets, log_time: int, of
     # the names it brings in become tags and roles of the state: the one grammar (core.names)
     bad_path = next((p for p in t.targets if not is_target_path(p)), None)
     if bad_path is not None:
-        raise _reject(Reject.INVALID_FIELD, f"{ev.repo} {role}: target {bad_path!r} is not a target path "
+        raise RejectedEventError(Reject.INVALID_FIELD, f"{ev.repo} {role}: target {bad_path!r} is not a target path "
                       "(tag characters in '/'-separated parts, none empty or starting with '.')")
     bad_role = next((d.name for d in t.delegations if not is_imported_role(d.name)), None)
     if bad_role is not None:
-        raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: delegated role {bad_role!r} is not a role name "
+        raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.repo} {role}: delegated role {bad_role!r} is not a role name "
                       "(tag characters in '/'-separated parts)")
     parent_paths = _delegated_paths(tuf, role)
     new_dels: list[tuple[TufDelegation, dict[str, PublicKey]]] = []
@@ -278,21 +262,21 @@ def _targets(st: TrustState, ev: MetadataImported, t: Targets, log_time: int, of
             # Notary's client never writes a delegation wider than its parent (it
             # restricts on read): one that is can only be tampering or a foreign writer
             if d.paths is None:
-                raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: {d.name!r} uses path hash prefixes, which "
+                raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.repo} {role}: {d.name!r} uses path hash prefixes, which "
                               "Notary does not")
             if parent_paths is not None:
                 wide = [p for p in d.paths if not any(p.startswith(q) for q in parent_paths)]
                 if wide:
-                    raise _reject(Reject.OUTSIDE_PATTERNS, f"{ev.repo} {role}: delegation {d.name!r} claims paths "
+                    raise RejectedEventError(Reject.OUTSIDE_PATTERNS, f"{ev.repo} {role}: delegation {d.name!r} claims paths "
                                   f"{wide} outside {role}'s own {parent_paths}")
         if tuf.dialect == "notary" and d.name.rsplit("/", 1)[0] != role:
-            raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: Notary role {d.name!r} must be delegated by "
+            raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.repo} {role}: Notary role {d.name!r} must be delegated by "
                           f"{d.name.rsplit('/', 1)[0]!r}")
         other = tuf.delegator.get(d.name)
         if other is not None and other != role:
-            raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: {d.name!r} is already delegated by {other!r}")
+            raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.repo} {role}: {d.name!r} is already delegated by {other!r}")
         if d.name == role or _is_above(tuf, d.name, role):
-            raise _reject(Reject.INVALID_ROLE, f"{ev.repo} {role}: delegation to {d.name!r} makes a cycle")
+            raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.repo} {role}: delegation to {d.name!r} makes a cycle")
         dk = _usable(t.keys, d.keyids, None, None)
         td = TufDelegation(d.name, list(_ids(dk)), d.threshold,
                            list(d.paths) if d.paths is not None else None,
@@ -300,7 +284,7 @@ def _targets(st: TrustState, ev: MetadataImported, t: Targets, log_time: int, of
                            d.terminating, {tkid: k.keyid for tkid, k in dk.items()})
         new_dels.append((td, dk))
     if len(tuf.delegator) + len(new_dels) > MAX_DELEGATED_ROLES:
-        raise _reject(Reject.INVALID_ROLE, f"{ev.repo}: more than {MAX_DELEGATED_ROLES} delegated roles")
+        raise RejectedEventError(Reject.INVALID_ROLE, f"{ev.repo}: more than {MAX_DELEGATED_ROLES} delegated roles")
     targets = {p: (f.sha256, f.length) for p, f in t.targets.items() if f.sha256 is not None}
 
     def fold() -> None:
@@ -314,7 +298,7 @@ def _targets(st: TrustState, ev: MetadataImported, t: Targets, log_time: int, of
             spec = (tuple(d.keyids), d.threshold, tuple(d.paths or d.path_hash_prefixes or ()))
             if g is None or (g.keyids, g.threshold, g.paths) != spec or g.parent != grant.grant_id or g.signers != signers:
                 gid = len(repo.grants)
-                repo.grants.append(S.Grant(gid, d.name, spec[0], d.threshold, spec[2], t.meta.expires, log_time,
+                repo.grants.append(Grant(gid, d.name, spec[0], d.threshold, spec[2], t.meta.expires, log_time,
                                            offset, grant.grant_id, signers))
                 repo.roles[d.name] = gid
             tuf.delegator[d.name] = role
@@ -404,7 +388,6 @@ def resolve(tuf: TufRepo, path: str) -> str | None:
 
 def _refresh(repo: RepoState, offset: int) -> None:
     """Recompute grant expiries and the tag → entry view from the folded metadata."""
-    S = _state()
     tuf = repo.tuf
     root_g = repo.role_grant(ROOT)
     assert tuf is not None and root_g is not None
@@ -450,7 +433,7 @@ def _refresh(repo: RepoState, offset: int) -> None:
         if (e is not None and e.role == role and e.grant_id == gid and e.offset == rs.offset and e.digest == digest
                 and e.size == length):
             continue
-        repo.tags[path] = S.TagEntry(path, digest, length, rs.expires, role, gid, rs.log_time, rs.offset,
+        repo.tags[path] = TagEntry(path, digest, length, rs.expires, role, gid, rs.log_time, rs.offset,
                                      rs.event_version, rs.message, tuple(rs.signatures))
         repo.deleted_tags.pop(path, None)
 
@@ -490,5 +473,10 @@ def imported_postings(st: TrustState, ev: MetadataImported) -> tuple[int | None,
     signed = [known[s.keyid].keyid for s in parsed.meta.signatures if s.keyid in known]
     return gid, list(dict.fromkeys(signed)), list(dict.fromkeys(k.keyid for k in granted.values()))
 
+
+# The fold's table of rules gets this one from here rather than core/state.py importing
+# this module, which builds on state's helpers (the way back would be an import cycle).
+# core/__init__.py imports this module, so the rule is in the table before any fold runs.
+_HANDLERS[MetadataImported] = metadata_imported
 
 __all__ = ["imported_postings", "metadata_imported", "resolve"]
