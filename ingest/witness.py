@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from trustlog.core.checkpoint import SignedCheckpoint, checkpoint_from_note, checkpoint_note, decode_checkpoint
 from trustlog.core.errors import InputError, SignatureError, TrustlogError
@@ -43,8 +43,22 @@ from trustlog.core.note import (
     parse_verifier_key, split_cosignature,
 )
 
-if TYPE_CHECKING:
-    from .transparency import LogTree
+
+
+class _ConsistencyProofs(Protocol):
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]: ...
+
+
+class PublishingTree(Protocol):
+    """What publishing needs of the log's tree (a :class:`~.transparency.LogTree`): the
+    log key, the log's name in its checkpoints, and consistency proofs for witnesses.
+    A protocol rather than an import: ``transparency`` imports this module to publish."""
+
+    public_key: PublicKey
+    origin: str
+
+    @property
+    def merkle(self) -> _ConsistencyProofs: ...
 
 PUBLISH_ENV = "TRUSTLOG_PUBLISH"
 TIMEOUT_S = 10.0
@@ -111,7 +125,7 @@ def _origin_dir(origin: str) -> str:
 
 # -- publishing ---------------------------------------------------------------------------
 
-def publish_everywhere(signed: SignedCheckpoint, tree: LogTree, places: Iterable[Place] | None = None) -> list[str]:
+def publish_everywhere(signed: SignedCheckpoint, tree: PublishingTree, places: Iterable[Place] | None = None) -> list[str]:
     """Publish to every place (``TRUSTLOG_PUBLISH`` by default); returns one line per failure."""
     failures = []
     for place in places_from_env() if places is None else places:
@@ -122,7 +136,7 @@ def publish_everywhere(signed: SignedCheckpoint, tree: LogTree, places: Iterable
     return failures
 
 
-def publish(place: Place, signed: SignedCheckpoint, tree: LogTree) -> list[NoteSignature]:
+def publish(place: Place, signed: SignedCheckpoint, tree: PublishingTree) -> list[NoteSignature]:
     """Publish one checkpoint; returns the cosignatures a witness gave (else none)."""
     note = checkpoint_note(signed, tree.public_key)
     cp = decode_checkpoint(signed.checkpoint)
@@ -177,7 +191,7 @@ def _publish_kafka(place: Place, key: bytes, note: bytes) -> None:
 _known_sizes: dict[tuple[str, str], int] = {}  # (witness URL, origin) -> size it last cosigned
 
 
-def _publish_witness(place: Place, note: bytes, size: int, tree: LogTree) -> list[NoteSignature]:
+def _publish_witness(place: Place, note: bytes, size: int, tree: PublishingTree) -> list[NoteSignature]:
     """tlog-witness add-checkpoint: send a consistency proof from the size the witness
     last cosigned (0 when unknown; a 409 answer names it, and the request is retried)."""
     origin = tree.origin
