@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .wire import Limits, VerifyBody
+
 if TYPE_CHECKING:
-    from .http import Limits, Metrics
+    from .metrics import Metrics
     from .verdicts import VerdictService
 
 MAX_HEAD = 8190  # aiohttp's default limit on the request line and headers
@@ -63,8 +65,6 @@ class FastPath:
 
     def __init__(self, service: VerdictService, limits: Limits, metrics: Metrics, fallback: Any,
                  server_header: bytes) -> None:
-        from .http import VerifyBody
-
         self.service = service
         self.limits = limits
         self.fallback = fallback

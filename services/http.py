@@ -22,64 +22,24 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from trustlog.core.evaluate import Request, Verdict
 
 from .fastpath import FastPath, FastProtocol
+from .metrics import Metrics
 from .verdicts import VerdictService
+from .wire import DEFAULT_LIMITS, PROVIDER_API_VERSIONS, Limits, ProviderRequest, VerifyBody, VerifyItem, VerifyResponse, parse_image_key
 
+T = TypeVar("T")
 SERVICE_KEY: web.AppKey[VerdictService] = web.AppKey("service", VerdictService)
 METRICS_KEY: web.AppKey[Any] = web.AppKey("metrics", object)
-
-Repo = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}\Z")]  # \Z: "$" would admit a final newline
-
-
-class VerifyItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    repo: Repo
-    tag: Tag
-    digest: Digest | None = None
-
-
-class VerifyBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    requests: list[VerifyItem]
-
-
-class VerifyResponse(msgspec.Struct, frozen=True):
-    state_version: int
-    verdicts: list[Verdict]
-
-
-class ProviderKeys(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    keys: list[str]
-
-
-class ProviderRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Gatekeeper's ``externaldata.ProviderRequest`` (frameworks/constraint/pkg/externaldata)."""
-
-    apiVersion: str
-    kind: str
-    request: ProviderKeys
-
-
-PROVIDER_API_VERSIONS = ("externaldata.gatekeeper.sh/v1beta1", "externaldata.gatekeeper.sh/v1alpha1")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for (``trustlog serve --max-body-bytes/--max-items``)."""
-
-    max_body_bytes: int = 1 << 20
-    max_items: int = 10_000
 
 
 class BadRequestError(Exception):
@@ -95,6 +55,16 @@ _provider_dec = msgspec.json.Decoder(ProviderRequest)
 JSON = "application/json"
 
 
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes, shape: str) -> T:
+    """``body`` decoded, or a 400 (not JSON) or a 422 (JSON of the wrong ``shape``)."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as e:
+        raise BadRequestError(422, f"{shape}: {e}") from e
+    except msgspec.DecodeError as e:
+        raise BadRequestError(400, f"malformed JSON: {e}") from e
+
+
 def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=_enc.encode(obj), status=status, content_type=JSON)
 
@@ -103,51 +73,7 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": {"status": status, "message": message}}, status)
 
 
-class Metrics:
-    """Prometheus metrics in a registry of their own (one server per process)."""
-
-    def __init__(self, service: VerdictService) -> None:
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter("trustlog_serve_requests", "HTTP requests by endpoint and status",
-                                ["endpoint", "status"], registry=r)
-        self.latency = Histogram("trustlog_serve_request_seconds", "HTTP request latency by endpoint", ["endpoint"],
-                                 buckets=(.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
-                                 registry=r)
-        self.verdicts = Counter("trustlog_serve_verdicts", "verdicts served, by code", ["code"], registry=r)
-        st = service.status
-        Gauge("trustlog_serve_state_version", "records of the log folded into the served state",
-              registry=r).set_function(lambda: service.state_version)
-        Gauge("trustlog_serve_lag_bytes", "bytes in the log's segments not yet folded (at the last follow)",
-              registry=r).set_function(lambda: st.lag_bytes)
-        Gauge("trustlog_serve_follow_age_seconds", "seconds since the log was last followed",
-              registry=r).set_function(lambda: time.monotonic() - st.last_follow)
-        Gauge("trustlog_serve_ready", "1 when caught up with the log and following it",
-              registry=r).set_function(lambda: 1 if st.caught_up and not st.failed else 0)
-        self._verdict_children: dict[str, Any] = {}
-
-    def count_verdicts(self, verdicts: list[Verdict]) -> None:
-        kids = self._verdict_children
-        for v in verdicts:
-            c = kids.get(v.code)
-            if c is None:
-                c = kids[v.code] = self.verdicts.labels(v.code)
-            c.inc()
-
-
-def parse_image_key(key: str) -> VerifyItem:
-    """``repo:tag`` or ``repo:tag@sha256:<hex>`` (the repository may hold a registry
-    port, ``host:5000/team/app:v1``: the tag is after the last ``:`` past the last ``/``)."""
-    ref, _, digest = key.partition("@")
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon <= slash:
-        raise ValueError(f"{key!r}: give an image as repo:tag or repo:tag@sha256:<64 hex> (a digest alone names "
-                         "no tag, and trust is per tag)")
-    return msgspec.convert({"repo": ref[:colon], "tag": ref[colon + 1:], **({"digest": digest} if digest else {})},
-                           VerifyItem)
-
-
-def make_app(service: VerdictService, limits: Limits = Limits(), *, follow_interval: float = 0.05) -> web.Application:
+def make_app(service: VerdictService, limits: Limits = DEFAULT_LIMITS, *, follow_interval: float = 0.05) -> web.Application:
     """The aiohttp application over ``service``; it follows the log every
     ``follow_interval`` seconds (and at once again while there is more to fold)."""
     metrics = Metrics(service)
@@ -202,12 +128,7 @@ def make_app(service: VerdictService, limits: Limits = Limits(), *, follow_inter
 
     async def verify(request: web.Request) -> web.Response:
         body = await body_of(request)
-        try:
-            parsed = _verify_dec.decode(body)
-        except msgspec.ValidationError as e:
-            raise BadRequestError(422, f"not a verify request {{\"requests\": [{{repo, tag[, digest]}}]}}: {e}") from e
-        except msgspec.DecodeError as e:
-            raise BadRequestError(400, f"malformed JSON: {e}") from e
+        parsed = _decode(_verify_dec, body, 'not a verify request {"requests": [{repo, tag[, digest]}]}')
         check_count(len(parsed.requests))
         verdicts = answer(parsed.requests)
         return web.Response(body=_enc.encode(VerifyResponse(service.state_version, verdicts)), content_type=JSON)
@@ -226,12 +147,7 @@ def make_app(service: VerdictService, limits: Limits = Limits(), *, follow_inter
 
     async def externaldata(request: web.Request) -> web.Response:
         body = await body_of(request)
-        try:
-            pr = _provider_dec.decode(body)
-        except msgspec.ValidationError as e:
-            raise BadRequestError(422, f"not a ProviderRequest: {e}") from e
-        except msgspec.DecodeError as e:
-            raise BadRequestError(400, f"malformed JSON: {e}") from e
+        pr = _decode(_provider_dec, body, "not a ProviderRequest")
         if pr.kind != "ProviderRequest" or pr.apiVersion not in PROVIDER_API_VERSIONS:
             raise BadRequestError(422, f"expected kind ProviderRequest, apiVersion one of "
                                        f"{', '.join(PROVIDER_API_VERSIONS)}")
@@ -303,7 +219,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-async def serve(service: VerdictService, listen: str, limits: Limits = Limits(), *,
+async def serve(service: VerdictService, listen: str, limits: Limits = DEFAULT_LIMITS, *,
                 follow_interval: float = 0.05, on_ready: Any = None, fast_path: bool = True) -> None:
     """Run the server until SIGTERM or SIGINT; ``on_ready(host, port)`` once listening.
     ``fast_path``: answer the two hot requests through :mod:`.fastpath` (each connection

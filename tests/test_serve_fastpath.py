@@ -19,8 +19,9 @@ from trustlog.core.evaluate import Request
 from trustlog.core.events import KeyCompromised, envelope_to_json, sign_event
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.services.fastpath import FastPath, FastProtocol
-from trustlog.services.http import Limits, Metrics, VerifyResponse
+from trustlog.services.metrics import Metrics
 from trustlog.services.verdicts import VerdictService
+from trustlog.services.wire import Limits, VerifyResponse
 
 
 class FakeTransport:
