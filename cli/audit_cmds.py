@@ -18,7 +18,6 @@ ISO 8601 time (``2026-11-01T00:00:00Z``) or ``ns:<integer>`` is a log time.
 from __future__ import annotations
 
 import argparse
-import base64
 import sys
 import time
 from collections import Counter
@@ -91,10 +90,6 @@ def _read_checkpoint_arg(path: str) -> Any:
         raise InputError(f"{p}: no such file")
     data = p.read_bytes()
     return _read_json(path) if data.lstrip().startswith(b"{") else data
-
-
-def _hex(b: bytes) -> str:
-    return b.hex()
 
 
 # -- checkpoints ---------------------------------------------------------------------------
@@ -182,98 +177,42 @@ def cmd_checkpoint_create(args: argparse.Namespace, ui: UI) -> int:
 
 # -- proofs ------------------------------------------------------------------------------
 
+def _print_proof(ui: UI, head: str, *values: Any, proof: list[str]) -> None:
+    ui.say(head, *values)
+    for p in proof:
+        ui.say("{}", p)
+
+
 def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
-    from trustlog.core.merkle import leaf_hash, verify_inclusion
-    from trustlog.core.events import decode_envelope
-    from trustlog.ingest.records import decode_record
-    from trustlog.ingest.view import read_record
+    from trustlog.services.proofs import inclusion_proof
 
     with _open(args, ui) as tl:
-        merkle = tl.tree.merkle
-        latest = tl.tree.latest()
-        size = args.size if args.size is not None else (latest[1].tree_size if latest else merkle.size)
-        if not 0 <= args.offset < size <= merkle.size:
-            raise InputError(f"offset {args.offset} is not in a tree of {size} leaves (the log holds {merkle.size})")
-        body = read_record(_need_log(args), args.offset)
-        proof = merkle.inclusion_proof(args.offset, size)
-        root = merkle.root_at(size)
-        verify_inclusion(leaf_hash(body), args.offset, size, proof, root)
-        env = decode_envelope(decode_record(body).envelope, max_bytes=1 << 30)
-        out = {"type": "inclusion", "origin": tl.tree.origin, "leaf_index": args.offset, "tree_size": size,
-               "leaf_hash": _hex(leaf_hash(body)), "root_hash": _hex(root), "event_id": env.event_id,
-               "record": base64.b64encode(body).decode(), "proof": [_hex(p) for p in proof]}
+        out = inclusion_proof(tl, args.offset, args.size)
     if args.json:
         emit(out)
     else:
-        ui.say("inclusion proof: leaf {} of tree size {}\nleaf_hash {}\nroot_hash {}\nevent_id  {}",
-               out["leaf_index"], size, out["leaf_hash"], out["root_hash"], out["event_id"])
-        for p in out["proof"]:
-            ui.say("{}", p)
+        _print_proof(ui, "inclusion proof: leaf {} of tree size {}\nleaf_hash {}\nroot_hash {}\nevent_id  {}",
+                     out["leaf_index"], out["tree_size"], out["leaf_hash"], out["root_hash"], out["event_id"],
+                     proof=out["proof"])
     return 0
 
 
 def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
+    from trustlog.services.proofs import consistency_proof
+
     with _open(args, ui) as tl:
-        merkle = tl.tree.merkle
-        latest = tl.tree.latest()
-        new = args.new if args.new is not None else (latest[1].tree_size if latest else merkle.size)
-        if not 0 <= args.old <= new <= merkle.size:
-            raise InputError(f"need 0 <= OLD ({args.old}) <= NEW ({new}) <= {merkle.size}")
-        proof = merkle.consistency_proof(args.old, new)
-        out = {"type": "consistency", "origin": tl.tree.origin, "old_size": args.old, "new_size": new,
-               "old_root": _hex(merkle.root_at(args.old)), "new_root": _hex(merkle.root_at(new)),
-               "proof": [_hex(p) for p in proof]}
+        out = consistency_proof(tl, args.old, args.new)
     if args.json:
         emit(out)
     else:
-        ui.say("consistency proof: {} -> {}\nold_root {}\nnew_root {}", args.old, new, out["old_root"],
-               out["new_root"])
-        for p in out["proof"]:
-            ui.say("{}", p)
+        _print_proof(ui, "consistency proof: {} -> {}\nold_root {}\nnew_root {}", out["old_size"], out["new_size"],
+                     out["old_root"], out["new_root"], proof=out["proof"])
     return 0
-
-
-def verify_proof_file(proof: dict[str, Any], checkpoints: list[dict[str, Any]], log_key) -> str:
-    """Check a proof against signed checkpoints, without the log; returns what was
-    proven or raises :class:`TrustlogError` (``MerkleProofError``, ``SignatureError``)."""
-    from trustlog.core.merkle import MerkleProofError, leaf_hash, verify_consistency, verify_inclusion
-    from trustlog.ingest.transparency import verify_checkpoint_json
-
-    cps = {}
-    for c in checkpoints:
-        cp = verify_checkpoint_json(c, log_key)
-        cps[cp.tree_size] = cp
-    try:
-        kind = proof["type"]
-        path = [bytes.fromhex(h) for h in proof["proof"]]
-        if kind == "inclusion":
-            index, size = int(proof["leaf_index"]), int(proof["tree_size"])
-            leaf = bytes.fromhex(proof["leaf_hash"])
-            if "record" in proof:
-                record = base64.b64decode(proof["record"], validate=True)
-                if leaf_hash(record) != leaf:
-                    raise MerkleProofError("the record in the proof file does not hash to its leaf_hash")
-            if size not in cps:
-                raise InputError(f"the proof is for tree size {size}; give the signed checkpoint of that size "
-                                 f"(have: {sorted(cps) or 'none'})")
-            verify_inclusion(leaf, index, size, path, cps[size].root_hash)
-            return f"record {index} is included in the log of {size} records signed by key {log_key.keyid[:16]}…"
-        if kind == "consistency":
-            old, new = int(proof["old_size"]), int(proof["new_size"])
-            missing = [s for s in (old, new) if s not in cps and s != 0]
-            if missing:
-                raise InputError(f"give the signed checkpoints of sizes {missing} (have: {sorted(cps) or 'none'})")
-            from trustlog.core.merkle import EMPTY_ROOT
-            old_root = cps[old].root_hash if old else EMPTY_ROOT
-            verify_consistency(old, new, old_root, cps[new].root_hash, path)
-            return f"the log of {new} records extends the log of {old} records (key {log_key.keyid[:16]}…)"
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"not a proof file written by `trustlog proof ... --json`: {e}") from e
-    raise InputError(f"unknown proof type {proof.get('type')!r}")
 
 
 def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.ingest.transparency import load_public_key
+    from trustlog.services.proofs import verify_proof_file
 
     key = load_public_key(args.log_key)
     cps = [_read_checkpoint_arg(c) for c in args.checkpoint]
@@ -473,29 +412,8 @@ def _resolve_key(args: argparse.Namespace) -> str:
     return KeyStore(args.keys).public(k).keyid
 
 
-def lost_trust(tl, report) -> list[dict[str, Any]]:
-    """Current tags that already fail because the log reports the audited key
-    compromised: tags it signed (or that sit under its delegations) in the repositories
-    where the compromise is recorded, judged now."""
-    from trustlog.core.evaluate import Request
-    from trustlog.verifier.batch import BatchVerifier
-
-    cited = {e.offset for e in (*report.signed, *report.delegated) if e.kind == "ImageSigned"}
-    reqs = []
-    for name in sorted(report.already_reported):
-        repo = tl.state.repos.get(name)
-        if repo is not None:
-            reqs += [Request(name, tag, e.digest) for tag, e in sorted(repo.tags.items()) if e.offset in cited]
-    out = []
-    for v in BatchVerifier(tl.state, ref_time=report.ref_time, crypto=tl.crypto, cache=tl.cache).verify(reqs):
-        if v.code in ("KEY_COMPROMISED", "DELEGATION_COMPROMISED"):
-            out.append({"repo": v.repo, "tag": v.tag, "digest": v.digest, "code": v.code, "reason": v.reason,
-                        "offset": v.log_offset})
-    return out
-
-
 def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
-    from trustlog.services.audit import audit_key
+    from trustlog.services.audit import audit_key, lost_trust
 
     keyid = _resolve_key(args)
     since = parse_time(args.since) if args.since else None

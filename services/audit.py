@@ -289,6 +289,27 @@ def what_if_compromised(state: TrustState, keyid: str, since: int, repos: Iterab
     return changes, evaluated
 
 
+def lost_trust(tl: TrustLog, report: AuditReport) -> list[dict[str, Any]]:
+    """Current tags that already fail because the log reports the audited key
+    compromised: tags it signed (or that sit under its delegations) in the repositories
+    where the compromise is recorded, judged now."""
+    from trustlog.core.evaluate import Request
+    from trustlog.verifier.batch import BatchVerifier
+
+    cited = {e.offset for e in (*report.signed, *report.delegated) if e.kind == "ImageSigned"}
+    reqs = []
+    for name in sorted(report.already_reported):
+        repo = tl.state.repos.get(name)
+        if repo is not None:
+            reqs += [Request(name, tag, e.digest) for tag, e in sorted(repo.tags.items()) if e.offset in cited]
+    out = []
+    for v in BatchVerifier(tl.state, ref_time=report.ref_time, crypto=tl.crypto, cache=tl.cache).verify(reqs):
+        if v.code in ("KEY_COMPROMISED", "DELEGATION_COMPROMISED"):
+            out.append({"repo": v.repo, "tag": v.tag, "digest": v.digest, "code": v.code, "reason": v.reason,
+                        "offset": v.log_offset})
+    return out
+
+
 def audit_scan(directory: str, keyid: str, since: int | None = None) -> list[tuple[int, int, bool]]:
     """The naive way: scan the whole log for events carrying a signature by ``keyid``.
     Returns ``(offset, log_time, after)`` for each. No index, no state."""
