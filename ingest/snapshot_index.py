@@ -24,8 +24,6 @@ from the snapshot (:func:`write_index`).
 from __future__ import annotations
 
 import hashlib
-import os
-import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -37,11 +35,12 @@ from trustlog.core.errors import EncodingError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.state import RepoState
 
+from .signed_file import read_signed_header, write_signed_file
+
 MAGIC: Final = b"TLSIDX01"
 CONTEXT: Final = b"trustlog snapshot index v1\n"
 CHUNK_BYTES: Final = 1 << 20
 SUFFIX: Final = ".sidx"
-_LEN: Final = struct.Struct(">I")
 _BODY_PREFIX: Final = b"\x81\xa5repos"  # msgpack of the snapshot body's {"repos": [...]}
 
 
@@ -117,13 +116,7 @@ def write_index(snapshot_path: Path, body: bytes, offset: int, key: SigningKey) 
     hb = canonical_bytes(header)
     signed = canonical_bytes(SignedIndexHeader(hb, key.keyid, key.sign(CONTEXT + hb)))
     path = index_path(snapshot_path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + _LEN.pack(len(signed)) + signed)
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_signed_file(path, MAGIC, signed, blob)
     return path
 
 
@@ -136,13 +129,8 @@ def load_repos(snapshot_path: Path, body_start: int, body_len: int, body_sha256:
     path = index_path(snapshot_path)
     try:
         with open(path, "rb") as f:
-            head = f.read(len(MAGIC) + _LEN.size)
-            if len(head) != len(MAGIC) + _LEN.size or head[:len(MAGIC)] != MAGIC:
-                raise SnapshotIndexError(f"{path.name}: not a snapshot index")
-            (n,) = _LEN.unpack(head[len(MAGIC):])
-            if n > 16 << 20:
-                raise SnapshotIndexError(f"{path.name}: header of {n} bytes is implausible")
-            signed = decode_canonical(f.read(n), SignedIndexHeader)
+            raw, _ = read_signed_header(f, MAGIC, "snapshot index", 16 << 20)
+            signed = decode_canonical(raw, SignedIndexHeader)
             if signed.keyid != key.keyid:
                 raise SnapshotIndexError(f"{path.name}: signed by another key than the log key")
             key.verify(CONTEXT + signed.header, signed.sig)

@@ -22,7 +22,6 @@ import gc
 import hashlib
 import os
 import re
-import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,9 +35,10 @@ from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.state import Pin, RepoState, TrustState
 
+from .signed_file import read_signed_header, write_signed_file
+
 MAGIC: Final = b"TLSNAP01"
 SNAPSHOT_CONTEXT: Final = b"trustlog snapshot v1\n"
-_LEN: Final = struct.Struct(">I")
 _NAME_RE: Final = re.compile(r"([0-9]{20})\.snap")
 # 2: RepoState.versions (the last accepted version of each scope, core.events.version_scope);
 # a format-1 snapshot lacks it and would forget replay protection, so it is skipped and rebuilt
@@ -152,17 +152,7 @@ class SnapshotStore:
                                                       self._signer.sign(SNAPSHOT_CONTEXT + hb)))
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / snapshot_name(state.version)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(MAGIC + _LEN.pack(len(signed)) + signed)
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)   # no leftovers after a full disk
-            raise OSError(e.errno, e.strerror, str(path)) from e
+        write_signed_file(path, MAGIC, signed, body)
         from .snapshot_index import write_index  # lets readers load a few repositories (view.py)
         try:
             write_index(path, body, state.version, self._signer)
@@ -184,13 +174,7 @@ class SnapshotStore:
 
     def _read_header(self, path: Path) -> tuple[SnapshotHeader, int]:
         with open(path, "rb") as f:
-            head = f.read(len(MAGIC) + _LEN.size)
-            if len(head) != len(MAGIC) + _LEN.size or head[:len(MAGIC)] != MAGIC:
-                raise EncodingError("not a trustlog snapshot")
-            (n,) = _LEN.unpack(head[len(MAGIC):])
-            if n > 1 << 20:
-                raise EncodingError(f"snapshot header of {n} bytes is implausible")
-            raw = f.read(n)
+            raw, body_start = read_signed_header(f, MAGIC, "trustlog snapshot", 1 << 20)
         signed = decode_canonical(raw, SignedSnapshotHeader)
         if signed.keyid != self.public_key.keyid:
             raise EncodingError("signed by another key than the log key")
@@ -201,7 +185,7 @@ class SnapshotStore:
         if header.format != SNAPSHOT_FORMAT:
             raise EncodingError(f"snapshot format {header.format}, not {SNAPSHOT_FORMAT} (written by another "
                                 "trustlog version; the state is folded from the log instead)")
-        return header, len(MAGIC) + _LEN.size + n
+        return header, body_start
 
     def check_body(self, snap: Snapshot) -> bytes:
         """The body of ``snap`` once it matches the digest in its signed header."""
