@@ -60,6 +60,8 @@ from trustlog.core.merkle import (
     subtree_root,
 )
 
+from .closing import Closing
+
 LEAVES_FILE: Final = "leaves.hashes"
 CHECKPOINTS_FILE: Final = "checkpoints.log"
 SUMS_FILE: Final = "sums.dat"
@@ -172,7 +174,7 @@ class _HashFile:
             self.fd = -1
 
 
-class MerkleStore:
+class MerkleStore(Closing):
     """The Merkle tree of one log, persisted per level. Not thread-safe: one writer.
 
     It is a ``core.merkle.NodeSource``: :meth:`node` answers ``(level, index)`` from
@@ -461,12 +463,6 @@ class MerkleStore:
         for f in self._levels:
             f.close()
         self.checkpoints.close()
-
-    def __enter__(self) -> MerkleStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _as_hash_list(leaf_hashes: Iterable[bytes] | bytes | bytearray | memoryview) -> list[bytes]:

@@ -50,6 +50,7 @@ from trustlog.core.crypto_hook import CryptoFn, default_crypto
 from trustlog.core.sigcache import CryptoCache, cache_key
 
 from . import precheck
+from .closing import Closing
 from .logindex import LogIndex, event_postings
 from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, decode_reject, encode_record
@@ -118,7 +119,7 @@ class BatchResult:
         self.last_reject = other.last_reject or self.last_reject
 
 
-class TrustLog:
+class TrustLog(Closing):
     """A local trust log directory and the state folded from it."""
 
     def __init__(
@@ -782,12 +783,6 @@ class TrustLog:
             finally:
                 self.rejects.close()
                 self.log.close()
-
-    def __enter__(self) -> TrustLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _reject_hash(raw: bytes) -> bytes:

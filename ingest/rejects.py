@@ -12,12 +12,12 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from types import TracebackType
 from typing import Any
 
 from trustlog.core.errors import EncodingError, LogCorruptionError, LogError
 from trustlog.core.merkle import MemoryNodeStore, leaf_hash
 
+from .closing import Closing
 from .records import KafkaPosition, LogClock, RejectRecord, decode_reject, encode_reject
 from .segment_log import SegmentLog
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from trustlog.core.checkpoint import Checkpoint
 
 
-class RejectsLog:
+class RejectsLog(Closing):
     """Append-only log of rejected inputs. Open with :meth:`open`.
 
     ``raw`` longer than ``max_raw_bytes`` is cut to that length (an oversized input is
@@ -124,14 +124,6 @@ class RejectsLog:
 
     def close(self) -> None:
         self._log.close()
-
-    def __enter__(self) -> RejectsLog:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def commitment_problem(tree: MemoryNodeStore, cp: Checkpoint) -> str | None:

@@ -49,12 +49,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 import crc32c
 
 from trustlog.core.errors import LogCorruptionError, LogError
+
+from .closing import Closing
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -201,7 +202,7 @@ class _Segment:
         return head + _LENGTH.pack(crc32c.crc32c(head))
 
 
-class SegmentLog:
+class SegmentLog(Closing):
     """An append-only log of byte records with offsets 0, 1, 2, ...
 
     Open with :meth:`open`. One writer per directory (an exclusive ``flock``); not
@@ -707,14 +708,6 @@ class SegmentLog:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
-
-    def __enter__(self) -> SegmentLog:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"next={self.next_offset} durable={self._durable_offset}"

@@ -48,6 +48,7 @@ from trustlog.core.merkle import HASH_SIZE, TreeRangeError, consistency_proof, i
 from trustlog.core.events import ImageSigned
 from trustlog.core.state import Pin, RejectedEventError, TrustState, default_sigcheck
 
+from .closing import Closing
 from .logindex import LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
@@ -324,7 +325,7 @@ class ReadOnlyTree:
         self._fds = []
 
 
-class LogView:
+class LogView(Closing):
     """A read-only, following view of one log directory (see the module docstring).
 
     ``state`` is the fold of records ``[0, state.version)``; :meth:`poll` folds what the
@@ -522,12 +523,6 @@ class LogView:
         self.tail.close()
         self.tree.close()
 
-    def __enter__(self) -> LogView:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 class _ReadOnlyLog:
     """The two things ``replay.resolve_target`` asks of a log."""
@@ -543,7 +538,7 @@ class _ReadOnlyLog:
         return self._view.read(offset)
 
 
-class ViewSet:
+class ViewSet(Closing):
     """The views of one ``--log`` directory: a single log (``DIR/log``), or one per
     Kafka partition (``DIR/p0``, ``DIR/p1``, ... as the ingest worker writes them),
     merged into one :class:`TrustState` (repositories are partitioned by key, so they
@@ -629,12 +624,6 @@ class ViewSet:
     def close(self) -> None:
         for v in self.views:
             v.close()
-
-    def __enter__(self) -> ViewSet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _AuditLog:

@@ -44,7 +44,6 @@ from trustlog.core.note import (
 )
 
 
-
 class _ConsistencyProofs(Protocol):
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]: ...
 
