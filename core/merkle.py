@@ -313,6 +313,15 @@ def consistency_proof(old_size: int, new_size: int, hashes: HashSource) -> list[
 # --- verification (RFC 9162 §2.1.3.2 and §2.1.4.2) -----------------------------------
 
 
+def _climb(fn: int, sn: int) -> tuple[int, int]:
+    """The step both RFC 9162 verifiers share: if LSB(fn) is not set, right-shift fn
+    and sn until it is or fn is 0 (§2.1.3.2 step 4.b.ii, §2.1.4.2 step 6.b.iii)."""
+    while not fn & 1 and fn != 0:
+        fn >>= 1
+        sn >>= 1
+    return fn, sn
+
+
 def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
     """Steps 1-4 of RFC 9162 §2.1.3.2: the root that ``proof`` leads ``leaf`` to."""
     _check_hash(leaf, "leaf hash", MerkleProofError)
@@ -330,15 +339,11 @@ def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequenc
         # (b) p is a left sibling when fn is a right child or fn is the last node of its level.
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            # (b.ii) if LSB(fn) is not set, shift until it is or fn is 0.
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
+            fn, sn = _climb(fn, sn)  # (b.ii)
         else:
             r = node_hash(r, p)
         # (c)
-        fn >>= 1
-        sn >>= 1
+        fn, sn = fn >> 1, sn >> 1
     # (5, first half) sn must have reached 0: the path reached the root.
     if sn != 0:
         raise MerkleProofError(f"inclusion proof has {len(proof)} hashes: too few for leaf {index} of {size}")
@@ -398,15 +403,11 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            # (b.iii) if LSB(fn) is not set, shift until it is or fn is 0.
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
+            fn, sn = _climb(fn, sn)  # (b.iii)
         else:
             sr = node_hash(sr, c)
         # (c)
-        fn >>= 1
-        sn >>= 1
+        fn, sn = fn >> 1, sn >> 1
     # (7) fr == first_hash, sr == second_hash, sn == 0.
     if sn != 0:
         raise MerkleProofError(f"consistency proof {old_size} -> {new_size} has too few hashes")
