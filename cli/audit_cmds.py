@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -177,37 +178,34 @@ def cmd_checkpoint_create(args: argparse.Namespace, ui: UI) -> int:
 
 # -- proofs ------------------------------------------------------------------------------
 
-def _print_proof(ui: UI, head: str, *values: Any, proof: list[str]) -> None:
-    ui.say(head, *values)
-    for p in proof:
-        ui.say("{}", p)
+def _proof_command(args: argparse.Namespace, ui: UI, make: Callable[[Any], dict[str, Any]], head: str,
+                   fields: tuple[str, ...]) -> int:
+    """Print the proof ``make(log)`` returns: JSON, or ``head`` with ``fields`` and the path."""
+    with _open(args, ui) as tl:
+        out = make(tl)
+    if args.json:
+        emit(out)
+    else:
+        ui.say(head, *(out[f] for f in fields))
+        for p in out["proof"]:
+            ui.say("{}", p)
+    return 0
 
 
 def cmd_proof_inclusion(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.services.proofs import inclusion_proof
 
-    with _open(args, ui) as tl:
-        out = inclusion_proof(tl, args.offset, args.size)
-    if args.json:
-        emit(out)
-    else:
-        _print_proof(ui, "inclusion proof: leaf {} of tree size {}\nleaf_hash {}\nroot_hash {}\nevent_id  {}",
-                     out["leaf_index"], out["tree_size"], out["leaf_hash"], out["root_hash"], out["event_id"],
-                     proof=out["proof"])
-    return 0
+    return _proof_command(args, ui, lambda tl: inclusion_proof(tl, args.offset, args.size),
+                          "inclusion proof: leaf {} of tree size {}\nleaf_hash {}\nroot_hash {}\nevent_id  {}",
+                          ("leaf_index", "tree_size", "leaf_hash", "root_hash", "event_id"))
 
 
 def cmd_proof_consistency(args: argparse.Namespace, ui: UI) -> int:
     from trustlog.services.proofs import consistency_proof
 
-    with _open(args, ui) as tl:
-        out = consistency_proof(tl, args.old, args.new)
-    if args.json:
-        emit(out)
-    else:
-        _print_proof(ui, "consistency proof: {} -> {}\nold_root {}\nnew_root {}", out["old_size"], out["new_size"],
-                     out["old_root"], out["new_root"], proof=out["proof"])
-    return 0
+    return _proof_command(args, ui, lambda tl: consistency_proof(tl, args.old, args.new),
+                          "consistency proof: {} -> {}\nold_root {}\nnew_root {}",
+                          ("old_size", "new_size", "old_root", "new_root"))
 
 
 def cmd_proof_verify(args: argparse.Namespace, ui: UI) -> int:
