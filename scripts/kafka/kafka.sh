@@ -47,18 +47,9 @@ PIDFILE="$RUNTIME/kafka.pid"
 BOOTFILE="$RUNTIME/bootstrap"
 OWNER_MARK="$RUNTIME/.trustlog-kafka"
 START_TIMEOUT="${TRUSTLOG_KAFKA_START_TIMEOUT:-90}"
-
-log() { echo "kafka.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-# Serialise start/stop/clean on one runtime dir (pytest workers, two shells).
-lock_runtime() {
-  mkdir -p "$RUNTIME"
-  exec 9>"$RUNTIME/.lock"
-  if command -v flock >/dev/null 2>&1; then
-    flock -w 180 9 || die "timed out waiting for the lock on $RUNTIME/.lock"
-  fi
-}
+SERVICE=kafka.sh
+# shellcheck source=../lib/service.sh
+source "$REPO/scripts/lib/service.sh"
 
 pom_sum() {
   if command -v sha256sum >/dev/null 2>&1; then sha256sum "$POM"; else shasum -a 256 "$POM"; fi | cut -d' ' -f1
@@ -211,7 +202,7 @@ PY
 }
 
 do_start() {
-  lock_runtime
+  lock_runtime 180
   local pid addr
   pid="$(broker_pid)"
   if [[ -n "$pid" ]]; then
@@ -255,7 +246,7 @@ do_start() {
       log "broker exited during startup"
     else
       log "broker did not answer on $addr within ${START_TIMEOUT}s; stopping it"
-      kill -TERM "$pid" 2>/dev/null || true; sleep 2; kill -KILL "$pid" 2>/dev/null || true
+      stop_pid "$pid" 2 || true
     fi
     rm -f "$PIDFILE"
     tail_logs
@@ -267,20 +258,10 @@ do_start() {
 }
 
 do_stop() {
-  lock_runtime
+  lock_runtime 180
   local pid; pid="$(broker_pid)"
   if [[ -z "$pid" ]]; then rm -f "$PIDFILE"; log "not running"; return 0; fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 80; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "broker pid $pid ignored SIGTERM for 20 s; SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  fi
+  stop_pid "$pid" 20 || log "broker pid $pid ignored SIGTERM for 20 s; killed it (SIGKILL)"
   rm -f "$PIDFILE"
   log "stopped (pid $pid)"
 }

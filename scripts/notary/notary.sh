@@ -27,16 +27,9 @@ URLFILE="$RUNTIME/url"
 CONF="$RUNTIME/server.json"
 LOGFILE="$RUNTIME/server.log"
 START_TIMEOUT="${TRUSTLOG_NOTARY_START_TIMEOUT:-30}"
-
-log() { echo "notary.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-lock_runtime() {
-  mkdir -p "$RUNTIME"
-  exec 9>"$RUNTIME/.lock"
-  command -v flock >/dev/null 2>&1 && { flock -w 60 9 || die "timed out waiting for $RUNTIME/.lock"; }
-  return 0
-}
+SERVICE=notary.sh
+# shellcheck source=../lib/service.sh
+source "$REPO/scripts/lib/service.sh"
 
 install_pkg() {
   if command -v notary-server >/dev/null 2>&1 && command -v notary >/dev/null 2>&1; then
@@ -45,14 +38,8 @@ install_pkg() {
   [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1 \
     || die "notary-server/notary not found; install Debian's 'notary' package (apt-get install notary)"
   log "installing Debian's notary package ..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q notary >"$RUNTIME/apt.log" 2>&1 \
-    || { apt-get update -q >>"$RUNTIME/apt.log" 2>&1 && apt-get install -y -q notary >>"$RUNTIME/apt.log" 2>&1; } \
-    || die "apt-get install notary failed; see $RUNTIME/apt.log"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  : >"$RUNTIME/apt.log"
+  apt_install notary "$RUNTIME/apt.log" || die "apt-get install notary failed; see $RUNTIME/apt.log"
 }
 
 healthy() {  # $1 = url
@@ -63,9 +50,7 @@ with urllib.request.urlopen(sys.argv[1] + "/_notary_server/health", timeout=2) a
 PY
 }
 
-running() {
-  [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
+running() { pid_alive "$PIDFILE"; }
 
 start() {
   lock_runtime
@@ -103,11 +88,7 @@ JSON
 stop() {
   lock_runtime
   if running; then
-    local pid i
-    pid="$(cat "$PIDFILE")"
-    kill "$pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$PIDFILE")" 10 || true
   fi
   rm -f "$PIDFILE" "$URLFILE"
 }

@@ -17,29 +17,23 @@ RUNTIME="${TRUSTLOG_REGISTRY_DIR:-$REPO/.registry}"
 PIDFILE="$RUNTIME/registry.pid"
 URLFILE="$RUNTIME/url"
 BIN="${TRUSTLOG_REGISTRY_BIN:-/usr/bin/docker-registry}"
-
-log() { echo "registry.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
+SERVICE=registry.sh
+# shellcheck source=../lib/service.sh
+source "$REPO/scripts/lib/service.sh"
 
 ensure_installed() {
   [[ -x "$BIN" ]] && return 0
   if [[ "$(id -u)" = 0 ]] && command -v apt-get >/dev/null; then
     log "installing Debian's docker-registry (distribution 2.8)"
-    apt-get install -y -q docker-registry >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null && apt-get install -y -q docker-registry >/dev/null; } \
-      || die "apt-get install docker-registry failed"
+    apt_install docker-registry || die "apt-get install docker-registry failed"
     # The package may start a system-wide instance on :5000; ours runs on its own port.
     (systemctl stop docker-registry || service docker-registry stop) >/dev/null 2>&1 || true
   fi
   [[ -x "$BIN" ]] || die "$BIN not found: install Debian's docker-registry package (apt-get install docker-registry)"
 }
 
-running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+running() { pid_alive "$PIDFILE"; }
 answering() { [[ -f "$URLFILE" ]] && curl -fsS -o /dev/null --max-time 2 "$(cat "$URLFILE")/v2/"; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 start() {
   ensure_installed
@@ -78,10 +72,7 @@ CONF
 
 stop() {
   if running; then
-    local pid; pid=$(cat "$PIDFILE")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$PIDFILE")" 5 || true
   fi
   rm -f "$PIDFILE"
 }

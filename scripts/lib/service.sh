@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# The plumbing that scripts/kafka/kafka.sh, scripts/notary/notary.sh and
+# scripts/registry/registry.sh share: messages, the runtime-dir lock, a free port, a
+# pid file's liveness, stopping a process, installing a Debian package.
+#
+# Sourced, not run. The sourcing script sets SERVICE (its name in messages) and RUNTIME
+# (its runtime directory) first.
+
+log() { echo "$SERVICE: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# lock_runtime [SECONDS]: serialise start/stop/clean on one runtime dir (two shells,
+# pytest workers) with a lock on fd 9, waiting at most SECONDS (default 60). A process
+# the script starts must not inherit fd 9 (start it with 9>&-), or it holds the lock.
+lock_runtime() {
+  mkdir -p "$RUNTIME"
+  exec 9>"$RUNTIME/.lock"
+  if command -v flock >/dev/null 2>&1; then
+    flock -w "${1:-60}" 9 || die "timed out waiting for the lock on $RUNTIME/.lock"
+  fi
+}
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+  "${PYTHON:-python3}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# pid_alive PIDFILE: the pid file exists and names a live process.
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# stop_pid PID SECONDS: SIGTERM, up to SECONDS for it to exit, then SIGKILL (and a few
+# seconds for that). Returns 1 when it took the SIGKILL.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < $2 * 5; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 25; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  return 1
+}
+
+# apt_install PACKAGE [LOGFILE]: install a Debian package (root only), running
+# `apt-get update` once if it is not found; apt's output goes to LOGFILE. Fails when not
+# root, without apt-get, or when the install fails.
+apt_install() {
+  local pkg=$1 logf=${2:-/dev/null}
+  [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1 || return 1
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "$pkg" >>"$logf" 2>&1 \
+    || { apt-get update -q >>"$logf" 2>&1 && apt-get install -y -q "$pkg" >>"$logf" 2>&1; }
+}
