@@ -46,8 +46,37 @@ CI_SHARE = 20              # repositories per CI key
 FORMAT = "v1"
 
 
-def _trust_all(items):
+def trust_all(items):
+    """The signature check of a generated log: every signature was made right here."""
     return [1] * len(items)
+
+
+class BatchedIngest:
+    """Envelopes into the open log ``tl`` in batches of 4,096 (every one must be
+    accepted), with a progress line on stderr every ``progress_every`` events; shared
+    with ``benchmarks/serve.py``, whose generator writes the same way."""
+
+    def __init__(self, tl, progress_every: int = 0, total: int | None = None) -> None:
+        self.tl, self.progress_every, self.total = tl, progress_every, total
+        self.batch: list[tuple[bytes, None]] = []
+        self.made = 0
+        self.t0 = time.perf_counter()
+
+    def __call__(self, env) -> None:
+        self.batch.append((env.to_bytes(), None))
+        self.made += 1
+        if len(self.batch) >= 4096:
+            self.flush()
+            if self.progress_every and self.made % self.progress_every < 4096:
+                of = f"/{self.total:,}" if self.total else ""
+                rate = self.made / (time.perf_counter() - self.t0)
+                print(f"  generated {self.made:,}{of} events ({rate:,.0f}/s)", file=sys.stderr)
+
+    def flush(self) -> None:
+        if self.batch:
+            r = self.tl.ingest_batch(self.batch)
+            assert r.accepted == len(self.batch), r
+            self.batch.clear()
 
 
 def generate(d: Path, n: int, progress: bool) -> dict:
@@ -60,22 +89,9 @@ def generate(d: Path, n: int, progress: bool) -> dict:
     ci = [SigningKey.from_seed(f"{seed}/ci/{i}".encode()) for i in range(n_ci)]
     repos = []
     t0 = time.perf_counter()
-    made = 0
     since = None
-    with TrustLog(d, crypto=_trust_all, checkpoint_every=100_000, snapshot_every=None) as tl:
-        batch: list[tuple[bytes, None]] = []
-
-        def emit(env) -> None:
-            nonlocal made
-            batch.append((env.to_bytes(), None))
-            made += 1
-            if len(batch) >= 4096:
-                r = tl.ingest_batch(batch)
-                assert r.accepted == len(batch), r
-                batch.clear()
-                if progress and made % 200_000 < 4096:
-                    rate = made / (time.perf_counter() - t0)
-                    print(f"  generated {made:,}/{n:,} events ({rate:,.0f}/s)", file=sys.stderr)
+    with TrustLog(d, crypto=trust_all, checkpoint_every=100_000, snapshot_every=None) as tl:
+        emit = BatchedIngest(tl, 200_000 if progress else 0, n)
 
         for i in range(n_repos):
             name = f"registry.example.com/org{i % 97}/app{i}"
@@ -88,14 +104,12 @@ def generate(d: Path, n: int, progress: bool) -> dict:
             emit(sign_event(RoleKeysSet(name, 2, 1_700_000_000, "targets/ci", [signer.public_key], 1, FAR,
                                         ["build-*"]), [targets]))
         rnd = 0
-        while made < n:
+        while emit.made < n:
             for r in repos:
-                if made >= n:
+                if emit.made >= n:
                     break
-                if since is None and made >= n // 2:
-                    r_batch = tl.ingest_batch(batch)
-                    assert r_batch.accepted == len(batch)
-                    batch.clear()
+                if since is None and emit.made >= n // 2:
+                    emit.flush()
                     since = tl.clock.last + 1
                 name, targets, signer, v = r
                 v += 1
@@ -109,9 +123,7 @@ def generate(d: Path, n: int, progress: bool) -> dict:
                     ev = ImageSigned(name, v, 1_700_000_000 + v, "targets", f"v1.{k}", digest, 1000 + v, FAR)
                     emit(sign_event(ev, [targets]))
             rnd += 1
-        if batch:
-            r_batch = tl.ingest_batch(batch)
-            assert r_batch.accepted == len(batch)
+        emit.flush()
         events = tl.log.next_offset
     info = {"format": FORMAT, "events": events, "repos": n_repos, "ci_keys": n_ci, "since": since,
             "audit_key": ci[1].keyid, "generate_s": round(time.perf_counter() - t0, 1),
