@@ -20,8 +20,14 @@ MAX_PATTERN_LEN: Final = 255
 MAX_TARGET_PATH_LEN: Final = 255       # an imported TUF / Notary target path (the tag of an imported image)
 MAX_IMPORTED_ROLE_LEN: Final = 255     # an imported delegated role name (TUF name, Notary targets/a/b)
 
-# docker/distribution's reference grammar, lower case, with an optional :port after the
-# first component (the registry host).
+# A repository name as a registry holds it (its catalog, /v2/<name>/...): the OCI
+# distribution-spec <name>, path components of lower-case alphanumerics joined by '.',
+# '_', '__' or a run of '-' (distribution-spec v1.0.1, distribution/reference).
+_DISTRIBUTION_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+DISTRIBUTION_NAME_RE: Final = re.compile(rf"{_DISTRIBUTION_COMPONENT}(?:/{_DISTRIBUTION_COMPONENT})*")
+# A GUN, the name the fold accepts: the same components with one separator character
+# between alphanumerics (the grammar's older, stricter form: no '__', no '--'), and an
+# optional :port after the first component (the registry host).
 _COMPONENT: Final = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 REPO_RE: Final = re.compile(rf"{_COMPONENT}(?::[0-9]+)?(?:/{_COMPONENT})*")
 TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}" % (MAX_TAG_LEN - 1))
@@ -47,6 +53,12 @@ def _full(rx: re.Pattern[str], s: object) -> bool:
 def is_repo(name: object) -> bool:
     """A repository name (GUN) such as ``registry.example.com/team/app``."""
     return _full(REPO_RE, name) and len(name) <= MAX_REPO_LEN  # type: ignore[arg-type]
+
+
+def is_distribution_name(name: object) -> bool:
+    """A repository name as a registry serves it (``team/app``, no host): what the
+    registry sweep reads from a catalog before it maps it to a GUN."""
+    return _full(DISTRIBUTION_NAME_RE, name) and len(name) <= MAX_REPO_LEN  # type: ignore[arg-type]
 
 
 def is_tag(tag: object) -> bool:
@@ -84,6 +96,7 @@ def is_pin_pattern(pattern: object) -> bool:
 
 
 __all__ = [
+    "DISTRIBUTION_NAME_RE", "is_distribution_name",
     "DIGEST_RE", "IMPORTED_ROLE_RE", "MAX_IMPORTED_ROLE_LEN", "MAX_TARGET_PATH_LEN", "TARGET_PATH_RE",
     "is_imported_role", "is_target_path", "MAX_PATTERN_LEN", "MAX_REPO_LEN", "MAX_ROLE_NAME_LEN", "MAX_TAG_LEN", "PATTERN_RE",
     "PIN_PATTERN_RE", "REPO_RE", "ROLE_RE", "TAG_RE", "is_delegated_role", "is_digest", "is_pattern",

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from trustlog.core.errors import TrustlogError
+from trustlog.core.names import is_digest
 
 # The manifest media types a registry may serve for a tag; a HEAD that accepts all of
 # them gets the digest of whatever was pushed (image manifest or index).
@@ -37,12 +38,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
-# distribution/reference grammar (path components, tags) and the sha256 digest form.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPO_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-MAX_REPO_NAME = 255
 MAX_PAGE_BYTES = 16 * 1024 * 1024
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
@@ -60,14 +55,6 @@ class Served:
     tag: str
     digest: str | None  # None: the registry's answer carried no (valid) digest
     error: str | None = None
-
-
-def valid_repo_name(name: str) -> bool:
-    return len(name) <= MAX_REPO_NAME and REPO_NAME_RE.fullmatch(name) is not None
-
-
-def valid_tag(tag: str) -> bool:
-    return TAG_RE.fullmatch(tag) is not None
 
 
 class RegistryClient:
@@ -202,7 +189,7 @@ class RegistryClient:
         if status != 200:
             return Served(repo, tag, None, f"manifest HEAD: HTTP {status}")
         digest = hdrs.get("docker-content-digest", "")
-        if not DIGEST_RE.fullmatch(digest):
+        if not is_digest(digest):
             return Served(repo, tag, None, f"manifest HEAD: no valid Docker-Content-Digest ({digest[:80]!r})")
         return Served(repo, tag, digest)
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import msgspec
 
 from trustlog.core.evaluate import Request
-from trustlog.ingest.oci import RegistryClient, Served, valid_repo_name, valid_tag
+from trustlog.core.names import is_distribution_name, is_tag
+from trustlog.ingest.oci import RegistryClient, Served
 
 UNREADABLE = "UNREADABLE"
 UNSIGNED_CODES = frozenset({"UNKNOWN_REPOSITORY", "UNKNOWN_TAG", "TAG_DELETED"})
@@ -106,7 +107,7 @@ def list_tags(client: RegistryClient, patterns: Iterable[str] = ()) -> Iterator[
     for repo in client.catalog():
         if pats and not any(fnmatch.fnmatchcase(repo, p) for p in pats):
             continue
-        if not valid_repo_name(repo):
+        if not is_distribution_name(repo):
             yield repo, None
             continue
         for tag in client.tags(repo):
@@ -130,7 +131,7 @@ class Sweeper:
         repo, tag = item
         if tag is None:
             return Served(repo, "", None, "repository name is not a valid distribution name")
-        if not valid_tag(tag):
+        if not is_tag(tag):
             return Served(repo, tag, None, "tag is not a valid distribution tag")
         return self.client.served_digest(repo, tag)
 
