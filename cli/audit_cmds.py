@@ -472,6 +472,12 @@ def cmd_audit(args: argparse.Namespace, ui: UI) -> int:
 
 # -- parser ----------------------------------------------------------------------------
 
+def _add_at_option(p: argparse.ArgumentParser) -> None:
+    """``--at``, read by :func:`parse_at`."""
+    p.add_argument("--at", required=True, metavar="OFFSET|TIME",
+                   help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add this module's commands to the main parser's subcommands."""
     pc = sub.add_parser("checkpoint", help="signed checkpoints of the log's Merkle tree")
@@ -557,8 +563,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     st = sub.add_parser("state", parents=[common], help="a repository's trust state at a past offset or log time")
     st.add_argument("repo", help="repository (GUN)")
-    st.add_argument("--at", required=True, metavar="OFFSET|TIME",
-                    help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
+    _add_at_option(st)
     st.add_argument("--tags", type=int, default=20, help="show this many most recent tags")
     st.set_defaults(func=cmd_state)
 
@@ -566,8 +571,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     rsub = pr.add_subparsers(dest="replaycmd", metavar="ACTION", required=True)
     rv = rsub.add_parser("verify", parents=[common], help="verdicts an image had at a past offset or log time")
     rv.add_argument("requests", nargs="?", help="JSONL of {repo, tag[, digest]} (default: every tag then)")
-    rv.add_argument("--at", required=True, metavar="OFFSET|TIME",
-                    help="an integer offset (state after that many records), ISO 8601 or ns:<int> log time")
+    _add_at_option(rv)
     rv.add_argument("--out", "-o", help="write verdicts here (default: stdout)")
     rv.add_argument("--ref-time", help="reference time for expiry (ISO 8601; default: now)")
     rv.set_defaults(func=cmd_replay_verify)
