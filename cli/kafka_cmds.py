@@ -30,6 +30,8 @@ import msgspec
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
 from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES, Envelope, decode_event, decode_wire, envelope_to_json
 
+from trustlog.services.kafka_verify import bootstrap_servers as _servers
+
 from .safe import plain
 from .ui import UI
 
@@ -40,10 +42,6 @@ if TYPE_CHECKING:
 def _emit(obj: Any) -> None:
     sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
     sys.stdout.flush()
-
-
-def _servers(bootstrap: str) -> list[str]:
-    return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
 # -- publish --------------------------------------------------------------------------------
@@ -355,104 +353,35 @@ def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
 
 # -- verify-kafka -------------------------------------------------------------------------
 
-def result_key(req_repo: str, req_tag: str, digest: str | None) -> bytes:
-    """Results are keyed by the requested image digest, or repo:tag when none was given."""
-    return (digest or f"{req_repo}:{req_tag}").encode()
-
-
 def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     import signal
 
     _refuse_pins(args)
-    from kafka import KafkaConsumer, KafkaProducer
-    from kafka.structs import OffsetAndMetadata
-
-    from trustlog.core.evaluate import Request, Verdict
-    from trustlog.core.reasons import Code
-    from trustlog.ingest.view import ViewSet
-    from trustlog.verifier.batch import BatchVerifier
+    from trustlog.services.kafka_verify import KafkaVerifyService
 
     from .times import parse_time as _parse_time
 
-    ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
+    ref = None if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
     t0 = time.perf_counter()
-    # A read-only view that follows the ingest workers' logs: no writer lock, and what
-    # they append after we started is folded in before each batch of requests.
-    views = ViewSet(args.log)
-    if views.partitioned:  # each log holds only its own partition's repositories (the writers refuse others)
-        from trustlog.ingest.partitioning import check_ownership, load_log_layout
+    with KafkaVerifyService(args.kafka, args.kafka_requests, args.kafka_results, args.log, group=args.group,
+                            ref_time=ref, max_poll_records=args.max_poll_records) as svc:
+        ui.info(f"state from {args.log}: {len(svc.state.repos)} repositories, {svc.state.version} records "
+                f"({time.perf_counter() - t0:.1f} s)")
 
-        layout = load_log_layout(args.log)
-        for v in views.views:
-            check_ownership(int(v.dir.name[1:]), v.state.repos, layout, str(v.dir))
-    state = views.state
-    ui.info(f"state from {args.log}: {len(state.repos)} repositories, {state.version} records "
-            f"({time.perf_counter() - t0:.1f} s)")
-    verifier = BatchVerifier(state, ref_time=ref)
-    consumer = KafkaConsumer(args.kafka_requests, bootstrap_servers=_servers(args.kafka), group_id=args.group,
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=args.max_poll_records, session_timeout_ms=6000,
-                             heartbeat_interval_ms=2000, client_id=f"trustlog-verify-{os.getpid()}")
-    producer = KafkaProducer(bootstrap_servers=_servers(args.kafka), acks="all", enable_idempotence=True,
-                             linger_ms=5, client_id=f"trustlog-verify-{os.getpid()}")
-    dec = msgspec.json.Decoder(Request)
-    enc = msgspec.json.Encoder()
-    stop = [False]
+        def on_signal(signum: int, frame: Any) -> None:
+            svc.stop()
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stop[0] = True
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    counts: Counter[str] = Counter()
-    n = 0
-    last = time.monotonic()
-    try:
-        while not stop[0]:
-            polled = consumer.poll(timeout_ms=500)
-            while views.poll(100_000):
-                pass
-            if args.ref_time is None:
-                verifier.ref_time = int(time.time())
-            if not polled:
-                if args.idle_exit is not None and time.monotonic() - last >= args.idle_exit:
-                    break
-                continue
-            last = time.monotonic()
-            commits = {}
-            for tp, records in polled.items():
-                good: list[tuple[Request, Any]] = []
-                for r in records:
-                    try:
-                        good.append((dec.decode(r.value or b""), r))
-                    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                        v = Verdict("", "", Code.MALFORMED_REQUEST.value,
-                                    f"not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}", state.version)
-                        producer.send(args.kafka_results, key=None, value=enc.encode(v),
-                                      headers=[("request", f"{tp.topic}/{tp.partition}/{r.offset}".encode())])
-                        counts[v.code] += 1
-                for (req, r), v in zip(good, verifier.verify(req for req, _ in good)):
-                    producer.send(args.kafka_results, key=result_key(req.repo, req.tag, req.digest),
-                                  value=enc.encode(v),
-                                  headers=[("request", f"{tp.topic}/{tp.partition}/{r.offset}".encode())])
-                    counts[v.code] += 1
-                commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-                n += len(records)
-            producer.flush()  # results out before the requests count as done
-            consumer.commit(commits)
-            if args.max_messages is not None and n >= args.max_messages:
-                break
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        consumer.close(autocommit=False)
-        producer.close(timeout=10)
-        views.close()
-    summary = {"requests": n, "verdicts": dict(counts.most_common()), "state_version": state.version,
-               "reference_time": ref, "seconds": round(time.perf_counter() - t0, 3)}
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            summary = svc.run(idle_exit=args.idle_exit, max_messages=args.max_messages)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
     if args.json:
-        _emit(summary)
+        _emit(summary.to_dict())
     else:
-        ui.say("{} verdicts → {}: {}", n, args.kafka_results, ", ".join(f"{k}={v}" for k, v in counts.most_common()),
+        counts = summary.verdicts.most_common()
+        ui.say("{} verdicts → {}: {}", summary.requests, args.kafka_results, ", ".join(f"{k}={v}" for k, v in counts),
                err=True)
     return 0
 
