@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
-from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES, Envelope, decode_event, decode_wire, envelope_to_json
+from trustlog.core.events import Envelope, decode_event, decode_wire, envelope_to_json
 
 from trustlog.services.kafka_verify import bootstrap_servers as _servers
 
+from .options import add_kafka_worker_options, add_max_event_bytes_option, positive_int
 from .safe import plain
 from .ui import UI
 
@@ -306,7 +307,7 @@ def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
     import logging
 
     _refuse_pins(args)
-    from trustlog.ingest.kafka_worker import worker_from_args
+    from .kafka_worker import worker_from_args
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     w = worker_from_args(args.kafka, args, quiet=args.json)
@@ -319,19 +320,12 @@ def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
 
 
 def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
-    """Give the existing `trustlog ingest FILE` a Kafka mode: `trustlog ingest --kafka B
-    --topic T --group G` (FILE becomes optional)."""
-    from trustlog.ingest.kafka_worker import add_worker_arguments
-
-    for action in ingest._actions:
-        if action.dest == "file" and not action.option_strings:
-            action.nargs = "?"
-            action.required = False
-            action.default = None
-            action.help = (action.help or "") + " (or --kafka)"
+    """Give the existing `trustlog ingest [FILE]` (cli/main.py) a Kafka mode: `trustlog
+    ingest --kafka B --topic T --group G`. That parser has --log and --max-event-bytes
+    already; this adds the other worker options and says which of FILE or --kafka to give."""
     g = ingest.add_argument_group("Kafka (scale-out) mode: --log is the directory of the partition logs p<N>/")
     g.add_argument("--kafka", metavar="BOOTSTRAP", help="consume a topic instead of reading FILE")
-    add_worker_arguments(g, with_log=False)  # type: ignore[arg-type]
+    add_kafka_worker_options(g)
     file_func = ingest.get_default("func")
 
     def dispatch(args: argparse.Namespace, ui: UI) -> int:
@@ -391,8 +385,6 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the Kafka commands to the `trustlog` subparsers (``sub``); ``common`` gives
     --json/--log/--keys."""
-    from .main import positive_int
-
     pp = sub.add_parser(
         "publish", parents=[common], help="produce signed events to a Kafka topic, keyed by repository",
         description="Produce canonical MessagePack envelopes to TOPIC, keyed by repository (acks=all, "
@@ -425,18 +417,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pp.add_argument("--dump", metavar="FILE", help="also write every published envelope to this JSONL file")
     pp.add_argument("--send-invalid", action="store_true",
                     help="publish lines that are not envelopes raw and unkeyed (the workers reject them)")
-    pp.add_argument("--max-event-bytes", type=positive_int, default=DEFAULT_MAX_EVENT_BYTES, metavar="BYTES",
-                    help="refuse larger envelopes in FILE (default %(default)s)")
+    add_max_event_bytes_option(pp, help="refuse larger envelopes in FILE (default %(default)s)")
     pp.add_argument("--linger-ms", type=int, default=20, metavar="MS",
                     help="producer batching delay (default %(default)s)")
     pp.set_defaults(func=cmd_publish)
 
-    ingest = sub.choices.get("ingest")
-    if ingest is None:
-        ingest = sub.add_parser("ingest", parents=[common], help="consume a Kafka topic into partition logs")
-        ingest.add_argument("file", nargs="?", help=argparse.SUPPRESS)
-        ingest.set_defaults(func=lambda a, u: (_ for _ in ()).throw(InputError("give --kafka")))
-    _extend_ingest(ingest)
+    _extend_ingest(sub.choices["ingest"])  # built in cli/main.py, before the registrars run
 
     vk = sub.add_parser(
         "verify-kafka", parents=[common], help="answer verification requests from a topic into a results topic",

@@ -30,6 +30,7 @@ from .ui import UI
 
 from .logdir import add_init_option, require_log
 from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, common_parent  # noqa: F401 (re-exported)
+from .options import add_max_event_bytes_option, positive_int
 
 
 def _version_string() -> str:
@@ -90,17 +91,6 @@ def print_notices(ui: UI, log) -> None:
         ui.info(f"recovered log: {log.recovery}")
     for n in log.notices:
         ui.say("trustlog: notice: {}", n, err=True)
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts and sizes that must be at least 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -522,10 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Decode, batch-verify, fold and append (fsynced) the envelopes in FILE. Events "
                                    "that fail are kept in the rejects log with their reason (`trustlog rejects`). "
                                    "Exit 1 when any event was rejected.")
-    i.add_argument("file", help="JSONL: one envelope {payload, signatures} per line")
+    # FILE is optional: kafka_cmds gives this parser a Kafka mode (--kafka) and checks that one is given
+    i.add_argument("file", nargs="?", help="JSONL: one envelope {payload, signatures} per line (or --kafka)")
     i.add_argument("--batch", type=positive_int, default=2048, metavar="N", help="events per verified, fsynced batch")
-    i.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024, metavar="BYTES",
-                   help="reject larger envelopes as TOO_LARGE (default %(default)s)")
+    add_max_event_bytes_option(i)
     add_init_option(i)
     i.set_defaults(func=cmd_ingest)
 
