@@ -155,21 +155,19 @@ def wait_for_group(bootstrap: str, group: str, topic: str, end_offsets: dict[int
 
 
 def _file_envelopes(path: Path, max_bytes: int, send_invalid: bool) -> Iterator[tuple[Envelope | None, bytes]]:
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                env = decode_wire(line, max_bytes)
-                decode_event(env.payload)
-            except EncodingError as e:
-                if not send_invalid:
-                    raise InputError(f"{path}:{n}: not a signed event envelope ({e}); fix the line, or give "
-                                     "--send-invalid to publish it raw (unkeyed) for the rejects log") from e
-                yield None, line
-                continue
-            yield env, line
+    from trustlog.ingest.pipeline import read_lines
+
+    for line, where in read_lines(path):
+        try:
+            env = decode_wire(line, max_bytes)
+            decode_event(env.payload)
+        except EncodingError as e:
+            if not send_invalid:
+                raise InputError(f"{path}:{where.line}: not a signed event envelope ({e}); fix the line, or give "
+                                 "--send-invalid to publish it raw (unkeyed) for the rejects log") from e
+            yield None, line
+            continue
+        yield env, line
 
 
 def cmd_publish(args: argparse.Namespace, ui: UI) -> int:

@@ -288,17 +288,14 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
 
 def _read_requests(path: Path):
     from trustlog.core.evaluate import Request
+    from trustlog.ingest.pipeline import read_lines
 
     dec = msgspec.json.Decoder(Request)
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield dec.decode(line)
-            except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                raise InputError(f"{path}:{n}: not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}") from e
+    for line, where in read_lines(path):
+        try:
+            yield dec.decode(line)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise InputError(f"{path}:{where.line}: not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}") from e
 
 
 def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
