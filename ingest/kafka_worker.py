@@ -40,10 +40,12 @@ backend releases the GIL). That only warms a cache of facts about (key, message,
 signature); every trust decision is still the fold's. A rebalance drops the polled
 batch (it is read again from the log position).
 
-Run it as ``python -m trustlog.cli.kafka_worker`` or ``trustlog ingest --kafka`` (the
-command line, and its progress line, are in ``trustlog.cli.kafka_worker``); its Prometheus
-metrics are in :mod:`trustlog.ingest.kafka_metrics`, the partition layout and the
-``p<N>/`` directories in :mod:`trustlog.ingest.partitioning`.
+Run it as ``python -m trustlog.cli.kafka_worker`` or ``trustlog ingest --kafka`` (its
+command line is ``trustlog.cli.kafka_worker``, the progress line it feeds through a
+:class:`StatusSink` ``trustlog.cli.progress_line``); its Prometheus metrics are in
+:mod:`trustlog.ingest.kafka_metrics`, the partition layout and the ``p<N>/``
+directories in :mod:`trustlog.ingest.partitioning`. Faults are injected only through
+its seams (``fsync_fn``; see ``tests/fault_worker.py``).
 """
 from __future__ import annotations
 
@@ -209,6 +211,10 @@ class KafkaIngestWorker:
     :meth:`run` returns the exit status: 0 after a clean stop (signal, ``max_messages``,
     ``idle_exit``), 2 when the topic's layout is missing or contradicts the logs, 3 after
     a log failure (nothing of the failed batch committed).
+
+    ``status`` receives the one-line status (none by default); ``metrics_port`` serves
+    Prometheus metrics; ``fsync_fn`` replaces ``os.fsync`` in every partition log (the
+    seam a fault-injection test uses).
     """
 
     def __init__(
