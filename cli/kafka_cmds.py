@@ -302,12 +302,11 @@ def _refuse_pins(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
-    import logging
-
     _refuse_pins(args)
     from .kafka_worker import worker_from_args
+    from .progress_line import configure_logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     w = worker_from_args(args.kafka, args, quiet=args.json)
     rc = w.run()
     if args.json:

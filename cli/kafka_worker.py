@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import Any
 
@@ -22,7 +21,8 @@ from trustlog.core.errors import InputError, TrustlogError
 from trustlog.ingest.kafka_worker import KafkaIngestWorker
 
 from .options import DEFAULT_LOG, add_kafka_worker_options, add_max_event_bytes_option
-from .progress_line import ProgressLine
+from .progress_line import ProgressLine, configure_logging
+from .safe import plain
 
 PROG = "python -m trustlog.cli.kafka_worker"
 
@@ -61,18 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, **worker_options: Any) -> int:
     """Run one worker until it stops; ``worker_options`` as in :func:`worker_from_args`."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         w = worker_from_args(args.kafka, args, **worker_options)
         rc = w.run()
     except TrustlogError as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
+        print(f"trustlog: error: {plain(e)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(w.stats.to_dict()), flush=True)
     if rc:
-        print(f"trustlog: error: {w.stats.error}", file=sys.stderr)
+        print(f"trustlog: error: {plain(w.stats.error)}", file=sys.stderr)
     return rc
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import io
+import logging
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fault_worker import failing_fsync
 from trustlog.cli import kafka_worker as worker_cli
 from trustlog.cli.main import build_parser, main
 from trustlog.cli.options import add_kafka_worker_options
-from trustlog.cli.progress_line import ProgressLine
+from trustlog.cli.progress_line import PlainFormatter, ProgressLine
 from trustlog.ingest.kafka_metrics import NoMetrics, worker_metrics
 from trustlog.ingest.kafka_worker import KafkaIngestWorker
 
@@ -113,3 +114,47 @@ def test_the_worker_library_has_no_fault_switch_in_the_environment(monkeypatch, 
     variable that a production process might inherit."""
     monkeypatch.setenv("TRUSTLOG_FAULT_FSYNC_AFTER", "0")
     assert KafkaIngestWorker("127.0.0.1:1", "t", "g", tmp_path).fsync_fn is None
+
+
+HOSTILE = "registry.example.com/x\n2026-01-01 ERROR forged line \x1b[31m[bold]red[/bold]"
+
+
+def test_the_progress_line_shows_untrusted_text_literally(monkeypatch) -> None:
+    """A status line quotes error messages, which quote repository names: no second
+    line, no escape sequence, on a terminal no markup."""
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    line = ProgressLine(True, interval=0)
+    line.update(HOSTILE, force=True)
+    line.close(HOSTILE)
+    out = err.getvalue().splitlines()
+    assert len(out) == 2 and all("\x1b" not in o and "\\n2026" in o for o in out)
+
+    class Live:  # what rich.live.Live is given on a terminal
+        got: list = []
+
+        def update(self, r: object) -> None:
+            self.got.append(r)
+
+        def stop(self) -> None:
+            pass
+
+    live = ProgressLine(True)
+    live._live = Live()
+    live.update(HOSTILE)
+    live.close(HOSTILE)
+    from rich.text import Text
+    assert all(isinstance(r, Text) and "[bold]" in r.plain and "\x1b" not in r.plain for r in Live.got)
+
+
+def test_worker_log_lines_escape_untrusted_text() -> None:
+    rec = logging.LogRecord("trustlog.ingest.kafka", logging.ERROR, __file__, 1, "refused %s", (HOSTILE,), None)
+    out = PlainFormatter("%(levelname)s %(message)s").format(rec)
+    assert "\n" not in out and "\x1b" not in out and out.startswith("ERROR refused registry.example.com/x\\n")
+    assert rec.getMessage() == "refused " + HOSTILE  # the record itself is left as it was
+    try:
+        raise ValueError(HOSTILE)
+    except ValueError:
+        rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    out = PlainFormatter("%(message)s").format(rec)
+    assert len(out.splitlines()) == 1 and "\x1b" not in out and "Traceback" in out
