@@ -141,7 +141,7 @@ def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profil
     w = KafkaIngestWorker(bootstrap, topic, f"bench-{uuid.uuid4().hex[:8]}", logdir, max_messages=n,
                           max_poll_records=fetch["max_poll_records"],
                           max_partition_fetch_bytes=fetch["max_partition_fetch_bytes"],
-                          fetch_max_bytes=fetch["fetch_max_bytes"], progress=False,
+                          fetch_max_bytes=fetch["fetch_max_bytes"],
                           log_options={"crypto": crypto}, install_signal_handlers=False, preverify=preverify,
                           outcomes="" if outcomes else None)
     prof = None

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 def emit(obj: Any) -> None:
     """One JSON document on stdout (``--json``)."""
     sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+    sys.stdout.flush()  # a follower's lines reach a pipe as they happen
 
 
 def version_string() -> str:

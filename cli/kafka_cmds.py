@@ -28,22 +28,17 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
-from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES, Envelope, decode_event, decode_wire, envelope_to_json
+from trustlog.core.events import Envelope, decode_event, decode_wire, envelope_to_json
 
+from trustlog.services.kafka_verify import bootstrap_servers as _servers
+
+from .common import emit
+from .options import add_kafka_worker_options, add_max_event_bytes_option, positive_int
 from .safe import plain
 from .ui import UI
 
 if TYPE_CHECKING:
     from trustlog.ingest.partitioning import Layout
-
-
-def _emit(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
-    sys.stdout.flush()
-
-
-def _servers(bootstrap: str) -> list[str]:
-    return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
 # -- publish --------------------------------------------------------------------------------
@@ -156,21 +151,19 @@ def wait_for_group(bootstrap: str, group: str, topic: str, end_offsets: dict[int
 
 
 def _file_envelopes(path: Path, max_bytes: int, send_invalid: bool) -> Iterator[tuple[Envelope | None, bytes]]:
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                env = decode_wire(line, max_bytes)
-                decode_event(env.payload)
-            except EncodingError as e:
-                if not send_invalid:
-                    raise InputError(f"{path}:{n}: not a signed event envelope ({e}); fix the line, or give "
-                                     "--send-invalid to publish it raw (unkeyed) for the rejects log") from e
-                yield None, line
-                continue
-            yield env, line
+    from trustlog.ingest.pipeline import read_lines
+
+    for line, where in read_lines(path):
+        try:
+            env = decode_wire(line, max_bytes)
+            decode_event(env.payload)
+        except EncodingError as e:
+            if not send_invalid:
+                raise InputError(f"{path}:{where.line}: not a signed event envelope ({e}); fix the line, or give "
+                                 "--send-invalid to publish it raw (unkeyed) for the rejects log") from e
+            yield None, line
+            continue
+        yield env, line
 
 
 def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
@@ -255,7 +248,7 @@ def cmd_publish(args: argparse.Namespace, ui: UI) -> int:
         if waiter is not None:
             waiter.close()
     if args.json:
-        _emit(out)
+        emit(out)
     else:
         ui.table(f"published to {args.topic}", ["messages", "partitions", "seconds"],
                  [[pub.sent, " ".join(f"p{p}:{c}" for p, c in sorted(pub.per_partition.items())), out["seconds"]]])
@@ -305,35 +298,27 @@ def _refuse_pins(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest_kafka(args: argparse.Namespace, ui: UI) -> int:
-    import logging
-
     _refuse_pins(args)
-    from trustlog.ingest.kafka_worker import worker_from_args
+    from .kafka_worker import worker_from_args
+    from .progress_line import configure_logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     w = worker_from_args(args.kafka, args, quiet=args.json)
     rc = w.run()
     if args.json:
-        _emit(w.stats.to_dict())
+        emit(w.stats.to_dict())
     if rc:
         print(f"trustlog: error: {plain(w.stats.error)}", file=sys.stderr)
     return rc
 
 
 def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
-    """Give the existing `trustlog ingest FILE` a Kafka mode: `trustlog ingest --kafka B
-    --topic T --group G` (FILE becomes optional)."""
-    from trustlog.ingest.kafka_worker import add_worker_arguments
-
-    for action in ingest._actions:
-        if action.dest == "file" and not action.option_strings:
-            action.nargs = "?"
-            action.required = False
-            action.default = None
-            action.help = (action.help or "") + " (or --kafka)"
+    """Give the existing `trustlog ingest [FILE]` (cli/main.py) a Kafka mode: `trustlog
+    ingest --kafka B --topic T --group G`. That parser has --log and --max-event-bytes
+    already; this adds the other worker options and says which of FILE or --kafka to give."""
     g = ingest.add_argument_group("Kafka (scale-out) mode: --log is the directory of the partition logs p<N>/")
     g.add_argument("--kafka", metavar="BOOTSTRAP", help="consume a topic instead of reading FILE")
-    add_worker_arguments(g, with_log=False)  # type: ignore[arg-type]
+    add_kafka_worker_options(g)
     file_func = ingest.get_default("func")
 
     def dispatch(args: argparse.Namespace, ui: UI) -> int:
@@ -355,104 +340,35 @@ def _extend_ingest(ingest: argparse.ArgumentParser) -> None:
 
 # -- verify-kafka -------------------------------------------------------------------------
 
-def result_key(req_repo: str, req_tag: str, digest: str | None) -> bytes:
-    """Results are keyed by the requested image digest, or repo:tag when none was given."""
-    return (digest or f"{req_repo}:{req_tag}").encode()
-
-
 def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
     import signal
 
     _refuse_pins(args)
-    from kafka import KafkaConsumer, KafkaProducer
-    from kafka.structs import OffsetAndMetadata
-
-    from trustlog.core.evaluate import Request, Verdict
-    from trustlog.core.reasons import Code
-    from trustlog.ingest.view import ViewSet
-    from trustlog.verifier.batch import BatchVerifier
+    from trustlog.services.kafka_verify import KafkaVerifyService
 
     from .times import parse_time as _parse_time
 
-    ref = int(time.time()) if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
+    ref = None if args.ref_time is None else _parse_time(args.ref_time) // 1_000_000_000
     t0 = time.perf_counter()
-    # A read-only view that follows the ingest workers' logs: no writer lock, and what
-    # they append after we started is folded in before each batch of requests.
-    views = ViewSet(args.log)
-    if views.partitioned:  # each log holds only its own partition's repositories (the writers refuse others)
-        from trustlog.ingest.partitioning import check_ownership, load_log_layout
+    with KafkaVerifyService(args.kafka, args.kafka_requests, args.kafka_results, args.log, group=args.group,
+                            ref_time=ref, max_poll_records=args.max_poll_records) as svc:
+        ui.info(f"state from {args.log}: {len(svc.state.repos)} repositories, {svc.state.version} records "
+                f"({time.perf_counter() - t0:.1f} s)")
 
-        layout = load_log_layout(args.log)
-        for v in views.views:
-            check_ownership(int(v.dir.name[1:]), v.state.repos, layout, str(v.dir))
-    state = views.state
-    ui.info(f"state from {args.log}: {len(state.repos)} repositories, {state.version} records "
-            f"({time.perf_counter() - t0:.1f} s)")
-    verifier = BatchVerifier(state, ref_time=ref)
-    consumer = KafkaConsumer(args.kafka_requests, bootstrap_servers=_servers(args.kafka), group_id=args.group,
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=args.max_poll_records, session_timeout_ms=6000,
-                             heartbeat_interval_ms=2000, client_id=f"trustlog-verify-{os.getpid()}")
-    producer = KafkaProducer(bootstrap_servers=_servers(args.kafka), acks="all", enable_idempotence=True,
-                             linger_ms=5, client_id=f"trustlog-verify-{os.getpid()}")
-    dec = msgspec.json.Decoder(Request)
-    enc = msgspec.json.Encoder()
-    stop = [False]
+        def on_signal(signum: int, frame: Any) -> None:
+            svc.stop()
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stop[0] = True
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    counts: Counter[str] = Counter()
-    n = 0
-    last = time.monotonic()
-    try:
-        while not stop[0]:
-            polled = consumer.poll(timeout_ms=500)
-            while views.poll(100_000):
-                pass
-            if args.ref_time is None:
-                verifier.ref_time = int(time.time())
-            if not polled:
-                if args.idle_exit is not None and time.monotonic() - last >= args.idle_exit:
-                    break
-                continue
-            last = time.monotonic()
-            commits = {}
-            for tp, records in polled.items():
-                good: list[tuple[Request, Any]] = []
-                for r in records:
-                    try:
-                        good.append((dec.decode(r.value or b""), r))
-                    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                        v = Verdict("", "", Code.MALFORMED_REQUEST.value,
-                                    f"not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}", state.version)
-                        producer.send(args.kafka_results, key=None, value=enc.encode(v),
-                                      headers=[("request", f"{tp.topic}/{tp.partition}/{r.offset}".encode())])
-                        counts[v.code] += 1
-                for (req, r), v in zip(good, verifier.verify(req for req, _ in good)):
-                    producer.send(args.kafka_results, key=result_key(req.repo, req.tag, req.digest),
-                                  value=enc.encode(v),
-                                  headers=[("request", f"{tp.topic}/{tp.partition}/{r.offset}".encode())])
-                    counts[v.code] += 1
-                commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-                n += len(records)
-            producer.flush()  # results out before the requests count as done
-            consumer.commit(commits)
-            if args.max_messages is not None and n >= args.max_messages:
-                break
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        consumer.close(autocommit=False)
-        producer.close(timeout=10)
-        views.close()
-    summary = {"requests": n, "verdicts": dict(counts.most_common()), "state_version": state.version,
-               "reference_time": ref, "seconds": round(time.perf_counter() - t0, 3)}
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            summary = svc.run(idle_exit=args.idle_exit, max_messages=args.max_messages)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
     if args.json:
-        _emit(summary)
+        emit(summary.to_dict())
     else:
-        ui.say("{} verdicts → {}: {}", n, args.kafka_results, ", ".join(f"{k}={v}" for k, v in counts.most_common()),
+        counts = summary.verdicts.most_common()
+        ui.say("{} verdicts → {}: {}", summary.requests, args.kafka_results, ", ".join(f"{k}={v}" for k, v in counts),
                err=True)
     return 0
 
@@ -462,8 +378,6 @@ def cmd_verify_kafka(args: argparse.Namespace, ui: UI) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the Kafka commands to the `trustlog` subparsers (``sub``); ``common`` gives
     --json/--log/--keys."""
-    from .options import positive_int
-
     pp = sub.add_parser(
         "publish", parents=[common], help="produce signed events to a Kafka topic, keyed by repository",
         description="Produce canonical MessagePack envelopes to TOPIC, keyed by repository (acks=all, "
@@ -496,18 +410,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pp.add_argument("--dump", metavar="FILE", help="also write every published envelope to this JSONL file")
     pp.add_argument("--send-invalid", action="store_true",
                     help="publish lines that are not envelopes raw and unkeyed (the workers reject them)")
-    pp.add_argument("--max-event-bytes", type=positive_int, default=DEFAULT_MAX_EVENT_BYTES, metavar="BYTES",
-                    help="refuse larger envelopes in FILE (default %(default)s)")
+    add_max_event_bytes_option(pp, help="refuse larger envelopes in FILE (default %(default)s)")
     pp.add_argument("--linger-ms", type=int, default=20, metavar="MS",
                     help="producer batching delay (default %(default)s)")
     pp.set_defaults(func=cmd_publish)
 
-    ingest = sub.choices.get("ingest")
-    if ingest is None:
-        ingest = sub.add_parser("ingest", parents=[common], help="consume a Kafka topic into partition logs")
-        ingest.add_argument("file", nargs="?", help=argparse.SUPPRESS)
-        ingest.set_defaults(func=lambda a, u: (_ for _ in ()).throw(InputError("give --kafka")))
-    _extend_ingest(ingest)
+    _extend_ingest(sub.choices["ingest"])  # built in cli/main.py, before the registrars run
 
     vk = sub.add_parser(
         "verify-kafka", parents=[common], help="answer verification requests from a topic into a results topic",

@@ -30,7 +30,8 @@ from .times import parse_time as _parse_time
 from .ui import UI
 
 from .logdir import add_init_option
-from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, common_parent, positive_int  # noqa: F401 (re-exported)
+from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, common_parent  # noqa: F401 (re-exported)
+from .options import add_max_event_bytes_option, positive_int
 
 
 def _keystore(args: argparse.Namespace):
@@ -234,17 +235,14 @@ def cmd_ingest(args: argparse.Namespace, ui: UI) -> int:
 
 def _read_requests(path: Path):
     from trustlog.core.evaluate import Request
+    from trustlog.ingest.pipeline import read_lines
 
     dec = msgspec.json.Decoder(Request)
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield dec.decode(line)
-            except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                raise InputError(f"{path}:{n}: not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}") from e
+    for line, where in read_lines(path):
+        try:
+            yield dec.decode(line)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise InputError(f"{path}:{where.line}: not a request {{\"repo\", \"tag\"[, \"digest\"]}}: {e}") from e
 
 
 def cmd_verify(args: argparse.Namespace, ui: UI) -> int:
@@ -458,10 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Decode, batch-verify, fold and append (fsynced) the envelopes in FILE. Events "
                                    "that fail are kept in the rejects log with their reason (`trustlog rejects`). "
                                    "Exit 1 when any event was rejected.")
-    i.add_argument("file", help="JSONL: one envelope {payload, signatures} per line")
+    # FILE is optional: kafka_cmds gives this parser a Kafka mode (--kafka) and checks that one is given
+    i.add_argument("file", nargs="?", help="JSONL: one envelope {payload, signatures} per line (or --kafka)")
     i.add_argument("--batch", type=positive_int, default=2048, metavar="N", help="events per verified, fsynced batch")
-    i.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024, metavar="BYTES",
-                   help="reject larger envelopes as TOO_LARGE (default %(default)s)")
+    add_max_event_bytes_option(i)
     add_init_option(i)
     i.set_defaults(func=cmd_ingest)
 

@@ -40,16 +40,18 @@ backend releases the GIL). That only warms a cache of facts about (key, message,
 signature); every trust decision is still the fold's. A rebalance drops the polled
 batch (it is read again from the log position).
 
-Run it as ``python -m trustlog.cli.kafka_worker`` or ``trustlog ingest --kafka``.
+Run it as ``python -m trustlog.cli.kafka_worker`` or ``trustlog ingest --kafka`` (its
+command line is ``trustlog.cli.kafka_worker``, the progress line it feeds through a
+:class:`StatusSink` ``trustlog.cli.progress_line``); its Prometheus metrics are in
+:mod:`trustlog.ingest.kafka_metrics`, the partition layout and the ``p<N>/``
+directories in :mod:`trustlog.ingest.partitioning`. Faults are injected only through
+its seams (``fsync_fn``; see ``tests/fault_worker.py``).
 """
 from __future__ import annotations
 
-import argparse
-import errno
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -57,30 +59,46 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener
 
-from trustlog.core.errors import LogError, TrustlogError
+from trustlog.core.errors import LogError
 from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES
-from trustlog.core.state import TrustState
 
+from .kafka_metrics import NoMetrics, reason_label, worker_metrics
 from .outcomes import OutcomeWriter, default_outcomes_topic, ensure_outcomes_topic
-from .partitioning import Layout, LayoutError, admit_for, ensure_layout, record_log_layout, topic_partitions
+from .partitioning import (
+    Layout, LayoutError, admit_for, ensure_layout, partition_dir, record_log_layout, topic_partitions,
+)
 from .pipeline import BatchResult, TrustLog
 from .records import KafkaPosition
 from .rejects import RejectsLog
 
 log = logging.getLogger("trustlog.ingest.kafka")
 
-FAULT_FSYNC_ENV = "TRUSTLOG_FAULT_FSYNC_AFTER"
 EXIT_OK = 0
 EXIT_BAD_SETUP = 2
 EXIT_LOG_FAILURE = 3
 LOCK_RETRY_SECONDS = 0.2
 
 
-# -- the per-partition log ---------------------------------------------------------------
+class StatusSink(Protocol):
+    """Where the worker's one-line status goes (the command line shows it; see
+    ``trustlog.cli.progress_line``): ``update`` every half second, ``close`` once at the end."""
+
+    def update(self, line: str, force: bool = False) -> None: ...
+
+    def close(self, line: str) -> None: ...
+
+
+class _NoStatus:
+    def update(self, line: str, force: bool = False) -> None:
+        pass
+
+    def close(self, line: str) -> None:
+        pass
+
 
 def _preverify_jobs(jobs: list[tuple[TrustLog, list[bytes | None]]]) -> None:
     for tl, raws in jobs:
@@ -88,140 +106,6 @@ def _preverify_jobs(jobs: list[tuple[TrustLog, list[bytes | None]]]) -> None:
             tl.preverify(raws)
         except Exception as e:  # noqa: BLE001 - only a cache warm-up: the fold checks everything itself
             log.debug("pre-verification failed (the fold will check): %r", e)
-
-
-def partition_dir(log_dir: str | os.PathLike[str], partition: int) -> Path:
-    return Path(log_dir) / f"p{partition}"
-
-
-def partition_dirs(log_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """The ``p<N>`` log directories under ``log_dir``, by partition number."""
-    out = []
-    base = Path(log_dir)
-    if base.is_dir():
-        for d in base.iterdir():
-            if d.is_dir() and d.name.startswith("p") and d.name[1:].isdigit():
-                out.append((int(d.name[1:]), d))
-    return sorted(out)
-
-
-def open_partition_logs(log_dir: str | os.PathLike[str], **trustlog_options: Any) -> TrustState:
-    """The trust state of every ``p*/`` log under ``log_dir``, merged.
-
-    Each partition log is folded on its own (a read-only :class:`TrustLog`: no lock is
-    taken and nothing is written, so running ingest workers are not disturbed; each log
-    is read up to its last durable record). Repositories are partitioned by key, so their
-    states do not overlap; a repository found in two logs is an error. The merged
-    ``version`` is the total number of records folded. Each log's repositories must
-    belong to its partition under the layout recorded in ``<log_dir>/layout.json``.
-    """
-    from .partitioning import check_ownership, load_log_layout
-
-    dirs = partition_dirs(log_dir)
-    if not dirs:
-        raise LogError(f"no partition logs (p0/, p1/, ...) under {log_dir}")
-    layout = load_log_layout(log_dir)
-    merged = TrustState()
-    for p, d in dirs:
-        with TrustLog(d, read_only=True, **trustlog_options) as tl:
-            check_ownership(p, tl.state.repos, layout, str(d))
-            for name, repo in tl.state.repos.items():
-                if name in merged.repos:
-                    raise LogError(f"repository {name!r} is in two partition logs (p{p} and another); "
-                                   "was the topic repartitioned or keyed by something else?")
-                merged.repos[name] = repo
-            merged.version += tl.state.version
-    return merged
-
-
-# -- fault injection -----------------------------------------------------------------------
-
-def fault_fsync_from_env(env: dict[str, str] | None = None) -> Callable[[int], None] | None:
-    """``TRUSTLOG_FAULT_FSYNC_AFTER=N``: an fsync that works N times (counted over every
-    log of the process), then fails with EIO. For fault-injection tests only."""
-    raw = (env if env is not None else os.environ).get(FAULT_FSYNC_ENV, "").strip()
-    if not raw:
-        return None
-    limit = int(raw)
-    calls = [0]
-
-    def fsync(fd: int) -> None:
-        calls[0] += 1
-        if calls[0] > limit:
-            raise OSError(errno.EIO, f"injected fsync failure ({FAULT_FSYNC_ENV}={limit})")
-        os.fsync(fd)
-
-    return fsync
-
-
-# -- metrics and progress -------------------------------------------------------------------
-
-class _Metrics:
-    def __init__(self, port: int | None) -> None:
-        self.enabled = port is not None
-        if not self.enabled:
-            return
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-        self.registry = CollectorRegistry()
-        self.events = Counter("trustlog_ingest_events", "Events appended to the log", ["partition"],
-                              registry=self.registry)
-        self.duplicates = Counter("trustlog_ingest_duplicates", "Redelivered inputs already in the log",
-                                  registry=self.registry)
-        self.rejects = Counter("trustlog_ingest_rejects", "Inputs rejected, by reason", ["reason"],
-                               registry=self.registry)
-        self.rate = Gauge("trustlog_ingest_events_per_second", "Messages ingested per second (10 s window)",
-                          registry=self.registry)
-        self.lag = Gauge("trustlog_ingest_consumer_lag", "High watermark minus next offset to ingest",
-                         ["partition"], registry=self.registry)
-        self.fsync = Histogram("trustlog_ingest_fsync_seconds", "Seconds spent in fsync per group commit",
-                               buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-                               registry=self.registry)
-        self.partitions = Gauge("trustlog_ingest_partitions", "Partitions whose log this worker holds",
-                                registry=self.registry)
-        self.server = start_http_server(port, registry=self.registry)
-
-    def close(self) -> None:
-        if self.enabled and isinstance(self.server, tuple):
-            try:
-                self.server[0].shutdown()
-            except Exception:  # noqa: BLE001
-                pass
-
-
-class _Progress:
-    """One live status line on stderr (rich, when it is a terminal); otherwise a plain
-    line every ``interval`` seconds."""
-
-    def __init__(self, enabled: bool, interval: float) -> None:
-        self.enabled = enabled
-        self.interval = interval
-        self._live = None
-        self._last = 0.0
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.live import Live
-
-            self._live = Live("", console=Console(file=sys.stderr), refresh_per_second=4, transient=False)
-            self._live.start()
-
-    def update(self, line: str, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        if self._live is not None:
-            self._live.update(line)
-            return
-        now = time.monotonic()
-        if force or now - self._last >= self.interval:
-            self._last = now
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self, line: str) -> None:
-        if self._live is not None:
-            self._live.update(line)
-            self._live.stop()
-        elif self.enabled:
-            print(line, file=sys.stderr, flush=True)
 
 
 # -- the worker -------------------------------------------------------------------------------
@@ -327,6 +211,10 @@ class KafkaIngestWorker:
     :meth:`run` returns the exit status: 0 after a clean stop (signal, ``max_messages``,
     ``idle_exit``), 2 when the topic's layout is missing or contradicts the logs, 3 after
     a log failure (nothing of the failed batch committed).
+
+    ``status`` receives the one-line status (none by default); ``metrics_port`` serves
+    Prometheus metrics; ``fsync_fn`` replaces ``os.fsync`` in every partition log (the
+    seam a fault-injection test uses).
     """
 
     def __init__(
@@ -352,8 +240,7 @@ class KafkaIngestWorker:
         metadata_max_age_ms: int = 5000,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         fsync_fn: Callable[[int], None] | None = None,
-        progress: bool = True,
-        progress_interval: float = 5.0,
+        status: StatusSink | None = None,
         client_id: str | None = None,
         consumer_options: dict[str, Any] | None = None,
         log_options: dict[str, Any] | None = None,
@@ -375,7 +262,7 @@ class KafkaIngestWorker:
         self.idle_exit = idle_exit
         self.max_poll_records = max_poll_records
         self.max_event_bytes = max_event_bytes
-        self.fsync_fn = fsync_fn if fsync_fn is not None else fault_fsync_from_env()
+        self.fsync_fn = fsync_fn
         self.install_signal_handlers = install_signal_handlers
         self.log_options = dict(log_options or {})
         self.preverify = preverify
@@ -395,8 +282,8 @@ class KafkaIngestWorker:
         self._failed_log: TrustLog | None = None
         self._rate_window: deque[tuple[float, int]] = deque()
         self._metrics_port = metrics_port
-        self._metrics = _Metrics(None)
-        self._progress_opts = (progress, progress_interval)
+        self._metrics: NoMetrics = NoMetrics()
+        self._status: StatusSink = status if status is not None else _NoStatus()
         self._consumer_config: dict[str, Any] = dict(
             bootstrap_servers=bootstrap.split(","),
             group_id=group,
@@ -601,16 +488,9 @@ class KafkaIngestWorker:
         s.duplicates += res.duplicates
         s.batches += 1
         for reason, c in res.reasons.items():
-            s.reasons[str(getattr(reason, "value", reason))] = s.reasons.get(str(getattr(reason, "value", reason)), 0) + c
+            s.reasons[reason_label(reason)] = s.reasons.get(reason_label(reason), 0) + c
         self._rate_window.append((now, n))
-        m = self._metrics
-        if m.enabled:
-            m.events.labels(str(partition)).inc(res.accepted)
-            if res.duplicates:
-                m.duplicates.inc(res.duplicates)
-            for reason, c in res.reasons.items():
-                m.rejects.labels(str(getattr(reason, "value", reason))).inc(c)
-            m.fsync.observe(fsync_spent)
+        self._metrics.batch(partition, res.accepted, res.duplicates, res.reasons, fsync_spent)
 
     def _rate(self) -> float:
         now = time.monotonic()
@@ -642,13 +522,7 @@ class KafkaIngestWorker:
                 f"{s.duplicates:,} duplicates, lag {sum(lag.values()):,}")
 
     def _update_gauges(self) -> None:
-        m = self._metrics
-        if not m.enabled:
-            return
-        m.rate.set(self._rate())
-        m.partitions.set(len(self._logs))
-        for p, lag in self._lag().items():
-            m.lag.labels(str(p)).set(lag)
+        self._metrics.gauges(self._rate(), len(self._logs), self._lag())
 
     def _ingest_and_commit(self, polled: dict[Any, list[Any]]) -> None:
         from kafka.errors import KafkaError
@@ -682,8 +556,8 @@ class KafkaIngestWorker:
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 old_handlers[sig] = signal.signal(sig, self._on_signal)
-        self._metrics = _Metrics(self._metrics_port)
-        progress = _Progress(*self._progress_opts)
+        self._metrics = worker_metrics(self._metrics_port)
+        progress = self._status
         progress.update(f"ingest {self.topic} [{self.group}]: started (pid {os.getpid()}), logs in {self.log_dir}",
                         force=True)
         started = time.monotonic()
@@ -823,99 +697,3 @@ class KafkaIngestWorker:
         tail = f"; STOPPED ON LOG FAILURE: {s.error}" if s.exit_code else ""
         return (f"ingest {self.topic} [{self.group}] done: {s.messages:,} messages{rate}, {s.accepted:,} appended, "
                 f"{s.rejected:,} rejected, {s.duplicates:,} duplicates{tail}")
-
-
-# -- command line --------------------------------------------------------------------------
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
-
-
-def add_worker_arguments(parser: argparse.ArgumentParser, *, with_log: bool = True) -> None:
-    """The Kafka ingest options (shared by this module's main and ``trustlog ingest --kafka``).
-    Options the parser already has (say ``--max-event-bytes``) are left as they are."""
-
-    class _P:
-        @staticmethod
-        def add_argument(*flags: str, **kw: Any) -> None:
-            if not any(f in parser._option_string_actions for f in flags):
-                parser.add_argument(*flags, **kw)
-
-    p = _P()
-    p.add_argument("--topic", help="topic to consume (envelopes keyed by repository)")
-    p.add_argument("--group", help="consumer group id; workers of one group share the partitions")
-    if with_log:
-        p.add_argument("--log", default=os.environ.get("TRUSTLOG_LOG", "./trustlog-data"),
-                       help="directory of the partition logs <log>/p<N>/")
-    p.add_argument("--dlq", metavar="TOPIC", help="also send rejected inputs to this dead-letter topic")
-    p.add_argument("--outcomes", metavar="TOPIC", default="",
-                   help="topic for each input's outcome, keyed by event id (default <topic>.outcomes)")
-    p.add_argument("--no-outcomes", action="store_true", help="produce no outcome messages")
-    p.add_argument("--metadata-max-age-ms", type=int, default=5000,
-                   help="refresh topic metadata this often, to notice a grown topic (default %(default)s)")
-    p.add_argument("--instance-id", help="static group membership id (a restart within the session timeout "
-                                         "gets its partitions back without a rebalance)")
-    p.add_argument("--max-messages", type=_positive_int, help="stop after this many messages")
-    p.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without messages")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    p.add_argument("--max-poll-records", type=_positive_int, default=5000, help="records per poll (default %(default)s)")
-    p.add_argument("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024, metavar="BYTES",
-                   help="Kafka consumer max_partition_fetch_bytes (default %(default)s)")
-    p.add_argument("--session-timeout-ms", type=int, default=6000, metavar="MS",
-                   help="consumer group session timeout (default %(default)s)")
-    p.add_argument("--heartbeat-interval-ms", type=int, default=2000, metavar="MS",
-                   help="consumer group heartbeat interval (default %(default)s)")
-    p.add_argument("--max-event-bytes", type=_positive_int, default=DEFAULT_MAX_EVENT_BYTES)
-    p.add_argument("--no-preverify", action="store_true",
-                   help="check signatures only inside each batch's fold (default: the next batch's signatures "
-                        "are checked in a background thread while the current one is appended)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.add_argument("--progress-interval", type=float, default=5.0,
-                   help="seconds between progress lines when stderr is not a terminal")
-
-
-def worker_from_args(bootstrap: str, args: argparse.Namespace, *, quiet: bool = False) -> KafkaIngestWorker:
-    if not args.topic or not args.group:
-        from trustlog.core.errors import InputError
-        raise InputError("Kafka ingest needs --topic and --group")
-    return KafkaIngestWorker(
-        bootstrap, args.topic, args.group, args.log, dlq=args.dlq, instance_id=args.instance_id,
-        outcomes=None if args.no_outcomes else args.outcomes, metadata_max_age_ms=args.metadata_max_age_ms,
-        max_messages=args.max_messages, idle_exit=args.idle_exit, metrics_port=args.metrics_port,
-        max_poll_records=args.max_poll_records, max_partition_fetch_bytes=args.max_partition_fetch_bytes,
-        session_timeout_ms=args.session_timeout_ms, heartbeat_interval_ms=args.heartbeat_interval_ms,
-        max_event_bytes=args.max_event_bytes, preverify=not args.no_preverify, progress=not (quiet or args.quiet),
-        progress_interval=args.progress_interval,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trustlog.cli.kafka_worker",
-                                description="Consume a topic of signed events into one trust log per partition.")
-    p.add_argument("--kafka", "--bootstrap", dest="kafka", required=True, metavar="BOOTSTRAP",
-                   help="bootstrap servers host:port[,host:port]")
-    add_worker_arguments(p)
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        w = worker_from_args(args.kafka, args)
-        rc = w.run()
-    except TrustlogError as e:
-        print(f"trustlog: error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        import json
-        print(json.dumps(w.stats.to_dict()), flush=True)
-    if rc:
-        print(f"trustlog: error: {w.stats.error}", file=sys.stderr)
-    return rc
-

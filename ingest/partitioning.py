@@ -20,6 +20,9 @@ A grown topic therefore keeps every repository where its history is; its extra
 partitions stay empty (workers log a notice when they see them). An event that
 arrives in a partition its repository does not map to is refused as
 ``WRONG_PARTITION`` by the worker, never appended.
+
+The partition logs of a log directory are found and merged here too
+(:func:`partition_dirs`, :func:`open_partition_logs`).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from kafka.partitioner.default import murmur2
 from trustlog.core.errors import LogError, TrustlogError
 from trustlog.core.events import Event
 from trustlog.core.reasons import Reject
-from trustlog.core.state import RejectedEventError
+from trustlog.core.state import RejectedEventError, TrustState
 
 LAYOUT_FILE = "layout.json"
 HASH = "murmur2"
@@ -219,6 +222,53 @@ def record_log_layout(log_dir: str | os.PathLike[str], lay: Layout) -> None:
         os.close(fd)
 
 
+# -- the partition logs under a log directory ------------------------------------------------
+
+def partition_dir(log_dir: str | os.PathLike[str], partition: int) -> Path:
+    """The log directory of ``partition``: ``<log_dir>/p<partition>``."""
+    return Path(log_dir) / f"p{partition}"
+
+
+def partition_dirs(log_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """The ``p<N>`` log directories under ``log_dir``, by partition number."""
+    out = []
+    base = Path(log_dir)
+    if base.is_dir():
+        for d in base.iterdir():
+            if d.is_dir() and d.name.startswith("p") and d.name[1:].isdigit():
+                out.append((int(d.name[1:]), d))
+    return sorted(out)
+
+
+def open_partition_logs(log_dir: str | os.PathLike[str], **trustlog_options: Any) -> TrustState:
+    """The trust state of every ``p*/`` log under ``log_dir``, merged.
+
+    Each partition log is folded on its own (a read-only :class:`TrustLog`: no lock is
+    taken and nothing is written, so running ingest workers are not disturbed; each log
+    is read up to its last durable record). Repositories are partitioned by key, so their
+    states do not overlap; a repository found in two logs is an error. The merged
+    ``version`` is the total number of records folded. Each log's repositories must
+    belong to its partition under the layout recorded in ``<log_dir>/layout.json``.
+    """
+    from .pipeline import TrustLog
+
+    dirs = partition_dirs(log_dir)
+    if not dirs:
+        raise LogError(f"no partition logs (p0/, p1/, ...) under {log_dir}")
+    layout = load_log_layout(log_dir)
+    merged = TrustState()
+    for p, d in dirs:
+        with TrustLog(d, read_only=True, **trustlog_options) as tl:
+            check_ownership(p, tl.state.repos, layout, str(d))
+            for name, repo in tl.state.repos.items():
+                if name in merged.repos:
+                    raise LogError(f"repository {name!r} is in two partition logs (p{p} and another); "
+                                   "was the topic repartitioned or keyed by something else?")
+                merged.repos[name] = repo
+            merged.version += tl.state.version
+    return merged
+
+
 def check_ownership(partition: int, repos: Any, lay: Layout | None, where: str) -> None:
     """Every repository in the log of ``partition`` must map to it under ``lay``.
     Raises :class:`LogError` naming the first one that does not (fail closed)."""
@@ -257,4 +307,4 @@ def wrong_partition_detail(repo: str, partition: int, lay: Layout) -> str:
 
 __all__ = ["Layout", "LayoutError", "partition_for", "layout_topic", "read_layout", "ensure_layout",
            "topic_partitions", "load_log_layout", "record_log_layout", "check_ownership",
-           "admit_for", "wrong_partition_detail"]
+           "admit_for", "wrong_partition_detail", "partition_dir", "partition_dirs", "open_partition_logs"]

@@ -165,7 +165,7 @@ def test_signers_from_one_state_all_land_through_kafka(cli, kafka_bootstrap, tmp
     finally:
         assert stop(w) == 0, stderr_of(w)
         delete_topics(kafka_bootstrap, topic, f"{topic}.layout", f"{topic}.outcomes")
-    from trustlog.ingest.kafka_worker import partition_dirs
+    from trustlog.ingest.partitioning import partition_dirs
 
     owners = []
     for _, d in partition_dirs(logdir):

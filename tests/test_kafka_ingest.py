@@ -2,7 +2,8 @@
 partition logs, through kill -9, broker restarts, rebalances and fsync failures.
 
 Workers run as subprocesses (``python -m trustlog.cli.kafka_worker``), so a kill -9
-is a real one. Every test uses a fresh topic with 4 partitions.
+is a real one; a fault inside the worker (a failing fsync) is injected by starting it
+through ``tests/fault_worker.py``. Every test uses a fresh topic with 4 partitions.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from trustlog.cli.kafka_cmds import wait_for_group
 from trustlog.core.evaluate import Request
 from trustlog.core.events import Envelope, ImageSigned, Signature, envelope_to_json, sign_event
 from trustlog.core.keys import SigningKey
-from trustlog.ingest.kafka_worker import partition_dirs
+from trustlog.ingest.partitioning import partition_dirs
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import LogClock, decode_record
 from trustlog.ingest.rejects import RejectsLog
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.kafka
 PARTITIONS = 4
 PY = sys.executable
 WORKER = [PY, "-m", "trustlog.cli.kafka_worker"]
+FAULT_WORKER = [PY, str(Path(__file__).with_name("fault_worker.py"))]  # the worker with fault hooks
 CLI = [PY, "-m", "trustlog.cli.main"]  # = `trustlog`
 
 
@@ -103,11 +105,15 @@ def keyed(env: Envelope) -> tuple[bytes, bytes]:
 
 
 def start_worker(bootstrap: str, topic: str, group: str, logdir: Path, tmp: Path, *extra: str,
-                 env: dict[str, str] | None = None, name: str = "w") -> subprocess.Popen:
+                 env: dict[str, str] | None = None, name: str = "w",
+                 faults: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A worker process; ``faults`` (say ``("--fault-fsync-after", "30")``) starts it
+    through tests/fault_worker.py with those faults injected."""
     n = len(list(tmp.glob(f"{name}-*.err")))
     out = open(tmp / f"{name}-{n}.out", "wb")
     err = open(tmp / f"{name}-{n}.err", "wb")
-    cmd = [*WORKER, "--kafka", bootstrap, "--topic", topic, "--group", group, "--log", str(logdir), "--json",
+    cmd = [*(FAULT_WORKER if faults else WORKER), *faults,
+           "--kafka", bootstrap, "--topic", topic, "--group", group, "--log", str(logdir), "--json",
            "--progress-interval", "1", *extra]
     proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
@@ -518,7 +524,7 @@ def test_fsync_failure_stops_without_commit(kafka_bootstrap, topic, tmp_path):
     logdir = tmp_path / "logs"
     ends = produce(kafka_bootstrap, topic, [keyed(e) for e in envs])
     w = start_worker(kafka_bootstrap, topic, group, logdir, tmp_path, "--max-poll-records", "50",
-                     "--idle-exit", "30", env={"TRUSTLOG_FAULT_FSYNC_AFTER": "30"})
+                     "--idle-exit", "30", faults=("--fault-fsync-after", "30"))
     rc = w.wait(60)
     err = stderr_of(w)
     assert rc == 3, err

@@ -14,8 +14,7 @@ import pytest
 
 from test_kafka_ingest import CLI, delete_topics, expected_outcome, new_topic, start_worker, stderr_of, stop, synthetic
 from trustlog.core.events import Envelope, Signature, decode_event, envelope_to_json
-from trustlog.ingest.kafka_worker import partition_dirs
-from trustlog.ingest.partitioning import partition_for
+from trustlog.ingest.partitioning import partition_dirs, partition_for
 from trustlog.ingest.records import decode_record
 from trustlog.ingest.segment_log import SegmentLog
 

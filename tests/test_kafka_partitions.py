@@ -22,8 +22,7 @@ from trustlog.cli.kafka_cmds import Publisher, wait_for_group
 from trustlog.core.evaluate import Request
 from trustlog.core.events import RepoCreated, decode_event, sign_event
 from trustlog.core.keys import SigningKey
-from trustlog.ingest.kafka_worker import open_partition_logs
-from trustlog.ingest.partitioning import load_log_layout, read_layout
+from trustlog.ingest.partitioning import load_log_layout, open_partition_logs, read_layout
 from trustlog.ingest.rejects import RejectsLog
 
 pytestmark = pytest.mark.kafka
