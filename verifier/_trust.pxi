@@ -55,26 +55,9 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_rwlock_wrlock(pthread_rwlock_t *lock)
     int pthread_rwlock_unlock(pthread_rwlock_t *lock)
 
+include "_codes.pxi"            # verdict bytes V_*, details E_* / X_*: generated from core/verdict_codes.py
+
 cdef enum:
-    # Verdict bytes of the compiled evaluation (trustlog.verifier.compiled.CODES).
-    V_NONE = 0              # a dead row: no verdict
-    V_VALID = 1
-    V_BAD_SIGNATURE = 2
-    V_THRESHOLD_NOT_MET = 3
-    V_KEY_COMPROMISED = 4
-    V_DELEGATION_COMPROMISED = 5
-    V_ROLE_REMOVED = 6
-    V_EXPIRED = 7
-    V_ERROR = 8
-    V_OUTSIDE_PATTERNS = 9  # the role's current paths no longer cover the tag
-    # Details of V_ERROR (trustlog.verifier.compiled.ERRORS).
-    E_ROW = 1               # the tag entry could not be compiled
-    E_REPO = 2              # the repository could not be compiled
-    E_GRANT = 3             # the entry's grant does not exist
-    E_UNVERIFIED = 4        # a signature reached evaluation without a validity byte
-    E_KEY = 5               # a signature's key is missing from the repository
-    E_CHAIN = 6             # the chain of grants above is malformed
-    E_ROLE = 7              # the entry's role index is out of range
     # Grant faults (memoised per slot at compile time).
     F_UNKNOWN = 0xFF
     F_NONE = 0
@@ -739,23 +722,23 @@ cdef inline uint8_t eval_row(const CT *c, int64_t i, int64_t ref, int32_t *detai
     # (4) expiry at the run's reference time: root, targets, the signing role now, the
     # grant that signed the tag, the tag
     if r.root_exp <= ref:
-        detail[0] = 0
+        detail[0] = X_ROOT
         return V_EXPIRED
     if r.targets_exp <= ref:
-        detail[0] = 1
+        detail[0] = X_TARGETS
         return V_EXPIRED
     if e.role >= 0:
         if e.role >= r.nroles:
             detail[0] = E_ROLE
             return V_ERROR
         if c.roles[r.role_base + e.role] <= ref:
-            detail[0] = 2
+            detail[0] = X_ROLE
             return V_EXPIRED
     if g.expires <= ref:
-        detail[0] = 4
+        detail[0] = X_GRANT
         return V_EXPIRED
     if e.expires <= ref:
-        detail[0] = 3
+        detail[0] = X_SIGNATURE
         return V_EXPIRED
     return V_VALID
 
