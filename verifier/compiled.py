@@ -1,14 +1,17 @@
 """Key-chain evaluation over the compiled state: the fast twin of ``core.evaluate``.
 
-:class:`CompiledEvaluator` wraps ``_cverify.CompiledTrust`` (see ``_trust.pxi``): the
+:class:`CompiledEvaluator` wraps ``_cverify.CompiledTrust`` (``_compiled_trust.pxi``): the
 trust state compiled to flat arrays, kept current by recompiling only the repositories
-whose version changed, evaluated in C on every core with the GIL released. It yields the
-same ``(code, reason, counted keys)`` as :func:`trustlog.core.evaluate.evaluate_entry`
-for every tag; ``tests/test_chain_differential.py`` checks that on generated histories,
-because a divergence between the two is a security bug.
+whose version changed, evaluated in C (the rules: ``_rules.pxi``) on every core with the
+GIL released. It yields the same ``(code, reason, counted keys)`` as
+:func:`trustlog.core.evaluate.evaluate_entry` for every tag;
+``tests/test_chain_differential.py`` checks that on generated histories, because a
+divergence between the two is a security bug.
 
 Only verdict bytes and small integers come out of C; reasons and key lists are built
-here, from the state, when a :class:`~trustlog.core.evaluate.Verdict` is wanted.
+here, from the state and the verdict table (``core/verdict_codes.py``, which the
+reference words its reasons from too), when a :class:`~trustlog.core.evaluate.Verdict`
+is wanted.
 """
 from __future__ import annotations
 
