@@ -328,6 +328,31 @@ cdef KeySlot *cache_claim(KeyCache *c, const uint8_t *key, size_t klen) noexcept
     return s
 
 
+ctypedef int (*key_parse_fn)(ThreadState *st, KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil
+
+
+cdef int cached_key(ThreadState *st, KeyCache *c, key_parse_fn parse, const uint8_t *key, size_t klen,
+                    KeySlot **out) noexcept nogil:
+    """The key from the thread's cache ``c`` (st.ec or st.rsa), parsed by ``parse`` on a
+    miss; returns its state (R_VALID = usable). A key that does not parse stays cached
+    as R_INVALID; a parse that failed (R_ERROR) is not remembered."""
+    cdef KeySlot *slot = cache_find(c, key, klen)
+    cdef int res
+    if slot == NULL:
+        slot = cache_claim(c, key, klen)
+        if slot == NULL:
+            return R_ERROR
+        res = parse(st, slot, key, klen)
+        if res != R_VALID:
+            slot_clear(slot)
+            ERR_clear_error()
+        if res == R_ERROR:
+            return R_ERROR
+        slot.state = res
+    out[0] = slot
+    return slot.state
+
+
 cdef int sha256(ThreadState *st, const uint8_t *msg, size_t mlen, unsigned char *out) noexcept nogil:
     cdef unsigned int outlen = 0
     if EVP_DigestInit_ex(st.md, _sha256, NULL) != 1:
@@ -439,7 +464,7 @@ cdef int rsa_from_pkcs1(KeySlot *slot, const uint8_t *p, size_t r) noexcept nogi
     return R_VALID
 
 
-cdef int rsa_parse(KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil:
+cdef int rsa_parse(ThreadState *st, KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil:
     """Load an RSA public key in its one accepted encoding (keyparse.parse_rsa).
 
     SubjectPublicKeyInfo { AlgorithmIdentifier { rsaEncryption, NULL }, BIT STRING
@@ -469,30 +494,11 @@ cdef int rsa_parse(KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogi
     return rsa_from_pkcs1(slot, bits + 1, bits_len - 1)
 
 
-cdef int rsa_key(ThreadState *st, const uint8_t *key, size_t klen, KeySlot **out) noexcept nogil:
-    """The cached or newly parsed RSA key; returns its state (R_VALID = usable)."""
-    cdef KeySlot *slot = cache_find(&st.rsa, key, klen)
-    cdef int res
-    if slot == NULL:
-        slot = cache_claim(&st.rsa, key, klen)
-        if slot == NULL:
-            return R_ERROR
-        res = rsa_parse(slot, key, klen)
-        if res != R_VALID:
-            slot_clear(slot)
-            ERR_clear_error()
-        if res == R_ERROR:
-            return R_ERROR
-        slot.state = res
-    out[0] = slot
-    return slot.state
-
-
 cdef int verify_rsa_pss(ThreadState *st, const uint8_t *key, size_t klen, const uint8_t *msg,
                         size_t mlen, const uint8_t *sig, size_t slen) noexcept nogil:
     cdef unsigned char dgst[32]
     cdef KeySlot *slot = NULL
-    cdef int res = rsa_key(st, key, klen, &slot)
+    cdef int res = cached_key(st, &st.rsa, rsa_parse, key, klen, &slot)
     if res != R_VALID:
         return res
     if not sha256(st, msg, mlen, dgst):
@@ -532,32 +538,13 @@ cdef int ec_parse(ThreadState *st, KeySlot *slot, const uint8_t *key, size_t kle
     return R_VALID
 
 
-cdef int ec_key(ThreadState *st, const uint8_t *key, size_t klen, KeySlot **out) noexcept nogil:
-    """The cached or newly parsed P-256 key; returns its state (R_VALID = usable)."""
-    cdef KeySlot *slot = cache_find(&st.ec, key, klen)
-    cdef int res
-    if slot == NULL:
-        slot = cache_claim(&st.ec, key, klen)
-        if slot == NULL:
-            return R_ERROR
-        res = ec_parse(st, slot, key, klen)
-        if res != R_VALID:
-            slot_clear(slot)
-            ERR_clear_error()
-        if res == R_ERROR:
-            return R_ERROR
-        slot.state = res
-    out[0] = slot
-    return slot.state
-
-
 cdef int verify_ecdsa(ThreadState *st, int raw, const uint8_t *key, size_t klen, const uint8_t *msg,
                       size_t mlen, const uint8_t *sig, size_t slen) noexcept nogil:
     cdef unsigned char dgst[32]
     cdef const BIGNUM *r
     cdef const BIGNUM *s
     cdef KeySlot *slot = NULL
-    cdef int res = ec_key(st, key, klen, &slot)
+    cdef int res = cached_key(st, &st.ec, ec_parse, key, klen, &slot)
     if res != R_VALID:
         return res
     if raw and slen != 64:
