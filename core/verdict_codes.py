@@ -75,7 +75,7 @@ class ExpiredDetail(IntEnum):
 
 
 class Reason(str, Enum):
-    """The reason text of each chain verdict, as a ``str.format`` template.
+    """The reason text of each verdict, as a ``str.format`` template.
 
     Fill one with :meth:`text`; both engines do, so their wording cannot drift."""
 
@@ -90,6 +90,11 @@ class Reason(str, Enum):
     GRANT_EXPIRED = "the {role} keys that signed {tag} (set at log offset {offset}) expired at {expires}"
     SIGNATURE_EXPIRED = "the signature on {tag} expired at {expires}"
     COMPILED_ERROR = "internal error: compiled state: {detail}"
+    # Requests answered before any chain is evaluated (verifier/batch.py resolves them).
+    UNKNOWN_REPOSITORY = "no such repository in the log"
+    UNKNOWN_TAG = "no signed tag of that name"
+    TAG_DELETED = "deleted at log offset {offset}"
+    DIGEST_MISMATCH = "signed digest is {digest}"
 
     def text(self, **fields: object) -> str:
         """The reason with ``fields`` filled in."""
