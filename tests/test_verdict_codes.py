@@ -79,3 +79,21 @@ def test_an_extension_built_from_another_table_is_refused() -> None:
     other = tuple((n, v + 1 if n == "V_VALID" else v) for n, v in C_CONSTANTS)
     assert "rebuild" in (compiled.table_mismatch(other) or "")
     assert compiled.table_mismatch(C_CONSTANTS[:-1]) is not None
+
+
+def test_setup_py_can_load_the_table_before_trustlog_is_installed() -> None:
+    """setup.py imports core/verdict_codes.py from the source tree under a private
+    package name, so the table and core/reasons.py may import only the standard library
+    (and the table its sibling reasons.py)."""
+    import ast
+    import sys
+
+    for name, allowed_relative in (("verdict_codes.py", {"reasons"}), ("reasons.py", set())):
+        tree = ast.parse((ROOT / "core" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.module in allowed_relative, f"core/{name} imports .{node.module}"
+            elif isinstance(node, ast.ImportFrom | ast.Import):
+                mods = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                for m in mods:
+                    assert m and m.split(".")[0] in sys.stdlib_module_names, f"core/{name} imports {m}"
