@@ -221,7 +221,7 @@ cdef class CompiledTrust:
         self._release_rows(old.row_start, old.nrows)
         if not broken:
             self._view(&c)
-            slot_faults(&c, <int32_t>slot)
+            grant_faults(&c, <int32_t>slot)
         self.live_rows += s.nrows - old.nrows
         self.live_sigs += s.nsigs - old.nsigs
         self.dead_rows += old.nrows
@@ -804,7 +804,7 @@ cdef class CompiledTrust:
                     cv[i] = V_ERROR
                     dv[i] = E_ROW
                 else:
-                    cv[i] = eval_row(&c, row, ref_time, &dv[i], cp + off[i])
+                    cv[i] = evaluate_entry(&c, row, ref_time, &dv[i], cp + off[i])
         return codes, details, counted, offsets
 
     def sweep(self, int64_t ref_time):
@@ -824,7 +824,7 @@ cdef class CompiledTrust:
         cdef int nt = self.nthreads if n >= 4096 else 1
         with nogil:
             for i in prange(n, num_threads=nt, schedule="static", chunksize=2048):
-                cv[i] = eval_row(&c, i, ref_time, &dv[i], cp + c.rows[i].sig_start)
+                cv[i] = evaluate_entry(&c, i, ref_time, &dv[i], cp + c.rows[i].sig_start)
         return codes, details, counted
 
 

@@ -5,15 +5,16 @@
 # every verdict against the reference on generated histories; a divergence between the
 # two is a security bug.
 #
-#   _current_policy      effective_threshold + tag_patterns_apply / paths_cover
-#                        (the role's current grant, read once per role at compile time)
-#   slot_faults          grant_fault (memoised per slot at compile time)
-#   eval_row             evaluate_entry, steps (1)-(4):
-#     (1) signatures     the loop over entry.signatures; BAD_SIGNATURE, KEY_COMPROMISED,
-#                        THRESHOLD_NOT_MET
-#     (2) chain          grant_fault: ROLE_REMOVED, DELEGATION_COMPROMISED
-#     (3) paths          paths_fault: OUTSIDE_PATTERNS (ROW_OUTSIDE, set by _compile_rows)
-#     (4) expiry         expiry_fault: EXPIRED (detail: which expiry, X_*)
+#   compiled (here)      reference (core/evaluate.py)
+#   _current_policy      effective_threshold, tag_patterns_apply, paths_cover (the role's
+#                        current grant, read once per role when a repository is compiled)
+#   grant_faults         grant_fault for every grant of a repository, memoised at compile
+#   grant_fault          grant_fault, read from that memo: ROLE_REMOVED, DELEGATION_COMPROMISED
+#   paths_fault          paths_fault: OUTSIDE_PATTERNS (ROW_OUTSIDE, set at compile)
+#   expiry_fault         expiry_fault: EXPIRED (detail: which expiry, X_*)
+#   evaluate_entry       evaluate_entry: (1) the signatures (BAD_SIGNATURE, KEY_COMPROMISED,
+#                        THRESHOLD_NOT_MET), (2) grant_fault, (3) paths_fault,
+#                        (4) expiry_fault, else VALID
 #
 # Reasons are not built here: verifier/compiled.py words each verdict byte and detail
 # from the table in core/verdict_codes.py, the one core/evaluate.py words from.
@@ -42,8 +43,9 @@ def _current_policy(repo, role):
     return (thr, rx.match)
 
 
-cdef void slot_faults(CT *c, int32_t si) noexcept nogil:
-    """Fault of every grant of slot ``si``: grant_fault of the reference, memoised."""
+cdef void grant_faults(CT *c, int32_t si) noexcept nogil:
+    """grant_fault of the reference for every grant of slot ``si``, memoised in the
+    grants (fault, fault_at) when the slot is compiled; read by grant_fault below."""
     cdef SlotC *r = &c.slots[si]
     cdef GrantC *G = c.grants + r.grant_base
     cdef int32_t n = r.ngrants, g0, g, stop, at, steps, p, j, t, good, m, m2
@@ -117,14 +119,65 @@ cdef void slot_faults(CT *c, int32_t si) noexcept nogil:
             steps += 1
 
 
-cdef inline uint8_t eval_row(const CT *c, int64_t i, int64_t ref, int32_t *detail, uint8_t *cnt) noexcept nogil:
-    """Verdict byte of row i at reference time ``ref``: evaluate_entry of the reference."""
+cdef inline uint8_t grant_fault(const GrantC *g, int32_t *detail) noexcept nogil:
+    """grant_fault of the reference, read from the memo grant_faults filled at compile
+    time: V_NONE (no fault), V_ROLE_REMOVED or V_DELEGATION_COMPROMISED (detail: the
+    grant at fault), V_ERROR (E_CHAIN)."""
+    if g.fault == F_NONE:
+        return V_NONE
+    if g.fault == F_REMOVED:
+        detail[0] = g.fault_at
+        return V_ROLE_REMOVED
+    if g.fault == F_DELEG:
+        detail[0] = g.fault_at
+        return V_DELEGATION_COMPROMISED
+    detail[0] = E_CHAIN
+    return V_ERROR
+
+
+cdef inline uint8_t paths_fault(const RowC *e) noexcept nogil:
+    """paths_fault of the reference: whether the role's current paths still cover the
+    tag was decided when the row was compiled (_current_policy sets ROW_OUTSIDE)."""
+    return V_OUTSIDE_PATTERNS if e.flags & ROW_OUTSIDE else V_NONE
+
+
+cdef inline uint8_t expiry_fault(const CT *c, const RowC *e, const SlotC *r, const GrantC *g, int64_t ref,
+                                 int32_t *detail) noexcept nogil:
+    """expiry_fault of the reference, in its order: root, targets, the signing role as it
+    is now, the grant that signed the tag, the tag's signature (detail: X_*). V_VALID when
+    nothing expired at ``ref``."""
+    if r.root_exp <= ref:
+        detail[0] = X_ROOT
+        return V_EXPIRED
+    if r.targets_exp <= ref:
+        detail[0] = X_TARGETS
+        return V_EXPIRED
+    if e.role >= 0:
+        if e.role >= r.nroles:
+            detail[0] = E_ROLE
+            return V_ERROR
+        if c.roles[r.role_base + e.role] <= ref:
+            detail[0] = X_ROLE
+            return V_EXPIRED
+    if g.expires <= ref:
+        detail[0] = X_GRANT
+        return V_EXPIRED
+    if e.expires <= ref:
+        detail[0] = X_SIGNATURE
+        return V_EXPIRED
+    return V_VALID
+
+
+cdef inline uint8_t evaluate_entry(const CT *c, int64_t i, int64_t ref, int32_t *detail, uint8_t *cnt) noexcept nogil:
+    """Verdict byte of row i at reference time ``ref``: evaluate_entry of the reference,
+    steps (1) to (4) in its order (V_NONE for a dead row)."""
     cdef const RowC *e = &c.rows[i]
     cdef const SlotC *r
     cdef const GrantC *g
     cdef const SigC *S
     cdef int32_t j, t, counted = 0, bad = 0, comp = 0, m, k
     cdef bint dup
+    cdef uint8_t v
     detail[0] = 0
     if e.flags & ROW_DEAD:
         return V_NONE
@@ -180,38 +233,13 @@ cdef inline uint8_t eval_row(const CT *c, int64_t i, int64_t ref, int32_t *detai
             return V_KEY_COMPROMISED
         detail[0] = counted
         return V_THRESHOLD_NOT_MET
-    # (2) the chain of authority above the signing keys (grant_fault, via slot_faults)
-    if g.fault != F_NONE:
-        if g.fault == F_REMOVED:
-            detail[0] = g.fault_at
-            return V_ROLE_REMOVED
-        if g.fault == F_DELEG:
-            detail[0] = g.fault_at
-            return V_DELEGATION_COMPROMISED
-        detail[0] = E_CHAIN
-        return V_ERROR
-    # (3) the role's current paths (paths_fault, via _current_policy at compile time)
-    if e.flags & ROW_OUTSIDE:
-        return V_OUTSIDE_PATTERNS
-    # (4) expiry at the run's reference time (expiry_fault): root, targets, the signing role now, the
-    # grant that signed the tag, the tag
-    if r.root_exp <= ref:
-        detail[0] = X_ROOT
-        return V_EXPIRED
-    if r.targets_exp <= ref:
-        detail[0] = X_TARGETS
-        return V_EXPIRED
-    if e.role >= 0:
-        if e.role >= r.nroles:
-            detail[0] = E_ROLE
-            return V_ERROR
-        if c.roles[r.role_base + e.role] <= ref:
-            detail[0] = X_ROLE
-            return V_EXPIRED
-    if g.expires <= ref:
-        detail[0] = X_GRANT
-        return V_EXPIRED
-    if e.expires <= ref:
-        detail[0] = X_SIGNATURE
-        return V_EXPIRED
-    return V_VALID
+    # (2) the chain of authority above the signing keys
+    v = grant_fault(g, detail)
+    if v != V_NONE:
+        return v
+    # (3) the role's current paths
+    v = paths_fault(e)
+    if v != V_NONE:
+        return v
+    # (4) expiry at the run's fixed reference time
+    return expiry_fault(c, e, r, g, ref, detail)
