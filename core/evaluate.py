@@ -15,8 +15,8 @@ import msgspec
 
 from .keys import key_material_id
 from .reasons import Code
-from .verdict_codes import Reason
 from .state import Grant, RepoState, TagEntry
+from .verdict_codes import Reason
 
 
 class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
