@@ -8,8 +8,11 @@ build fail the install.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import types
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -50,11 +53,44 @@ class optional_build_ext(build_ext):
             _warn(f"could not build {ext.name}", e)
 
 
+HERE = Path(__file__).resolve().parent
+# The parts _cverify.pyx includes (one job each); _codes.pxi is generated below.
+PXI = ["_codes", "_blake2b", "_sigcache", "_containers", "_structs", "_rules", "_compiled_trust"]
+
+
+def _write_codes_pxi() -> None:
+    """Write verifier/_codes.pxi from the verdict table, core/verdict_codes.py.
+
+    The table is loaded from the source tree under a private package name (trustlog is
+    not installed yet, and core/__init__.py is not run): it needs only the standard
+    library and core/reasons.py. The file is rewritten only when its text changes, so
+    an unchanged table does not make Cython rebuild the extension."""
+    pkg = types.ModuleType("_trustlog_build_core")
+    pkg.__path__ = [str(HERE / "core")]
+    sys.modules[pkg.__name__] = pkg
+    try:
+        table = importlib.import_module(f"{pkg.__name__}.verdict_codes")
+        text = table.pxi_source()
+    finally:
+        for name in [m for m in sys.modules if m == pkg.__name__ or m.startswith(pkg.__name__ + ".")]:
+            del sys.modules[name]
+    out = HERE / "verifier" / "_codes.pxi"
+    if not out.is_file() or out.read_text() != text:
+        out.write_text(text)
+
+
 def _extensions() -> list[Extension]:
+    try:
+        _write_codes_pxi()
+    except Exception as e:  # a broken table: no extension (its numbers would be unknown)
+        if REQUIRE:
+            raise
+        _warn("could not generate verifier/_codes.pxi from core/verdict_codes.py", e)
+        return []
     ext = Extension(
         "trustlog.verifier._cverify",
         ["verifier/_cverify.pyx"],
-        depends=["verifier/_trust.pxi"],
+        depends=[f"verifier/{name}.pxi" for name in PXI],
         libraries=["crypto"],
         # EC_KEY / RSA are the calls pyca/cryptography itself makes; keep them quiet.
         define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],

@@ -141,16 +141,13 @@ def verified_fold_rate(d: Path, limit: int) -> tuple[int, float]:
     from trustlog.ingest.records import decode_record
     from trustlog.ingest.segment_log import SegmentLog
     from trustlog.verifier.batch import default_crypto
-    from trustlog.core.sigcache import CryptoCache, cache_key
+    from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 
     crypto = default_crypto()
     log = SegmentLog.open(d / "log", create=False)
     st, cache = TrustState(), CryptoCache()
     rep = VerifyReport("", "", "")
-
-    def sigcheck(k, m, s):
-        v = cache.get(cache_key(k.alg, k.public, m, s))
-        return v if v is not None else crypto([(k.alg, k.public, m, s)])[0] == 1
+    sigcheck = CachedSigCheck(cache, crypto)
 
     t0 = time.perf_counter()
     chunk = []

@@ -16,6 +16,7 @@ import msgspec
 from .keys import key_material_id
 from .reasons import Code
 from .state import Grant, RepoState, TagEntry
+from .verdict_codes import Reason
 
 
 class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -65,16 +66,13 @@ def grant_fault(repo: RepoState, gid: int, memo: dict[int, tuple[Code, str] | No
             break
         chain.append(g.grant_id)
         if g.removed_offset is not None:
-            fault = (Code.ROLE_REMOVED, f"signer role {g.role} was removed at log offset {g.removed_offset}")
+            fault = (Code.ROLE_REMOVED, Reason.ROLE_REMOVED.text(role=g.role, removed_offset=g.removed_offset))
             break
         parent = repo.grants[g.parent] if g.parent is not None else None
         threshold = parent.threshold if parent is not None else g.threshold
         good = {key_material_id(repo.keys[k]) for k in g.signers if not _compromised(repo, k, g.log_time)}
         if len(good) < threshold:
-            fault = (
-                Code.DELEGATION_COMPROMISED,
-                f"the {g.role} keys set at log offset {g.offset} were signed by a key compromised at that time",
-            )
+            fault = (Code.DELEGATION_COMPROMISED, Reason.DELEGATION_COMPROMISED.text(role=g.role, offset=g.offset))
             break
         g = parent
     for c in chain:
@@ -114,7 +112,7 @@ def paths_cover(paths: Sequence[str], tag: str) -> bool:
 
 
 def outside_reason(paths: Sequence[str], entry: TagEntry) -> str:
-    return f"{entry.role} may now sign tags matching {list(paths)}, not {entry.tag!r}"
+    return Reason.OUTSIDE_PATTERNS.text(role=entry.role, paths=list(paths), tag=entry.tag)
 
 
 def paths_fault(repo: RepoState, entry: TagEntry) -> tuple[Code, str] | None:
@@ -129,7 +127,7 @@ def paths_fault(repo: RepoState, entry: TagEntry) -> tuple[Code, str] | None:
 
 def signing_grant_expired_reason(repo: RepoState, entry: TagEntry) -> str:
     g = repo.grants[entry.grant_id]
-    return f"the {entry.role} keys that signed {entry.tag} (set at log offset {g.offset}) expired at {g.expires}"
+    return Reason.GRANT_EXPIRED.text(role=entry.role, tag=entry.tag, offset=g.offset, expires=g.expires)
 
 
 def expiry_fault(repo: RepoState, entry: TagEntry, ref_time: int) -> tuple[Code, str] | None:
@@ -140,11 +138,11 @@ def expiry_fault(repo: RepoState, entry: TagEntry, ref_time: int) -> tuple[Code,
         checks.append((entry.role, repo.role_grant(entry.role)))
     for name, g in checks:
         if g is not None and g.expires <= ref_time:
-            return Code.EXPIRED, f"{name} metadata expired at {g.expires}"
+            return Code.EXPIRED, Reason.METADATA_EXPIRED.text(role=name, expires=g.expires)
     if repo.grants[entry.grant_id].expires <= ref_time:
         return Code.EXPIRED, signing_grant_expired_reason(repo, entry)
     if entry.expires <= ref_time:
-        return Code.EXPIRED, f"the signature on {entry.tag} expired at {entry.expires}"
+        return Code.EXPIRED, Reason.SIGNATURE_EXPIRED.text(tag=entry.tag, expires=entry.expires)
     return None
 
 
@@ -179,10 +177,10 @@ def evaluate_entry(
             counted.append(keyid)
     if len(counted) < threshold:
         if bad:
-            return Code.BAD_SIGNATURE, f"{bad} signature(s) do not verify", counted
+            return Code.BAD_SIGNATURE, Reason.BAD_SIGNATURE.text(bad=bad), counted
         if compromised:
-            return Code.KEY_COMPROMISED, "signed at or after its key was reported compromised", counted
-        return Code.THRESHOLD_NOT_MET, f"{len(counted)} of {threshold} signatures", counted
+            return Code.KEY_COMPROMISED, Reason.KEY_COMPROMISED.text(), counted
+        return Code.THRESHOLD_NOT_MET, Reason.THRESHOLD_NOT_MET.text(counted=len(counted), threshold=threshold), counted
     # (2) the chain of authority above the signing keys
     fault = grant_fault(repo, entry.grant_id, memo)
     if fault is not None:
@@ -195,4 +193,4 @@ def evaluate_entry(
     fault = expiry_fault(repo, entry, ref_time)
     if fault is not None:
         return fault[0], fault[1], counted
-    return Code.VALID, "trusted", counted
+    return Code.VALID, Reason.TRUSTED.text(), counted

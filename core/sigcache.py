@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
+
+from .crypto_hook import CryptoFn
+from .keys import PublicKey
 
 _LEN = struct.Struct(">BIII")
 
@@ -47,3 +51,33 @@ class CryptoCache:
 
     def put(self, key: bytes, valid: bool) -> None:
         self._d[key] = valid
+
+
+class CachedSigCheck:
+    """The fold's signature check (``sigcheck=`` of ``TrustState.apply``) over a cache.
+
+    A signature whose validity ``cache`` knows is answered from it; any other is checked
+    by ``crypto`` (the injected batch check, one item) and the answer remembered. Callers
+    pre-verify in batches (``ingest/precheck.py``), so this path mostly hits.
+    ``on_verify``, if given, is called once for every check ``crypto`` made (``log
+    verify`` counts them); ``verified`` counts them too.
+    """
+
+    __slots__ = ("cache", "crypto", "on_verify", "verified")
+
+    def __init__(self, cache: CryptoCache, crypto: CryptoFn, on_verify: Callable[[], None] | None = None) -> None:
+        self.cache = cache
+        self.crypto = crypto
+        self.on_verify = on_verify
+        self.verified = 0
+
+    def __call__(self, key: PublicKey, message: bytes, signature: bytes) -> bool:
+        ck = cache_key(key.alg, key.public, message, signature)
+        v = self.cache.get(ck)
+        if v is None:
+            v = self.crypto([(key.alg, key.public, message, signature)])[0] == 1
+            self.cache.put(ck, v)
+            self.verified += 1
+            if self.on_verify is not None:
+                self.on_verify()
+        return v

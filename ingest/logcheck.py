@@ -40,7 +40,7 @@ from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import CompactRange, MemoryNodeStore, consistency_proof, leaf_hash, verify_consistency
 from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.core.crypto_hook import CryptoFn, default_crypto
-from trustlog.core.sigcache import CryptoCache, cache_key
+from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 
 from . import precheck
 from .logindex import LogIndex, event_postings
@@ -402,14 +402,10 @@ def _verify(d: Path, key: PublicKey, extra: list[SignedCheckpoint], witnessed: l
     last_time = -1
     chunk: list[tuple[_Rec, LogRecord, Envelope, Event]] = []
 
-    def sigcheck(k: PublicKey, message: bytes, signature: bytes) -> bool:
-        ck = cache_key(k.alg, k.public, message, signature)
-        v = cache.get(ck)
-        if v is None:
-            v = crypto([(k.alg, k.public, message, signature)])[0] == 1
-            cache.put(ck, v)
-            report.signatures_verified += 1
-        return v
+    def count_verified() -> None:
+        report.signatures_verified += 1
+
+    sigcheck = CachedSigCheck(cache, crypto, on_verify=count_verified)
 
     def fold(items: list[tuple[_Rec, LogRecord, Envelope, Event]]) -> None:
         _precheck(state, [(env, ev) for _, _, env, ev in items], cache, crypto, report)

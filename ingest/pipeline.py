@@ -47,7 +47,7 @@ from trustlog.core.merkle import leaf_hash
 from trustlog.core.reasons import Reject
 from trustlog.core.state import Pin, RejectedEventError, TrustState
 from trustlog.core.crypto_hook import CryptoFn, default_crypto
-from trustlog.core.sigcache import CryptoCache, cache_key
+from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 
 from . import precheck
 from .closing import Closing
@@ -158,6 +158,7 @@ class TrustLog(Closing):
         self.crypto = crypto or default_crypto()
         self.clock = clock or LogClock()
         self.cache = CryptoCache()
+        self._sigcheck = CachedSigCheck(self.cache, self.crypto)
         self._introduced: dict[str, PublicKey] = {}
         self.pins: tuple[Pin, ...] = ()
         self.state = TrustState()
@@ -438,14 +439,6 @@ class TrustLog(Closing):
                 self.positions[(rec.source.topic, rec.source.partition)] = rec.source.offset
 
     # -- signatures ---------------------------------------------------------------------
-
-    def _sigcheck(self, key: PublicKey, message: bytes, signature: bytes) -> bool:
-        ck = cache_key(key.alg, key.public, message, signature)
-        v = self.cache.get(ck)
-        if v is None:
-            v = self.crypto([(key.alg, key.public, message, signature)])[0] == 1
-            self.cache.put(ck, v)
-        return v
 
     def preverify(self, raws: Sequence[bytes | None]) -> None:
         """Check the signatures of ``raws`` into the validity cache ahead of

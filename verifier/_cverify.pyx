@@ -29,9 +29,12 @@ batches repeat keys.
 """
 import os
 
-from libc.stdint cimport uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, INT32_MAX, INT64_MAX, INT64_MIN
 from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree, PyMem_RawCalloc
 from libc.limits cimport INT_MAX
 from posix.dlfcn cimport dlopen, dlsym, dlerror, RTLD_NOW, RTLD_GLOBAL
 from cython.parallel cimport parallel, prange
@@ -123,6 +126,10 @@ cdef extern from "openssl/ec.h" nogil:
 cdef extern from "openssl/err.h" nogil:
     void ERR_clear_error()
 
+cdef extern from "openssl/crypto.h" nogil:
+    const char *OpenSSL_version(int t)
+    int OPENSSL_VERSION
+
 cdef enum:
     # Verdict bytes (same as crypto_batch).
     R_INVALID = 0
@@ -189,6 +196,11 @@ def _load_openssl():
 
 _load_libsodium()
 _load_openssl()
+
+
+def openssl_version() -> str:
+    """The libcrypto this extension runs its ECDSA and RSA checks with."""
+    return (<bytes>OpenSSL_version(OPENSSL_VERSION)).decode()
 
 
 # ---------------------------------------------------------------------------
@@ -316,6 +328,31 @@ cdef KeySlot *cache_claim(KeyCache *c, const uint8_t *key, size_t klen) noexcept
     return s
 
 
+ctypedef int (*key_parse_fn)(ThreadState *st, KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil
+
+
+cdef int cached_key(ThreadState *st, KeyCache *c, key_parse_fn parse, const uint8_t *key, size_t klen,
+                    KeySlot **out) noexcept nogil:
+    """The key from the thread's cache ``c`` (st.ec or st.rsa), parsed by ``parse`` on a
+    miss; returns its state (R_VALID = usable). A key that does not parse stays cached
+    as R_INVALID; a parse that failed (R_ERROR) is not remembered."""
+    cdef KeySlot *slot = cache_find(c, key, klen)
+    cdef int res
+    if slot == NULL:
+        slot = cache_claim(c, key, klen)
+        if slot == NULL:
+            return R_ERROR
+        res = parse(st, slot, key, klen)
+        if res != R_VALID:
+            slot_clear(slot)
+            ERR_clear_error()
+        if res == R_ERROR:
+            return R_ERROR
+        slot.state = res
+    out[0] = slot
+    return slot.state
+
+
 cdef int sha256(ThreadState *st, const uint8_t *msg, size_t mlen, unsigned char *out) noexcept nogil:
     cdef unsigned int outlen = 0
     if EVP_DigestInit_ex(st.md, _sha256, NULL) != 1:
@@ -427,7 +464,7 @@ cdef int rsa_from_pkcs1(KeySlot *slot, const uint8_t *p, size_t r) noexcept nogi
     return R_VALID
 
 
-cdef int rsa_parse(KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil:
+cdef int rsa_parse(ThreadState *st, KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogil:
     """Load an RSA public key in its one accepted encoding (keyparse.parse_rsa).
 
     SubjectPublicKeyInfo { AlgorithmIdentifier { rsaEncryption, NULL }, BIT STRING
@@ -457,30 +494,11 @@ cdef int rsa_parse(KeySlot *slot, const uint8_t *key, size_t klen) noexcept nogi
     return rsa_from_pkcs1(slot, bits + 1, bits_len - 1)
 
 
-cdef int rsa_key(ThreadState *st, const uint8_t *key, size_t klen, KeySlot **out) noexcept nogil:
-    """The cached or newly parsed RSA key; returns its state (R_VALID = usable)."""
-    cdef KeySlot *slot = cache_find(&st.rsa, key, klen)
-    cdef int res
-    if slot == NULL:
-        slot = cache_claim(&st.rsa, key, klen)
-        if slot == NULL:
-            return R_ERROR
-        res = rsa_parse(slot, key, klen)
-        if res != R_VALID:
-            slot_clear(slot)
-            ERR_clear_error()
-        if res == R_ERROR:
-            return R_ERROR
-        slot.state = res
-    out[0] = slot
-    return slot.state
-
-
 cdef int verify_rsa_pss(ThreadState *st, const uint8_t *key, size_t klen, const uint8_t *msg,
                         size_t mlen, const uint8_t *sig, size_t slen) noexcept nogil:
     cdef unsigned char dgst[32]
     cdef KeySlot *slot = NULL
-    cdef int res = rsa_key(st, key, klen, &slot)
+    cdef int res = cached_key(st, &st.rsa, rsa_parse, key, klen, &slot)
     if res != R_VALID:
         return res
     if not sha256(st, msg, mlen, dgst):
@@ -520,32 +538,13 @@ cdef int ec_parse(ThreadState *st, KeySlot *slot, const uint8_t *key, size_t kle
     return R_VALID
 
 
-cdef int ec_key(ThreadState *st, const uint8_t *key, size_t klen, KeySlot **out) noexcept nogil:
-    """The cached or newly parsed P-256 key; returns its state (R_VALID = usable)."""
-    cdef KeySlot *slot = cache_find(&st.ec, key, klen)
-    cdef int res
-    if slot == NULL:
-        slot = cache_claim(&st.ec, key, klen)
-        if slot == NULL:
-            return R_ERROR
-        res = ec_parse(st, slot, key, klen)
-        if res != R_VALID:
-            slot_clear(slot)
-            ERR_clear_error()
-        if res == R_ERROR:
-            return R_ERROR
-        slot.state = res
-    out[0] = slot
-    return slot.state
-
-
 cdef int verify_ecdsa(ThreadState *st, int raw, const uint8_t *key, size_t klen, const uint8_t *msg,
                       size_t mlen, const uint8_t *sig, size_t slen) noexcept nogil:
     cdef unsigned char dgst[32]
     cdef const BIGNUM *r
     cdef const BIGNUM *s
     cdef KeySlot *slot = NULL
-    cdef int res = ec_key(st, key, klen, &slot)
+    cdef int res = cached_key(st, &st.ec, ec_parse, key, klen, &slot)
     if res != R_VALID:
         return res
     if raw and slen != 64:
@@ -680,6 +679,14 @@ def raw_verify_loop(int alg, const uint8_t[::1] key not None, const uint8_t[::1]
 
 
 # ---------------------------------------------------------------------------
-# Key-chain evaluation over the compiled state, and the compact validity cache
+# Key-chain evaluation over the compiled state, and the compact validity cache: one job
+# per file (they call verify_item / ThreadState above). _codes.pxi is generated by
+# setup.py from core/verdict_codes.py.
 
-include "_trust.pxi"
+include "_codes.pxi"            # verdict bytes V_*, details E_* / X_* (generated)
+include "_blake2b.pxi"          # BLAKE2b-128 content hash (core/sigcache.py cache_key)
+include "_sigcache.pxi"         # SigCache: the compact validity cache
+include "_containers.pxi"       # Buf, PtrMap
+include "_structs.pxi"          # the compiled tables' layout and flags
+include "_rules.pxi"            # the key-chain rules: read beside core/evaluate.py
+include "_compiled_trust.pxi"   # CompiledTrust: compile, ensure validity, evaluate

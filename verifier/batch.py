@@ -28,6 +28,7 @@ from trustlog.core.bounds import check_ref_time
 from trustlog.core.evaluate import Request, Verdict, evaluate_entry
 from trustlog.core.reasons import Code
 from trustlog.core.state import RepoState, TagEntry, TrustState
+from trustlog.core.verdict_codes import Reason
 
 from trustlog.core.sigcache import CryptoCache, cache_key
 
@@ -155,16 +156,16 @@ class BatchVerifier:
         v = self.state.version
         repo = self.state.repos.get(req.repo)
         if repo is None:
-            return Verdict(req.repo, req.tag, Code.UNKNOWN_REPOSITORY.value, "no such repository in the log", v)
+            return Verdict(req.repo, req.tag, Code.UNKNOWN_REPOSITORY.value, Reason.UNKNOWN_REPOSITORY.text(), v)
         entry = repo.tags.get(req.tag)
         if entry is None:
             if req.tag in repo.deleted_tags:
                 return Verdict(req.repo, req.tag, Code.TAG_DELETED.value,
-                               f"deleted at log offset {repo.deleted_tags[req.tag]}", v)
-            return Verdict(req.repo, req.tag, Code.UNKNOWN_TAG.value, "no signed tag of that name", v)
+                               Reason.TAG_DELETED.text(offset=repo.deleted_tags[req.tag]), v)
+            return Verdict(req.repo, req.tag, Code.UNKNOWN_TAG.value, Reason.UNKNOWN_TAG.text(), v)
         if req.digest is not None and req.digest != entry.digest:
             return Verdict(req.repo, req.tag, Code.DIGEST_MISMATCH.value,
-                           f"signed digest is {entry.digest}", v, digest=entry.digest, role=entry.role,
+                           Reason.DIGEST_MISMATCH.text(digest=entry.digest), v, digest=entry.digest, role=entry.role,
                            log_offset=entry.offset)
         return repo, entry
 

@@ -1,14 +1,17 @@
 """Key-chain evaluation over the compiled state: the fast twin of ``core.evaluate``.
 
-:class:`CompiledEvaluator` wraps ``_cverify.CompiledTrust`` (see ``_trust.pxi``): the
+:class:`CompiledEvaluator` wraps ``_cverify.CompiledTrust`` (``_compiled_trust.pxi``): the
 trust state compiled to flat arrays, kept current by recompiling only the repositories
-whose version changed, evaluated in C on every core with the GIL released. It yields the
-same ``(code, reason, counted keys)`` as :func:`trustlog.core.evaluate.evaluate_entry`
-for every tag; ``tests/test_chain_differential.py`` checks that on generated histories,
-because a divergence between the two is a security bug.
+whose version changed, evaluated in C (the rules: ``_rules.pxi``) on every core with the
+GIL released. It yields the same ``(code, reason, counted keys)`` as
+:func:`trustlog.core.evaluate.evaluate_entry` for every tag;
+``tests/test_chain_differential.py`` checks that on generated histories, because a
+divergence between the two is a security bug.
 
 Only verdict bytes and small integers come out of C; reasons and key lists are built
-here, from the state, when a :class:`~trustlog.core.evaluate.Verdict` is wanted.
+here, from the state and the verdict table (``core/verdict_codes.py``, which the
+reference words its reasons from too), when a :class:`~trustlog.core.evaluate.Verdict`
+is wanted.
 """
 from __future__ import annotations
 
@@ -22,28 +25,34 @@ from trustlog.core.bounds import check_ref_time
 from trustlog.core.evaluate import Verdict, effective_threshold, outside_reason, signing_grant_expired_reason
 from trustlog.core.reasons import Code
 from trustlog.core.state import RepoState, TagEntry, TrustState
+from trustlog.core.verdict_codes import C_CONSTANTS, VERDICT_BYTES, ErrorDetail, ExpiredDetail, Reason, error_text
 
+
+
+def table_mismatch(built: object) -> str | None:
+    """Why an extension that exports ``built`` as its ``CODES_TABLE`` must not be used
+    (its verdict bytes would mean other codes than the table's), or None."""
+    if built == C_CONSTANTS:
+        return None
+    return ("trustlog's compiled verifier was built from another version of core/verdict_codes.py; "
+            "rebuild it (`pip install -e .` or scripts/setup)")
+
+
+# Why the compiled engine cannot be used, or None when it can.
+UNAVAILABLE: str | None = None
 try:
-    from ._cverify import CompiledTrust, SigCache
-except ImportError:  # pragma: no cover - the pure-Python path never comes here
+    from ._cverify import CODES_TABLE, CompiledTrust, SigCache
+except ImportError as e:  # pragma: no cover - the pure-Python path never comes here
     CompiledTrust = SigCache = None  # type: ignore[assignment,misc]
+    UNAVAILABLE = f"trustlog's compiled verifier is not built ({e})"
+else:
+    UNAVAILABLE = table_mismatch(CODES_TABLE)
+    if UNAVAILABLE is not None:  # pragma: no cover - a stale build fails closed: the Python engine
+        CompiledTrust = SigCache = None  # type: ignore[assignment,misc]
 
-# Verdict byte -> code (index 0: a dead row, no verdict). Mirrors V_* in _trust.pxi.
-CODES: tuple[Code | None, ...] = (
-    None, Code.VALID, Code.BAD_SIGNATURE, Code.THRESHOLD_NOT_MET, Code.KEY_COMPROMISED,
-    Code.DELEGATION_COMPROMISED, Code.ROLE_REMOVED, Code.EXPIRED, Code.ERROR, Code.OUTSIDE_PATTERNS,
-)
-V_ERROR = 8
-# Detail of an ERROR byte. Mirrors E_* in _trust.pxi.
-ERRORS = {
-    1: "the tag entry could not be compiled",
-    2: "the repository could not be compiled",
-    3: "the tag's signing grant does not exist",
-    4: "a signature reached evaluation without a crypto check",
-    5: "a signature's key is missing from the repository",
-    6: "the chain of grants above the tag is malformed",
-    7: "the tag's role is out of range",
-}
+# Verdict byte -> code (index 0: a dead row, no verdict): the table's, which the C side
+# is generated from (setup.py writes verifier/_codes.pxi).
+CODES: tuple[Code | None, ...] = VERDICT_BYTES
 
 Result = tuple[Code, str, list[str]]
 
@@ -53,37 +62,37 @@ def available() -> bool:
 
 
 def _expiry_reason(repo: RepoState, entry: TagEntry, level: int) -> str:
-    if level == 3:
-        return f"the signature on {entry.tag} expired at {entry.expires}"
-    if level == 4:
+    if level == ExpiredDetail.SIGNATURE:
+        return Reason.SIGNATURE_EXPIRED.text(tag=entry.tag, expires=entry.expires)
+    if level == ExpiredDetail.GRANT:
         return signing_grant_expired_reason(repo, entry)
     name = ("root", "targets", entry.role)[level]
     g = repo.role_grant(name)
-    return f"{name} metadata expired at {g.expires if g is not None else '?'}"
+    return Reason.METADATA_EXPIRED.text(role=name, expires=g.expires if g is not None else "?")
 
 
 def reason(code: Code, detail: int, repo: RepoState, entry: TagEntry, n_counted: int) -> str:
-    """The reference's reason text for a compiled verdict (core/evaluate.py wording)."""
+    """The reference's reason text for a compiled verdict (the table's wording)."""
     if code is Code.VALID:
-        return "trusted"
+        return Reason.TRUSTED.text()
     if code is Code.BAD_SIGNATURE:
-        return f"{detail} signature(s) do not verify"
+        return Reason.BAD_SIGNATURE.text(bad=detail)
     if code is Code.KEY_COMPROMISED:
-        return "signed at or after its key was reported compromised"
+        return Reason.KEY_COMPROMISED.text()
     if code is Code.THRESHOLD_NOT_MET:
-        return f"{n_counted} of {effective_threshold(repo, entry)} signatures"
+        return Reason.THRESHOLD_NOT_MET.text(counted=n_counted, threshold=effective_threshold(repo, entry))
     if code is Code.DELEGATION_COMPROMISED:
         g = repo.grants[detail]
-        return f"the {g.role} keys set at log offset {g.offset} were signed by a key compromised at that time"
+        return Reason.DELEGATION_COMPROMISED.text(role=g.role, offset=g.offset)
     if code is Code.ROLE_REMOVED:
         g = repo.grants[detail]
-        return f"signer role {g.role} was removed at log offset {g.removed_offset}"
+        return Reason.ROLE_REMOVED.text(role=g.role, removed_offset=g.removed_offset)
     if code is Code.EXPIRED:
         return _expiry_reason(repo, entry, detail)
     if code is Code.OUTSIDE_PATTERNS:
         g = repo.role_grant(entry.role)
         return outside_reason(g.paths if g is not None else (), entry)
-    return f"internal error: compiled state: {ERRORS.get(detail, f'error {detail}')}"
+    return Reason.COMPILED_ERROR.text(detail=error_text(detail))
 
 
 class CompiledEvaluator:
@@ -98,7 +107,7 @@ class CompiledEvaluator:
     def __init__(self, state: TrustState, *, cache: Any = None, crypto: Any = None, nthreads: int = 0,
                  compact_min: int = 4096) -> None:
         if CompiledTrust is None:
-            raise ImportError("trustlog's compiled verifier is not built")
+            raise ImportError(UNAVAILABLE)
         sig_cache = cache if isinstance(cache, SigCache) else SigCache()
         py_cache = None if cache is None or isinstance(cache, SigCache) else cache
         self.state = state
@@ -122,12 +131,12 @@ class CompiledEvaluator:
             b = codes[i]
             if rows[i] < 0:
                 err = ct.repo_error(repo.name)
-                out.append((Code.ERROR, f"internal error: compiled state: {err or 'the tag is not compiled'}", []))
+                out.append((Code.ERROR, Reason.COMPILED_ERROR.text(detail=err or "the tag is not compiled"), []))
                 continue
             code = CODES[b] if 0 < b < len(CODES) else Code.ERROR
             if code is Code.ERROR:
-                err = ct.repo_error(repo.name) if details[i] == 2 else None
-                msg = f"internal error: compiled state: {err}" if err else reason(code, details[i], repo, entry, 0)
+                err = ct.repo_error(repo.name) if details[i] == ErrorDetail.REPO else None
+                msg = Reason.COMPILED_ERROR.text(detail=err) if err else reason(code, details[i], repo, entry, 0)
                 out.append((code, msg, []))
                 continue
             lo = offsets[i]

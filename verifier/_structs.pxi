@@ -1,0 +1,129 @@
+# Included by _cverify.pyx: the layout of the compiled trust state.
+#
+# Layout. Every repository of the state owns one *slot*; a slot's data lives in
+# contiguous segments of global tables:
+#
+#   keys    KeyC   alg, key material (local index), pointer to the public key bytes
+#   mats    int64  compromised_since per key material (INT64_MAX: never)
+#   grants  GrantC parent, thresholds, log time, removed flag, signer range, fault memo
+#   gsig    int32  signer key (local index) of each grant
+#   roles   int64  expiry of the current grant of each role named by a tag (INT64_MAX: none)
+#   rows    RowC   one per signed tag: grant, role, log time, expiry, signature range, and
+#                  what its role's *current* grant says of it: the threshold it must meet
+#                  now, whether the current paths still cover it (re-delegation rules of
+#                  core.evaluate: policy changes apply to every tag; rotation keeps them)
+#   sigs    SigC   one per signature of a tag: key, member of the grant?, validity byte
+#
+# Rows and signatures refer to keys, grants and roles by *local* index (the slot adds its
+# bases), so a changed repository is recompiled alone: its new segments are appended, the
+# old ones become dead space, and compaction copies the live segments when dead space
+# outgrows live. A row keeps references to its TagEntry, payload and signature tuple, so
+# the raw pointers it holds stay valid, and so that a TagEntry's address (the key of the
+# row index) cannot be reused while the row lives.
+#
+# The verdict bytes (V_*) and their details (E_*, X_*) come from _codes.pxi, generated
+# from core/verdict_codes.py; the flags below are internal to the compiled state.
+
+cdef enum:
+    # Grant faults (memoised per slot at compile time).
+    F_UNKNOWN = 0xFF
+    F_NONE = 0
+    F_REMOVED = 1
+    F_DELEG = 2
+    F_ERROR = 3
+    # Flags.
+    G_REMOVED = 1
+    G_ERROR = 2
+    ROW_DEAD = 1
+    ROW_ERROR = 2
+    ROW_OUTSIDE = 4         # the role's current paths do not cover the tag (core.evaluate.paths_fault)
+    SLOT_BROKEN = 1
+    SLOT_DEAD = 2
+    # Signature validity byte (0 invalid, 1 valid, 2 check failed: retried next time).
+    S_UNKNOWN = 0xFF
+    S_MISS = 0xFE           # internal: not in the cache, to verify
+
+
+cdef struct SlotC:
+    int64_t key_base
+    int64_t mat_base
+    int64_t grant_base
+    int64_t gs_base
+    int64_t role_base
+    int64_t row_start
+    int64_t sig_start
+    int64_t nrows
+    int64_t nsigs
+    int64_t root_exp
+    int64_t targets_exp
+    int32_t nkeys
+    int32_t nmats
+    int32_t ngrants
+    int32_t ngs
+    int32_t nroles
+    uint8_t flags
+
+cdef struct KeyC:
+    const uint8_t *ptr
+    int32_t len
+    int32_t mat             # local material index, -1: key missing
+    uint8_t alg             # 0: unknown key type
+
+cdef struct GrantC:
+    int64_t log_time
+    int64_t expires         # bounds every tag this grant signed, whatever the role is now
+    int64_t gs_start        # local offset into the slot's gsig segment
+    int32_t gs_n
+    int32_t parent          # local grant index, -1: none
+    int32_t thr             # the grant's own threshold (for tags it signs)
+    int32_t chain_thr       # the threshold its signers had to meet (parent's, or own)
+    int32_t fault_at
+    uint8_t flags
+    uint8_t fault
+
+cdef struct RowC:
+    int64_t log_time
+    int64_t expires
+    int64_t sig_start       # global index into sigs
+    PyObject *obj           # the TagEntry (a reference)
+    PyObject *payload       # its payload bytes (a reference)
+    PyObject *sigtuple      # its signatures tuple (a reference)
+    const uint8_t *pay      # the payload's bytes
+    int64_t pay_len
+    int32_t repo            # slot
+    int32_t grant           # local grant index
+    int32_t role            # local role index, -1: "targets"
+    int32_t nsig
+    int32_t thr             # threshold of the role's current grant (the signing grant's if none)
+    uint8_t flags
+
+cdef struct SigC:
+    const uint8_t *ptr      # signature bytes (owned by the row's signature tuple)
+    uint32_t len
+    int32_t key             # local key index, -1: missing
+    uint8_t member          # keyid is one of the entry's grant keys
+    uint8_t valid           # 0, 1, 2 (check failed) or S_UNKNOWN
+
+cdef struct CT:
+    SlotC *slots
+    KeyC *keys
+    int64_t *mats
+    GrantC *grants
+    int32_t *gsig
+    int64_t *roles
+    RowC *rows
+    SigC *sigs
+
+
+cdef inline int64_t _i64(object x) except? -1:
+    """A Python int as int64. The fold refuses every time outside int64
+    (core/bounds.py), so an OverflowError here means a state the fold did not build: the
+    repository is then marked broken and its tags get ERROR, never a clamped verdict."""
+    return x
+
+
+cdef inline int32_t _i32(object x, bint *bad):
+    if not isinstance(x, int) or x < -1 or x > INT32_MAX:
+        bad[0] = True
+        return -1
+    return <int32_t>x
