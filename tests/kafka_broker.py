@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_or_skip
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "kafka" / "kafka.sh"
 START_HINT = "start it with: scripts/kafka/kafka.sh start"
@@ -113,10 +115,6 @@ def kill_broker() -> None:
         time.sleep(0.05)
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """Bootstrap address of the real broker; fails under CI=true when it is missing."""
@@ -126,8 +124,5 @@ def kafka_bootstrap() -> str:
     if addr is None:
         where = (f"TRUSTLOG_KAFKA_BOOTSTRAP={_external()}" if _external()
                  else f"no broker answering (runtime dir {runtime_dir()})")
-        msg = f"Kafka broker not running: {where}; {START_HINT}"
-        if _ci():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        require_or_skip("a Kafka broker", f"{where}; {START_HINT}")
     return addr

@@ -10,7 +10,6 @@ and must be invalid on both. The million-input run is ``scripts/fuzz_crypto_diff
 """
 from __future__ import annotations
 
-import os
 import random
 from array import array
 from types import ModuleType
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wycheproof
+from conftest import load_backend
 from trustlog.core.keys import (
     ALG_ECDSA_P256_DER, ALG_ECDSA_P256_RAW, ALG_ED25519, ALG_RSA_PSS_SHA256, SigningKey, crypto_valid, raw_to_der,
 )
@@ -31,19 +31,9 @@ from trustlog.verifier.crypto_batch import pack_batch
 Item = tuple[int, bytes, bytes, bytes]
 
 
-def _compiled() -> ModuleType:
-    try:
-        return load("c")
-    except ImportError as e:
-        msg = f"compiled crypto backend unavailable: {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @pytest.fixture(scope="module")
 def c() -> ModuleType:
-    return _compiled()
+    return load_backend("c")
 
 
 PY = load("py")
