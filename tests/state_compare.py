@@ -1,4 +1,5 @@
-"""Field-by-field comparison of two trust states, for the differential tests of the folds.
+"""Field-by-field comparison of two trust states, for the differential tests of the folds,
+and the replay of a simulated history through ``TrustedFold`` beside the validating fold.
 
 ``TrustState.__eq__`` is identity, and ``RepoState ==`` says only *that* two states
 differ; :func:`assert_same_state` names *where* (``repo X: tags['v1'].grant_id: 3 != 4``),
@@ -9,9 +10,13 @@ added to the state later is compared without touching this file.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
-from trustlog.core.state import TrustState
+from sim import Step
+from trustlog.core.events import decode_event
+from trustlog.core.state import RejectedEventError, TrustState
+from trustlog.ingest.replay import TrustedFold
 
 MAX_SHOWN = 12
 
@@ -56,3 +61,29 @@ def assert_same_state(a: TrustState, b: TrustState, context: object = "") -> Non
     """Fail naming every place (up to :data:`MAX_SHOWN`) where the two states differ."""
     diffs = state_differences(a, b)
     assert not diffs, (f"{context}: " if context else "") + "the states differ:\n  " + "\n  ".join(diffs)
+
+
+def trusted_outcome(fold: TrustedFold, step: Step) -> str:
+    try:
+        fold.apply(step.env, decode_event(step.env.payload), step.log_time, step.offset)
+    except RejectedEventError as e:
+        return e.reason
+    return "OK"
+
+
+def check_trusted_fold(trace: list[Step], pins=()) -> tuple[TrustState, Counter]:
+    """Fold ``trace`` (a :class:`sim.Sim`'s, decided by the validating fold) with
+    ``TrustedFold``: every accepted event must be accepted, and every refused one whose
+    signatures are all genuine refused with the same reason (one with a forged signature
+    is exempt: the trusted fold does not check signatures). Return the trusted fold's
+    state (compare it with :func:`assert_same_state`) and the refusals compared, per reason."""
+    fold = TrustedFold(TrustState(pins))
+    compared: Counter = Counter()
+    for step in trace:
+        if step.outcome == "OK":
+            assert trusted_outcome(fold, step) == "OK", (step.offset, decode_event(step.env.payload))
+        elif not step.forged:
+            got = trusted_outcome(fold, step)
+            assert got == step.outcome, (step.offset, decode_event(step.env.payload))
+            compared[got] += 1
+    return fold.state, compared

@@ -34,15 +34,13 @@ from histories import (
     TARGETS, run_op, start,
 )
 from sim import FAR, Sim, Step, key
-from state_compare import assert_same_state
+from state_compare import assert_same_state, check_trusted_fold
 from trustlog.core.events import (
-    Envelope, KeyCompromised, MetadataImported, Signature, decode_event, encode_event,
+    Envelope, KeyCompromised, MetadataImported, Signature, encode_event,
 )
 from trustlog.core.reasons import Reject
-from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import LogClock
-from trustlog.ingest.replay import TrustedFold
 
 HISTORY = st.lists(st.one_of(OPS, OPS, REFUSED_OPS), min_size=10, max_size=60)
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -56,29 +54,6 @@ def play(setup: dict, ops: list[tuple]) -> Sim:
         if op[0] != "check":
             run_op(h, op)
     return h
-
-
-def trusted_outcome(fold: TrustedFold, step: Step) -> str:
-    try:
-        fold.apply(step.env, decode_event(step.env.payload), step.log_time, step.offset)
-    except RejectedEventError as e:
-        return e.reason
-    return "OK"
-
-
-def check_trusted_fold(trace: list[Step], pins=()) -> tuple[TrustState, Counter]:
-    """Fold ``trace`` with ``TrustedFold`` beside the validating fold's outcomes; return
-    the state and how many refusals were compared, per reason."""
-    fold = TrustedFold(TrustState(pins))
-    compared: Counter = Counter()
-    for step in trace:
-        if step.outcome == "OK":
-            assert trusted_outcome(fold, step) == "OK", (step.offset, decode_event(step.env.payload))
-        elif not step.forged:
-            got = trusted_outcome(fold, step)
-            assert got == step.outcome, (step.offset, decode_event(step.env.payload))
-            compared[got] += 1
-    return fold.state, compared
 
 
 @settings(max_examples=150, **SETTINGS)
