@@ -35,9 +35,7 @@ from histories import (
 )
 from sim import FAR, Sim, Step, key
 from state_compare import assert_same_state, check_trusted_fold
-from trustlog.core.events import (
-    Envelope, KeyCompromised, MetadataImported, Signature, encode_event,
-)
+from trustlog.core.events import Envelope, KeyCompromised, MetadataImported, Signature, encode_event
 from trustlog.core.reasons import Reject
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import LogClock
@@ -64,7 +62,7 @@ def test_trusted_fold_gives_the_validating_folds_state_and_reasons(setup: dict, 
     assert_same_state(state, h.state, "TrustedFold after the accepted events")
 
 
-def random_op(rng: random.Random, h: Sim) -> tuple:
+def random_op(rng: random.Random) -> tuple:
     """One operation of the generator's vocabulary, drawn from ``rng`` (for fixed histories)."""
     r, picks = rng.randrange(len(REPOS)), [rng.randrange(5) for _ in range(rng.randint(1, 3))]
     extra = rng.choice([None, None, None, rng.choice(EVERYONE)])
@@ -106,7 +104,7 @@ def test_fixed_histories_reach_every_rule() -> None:
         h = Sim()
         start(h, 1 + seed % 2, [T1, T2][: 1 + seed % 2], FAR, [A1, A2], 1 + seed % 2)
         for _ in range(150):
-            run_op(h, random_op(rng, h))
+            run_op(h, random_op(rng))
         state, compared = check_trusted_fold(h.trace)
         assert_same_state(state, h.state, f"seed {seed}")
         seen.update(compared)
