@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import crc32c
 import msgspec
 
+from trustlog.core.bounds import INT64_MAX, INT64_MIN, MAX_SIGNATURES_PER_ENVELOPE
 from trustlog.core.errors import EncodingError, InputError, LogCorruptionError, LogError
 from trustlog.core.events import Envelope, Event, ImageSigned
 from trustlog.core.keys import PublicKey, key_material_id
@@ -109,7 +110,10 @@ class TrustedFold:
                         signatures = self._counted(repo, grant, sigs, log_time)
                     if signatures is not None and ev.expires > ev.issued_at and ev.size >= 0 and (
                             ev.role == "targets" or self._may_sign(grant.paths, ev.tag)) and (
-                            is_tag(ev.tag) and is_digest(ev.digest)):
+                            is_tag(ev.tag) and is_digest(ev.digest)) and (
+                            # core.bounds, as TrustState.apply (the other bounds follow from those above)
+                            len(sigs) <= MAX_SIGNATURES_PER_ENVELOPE and ev.version <= INT64_MAX
+                            and ev.expires <= INT64_MAX and ev.size <= INT64_MAX and ev.issued_at >= INT64_MIN):
                         tag = ev.tag
                         repo.tags[tag] = TagEntry(tag, ev.digest, ev.size, ev.expires, ev.role, gid, log_time,
                                                   offset, ev.version, env.payload, signatures)

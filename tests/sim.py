@@ -1,7 +1,11 @@
-"""An in-memory simulator of one repository's history, for table-driven rule tests.
+"""The in-memory simulator of repositories' histories, for every kind of fold test.
 
 Keys are deterministic (seeded), log time advances by 1,000 ns per event, and every
-step returns either "OK" or the rejection reason, so a scenario reads as data.
+step returns either "OK" or the rejection reason, so a scenario reads as data. The
+table-driven rule tests drive one repository through the event methods (``create``,
+``sign_tag`` …); the property tests (``tests/histories.py``) drive several through
+:meth:`Sim.propose`. Every submission is kept in :attr:`Sim.trace` (envelope, log time,
+offset, outcome), so a history can be replayed through another fold or a real log.
 """
 from __future__ import annotations
 
@@ -33,6 +37,30 @@ def key(name: str, keytype: str = "ed25519") -> SigningKey:
     return k
 
 
+@dataclass(frozen=True)
+class Step:
+    """One submission: the envelope, the log time and offset it was applied at, and the
+    outcome ("OK" or the rejection reason). ``forged``: a signature was tampered with."""
+
+    env: Envelope
+    log_time: int
+    offset: int
+    outcome: str
+    forged: bool = False
+
+
+def forge(env: Envelope) -> Envelope:
+    """``env`` with one bit of its first signature flipped."""
+    s0 = env.signatures[0]
+    bad = bytearray(s0.sig)
+    bad[3] ^= 0x10
+    return Envelope(env.payload, [Signature(s0.keyid, bytes(bad)), *env.signatures[1:]])
+
+
+def _fooled(_k, _message: bytes, _signature: bytes) -> bool:
+    return True
+
+
 @dataclass
 class Sim:
     repo: str = "registry.example.com/team/app"
@@ -43,6 +71,10 @@ class Sim:
     last_reject: RejectedEventError | None = None
     sent: list[Envelope] = field(default_factory=list)  # every envelope submitted, in order (to replay one)
     crypto: Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]] | None = None
+    # apply forged envelopes as if every signature verified (a tampered log that fooled the
+    # fold), so the verifiers see bad signatures in the state
+    trust_forged: bool = False
+    trace: list[Step] = field(default_factory=list)
 
     def _sigcheck(self, k, message: bytes, signature: bytes) -> bool:
         if self.crypto is None:
@@ -52,18 +84,34 @@ class Sim:
     def now(self) -> int:
         return self.clock
 
-    def submit(self, env: Envelope) -> str:
+    def submit(self, env: Envelope, *, forged: bool = False) -> str:
         """Apply one envelope; "OK" or the rejection reason code."""
         self.clock += 1_000
         self.sent.append(env)
+        check = _fooled if forged and self.trust_forged else self._sigcheck
         try:
-            self.state.apply(env, log_time=self.clock, offset=self.offset, sigcheck=self._sigcheck)
+            self.state.apply(env, log_time=self.clock, offset=self.offset, sigcheck=check)
         except RejectedEventError as e:
             self.last_reject = e
+            self.trace.append(Step(env, self.clock, self.offset, e.reason, forged))
             return e.reason
+        self.trace.append(Step(env, self.clock, self.offset, "OK", forged))
         self.offset += 1
         self.version += 1
         return "OK"
+
+    def next_version(self, repo: str) -> int:
+        """A version above every scope of ``repo`` (1 for a repository not yet created)."""
+        r = self.state.repos.get(repo)
+        return 1 if r is None else r.version + 1
+
+    def propose(self, repo: str, make: Callable[[int], object], signers: list[SigningKey], *,
+                forged: bool = False, version: int | None = None) -> str:
+        """Sign ``make(version)`` (by default :meth:`next_version`) and submit it, with one
+        signature tampered with when ``forged``."""
+        env = sign_event(make(self.next_version(repo) if version is None else version), signers)
+        forged = forged and bool(env.signatures)
+        return self.submit(forge(env) if forged else env, forged=forged)
 
     def signed(self, event, signers: list[SigningKey]) -> Envelope:
         return sign_event(event, signers)

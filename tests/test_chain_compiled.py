@@ -12,12 +12,9 @@ from trustlog.core.keys import SigningKey
 from trustlog.verifier.batch import BatchVerifier, pick_engine
 from trustlog.core.sigcache import CryptoCache, cache_key
 
-from trustlog.verifier import compiled  # noqa: E402
+from conftest import require_compiled_verifier
 
-if not compiled.available():  # pragma: no cover
-    if os.environ.get("CI") == "true":
-        raise ImportError("the compiled verifier is not built (CI=true: nothing that needs it may be skipped)")
-    pytest.skip("the compiled verifier is not built (`pip install -e .`)", allow_module_level=True)
+compiled = require_compiled_verifier()
 from trustlog.verifier._cverify import SigCache  # noqa: E402
 from trustlog.verifier._cverify import cache_key as c_cache_key  # noqa: E402
 

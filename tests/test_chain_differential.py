@@ -21,180 +21,27 @@ tags. Any divergence is a security bug.
 """
 from __future__ import annotations
 
-import os
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import pytest
+from conftest import require_compiled_verifier
+from histories import A1, A2, A3, OPS, P, P_DER, R1, REPOS, START, T1, T2, TAGS, run_op, start
+from sim import FAR, NOW, Sim
+from trustlog.core.evaluate import Request, evaluate_entry
+from trustlog.core.events import ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet
+from trustlog.core.keys import crypto_valid
+from trustlog.core.state import TrustState
+from trustlog.verifier.batch import BatchVerifier
 
-pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from sim import FAR, NOW, key  # noqa: E402
-from trustlog.core.evaluate import Request, evaluate_entry  # noqa: E402
-from trustlog.core.events import (  # noqa: E402
-    Envelope, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated, Signature,
-    TagDeleted, sign_event,
-)
-from trustlog.core.keys import SigningKey, crypto_valid  # noqa: E402
-from trustlog.core.state import RejectedEventError, TrustState, default_sigcheck  # noqa: E402
-from trustlog.verifier.batch import BatchVerifier  # noqa: E402
-
-from trustlog.verifier import compiled  # noqa: E402
-
-if not compiled.available():  # pragma: no cover
-    if os.environ.get("CI") == "true":
-        raise ImportError("the compiled verifier is not built (CI=true: nothing that needs it may be skipped)")
-    pytest.skip("the compiled verifier is not built (`pip install -e .`)", allow_module_level=True)
+compiled = require_compiled_verifier()
 CompiledEvaluator = compiled.CompiledEvaluator
-
-REPOS = ("registry.example.com/a/app", "registry.example.com/b/app")
-R1, R2, N1 = key("root1"), key("root2"), key("newroot1")
-T1, T2 = key("targets1"), key("targets2")
-A1, A2, A3 = key("alice1"), key("alice2"), key("alice3")
-P = key("p256-diff", "ecdsa-p256")
-P_DER = SigningKey("ecdsa-p256-der", P.private)      # the same key material, another key id
-ROOTS = [R1, R2, N1]
-TARGETS = [T1, T2]
-SIGNERS = [A1, A2, A3, P, P_DER]
-EVERYONE = ROOTS + TARGETS + SIGNERS
-ROLES = ["targets/a", "targets/b"]
-TAGS = ["v1", "v2", "build-1", "latest"]
-EXPIRES = [FAR, NOW - 5, NOW + 5]
-PATTERNS = [["*"], ["*"], ["v*"], ["build-*", "latest"], ["v1"], ["[!v]*"]]
 REF_TIMES = (NOW, NOW + 10)
 
 
-class History:
-    """Events applied straight to a TrustState, log time advancing 1,000 ns each."""
-
-    def __init__(self) -> None:
-        self.state = TrustState()
-        self.clock = 1_000_000
-        self.offset = 0
-
-    def submit(self, repo: str, make, signers: list[SigningKey], *, forge: bool = False) -> str:
-        r = self.state.repos.get(repo)
-        env = sign_event(make(1 if r is None else r.version + 1), signers)
-        check = default_sigcheck
-        if forge and env.signatures:
-            s0 = env.signatures[0]
-            bad = bytearray(s0.sig)
-            bad[3] ^= 0x10
-            env = Envelope(env.payload, [Signature(s0.keyid, bytes(bad)), *env.signatures[1:]])
-            check = lambda k, m, s: True  # noqa: E731 - a tampered log: the fold was fooled
-        self.clock += 1_000
-        try:
-            self.state.apply(env, log_time=self.clock, offset=self.offset, sigcheck=check)
-        except RejectedEventError as e:
-            return e.reason
-        self.offset += 1
-        return "OK"
-
-
-KEY_BY_ID = {k.keyid: k for k in EVERYONE}
-
-
-def holders(h: History, repo: str, role: str) -> list[SigningKey]:
-    """The keys of ``role``'s current grant (the keys that can sign for it)."""
-    r = h.state.repos.get(repo)
-    g = None if r is None else r.role_grant(role)
-    return [] if g is None else [KEY_BY_ID[k] for k in g.keyids]
-
-
-def pick(h: History, repo: str, role: str, picks: list[int], extra: SigningKey | None) -> list[SigningKey]:
-    """Signers: keys of ``role`` chosen by ``picks`` (repeats give duplicate signatures),
-    plus an optional outsider; an empty role falls back to the outsider or T1."""
-    auth = holders(h, repo, role)
-    out = [auth[p % len(auth)] for p in picks] if auth else []
-    if extra is not None:
-        out.append(extra)
-    return out or [T1]
-
-
-def run_op(h: History, op: tuple) -> None:
-    kind, repo = op[0], REPOS[op[1]]
-    pk = lambda ks: [k.public_key for k in ks]  # noqa: E731
-    if kind == "role":
-        _, _, role, keys, thr, picks, extra, exp, paths = op
-        signers = pick(h, repo, "targets", picks, extra)
-        h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, role, pk(keys), thr, exp, paths), signers)
-    elif kind == "policy":
-        # re-set a role with its current keys and one knob of its policy changed
-        _, _, role, knob, value, picks = op
-        r = h.state.repos.get(repo)
-        g = None if r is None else r.role_grant(role)
-        if g is None:
-            return
-        keys = [KEY_BY_ID[k] for k in g.keyids]
-        thr, paths, exp = g.threshold, list(g.paths), g.expires
-        if knob == "threshold":
-            thr = value
-        elif knob == "paths":
-            paths = [] if role == "targets" else value
-        else:
-            exp = value
-        parent = "root" if role == "targets" else "targets"
-        h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, role, pk(keys), thr, exp, paths),
-                 pick(h, repo, parent, picks, None))
-    elif kind == "targets":
-        _, _, keys, thr, picks, extra, exp = op
-        signers = pick(h, repo, "root", picks, extra)
-        h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, "targets", pk(keys), thr, exp, []), signers)
-    elif kind == "root":
-        _, _, keys, thr, picks, extra, exp = op
-        signers = pick(h, repo, "root", picks, extra) + keys
-        h.submit(repo, lambda v: RootRotated(repo, v, 0, pk(keys), thr, exp), signers)
-    elif kind == "remove":
-        _, _, role, picks, extra = op
-        h.submit(repo, lambda v: RoleRemoved(repo, v, 0, role), pick(h, repo, "targets", picks, extra))
-    elif kind == "compromise":
-        _, _, k, back, jitter, by_root, picks = op
-        since = max(0, h.clock - 1_000 * back + jitter)
-        signers = pick(h, repo, "root" if by_root else "targets", picks, None)
-        h.submit(repo, lambda v: KeyCompromised(repo, v, 0, k.keyid, since), signers)
-    elif kind == "sign":
-        _, _, tag, role, picks, extra, exp, forge = op
-        digest = "sha256:" + f"{h.offset:064x}"
-        h.submit(repo, lambda v: ImageSigned(repo, v, 0, role, tag, digest, 1, exp), pick(h, repo, role, picks, extra),
-                 forge=forge)
-    elif kind == "delete":
-        _, _, tag, role, picks = op
-        h.submit(repo, lambda v: TagDeleted(repo, v, 0, role, tag), pick(h, repo, role, picks, None))
-    else:  # pragma: no cover
-        raise AssertionError(kind)
-
-
-def keys_from(pool: list[SigningKey], max_size: int = 4) -> st.SearchStrategy[list[SigningKey]]:
-    return st.lists(st.sampled_from(pool), min_size=1, max_size=max_size)
-
-
-repo_i = st.integers(0, len(REPOS) - 1)
-picks = st.lists(st.integers(0, 4), min_size=1, max_size=3)
-outsider = st.one_of(st.none(), st.none(), st.none(), st.sampled_from(EVERYONE))
-sign_op = st.tuples(st.just("sign"), repo_i, st.sampled_from(TAGS), st.sampled_from(["targets", *ROLES, *ROLES]),
-                    picks, outsider, st.sampled_from([FAR, FAR, *EXPIRES]), st.integers(0, 9).map(lambda x: x == 0))
-OPS = st.one_of(
-    sign_op, sign_op, sign_op, sign_op,
-    st.tuples(st.just("role"), repo_i, st.sampled_from(ROLES), keys_from(SIGNERS), st.integers(1, 2),
-              picks, outsider, st.sampled_from([FAR, FAR, *EXPIRES]), st.sampled_from(PATTERNS)),
-    st.tuples(st.just("targets"), repo_i, keys_from(TARGETS + [A1], 3), st.integers(1, 2), picks, outsider,
-              st.sampled_from([FAR, FAR, *EXPIRES])),
-    st.tuples(st.just("root"), repo_i, keys_from(ROOTS, 3), st.integers(1, 2), picks, outsider,
-              st.sampled_from([FAR, FAR, NOW + 5])),
-    st.tuples(st.just("remove"), repo_i, st.sampled_from(ROLES), picks, outsider),
-    st.one_of(
-        st.tuples(st.just("policy"), repo_i, st.sampled_from(["targets", *ROLES]), st.just("threshold"),
-                  st.integers(1, 3), picks),
-        st.tuples(st.just("policy"), repo_i, st.sampled_from(ROLES), st.just("paths"), st.sampled_from(PATTERNS),
-                  picks),
-        st.tuples(st.just("policy"), repo_i, st.sampled_from(["targets", *ROLES]), st.just("expires"),
-                  st.sampled_from([FAR, *EXPIRES]), picks),
-    ),
-    st.tuples(st.just("compromise"), repo_i, st.sampled_from(EVERYONE), st.integers(0, 12),
-              st.sampled_from([-1, 0, 1]), st.booleans(), picks),
-    st.tuples(st.just("delete"), repo_i, st.sampled_from(TAGS), st.sampled_from(["targets", *ROLES]), picks),
-    st.just(("check",)),
-)
+def new_sim() -> Sim:
+    """The simulator, letting forged signatures into the state (as a tampered log or
+    snapshot would) so the verifiers meet them."""
+    return Sim(trust_forged=True)
 
 
 def reference(state: TrustState, ref_time: int) -> list:
@@ -220,7 +67,7 @@ def requests(state: TrustState) -> list[Request]:
     return reqs
 
 
-def compare(h: History, inc: CompiledEvaluator) -> None:
+def compare(h: Sim, inc: CompiledEvaluator) -> None:
     items = [(repo, e) for repo in h.state.repos.values() for e in repo.tags.values()]
     for ref in REF_TIMES:
         expected = reference(h.state, ref)
@@ -236,17 +83,10 @@ def compare(h: History, inc: CompiledEvaluator) -> None:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(root_thr=st.integers(1, 2), targets_keys=keys_from(TARGETS, 2), expires=st.sampled_from([FAR, FAR, NOW + 5]),
-       a_keys=keys_from(SIGNERS, 3), a_thr=st.integers(1, 2), ops=st.lists(OPS, min_size=10, max_size=50))
-def test_compiled_evaluation_matches_reference(root_thr: int, targets_keys: list[SigningKey], expires: int,
-                                               a_keys: list[SigningKey], a_thr: int, ops: list[tuple]) -> None:
-    h = History()
-    for repo in REPOS:
-        h.submit(repo, lambda v, repo=repo: RepoCreated(repo, v, 0, [R1.public_key, R2.public_key], root_thr,
-                                                          [k.public_key for k in targets_keys], 1, expires),
-                 [R1, R2])
-        run_op(h, ("role", REPOS.index(repo), "targets/a", a_keys, a_thr, [0], None, FAR, ["*"]))
-        run_op(h, ("role", REPOS.index(repo), "targets/b", [A3, P, P_DER], 1, [0], None, FAR, ["v*", "latest"]))
+@given(setup=START, ops=st.lists(OPS, min_size=10, max_size=50))
+def test_compiled_evaluation_matches_reference(setup: dict, ops: list[tuple]) -> None:
+    h = new_sim()
+    start(h, **setup)
     inc = CompiledEvaluator(h.state, compact_min=0)
     for op in ops:
         if op[0] == "check":
@@ -259,10 +99,10 @@ def test_compiled_evaluation_matches_reference(root_thr: int, targets_keys: list
 def test_a_scripted_history_covers_every_verdict() -> None:
     """A fixed history that reaches every verdict a fold can lead to, so the property
     above cannot pass by generating only easy cases."""
-    h = History()
+    h = new_sim()
     a, b = REPOS
     for repo in REPOS:
-        h.submit(repo, lambda v, repo=repo: RepoCreated(repo, v, 0, [R1.public_key], 1,
+        h.propose(repo, lambda v, repo=repo: RepoCreated(repo, v, 0, [R1.public_key], 1,
                                                           [T1.public_key, T2.public_key], 1, FAR), [R1])
     assert run_all(h, [
         ("role", 0, "targets/a", [A1, A2], 2, [0], None, FAR, ["*"]),
@@ -305,11 +145,11 @@ def test_a_scripted_history_covers_every_verdict() -> None:
     compare(h, inc)
     assert _codes_of(h, b) == {"build-1": "THRESHOLD_NOT_MET", "v2": "EXPIRED", "v3": "THRESHOLD_NOT_MET"}
     # an earlier compromise time replaces a later one (min), and the delta applies it
-    h.submit(b, lambda v: KeyCompromised(b, v, 0, T1.keyid, 0), [T2])
+    h.propose(b, lambda v: KeyCompromised(b, v, 0, T1.keyid, 0), [T2])
     compare(h, inc)
 
 
-def _verdicts_of(h: History, repo: str) -> dict[str, tuple]:
+def _verdicts_of(h: Sim, repo: str) -> dict[str, tuple]:
     r = h.state.repos[repo]
     out = {}
     for e in r.tags.values():
@@ -318,17 +158,17 @@ def _verdicts_of(h: History, repo: str) -> dict[str, tuple]:
     return out
 
 
-def _codes_of(h: History, repo: str) -> dict[str, str]:
+def _codes_of(h: Sim, repo: str) -> dict[str, str]:
     """Reference verdict codes of the delegated signers' tags of ``repo``."""
     r = h.state.repos[repo]
     return {t: v[0].value for t, v in _verdicts_of(h, repo).items() if r.tags[t].role != "targets"}
 
 
-def _reason_of(h: History, repo: str, tag: str) -> str:
+def _reason_of(h: Sim, repo: str, tag: str) -> str:
     return _verdicts_of(h, repo)[tag][1]
 
 
-def run_all(h: History, ops: list[tuple]) -> list[str]:
+def run_all(h: Sim, ops: list[tuple]) -> list[str]:
     out = []
     for op in ops:
         before = h.offset
@@ -340,16 +180,16 @@ def run_all(h: History, ops: list[tuple]) -> list[str]:
 def test_large_state_uses_every_thread() -> None:
     """Enough tags (over the 4,096-row threshold) that evaluation and crypto run on
     several OpenMP threads; still identical to the reference."""
-    h = History()
+    h = new_sim()
     repo = REPOS[0]
-    h.submit(repo, lambda v: RepoCreated(repo, v, 0, [R1.public_key], 1, [T1.public_key], 1, FAR), [R1])
-    h.submit(repo, lambda v: RoleKeysSet(repo, v, 0, "targets/a", [A1.public_key, A2.public_key], 1, FAR, ["*"]), [T1])
+    h.propose(repo, lambda v: RepoCreated(repo, v, 0, [R1.public_key], 1, [T1.public_key], 1, FAR), [R1])
+    h.propose(repo, lambda v: RoleKeysSet(repo, v, 0, "targets/a", [A1.public_key, A2.public_key], 1, FAR, ["*"]), [T1])
     for i in range(4200):
         signer = [A1] if i % 3 else [A2]
-        h.submit(repo, lambda v, i=i: ImageSigned(repo, v, 0, "targets/a", f"t{i}", "sha256:" + "ab" * 32, 1,
-                                                   NOW - 1 if i % 97 == 0 else FAR), signer, forge=i % 211 == 0)
+        h.propose(repo, lambda v, i=i: ImageSigned(repo, v, 0, "targets/a", f"t{i}", "sha256:" + "ab" * 32, 1,
+                                                   NOW - 1 if i % 97 == 0 else FAR), signer, forged=i % 211 == 0)
     since = h.clock - 1_000 * 2000
-    h.submit(repo, lambda v: KeyCompromised(repo, v, 0, A1.keyid, since), [T1])
+    h.propose(repo, lambda v: KeyCompromised(repo, v, 0, A1.keyid, since), [T1])
     inc = CompiledEvaluator(h.state, nthreads=2)
     items = [(r, e) for r in h.state.repos.values() for e in r.tags.values()]
     assert inc.evaluate(items, NOW) == reference(h.state, NOW)

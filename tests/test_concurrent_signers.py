@@ -126,7 +126,8 @@ def test_sign_without_a_log_uses_the_clock(cli, tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.kafka
 def test_signers_from_one_state_all_land_through_kafka(cli, kafka_bootstrap, tmp_path: Path) -> None:
-    from test_kafka_ingest import delete_topics, new_topic, start_worker, stderr_of, stop
+    from kafka_broker import delete_topics, new_topic
+    from test_kafka_ingest import start_worker, stderr_of, stop
     from test_kafka_outcomes import _publish_wait
 
     run, nolog = cli, tmp_path / "no-log"  # no publisher has a log

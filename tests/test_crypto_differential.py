@@ -10,7 +10,6 @@ and must be invalid on both. The million-input run is ``scripts/fuzz_crypto_diff
 """
 from __future__ import annotations
 
-import os
 import random
 from array import array
 from types import ModuleType
@@ -21,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import crypto_strategies as cs
 import wycheproof
+from conftest import load_backend
 from trustlog.core.keys import (
     ALG_ECDSA_P256_DER, ALG_ECDSA_P256_RAW, ALG_ED25519, ALG_RSA_PSS_SHA256, SigningKey, crypto_valid, raw_to_der,
 )
@@ -31,19 +32,9 @@ from trustlog.verifier.crypto_batch import pack_batch
 Item = tuple[int, bytes, bytes, bytes]
 
 
-def _compiled() -> ModuleType:
-    try:
-        return load("c")
-    except ImportError as e:
-        msg = f"compiled crypto backend unavailable: {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @pytest.fixture(scope="module")
 def c() -> ModuleType:
-    return _compiled()
+    return load_backend("c")
 
 
 PY = load("py")
@@ -175,45 +166,13 @@ def test_one_thread_and_two_threads_identical(c: ModuleType) -> None:
 
 # --- RSA SubjectPublicKeyInfo encodings -------------------------------------------
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    nb = (n.bit_length() + 7) // 8
-    return bytes([tag, 0x80 | nb]) + n.to_bytes(nb, "big") + content
+def _long(tag: int, content: bytes) -> bytes:
+    """A non-minimal length (a leading zero length byte), which DER forbids."""
+    return cs.tlv(tag, content, "long")
 
 
-def _long_len(tag: int, content: bytes) -> bytes:
-    """Non-minimal length (a leading zero length byte), which DER forbids."""
-    return bytes([tag, 0x83, 0]) + len(content).to_bytes(2, "big") + content
-
-
-def _int(v: int, pad: bytes = b"") -> bytes:
-    return _tlv(0x02, pad + v.to_bytes(v.bit_length() // 8 + 1, "big"))
-
-
-RSA_OID = _tlv(0x06, bytes.fromhex("2a864886f70d010101"))
-PSS_OID = _tlv(0x06, bytes.fromhex("2a864886f70d01010a"))
-NULL = b"\x05\x00"
-SHA256_ALG = _tlv(0x30, _tlv(0x06, bytes.fromhex("608648016503040201")) + NULL)
-PSS_PARAMS = _tlv(0x30, _tlv(0xA0, SHA256_ALG)
-                  + _tlv(0xA1, _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d010108")) + SHA256_ALG))
-                  + _tlv(0xA2, _tlv(0x02, b"\x20")))
-
-
-def _spki(alg_id: bytes, pkcs1: bytes, pad: int = 0, outer=_tlv) -> bytes:
-    return outer(0x30, _tlv(0x30, alg_id) + _tlv(0x03, bytes([pad]) + pkcs1))
-
-
-def _rsa_with_e(base: rsa.RSAPrivateKey, e: int) -> rsa.RSAPrivateKey:
-    """A key with base's primes and public exponent e."""
-    pn = base.private_numbers()
-    p, q = pn.p, pn.q
-    d = pow(e, -1, (p - 1) * (q - 1))
-    return rsa.RSAPrivateNumbers(
-        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
-        rsa.RSAPublicNumbers(e, p * q),
-    ).private_key()
+def _spki(alg_id: bytes, pkcs1: bytes, pad: int = 0, form: str = "minimal") -> bytes:
+    return cs.tlv(0x30, cs.tlv(0x30, alg_id) + cs.tlv(0x03, bytes([pad]) + pkcs1), form)
 
 
 def _sign(priv: rsa.RSAPrivateKey, msg: bytes) -> bytes:
@@ -269,43 +228,43 @@ SPKI_CASES = {
 def _variants(priv: rsa.RSAPrivateKey) -> dict[str, bytes]:
     nums = priv.public_key().public_numbers()
     n, e = nums.n, nums.e
-    pk1 = _tlv(0x30, _int(n) + _int(e))
-    canonical = _spki(RSA_OID + NULL, pk1)
+    pk1 = cs.tlv(0x30, cs.der_int(n) + cs.der_int(e))
+    canonical = _spki(cs.OID_RSA + cs.NULL, pk1)
     assert canonical == priv.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     v = {
         "canonical": canonical,
-        "params absent": _spki(RSA_OID, pk1),
-        "pss oid, no params": _spki(PSS_OID, pk1),
-        "pss oid, sha256 params": _spki(PSS_OID + PSS_PARAMS, pk1),
+        "params absent": _spki(cs.OID_RSA, pk1),
+        "pss oid, no params": _spki(cs.OID_PSS, pk1),
+        "pss oid, sha256 params": _spki(cs.OID_PSS + cs.PSS_PARAMS, pk1),
         "pkcs1 only": pk1,
-        "pss oid, garbage params": _spki(PSS_OID + b"\x30\x03\x02\x01\x20", pk1),
-        "pss oid, NULL params": _spki(PSS_OID + NULL, pk1),
-        "params not NULL": _spki(RSA_OID + b"\x05\x01\x00", pk1),
-        "extra after params": _spki(RSA_OID + NULL + NULL, pk1),
-        "non-minimal outer length": _spki(RSA_OID + NULL, pk1, outer=_long_len),
-        "non-minimal inner length": _tlv(0x30, _tlv(0x30, RSA_OID + NULL) + _long_len(0x03, b"\x00" + pk1)),
-        "non-minimal pkcs1 length": _spki(RSA_OID + NULL, _long_len(0x30, _int(n) + _int(e))),
-        "non-minimal length, bare pkcs1": _long_len(0x30, _int(n) + _int(e)),
+        "pss oid, garbage params": _spki(cs.OID_PSS + b"\x30\x03\x02\x01\x20", pk1),
+        "pss oid, NULL params": _spki(cs.OID_PSS + cs.NULL, pk1),
+        "params not NULL": _spki(cs.OID_RSA + b"\x05\x01\x00", pk1),
+        "extra after params": _spki(cs.OID_RSA + cs.NULL + cs.NULL, pk1),
+        "non-minimal outer length": _spki(cs.OID_RSA + cs.NULL, pk1, form="long"),
+        "non-minimal inner length": cs.tlv(0x30, cs.tlv(0x30, cs.OID_RSA + cs.NULL) + _long(0x03, b"\x00" + pk1)),
+        "non-minimal pkcs1 length": _spki(cs.OID_RSA + cs.NULL, _long(0x30, cs.der_int(n) + cs.der_int(e))),
+        "non-minimal length, bare pkcs1": _long(0x30, cs.der_int(n) + cs.der_int(e)),
         "indefinite length": b"\x30\x80" + canonical[4:] + b"\x00\x00",
         "trailing byte": canonical + b"\x00",
         "trailing byte, bare pkcs1": pk1 + b"\x00",
-        "trailing in pkcs1": _spki(RSA_OID + NULL, _tlv(0x30, _int(n) + _int(e) + NULL)),
-        "leading zero in n": _spki(RSA_OID + NULL, _tlv(0x30, _int(n, b"\x00") + _int(e))),
-        "leading zero in e": _spki(RSA_OID + NULL, _tlv(0x30, _int(n) + _int(e, b"\x00"))),
-        "negative n": _spki(RSA_OID + NULL, _tlv(0x30, _tlv(0x02, n.to_bytes(256, "big")) + _int(e))),
-        "bitstring pad 1 over a set bit": _spki(RSA_OID + NULL, pk1, pad=1),
-        "bitstring pad 8": _spki(RSA_OID + NULL, pk1, pad=8),
-        "bitstring empty": _tlv(0x30, _tlv(0x30, RSA_OID + NULL) + b"\x03\x00"),
-        "bitstring constructed": _tlv(0x30, _tlv(0x30, RSA_OID + NULL) + _tlv(0x23, _tlv(0x03, b"\x00" + pk1))),
-        "e = 1": _spki(RSA_OID + NULL, _tlv(0x30, _int(n) + _int(1))),
-        "e = 0": _spki(RSA_OID + NULL, _tlv(0x30, _int(n) + _int(0))),
-        "e even": _spki(RSA_OID + NULL, _tlv(0x30, _int(n) + _int(65536))),
-        "n 2047 bits": _spki(RSA_OID + NULL, _tlv(0x30, _int(n >> 1) + _int(e))),
-        "n 16385 bits": _spki(RSA_OID + NULL, _tlv(0x30, _int((n << 14337) | 1) + _int(e))),
-        "ec oid": _spki(_tlv(0x06, bytes.fromhex("2a8648ce3d0201")) + _tlv(0x06, bytes.fromhex("2a8648ce3d030107")), pk1),
+        "trailing in pkcs1": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int(n) + cs.der_int(e) + cs.NULL)),
+        "leading zero in n": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int(n, b"\x00") + cs.der_int(e))),
+        "leading zero in e": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int(n) + cs.der_int(e, b"\x00"))),
+        "negative n": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.tlv(0x02, n.to_bytes(256, "big")) + cs.der_int(e))),
+        "bitstring pad 1 over a set bit": _spki(cs.OID_RSA + cs.NULL, pk1, pad=1),
+        "bitstring pad 8": _spki(cs.OID_RSA + cs.NULL, pk1, pad=8),
+        "bitstring empty": cs.tlv(0x30, cs.tlv(0x30, cs.OID_RSA + cs.NULL) + b"\x03\x00"),
+        "bitstring constructed": cs.tlv(0x30, cs.tlv(0x30, cs.OID_RSA + cs.NULL) + cs.tlv(0x23, cs.tlv(0x03, b"\x00" + pk1))),
+        "e = 1": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int(n) + cs.der_int(1))),
+        "e = 0": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int(n) + cs.der_int(0))),
+        "e even": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int(n) + cs.der_int(65536))),
+        "n 2047 bits": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int(n >> 1) + cs.der_int(e))),
+        "n 16385 bits": _spki(cs.OID_RSA + cs.NULL, cs.tlv(0x30, cs.der_int((n << 14337) | 1) + cs.der_int(e))),
+        "ec oid": _spki(cs.ALG_IDS["ec"], pk1),
         "empty": b"",
-        "int only": _int(n),
+        "int only": cs.der_int(n),
     }
     assert set(v) == set(SPKI_CASES)
     return v
@@ -324,11 +283,11 @@ def test_rsa_unusual_exponents_and_sizes_agree(c: ModuleType, rsa_case) -> None:
     priv, msg, _ = rsa_case
     keys = [
         rsa.generate_private_key(public_exponent=3, key_size=2048),
-        _rsa_with_e(priv, (1 << 127) - 1),                  # a 127-bit prime exponent
+        cs.rsa_with_e(priv, (1 << 127) - 1),                  # a 127-bit prime exponent
         rsa.generate_private_key(public_exponent=65537, key_size=2049),
         rsa.generate_private_key(public_exponent=65537, key_size=3100),
     ]
-    keys.append(_rsa_with_e(keys[-1], (1 << 89) - 1))      # > 3072 bits with a > 64-bit e
+    keys.append(cs.rsa_with_e(keys[-1], (1 << 89) - 1))      # > 3072 bits with a > 64-bit e
     items = []
     for k in keys:
         pub = k.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

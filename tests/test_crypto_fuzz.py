@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crypto_strategies as cs
+from conftest import load_backend
 from trustlog.core.keyparse import material
 from trustlog.core.keys import ALG_BY_KEYTYPE
 from trustlog.verifier.backend import load
@@ -29,13 +30,7 @@ _TYPE_OF_ALG = {alg: kt for kt, alg in ALG_BY_KEYTYPE.items()}
 
 @pytest.fixture(scope="module")
 def c() -> ModuleType:
-    try:
-        return load("c")
-    except ImportError as e:
-        from conftest import require_or_skip
-
-        require_or_skip("the compiled verifier", e)
-        raise
+    return load_backend("c")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

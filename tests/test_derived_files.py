@@ -63,6 +63,18 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def flipped_copy(pristine: Path, tmp_path: Path, rel: str, index: int) -> tuple[Path, Path, bytes]:
+    """A copy of the pristine log with one bit of byte ``index`` of file ``rel`` flipped:
+    (the log, the file, its new bytes)."""
+    d = tmp_path / "log"
+    shutil.copytree(pristine, d)
+    f = d / rel
+    data = bytearray(f.read_bytes())
+    data[index] ^= 1
+    f.write_bytes(bytes(data))
+    return d, f, bytes(data)
+
+
 def _facts(tl: TrustLog) -> tuple:
     verdicts = [(v.repo, v.tag, v.code) for v in BatchVerifier(tl.state, ref_time=NOW).verify(
         list(requests_for_state(tl.state)))]
@@ -148,12 +160,7 @@ def test_damaged_derived_file(pristine: Path, baseline: tuple, tmp_path: Path, p
 def test_leaf_flip_does_not_blame_the_record(pristine: Path, tmp_path: Path) -> None:
     """The finding from the review: a flipped leaf hash made `log verify` say an intact
     record was altered. Now the leaf file is named and the record is not."""
-    d = tmp_path / "log"
-    shutil.copytree(pristine, d)
-    leaves = d / "merkle" / "leaves.hashes"
-    data = bytearray(leaves.read_bytes())
-    data[32 * 20 + 5] ^= 1
-    leaves.write_bytes(bytes(data))
+    d, _, _ = flipped_copy(pristine, tmp_path, "merkle/leaves.hashes", 32 * 20 + 5)
     r = verify_log(d)
     assert r.ok and not r.derived_ok
     assert [(f.segment, f.offset) for f in r.derived] == [("merkle/leaves.hashes", 20)]
@@ -185,16 +192,12 @@ def test_leaf_flip_with_its_checksum_fixed_is_decided_by_the_records(pristine: P
 
 def test_inner_node_that_is_no_peak_is_found_and_proofs_still_verify(pristine: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    d = tmp_path / "log"
-    shutil.copytree(pristine, d)
-    level = d / "merkle" / "level-01.hashes"
-    data = bytearray(level.read_bytes())
-    data[0] ^= 1          # node (1, 0): not a peak of a tree of 63 leaves
-    level.write_bytes(bytes(data))
+    # node (1, 0): not a peak of a tree of 63 leaves
+    d, level, data = flipped_copy(pristine, tmp_path, "merkle/level-01.hashes", 0)
     assert cli(["proof", "inclusion", "0", "--log", str(d), "--json"]) == 0
     captured = capsys.readouterr()
     assert "level-01.hashes" in captured.err and '"proof"' in captured.out
-    assert level.read_bytes() == bytes(data)         # a reader rebuilt it in memory only
+    assert level.read_bytes() == data                # a reader rebuilt it in memory only
     r = verify_log(d)
     assert r.ok and [f.segment for f in r.derived] == ["merkle/level-01.hashes"]
 
@@ -228,18 +231,13 @@ def test_garbage_postings_is_no_memory_error(pristine: Path, baseline: tuple, tm
 
 def test_complete_checkpoint_frame_with_bad_crc_is_tampering(pristine: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    d = tmp_path / "log"
-    shutil.copytree(pristine, d)
-    cps = d / "merkle" / "checkpoints.log"
-    data = bytearray(cps.read_bytes())
-    data[-10] ^= 1                                   # inside the last, complete frame
-    cps.write_bytes(bytes(data))
+    d, cps, data = flipped_copy(pristine, tmp_path, "merkle/checkpoints.log", -10)  # inside the last, complete frame
     for argv in (["inspect", "registry.example.com/team/a"], ["log", "repair"], ["ingest", str(tmp_path / "x")]):
         (tmp_path / "x").write_text("")
         assert cli([*argv, "--log", str(d)]) == 2
         err = capsys.readouterr().err
         assert "checkpoints.log" in err and "altered" in err and "Traceback" not in err
-    assert cps.read_bytes() == bytes(data)           # the evidence is still there
+    assert cps.read_bytes() == data                  # the evidence is still there
     with pytest.raises(LogCorruptionError, match="kept as evidence"):
         TrustLog(d)
     r = verify_log(d)

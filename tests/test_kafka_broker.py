@@ -6,31 +6,11 @@ import uuid
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient
 
-from kafka_broker import _external, restart_broker
+from kafka_broker import delete_topics, new_topic, require_restartable_broker, restart_broker
 
 N = 100
 PARTITIONS = 4
-
-
-def _new_topic(bootstrap: str, prefix: str) -> str:
-    topic = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustlog-test-admin")
-    try:
-        admin.create_topics({topic: {"num_partitions": PARTITIONS, "replication_factor": 1}},
-                            timeout_ms=30_000, wait_for_metadata=True)
-    finally:
-        admin.close()
-    return topic
-
-
-def _delete_topic(bootstrap: str, topic: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustlog-test-admin")
-    try:
-        admin.delete_topics([topic], timeout_ms=30_000, raise_errors=False)
-    finally:
-        admin.close()
 
 
 def _produce(bootstrap: str, topic: str, start: int, count: int) -> dict[int, int]:
@@ -84,7 +64,7 @@ def _check(records, committed, values: set[str], per_partition: dict[int, int]) 
 
 @pytest.mark.kafka
 def test_produce_consume_commit(kafka_bootstrap):
-    topic = _new_topic(kafka_bootstrap, "trustlog-test")
+    topic = new_topic(kafka_bootstrap, "trustlog-test")
     try:
         per_partition = _produce(kafka_bootstrap, topic, 0, N)
         assert sum(per_partition.values()) == N
@@ -93,16 +73,15 @@ def test_produce_consume_commit(kafka_bootstrap):
         records, committed = _consume(kafka_bootstrap, topic, f"g-{uuid.uuid4().hex[:8]}", N)
         _check(records, committed, {f"event-{i}" for i in range(N)}, per_partition)
     finally:
-        _delete_topic(kafka_bootstrap, topic)
+        delete_topics(kafka_bootstrap, topic)
 
 
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_restart_keeps_data(kafka_bootstrap):
     """Stop/start the script's broker: same address, topic data and committed offsets kept."""
-    if _external():
-        pytest.skip("TRUSTLOG_KAFKA_BOOTSTRAP names an external broker; cannot restart it")
-    topic = _new_topic(kafka_bootstrap, "trustlog-restart")
+    require_restartable_broker()
+    topic = new_topic(kafka_bootstrap, "trustlog-restart")
     group = f"g-{uuid.uuid4().hex[:8]}"
     try:
         first = _produce(kafka_bootstrap, topic, 0, N // 2)
@@ -117,4 +96,4 @@ def test_restart_keeps_data(kafka_bootstrap):
         total = {p: first.get(p, 0) + second.get(p, 0) for p in range(PARTITIONS)}
         _check(records, committed, {f"event-{i}" for i in range(N // 2, N)}, total)
     finally:
-        _delete_topic(kafka_bootstrap, topic)
+        delete_topics(kafka_bootstrap, topic)

@@ -20,12 +20,13 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from kafka_broker import _external, restart_broker
+from kafka_broker import delete_topics, require_restartable_broker, restart_broker, topic_fixture
 
 from trustlog.cli.kafka_cmds import wait_for_group
 from trustlog.core.evaluate import Request
@@ -50,32 +51,6 @@ CLI = [PY, "-m", "trustlog.cli.main"]  # = `trustlog`
 
 # -- helpers -------------------------------------------------------------------------------
 
-def new_topic(bootstrap: str, prefix: str, partitions: int = PARTITIONS) -> str:
-    from kafka.admin import KafkaAdminClient
-
-    topic = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustlog-test-admin")
-    try:
-        admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
-                            timeout_ms=30_000, wait_for_metadata=True)
-    finally:
-        admin.close()
-    return topic
-
-
-def delete_topics(bootstrap: str, *topics: str) -> None:
-    from kafka.admin import KafkaAdminClient
-
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustlog-test-admin")
-        try:
-            admin.delete_topics(list(topics), timeout_ms=30_000, raise_errors=False)
-        finally:
-            admin.close()
-    except Exception:  # noqa: BLE001 - best-effort cleanup
-        pass
-
-
 def producer(bootstrap: str, **kw):
     from kafka import KafkaProducer
 
@@ -83,19 +58,52 @@ def producer(bootstrap: str, **kw):
                          client_id="trustlog-test-producer", **kw)
 
 
-def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]]) -> dict[int, int]:
-    """Send (key, value) pairs; return the end offset per partition they reached."""
-    p = producer(bootstrap)
+def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]], *, pause: float = 0.0,
+            timeout: float = 60, ends: dict[int, int] | None = None, **kw) -> dict[int, int]:
+    """Send (key, value) pairs, sleeping ``pause`` s after every 100 (a stream that lasts);
+    return, and fill in ``ends``, the end offset per partition they reached. ``kw`` go
+    to the producer."""
+    p = producer(bootstrap, **kw)
+    ends = {} if ends is None else ends
     try:
-        futs = [p.send(topic, key=k, value=v) for k, v in items]
-        p.flush(timeout=60)
-        ends: dict[int, int] = {}
+        futs = []
+        for i, (k, v) in enumerate(items):
+            futs.append(p.send(topic, key=k, value=v))
+            if pause and i % 100 == 99:
+                time.sleep(pause)
+        p.flush(timeout=timeout)
         for f in futs:
-            md = f.get(timeout=60)
+            md = f.get(timeout=timeout)
             ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
         return ends
     finally:
         p.close(timeout=10)
+
+
+@dataclass
+class Background:
+    """:func:`produce` running in a thread: ``ends`` is filled in when it is done,
+    ``errors`` holds what it raised."""
+
+    thread: threading.Thread
+    ends: dict[int, int]
+    errors: list[BaseException]
+
+
+def produce_in_background(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]],
+                          **kw) -> Background:
+    ends: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            produce(bootstrap, topic, items, ends=ends, **kw)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return Background(t, ends, errors)
 
 
 def keyed(env: Envelope) -> tuple[bytes, bytes]:
@@ -244,11 +252,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def topic(kafka_bootstrap, request):
-    t = new_topic(kafka_bootstrap, "tl-" + request.node.name.replace("_", "")[4:24].lower())
-    yield t
-    delete_topics(kafka_bootstrap, t, f"{t}.layout", f"{t}.outcomes")
+topic = topic_fixture("topic", "tl-", PARTITIONS)
 
 
 # -- 1. publish -> ingest -> verify, same verdicts as the embedded path --------------------------
@@ -342,28 +346,9 @@ def test_kill9_during_production_exactly_once(kafka_bootstrap, topic, tmp_path):
 
     group = f"g-{uuid.uuid4().hex[:8]}"
     logdir = tmp_path / "logs"
-    ends: dict[int, int] = {}
-    errors: list[BaseException] = []
-
-    def produce_slowly() -> None:
-        try:
-            p = producer(kafka_bootstrap)
-            futs = []
-            for i, (k, v) in enumerate(items):
-                futs.append(p.send(topic, key=k, value=v))
-                if i % 100 == 99:
-                    time.sleep(1.0)  # ~2,700 messages over ~27 s: the kills hit a live stream
-            p.flush(timeout=60)
-            for f in futs:
-                md = f.get(timeout=60)
-                ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
-            p.close(timeout=10)
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
     t0 = time.monotonic()
-    prod = threading.Thread(target=produce_slowly, daemon=True)
-    prod.start()
+    bg = produce_in_background(kafka_bootstrap, topic, items, pause=1.0)  # ~27 s: the kills hit a live stream
+    prod, ends, errors = bg.thread, bg.ends, bg.errors
     kills = mid_stream = 0
     extra = ("--instance-id", "crash-w1", "--max-poll-records", "150")
     while kills < 20 or prod.is_alive():
@@ -419,37 +404,18 @@ def test_kill9_during_production_exactly_once(kafka_bootstrap, topic, tmp_path):
 
 @pytest.mark.slow
 def test_broker_restart_mid_stream(kafka_bootstrap, topic, tmp_path):
-    if _external():
-        pytest.skip("TRUSTLOG_KAFKA_BOOTSTRAP names an external broker; cannot restart it")
+    require_restartable_broker()
     envs = synthetic(24, 1600)
     items = [keyed(e) for e in envs]
     group = f"g-{uuid.uuid4().hex[:8]}"
     logdir = tmp_path / "logs"
-    ends: dict[int, int] = {}
-    errors: list[BaseException] = []
-
-    def produce_through_restart() -> None:
-        try:
-            p = producer(kafka_bootstrap, delivery_timeout_ms=120_000, request_timeout_ms=10_000)
-            futs = []
-            for i, (k, v) in enumerate(items):
-                futs.append(p.send(topic, key=k, value=v))
-                if i % 100 == 99:
-                    time.sleep(0.4)
-            p.flush(timeout=120)
-            for f in futs:
-                md = f.get(timeout=120)
-                ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
-            p.close(timeout=10)
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
     w = start_worker(kafka_bootstrap, topic, group, logdir, tmp_path, "--max-poll-records", "100")
     try:
-        prod = threading.Thread(target=produce_through_restart, daemon=True)
-        prod.start()
+        bg = produce_in_background(kafka_bootstrap, topic, items, pause=0.4, timeout=120,
+                                   delivery_timeout_ms=120_000, request_timeout_ms=10_000)
+        prod, ends, errors = bg.thread, bg.ends, bg.errors
         wait_for_group(kafka_bootstrap, group, topic, {p: 1 for p in range(PARTITIONS)}, timeout=60)
-        assert prod.is_alive()  # the stream is still flowing
+        assert prod.is_alive(), errors  # the stream is still flowing
         assert restart_broker() == kafka_bootstrap
         assert w.poll() is None, stderr_of(w)
         prod.join(150)

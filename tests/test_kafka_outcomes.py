@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from test_kafka_ingest import CLI, delete_topics, expected_outcome, new_topic, start_worker, stderr_of, stop, synthetic
+from kafka_broker import topic_fixture
+from test_kafka_ingest import CLI, expected_outcome, start_worker, stderr_of, stop, synthetic
 from trustlog.core.events import Envelope, Signature, decode_event, envelope_to_json
 from trustlog.ingest.partitioning import partition_dirs, partition_for
 from trustlog.ingest.records import decode_record
@@ -21,11 +22,7 @@ from trustlog.ingest.segment_log import SegmentLog
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture
-def topic3(kafka_bootstrap, request):
-    t = new_topic(kafka_bootstrap, "tl-out-" + request.node.name[5:20].replace("_", "").lower(), partitions=3)
-    yield t
-    delete_topics(kafka_bootstrap, t, f"{t}.layout", f"{t}.outcomes")
+topic3 = topic_fixture("topic3", "tl-out-", 3)
 
 
 def _publish_wait(bootstrap: str, topic: str, path: Path, timeout: float = 90, *extra: str) -> tuple[int, dict]:

@@ -14,9 +14,9 @@ from collections import Counter
 import msgspec
 import pytest
 
+from kafka_broker import delete_topics, topic_fixture
 from test_kafka_ingest import (
-    CLI, delete_topics, expected_outcome, new_topic, produce, read_logs, start_worker, stderr_of, stop, summary,
-    synthetic,
+    CLI, expected_outcome, produce, read_logs, start_worker, stderr_of, stop, summary, synthetic,
 )
 from trustlog.cli.kafka_cmds import Publisher, wait_for_group
 from trustlog.core.evaluate import Request
@@ -28,11 +28,7 @@ from trustlog.ingest.rejects import RejectsLog
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture
-def topic4(kafka_bootstrap, request):
-    t = new_topic(kafka_bootstrap, "tl-part-" + request.node.name[5:20].replace("_", "").lower(), partitions=4)
-    yield t
-    delete_topics(kafka_bootstrap, t, f"{t}.layout", f"{t}.outcomes")
+topic4 = topic_fixture("topic4", "tl-part-", 4)
 
 
 def _grow(bootstrap: str, topic: str, total: int) -> None:

@@ -273,6 +273,19 @@ def test_the_size_is_bound_by_the_signed_checkpoint_not_the_proof() -> None:
     verify_inclusion(BIG[0], 0, 7, proof, BIG_ROOTS[8])
 
 
+def tamper_one(data: st.DataObject, first: bytes, second: bytes, proof: list[bytes]
+               ) -> tuple[bytes, bytes, list[bytes]]:
+    """One bit flipped, as hypothesis draws it: in ``first`` (the leaf, or the old root),
+    in ``second`` (the root, or the new root) or in one node of ``proof``."""
+    target = data.draw(st.integers(-2, len(proof) - 1), label="target")  # -2 first, -1 second
+    bit = data.draw(st.integers(0, 255), label="bit")
+    if target == -2:
+        return flip(first, bit), second, proof
+    if target == -1:
+        return first, flip(second, bit), proof
+    return first, second, proof[:target] + [flip(proof[target], bit)] + proof[target + 1:]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_hypothesis_tampered_inclusion_fails(data: st.DataObject) -> None:
@@ -280,15 +293,7 @@ def test_hypothesis_tampered_inclusion_fails(data: st.DataObject) -> None:
     m = data.draw(st.integers(0, n - 1), label="index")
     proof = inclusion_proof(m, n, BIG_NODES)
     verify_inclusion(BIG[m], m, n, proof, BIG_ROOTS[n])
-    target = data.draw(st.integers(-2, len(proof) - 1), label="target")  # -2 leaf, -1 root
-    bit = data.draw(st.integers(0, 255), label="bit")
-    leaf, root = BIG[m], BIG_ROOTS[n]
-    if target == -2:
-        leaf = flip(leaf, bit)
-    elif target == -1:
-        root = flip(root, bit)
-    else:
-        proof = proof[:target] + [flip(proof[target], bit)] + proof[target + 1:]
+    leaf, root, proof = tamper_one(data, BIG[m], BIG_ROOTS[n], proof)
     inclusion_must_fail(leaf, m, n, proof, root)
 
 
@@ -300,14 +305,7 @@ def test_hypothesis_tampered_consistency_fails(data: st.DataObject) -> None:
     proof = consistency_proof(m, n, BIG_NODES)
     r1, r2 = BIG_ROOTS[m], BIG_ROOTS[n]
     verify_consistency(m, n, r1, r2, proof)
-    target = data.draw(st.integers(-2, len(proof) - 1), label="target")  # -2 old root, -1 new root
-    bit = data.draw(st.integers(0, 255), label="bit")
-    if target == -2:
-        r1 = flip(r1, bit)
-    elif target == -1:
-        r2 = flip(r2, bit)
-    else:
-        proof = proof[:target] + [flip(proof[target], bit)] + proof[target + 1:]
+    r1, r2, proof = tamper_one(data, r1, r2, proof)
     consistency_must_fail(m, n, r1, r2, proof)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from trustlog.cli.main import build_parser, main
+from trustlog.cli.reference import _commands as _walk  # every (sub)command, as the CLI reference walks them
 
 REPO = "registry.example.com/team/app"
 DIGEST = "sha256:" + "ab" * 32
@@ -193,14 +194,6 @@ def test_compromise_everywhere(cli) -> None:
 
 
 # -- help, global options, completion, reference ----------------------------------------------
-
-def _walk(p: argparse.ArgumentParser, path: list[str]):
-    for a in p._actions:
-        if isinstance(a, argparse._SubParsersAction):
-            for name, sp in a.choices.items():
-                yield path + [name], sp
-                yield from _walk(sp, path + [name])
-
 
 def test_every_option_has_help_and_every_command_a_description() -> None:
     missing = []

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from yarl import URL
 
 from sim import FAR, key
-from test_names import DIGEST, LONG_REPO, LONG_ROLE, LONG_TAG, patterns, repos, roles, tags
+from test_names import DIGEST, LONG_REPO, LONG_ROLE, LONG_TAG, accepted_history, patterns, repos, roles, tags
 from trustlog.cli.main import main
 from trustlog.core import names
 from trustlog.core.events import ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, sign_event
@@ -100,12 +100,7 @@ def _check_views(d: Path, repo: str) -> None:
 @example(repo="a.b-c_d:65535/tags/e", tag="_", role="targets/A.-_", pattern="[!]")
 @given(repo=repos, tag=tags, role=roles, pattern=patterns)
 def test_later_stages_accept_what_the_fold_accepts(repo: str, tag: str, role: str, pattern: str) -> None:
-    envs = [
-        sign_event(RepoCreated(repo, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR), [R]),
-        sign_event(RoleKeysSet(repo, 2, 0, role, [A.public_key], 1, FAR, [pattern, tag]), [T]),
-        sign_event(ImageSigned(repo, 3, 0, role, tag, DIGEST, 1, FAR), [A]),
-        sign_event(KeyCompromised(repo, 4, 0, A.keyid, 2**62), [T]),
-    ]
+    envs = accepted_history(repo, tag, role, pattern, (R, T, A), targets_tag=False)
     refused = [  # kept in the rejects log, never shown raw
         sign_event(RepoCreated(NASTY, 1, 0, [R.public_key], 1, [T.public_key], 1, FAR), [R]),
         sign_event(ImageSigned(repo, 3, 0, "targets", tag, DIGEST, 1, FAR), [T]),  # not above the tag's 3
