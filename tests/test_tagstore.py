@@ -215,3 +215,33 @@ def test_the_fold_over_a_compact_store_gives_the_same_state_and_verdicts() -> No
         reqs += [Request(name, t) for t in [*repo.tags, *repo.deleted_tags, "never-signed"]]
     got = [BatchVerifier(st, ref_time=REF, engine="py").verify_all(reqs) for st in (dict_state, store_state)]
     assert got[0] == got[1] and {v.code for v in got[0]} >= {"VALID", "TAG_DELETED", "UNKNOWN_TAG"}
+
+
+def test_a_snapshot_of_a_compact_state_is_the_same_bytes() -> None:
+    from trustlog.ingest.snapshots import decode_state, encode_state
+
+    s = Sim(repo="registry.example.com/snap/app")
+    root, targets = key("ts-root"), key("ts-targets")
+    s.create([root], [targets])
+    for t in range(12):
+        s.sign_tag(f"t{t}", [targets])
+    s.delete_tag("t4", [targets])
+    dict_state, _ = _fold(s.sent, compact=False)
+    store_state, _ = _fold(s.sent, compact=True)
+    body = encode_state(dict_state)
+    assert encode_state(store_state) == body
+    assert decode_state(body).repos[s.repo].tags == store_state.repos[s.repo].tags
+
+
+def test_fold_entries_share_the_grants_key_id_strings() -> None:
+    """A signature's key id in a TagEntry is the grant's string, not the envelope's copy
+    (one 64-character string per key instead of one per tag)."""
+    s = Sim(repo="registry.example.com/share/app")
+    root, targets = key("ts-root"), key("ts-targets")
+    s.create([root], [targets])
+    s.sign_tag("v1", [targets])
+    s.sign_tag("v2", [targets])
+    repo = s.state.repos[s.repo]
+    grant = repo.role_grant("targets")
+    assert grant is not None
+    assert all(e.signatures[0][0] is grant.keyids[0] for e in repo.tags.values())
