@@ -54,6 +54,10 @@ _I64 = (-(1 << 63), (1 << 63) - 1)
 _I32 = (-(1 << 31), (1 << 31) - 1)
 _MAX_TABLE: Final = 1 << 16          # key ids per store (u16 index)
 _SCAN: Final = 8                     # strings looked up by a scan before the store makes an index
+# Row numbers as shared int objects: CPython caches only -5..256, so a store of 10,000
+# tags would otherwise hold 10,000 int objects (32 B each) as its index's values; row k
+# of every store is the same object here.
+_ROWS: list[int] = list(range(1024))
 _COMPACT_MIN: Final = 1 << 16        # dead arena bytes tolerated before compaction is considered
 
 
@@ -194,6 +198,9 @@ class TagStore(MutableMapping[str, TagEntry]):
         if self._free:
             return self._free.pop()
         row = len(self._dg) // _DG
+        if row >= len(_ROWS):
+            _ROWS.extend(range(len(_ROWS), 2 * row + 1))
+        row = _ROWS[row]
         self._q.extend((0,) * _Q)
         self._i.extend((0,) * _I)
         self._dg.extend(bytes(_DG))
@@ -381,7 +388,9 @@ class TagStore(MutableMapping[str, TagEntry]):
             raise EncodingError("the string table of the tag columns repeats an entry or is too long")
         if len(ix) > _SCAN:
             st._strs_ix = ix
-        st._index = dict(zip(cols.names, range(n)))
+        if n > len(_ROWS):
+            _ROWS.extend(range(len(_ROWS), n))
+        st._index = dict(zip(cols.names, _ROWS[:n]))
         if n:  # bounds of every row, checked with C-level passes over the columns
             roles, plens, slens, starts = i[1::_I], i[2::_I], i[3::_I], q[5::_Q]
             n_verbatim = roles.count(-1)

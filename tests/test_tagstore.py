@@ -267,3 +267,11 @@ def test_the_compiled_engine_over_a_compact_store_fails_closed() -> None:
     assert all(a.code == "ERROR" or a == b for a, b in zip(c, py, strict=True))
     swept = BatchVerifier(store_state, ref_time=REF, engine="c").sweep()
     assert sorted((x.repo, x.tag, x.code) for x in swept) == sorted((x.repo, x.tag, x.code) for x in py)
+
+
+def test_row_numbers_are_shared_between_stores() -> None:
+    a = TagStore({f"t{i}": _entry(f"t{i}", i) for i in range(3000)})
+    b = TagStore({f"u{i}": _entry(f"u{i}", i) for i in range(3000)})
+    assert a._index["t2999"] is b._index["u2999"]
+    c = TagStore.load(a.dump())
+    assert c._index["t2999"] is a._index["t2999"] and c == a
