@@ -1,22 +1,34 @@
 """Folded trust state per tag: resident memory of the state that `verify`, `audit` and
-the compiled chain evaluation read, beside the floor a compact record could reach.
+the compiled chain evaluation read, for each per-tag store, side by side in one run.
 
-    python benchmarks/state_memory.py [--tags 1000000] [--tags-per-repo 20] [--json]
+    python benchmarks/state_memory.py [--tags 1000000] [--tags-per-repo 20]
+                                      [--store both|dict|compact] [--shared-signature] [--json]
 
 Builds a state of ``--tags`` signed tags (one targets-signed ImageSigned per tag, with a
-real-sized 64-byte signature) by folding events in-process with the signature check
-trusted (memory is the question here, not crypto), then measures the process's resident
-set size (``/proc/self/statm``):
+real-sized 64-byte signature of its own and its own key-id string, as a state folded
+from a log has: decoding makes one per record; ``--shared-signature`` shares one of each
+across all tags, as this script did before) by folding events in-process with the
+signature check trusted (memory is the question here, not crypto), then measures the
+process's resident set size (``/proc/self/statm``). Each store is measured in a fresh
+subprocess, so neither inherits the other's heap:
 
-* ``python_bytes_per_tag``: after the Python fold (the reference ``TrustState``);
-* ``compiled_bytes_per_tag``: what the compiled chain evaluation adds once it has
-  compiled the state and swept it (its flat arrays and validity cache);
-* ``rss_bytes_per_tag``: both together, against the goal of 300 B a tag;
-* ``floor_bytes_per_tag``: the bytes one tag's trust facts need in a flat record (digest
-  32, payload hash 32, one signature 64, key index 4, expiry/offset/log time 24, tag name
-  as stored), the baseline a compact state can approach.
+* ``dict``: ``RepoState.tags`` as trustlog holds it today, a ``dict[str, TagEntry]``
+  (the baseline);
+* ``compact``: the same fold writing into :class:`trustlog.core.tagstore.TagStore`
+  (flat columns; a ``TagEntry`` made on access).
 
-With ``--json`` the last line is one JSON object with these figures.
+For each: ``python_bytes_per_tag`` after the fold; ``compiled_bytes_per_tag``, what the
+compiled chain evaluation adds once it has compiled the state and swept it (its flat
+arrays, validity cache, and the Python objects its rows hold: a ``TagEntry``, its
+payload and its signature tuple per row, made on access from a compact store);
+``rss_bytes_per_tag``, both together, against the goal of 300 B a tag; and
+``floor_bytes_per_tag``: the bytes one tag's trust facts need in a flat record (digest
+32, payload hash 32, one signature 64, key index 4, expiry/offset/log time 24, tag name
+as stored). The ratio is compact / dict.
+
+With ``--json`` the last line is one JSON object: the figures of the default ``dict``
+store at the top level (``tags``, ``rss_bytes_per_tag``, ...), the compact store's
+under ``compact``, and ``compact_ratio`` (compact / dict, Python state and total).
 """
 from __future__ import annotations
 
@@ -24,12 +36,14 @@ import argparse
 import gc
 import json
 import os
+import subprocess
 import sys
 import time
 
 from trustlog.core.events import ImageSigned, RepoCreated, Envelope, Signature, encode_event
 from trustlog.core.keys import SigningKey
 from trustlog.core.state import TrustState
+from trustlog.core.tagstore import TagStore
 
 FAR = 4_102_444_800
 GOAL_BYTES_PER_TAG = 300
@@ -44,10 +58,11 @@ def _trusted(_key, _message: bytes, _signature: bytes) -> bool:
     return True
 
 
-def build(n_tags: int, per_repo: int, say) -> tuple[TrustState, float]:
+def build(n_tags: int, per_repo: int, say, compact: bool = False, shared: bool = False) -> tuple[TrustState, float]:
     root, targets = SigningKey.from_seed(b"mem-root"), SigningKey.from_seed(b"mem-targets")
     state = TrustState()
     sig = bytes(64)
+    kid = targets.keyid
     offset = 0
     t0 = time.perf_counter()
     n_repos = max(1, n_tags // per_repo)
@@ -59,10 +74,15 @@ def build(n_tags: int, per_repo: int, say) -> tuple[TrustState, float]:
             state.apply(Envelope(encode_event(ev), [Signature(root.keyid, sig)]), log_time=offset + 1,
                         offset=offset, sigcheck=_trusted, event=ev)
             offset += 1
+            if compact:
+                state.repos[gun].tags = TagStore()
             for t in range(per_repo):
                 digest = f"sha256:{r:032x}{t:032x}"
                 ev2 = ImageSigned(gun, t + 2, 0, "targets", f"v{t}.0.{r % 97}", digest, 1234, FAR)
-                state.apply(Envelope(encode_event(ev2), [Signature(targets.keyid, sig)]), log_time=offset + 1,
+                if not shared:  # one signature and one key-id string per record, as decoding a log makes
+                    sig = offset.to_bytes(8, "little") * 8
+                    kid = "".join(targets.keyid)
+                state.apply(Envelope(encode_event(ev2), [Signature(kid, sig)]), log_time=offset + 1,
                             offset=offset, sigcheck=_trusted, event=ev2)
                 offset += 1
             if r and r % max(1, n_repos // 10) == 0:
@@ -72,43 +92,78 @@ def build(n_tags: int, per_repo: int, say) -> tuple[TrustState, float]:
     return state, time.perf_counter() - t0
 
 
+def measure(args, say) -> dict:
+    """Build the state with one store in this process and measure it."""
+    compact = args.store == "compact"
+    gc.collect()
+    base = rss_bytes()
+    state, secs = build(args.tags, args.tags_per_repo, say, compact, args.shared_signature)
+    tags = sum(len(r.tags) for r in state.repos.values())
+    gc.collect()
+    after_py = rss_bytes()
+    say(f"[{args.store}] Python fold: {tags:,} tags in {secs:.1f} s; RSS +{(after_py - base) / 2**20:,.0f} MiB")
+
+    from trustlog.verifier.batch import BatchVerifier, backend_name
+
+    t0 = time.perf_counter()
+    v = BatchVerifier(state, ref_time=FAR - 1, crypto=lambda items: [1] * len(items))
+    res = v.sweep()
+    counts = res.counts
+    sweep_s = time.perf_counter() - t0
+    gc.collect()
+    after_c = rss_bytes()
+    py_b = (after_py - base) / tags
+    c_b = (after_c - after_py) / tags
+    total = (after_c - base) / tags
+    say(f"[{args.store}] compiled chain evaluation ({v.engine}, backend {backend_name()}): "
+        f"RSS +{(after_c - after_py) / 2**20:,.0f} MiB in {sweep_s:.1f} s; verdicts {counts}")
+    return {"store": args.store, "tags": tags, "rss_bytes_per_tag": round(total, 1),
+            "python_bytes_per_tag": round(py_b, 1), "compiled_bytes_per_tag": round(c_b, 1),
+            "engine": v.engine, "fold_seconds": round(secs, 1), "sweep_seconds": round(sweep_s, 1),
+            "verdicts": counts}
+
+
+def _child(args, store: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--store", store, "--json", "--tags", str(args.tags),
+           "--tags-per-repo", str(args.tags_per_repo)] + (["--shared-signature"] if args.shared_signature else [])
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tags", type=int, default=1_000_000, help="signed tags (default 1,000,000; 10M on request)")
     p.add_argument("--tags-per-repo", type=int, default=20)
+    p.add_argument("--store", choices=("both", "dict", "compact"), default="both",
+                   help="per-tag store to measure (default both, each in its own subprocess)")
+    p.add_argument("--shared-signature", action="store_true",
+                   help="share one signature and key-id object across all tags (the old, optimistic build)")
     p.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     args = p.parse_args()
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    if args.store != "both":
+        fig = measure(args, say)
+        if args.json:
+            print(json.dumps(fig))
+        return 0
 
-    gc.collect()
-    base = rss_bytes()
-    state, secs = build(args.tags, args.tags_per_repo, say)
-    tags = sum(len(r.tags) for r in state.repos.values())
-    gc.collect()
-    after_py = rss_bytes()
-    say(f"Python fold: {tags:,} tags in {secs:.1f} s; RSS +{(after_py - base) / 2**20:,.0f} MiB")
-
-    from trustlog.verifier.batch import BatchVerifier, backend_name
-
-    v = BatchVerifier(state, ref_time=FAR - 1, crypto=lambda items: [1] * len(items))
-    res = v.sweep()
-    counts = res.counts
-    gc.collect()
-    after_c = rss_bytes()
-    engine = v.engine
-    py_b = (after_py - base) / tags
-    c_b = (after_c - after_py) / tags
-    total = (after_c - base) / tags
     floor = 32 + 32 + 64 + 4 + 24 + 8
-    say(f"compiled chain evaluation ({engine}, backend {backend_name()}): RSS +{(after_c - after_py) / 2**20:,.0f} MiB; "
-        f"verdicts {counts}")
-    say(f"per tag: Python {py_b:,.0f} B + compiled {c_b:,.0f} B = {total:,.0f} B "
-        f"(goal {GOAL_BYTES_PER_TAG} B: {total / GOAL_BYTES_PER_TAG:.1f}x over; floor ~{floor} B: {total / floor:.1f}x)")
+    base, comp = _child(args, "dict"), _child(args, "compact")
+    say(f"{'bytes per tag':<28}{'dict (baseline)':>16}{'compact':>10}{'ratio':>8}")
+    for k, label in (("python_bytes_per_tag", "Python state"), ("compiled_bytes_per_tag", "+ compiled evaluation"),
+                     ("rss_bytes_per_tag", "= total")):
+        say(f"{label:<28}{base[k]:>16,.0f}{comp[k]:>10,.0f}{comp[k] / base[k]:>8.2f}")
+    say(f"{base['tags']:,} tags; goal {GOAL_BYTES_PER_TAG} B a tag (dict {base['rss_bytes_per_tag'] / GOAL_BYTES_PER_TAG:.1f}x, "
+        f"compact {comp['rss_bytes_per_tag'] / GOAL_BYTES_PER_TAG:.1f}x over); floor ~{floor} B")
     if args.json:
-        print(json.dumps({"tags": tags, "rss_bytes_per_tag": round(total, 1), "python_bytes_per_tag": round(py_b, 1),
-                          "compiled_bytes_per_tag": round(c_b, 1), "floor_bytes_per_tag": floor,
-                          "goal_bytes_per_tag": GOAL_BYTES_PER_TAG, "ratio_to_goal": round(total / GOAL_BYTES_PER_TAG, 2),
-                          "engine": engine, "fold_seconds": round(secs, 1)}))
+        out = dict(base)
+        out.pop("store")
+        out.update(floor_bytes_per_tag=floor, goal_bytes_per_tag=GOAL_BYTES_PER_TAG,
+                   ratio_to_goal=round(base["rss_bytes_per_tag"] / GOAL_BYTES_PER_TAG, 2),
+                   shared_signature=args.shared_signature, compact=comp,
+                   compact_ratio={k: round(comp[k] / base[k], 3) for k in
+                                  ("python_bytes_per_tag", "rss_bytes_per_tag")})
+        print(json.dumps(out))
     return 0
 
 

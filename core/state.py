@@ -518,7 +518,8 @@ def _image_signed(st: TrustState, env: Envelope, ev: ImageSigned, log_time: int,
     _check_expiry(ev.expires, ev.issued_at, f"{ev.repo}:{ev.tag}")
     grant = _signing_grant(repo, ev.role, ev.tag)
     signers = count_signers(repo, env, _role_keys(repo, grant), grant.threshold, log_time, sigcheck, f"{ev.repo}:{ev.tag} by {ev.role}")
-    sigs = tuple((s.keyid, s.sig) for s in env.signatures if s.keyid in signers)
+    shared = {k: k for k in grant.keyids}  # the grant's key-id strings: one per key, not one per tag
+    sigs = tuple((shared[s.keyid], s.sig) for s in env.signatures if s.keyid in signers)
 
     def mutate() -> None:
         repo.tags[ev.tag] = TagEntry(

@@ -34,6 +34,7 @@ from trustlog.core.encoding import canonical_bytes, decode_canonical
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.state import Pin, RepoState, TrustState
+from trustlog.core.tagstore import TagStore
 
 from .signed_file import read_signed_header, write_signed_file
 
@@ -70,7 +71,17 @@ class _Body(msgspec.Struct, frozen=True):
 
 
 _body_decoder = msgspec.msgpack.Decoder(_Body)
-_body_encoder = msgspec.msgpack.Encoder()
+
+
+def _enc_hook(obj: object) -> object:
+    # a compact per-tag store (core.tagstore) is written as the map it stands for, so a
+    # snapshot's bytes do not depend on how the state holds its tags
+    if isinstance(obj, TagStore):
+        return dict(obj.items())
+    raise NotImplementedError(f"a snapshot cannot hold {type(obj).__name__}")
+
+
+_body_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 
 
 def pins_key(pins: Iterable[Pin]) -> list[tuple[str, list[str]]]:

@@ -1,0 +1,277 @@
+"""core.tagstore: the compact per-tag store behaves exactly like ``dict[str, TagEntry]``
+over any sequence of mapping operations (hypothesis), keeps entries the columns cannot
+hold verbatim, and its dump loads back equal, with damaged columns refused."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import require_or_skip
+from sim import Sim, key
+from trustlog.core.errors import EncodingError
+from trustlog.core.evaluate import Request
+from trustlog.core.state import RejectedEventError, TagEntry, TrustState
+from trustlog.core.tagstore import TagColumns, TagStore
+from trustlog.ingest.synthetic import SyntheticRegistry
+from trustlog.verifier.batch import BatchVerifier
+
+REF = 1_900_000_000
+
+TAGS = ["v1", "v2", "latest", "a" * 40, "x.y-z_1"]
+KEYIDS = ["ab" * 32, "cd" * 32, "k"] + [f"{i:064x}" for i in range(6)]   # with the roles, past the scan limit
+I64 = st.integers(-(1 << 63), (1 << 63) - 1)
+HEX = "0123456789abcdef"
+
+
+def _canonical_digest() -> st.SearchStrategy[str]:
+    return st.text(HEX, min_size=64, max_size=64).map(lambda h: "sha256:" + h)
+
+
+# mostly what the fold makes, sometimes what only a mapping must keep (a digest in upper
+# case or of the wrong length, ints outside int64/int32, a bool, a tag field other than its key)
+digests = st.one_of(_canonical_digest(), _canonical_digest(), st.sampled_from(["sha256:" + "AB" * 32, "sha256:ab", "", "md5:0"]))
+big_ints = st.one_of(I64, I64, st.sampled_from([1 << 63, -(1 << 63) - 1, 1 << 70]))
+grant_ids = st.one_of(st.integers(0, 40), st.integers(-(1 << 31), (1 << 31) - 1), st.sampled_from([1 << 31, True]))
+roles = st.sampled_from(["targets", "targets/ci", "targets/a/b", "root"])
+signatures = st.lists(
+    st.tuples(st.sampled_from(KEYIDS), st.binary(max_size=80)), max_size=4).map(tuple)
+
+
+@st.composite
+def entries(draw: st.DrawFn, tag: str) -> TagEntry:
+    etag = tag if draw(st.integers(0, 15)) else draw(st.sampled_from(TAGS))
+    return TagEntry(etag, draw(digests), draw(big_ints), draw(big_ints), draw(roles), draw(grant_ids),
+                    draw(big_ints), draw(big_ints), draw(big_ints), draw(st.binary(max_size=300)), draw(signatures))
+
+
+@st.composite
+def operations(draw: st.DrawFn) -> list[tuple]:
+    ops = []
+    for _ in range(draw(st.integers(0, 40))):
+        kind = draw(st.sampled_from(["set", "set", "set", "del", "pop", "get", "compact", "roundtrip", "clear"]))
+        tag = draw(st.sampled_from(TAGS))
+        ops.append((kind, tag, draw(entries(tag)) if kind == "set" else None))
+    return ops
+
+
+def _same(store: TagStore, model: dict[str, TagEntry]) -> None:
+    assert len(store) == len(model) and bool(store) == bool(model)
+    assert list(store) == list(model)                      # the iteration order of a dict, too
+    assert list(store.keys()) == list(model.keys())
+    assert list(store.items()) == list(model.items())
+    assert list(store.values()) == list(model.values())
+    assert len(store.values()) == len(model)
+    assert store == model and model == dict(store.items())
+    for t in TAGS:
+        assert (t in store) == (t in model)
+        assert store.get(t) == model.get(t)
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations())
+def test_store_behaves_like_a_dict_of_tag_entries(ops: list[tuple]) -> None:
+    store, model = TagStore(), {}
+    for kind, tag, entry in ops:
+        if kind == "set":
+            store[tag] = entry
+            model[tag] = entry
+        elif kind == "del":
+            if tag in model:
+                del store[tag]
+                del model[tag]
+            else:
+                with pytest.raises(KeyError):
+                    del store[tag]
+        elif kind == "pop":
+            assert store.pop(tag, None) == model.pop(tag, None)
+        elif kind == "get":
+            if tag in model:
+                assert store[tag] == model[tag]
+            else:
+                with pytest.raises(KeyError):
+                    store[tag]
+        elif kind == "compact":
+            store.compact()
+        elif kind == "roundtrip":
+            store = TagStore.load(store.dump())
+        elif kind == "clear":
+            store.clear()
+            model.clear()
+        _same(store, model)
+    assert TagStore.load(store.dump()) == model
+
+
+def _entry(tag: str, i: int, **kw: object) -> TagEntry:
+    e = dict(tag=tag, digest="sha256:" + f"{i:064x}", size=1234, expires=4_102_444_800, role="targets",
+             grant_id=1, log_time=1_700_000_000_000_000_000 + i, offset=i, version=i + 2,
+             payload=bytes(range(200)), signatures=(("ab" * 32, bytes(64)),))
+    e.update(kw)
+    return TagEntry(**e)  # type: ignore[arg-type]
+
+
+def test_fold_entries_live_in_the_columns_and_odd_ones_verbatim() -> None:
+    store = TagStore({f"v{i}": _entry(f"v{i}", i) for i in range(100)})
+    assert not store._verbatim and store._strs == ["targets", "ab" * 32]
+    assert store.nbytes() == 100 * (6 * 8 + 4 * 4 + 32 + 200 + 6 + 64)
+    odd = _entry("odd", 1, digest="sha256:" + "AB" * 32)   # not canonical: kept as given, never re-cased
+    store["odd"] = odd
+    assert store["odd"] is odd and store["odd"].digest == odd.digest
+    got = store["v7"]
+    assert got == _entry("v7", 7) and got is not store["v7"]   # a copy on each access
+    assert type(got.payload) is bytes and type(got.signatures) is tuple and type(got.signatures[0][1]) is bytes
+
+
+def test_overwrites_and_deletes_compact_the_arena() -> None:
+    store = TagStore()
+    for rnd in range(40):
+        for i in range(100):
+            store[f"v{i}"] = _entry(f"v{i}", i, payload=bytes([rnd]) * 500)
+    live = 100 * (500 + 6 + 64)
+    assert len(store._arena) <= 2 * live + (1 << 16) + 570
+    for i in range(50):
+        del store[f"v{i}"]
+    store.compact()
+    assert len(store._arena) == 50 * (500 + 6 + 64) and store["v99"].payload == bytes([39]) * 500
+    for i in range(50, 100):
+        del store[f"v{i}"]
+    assert store.nbytes() == 0 and not store
+
+
+def _cols(**kw: object) -> TagColumns:
+    return TagStore({"v1": _entry("v1", 1), "v2": _entry("v2", 2)}).dump()._replace(**kw)
+
+
+@pytest.mark.parametrize("damage", [
+    dict(q=b"\x00" * 7),                                   # not whole int64s
+    dict(i=b""),                                           # rows without their int32 columns
+    dict(digests=b"\x00" * 10),
+    dict(names=["v1", "v1"]),                              # a tag twice
+    dict(arena=b"\x00" * 10),                              # rows point past the arena
+    dict(strings=[]),                                      # a role index with no role
+    dict(strings=["targets", "targets", "ab" * 32]),       # a string twice
+    dict(verbatim=[_entry("v1", 1)]),                      # a verbatim entry no row refers to
+])
+def test_damaged_columns_are_refused(damage: dict) -> None:
+    with pytest.raises(EncodingError):
+        TagStore.load(_cols(**damage))
+
+
+def test_dump_is_bulk_and_keeps_order() -> None:
+    store = TagStore({f"t{i}": _entry(f"t{i}", i) for i in range(10)})
+    del store["t3"]
+    store["t3"] = _entry("t3", 33)
+    store["odd"] = _entry("x", 5)          # tag field other than its key: verbatim
+    cols = store.dump()
+    assert cols.names == [f"t{i}" for i in range(10) if i != 3] + ["t3", "odd"]
+    back = TagStore.load(cols)
+    assert list(back.items()) == list(store.items())
+
+
+# -- as RepoState.tags under the real fold ---------------------------------------------
+
+
+def _fold(envs: list, compact: bool) -> tuple[TrustState, list[str]]:
+    state, outcomes = TrustState(), []
+    for off, env in enumerate(envs):
+        try:
+            state.apply(env, log_time=1_000 * (off + 1), offset=off)
+            outcomes.append("OK")
+        except RejectedEventError as e:
+            outcomes.append(e.reason)
+        if compact:
+            for repo in state.repos.values():
+                if type(repo.tags) is dict:
+                    repo.tags = TagStore(repo.tags)
+    return state, outcomes
+
+
+def test_the_fold_over_a_compact_store_gives_the_same_state_and_verdicts() -> None:
+    """The fold writes, reads and deletes through ``repo.tags``; over a TagStore it must
+    accept and reject the same events, hold equal entries and give the same verdicts
+    (pure-Python evaluation; the compiled engine keys its rows by TagEntry identity and
+    is not fed from a TagStore yet)."""
+    reg = SyntheticRegistry(repos=8, tags=120, ref_time=REF)
+    envs = list(reg.phase1()) + list(reg.phase2(1_000 * 200))
+    # deletions and re-signing: delete every third tag of each repository, then sign one back
+    s = Sim(repo="registry.example.com/extra/app")
+    root, targets = key("ts-root"), key("ts-targets")
+    s.create([root], [targets])
+    for t in range(9):
+        s.sign_tag(f"t{t}", [targets])
+    for t in range(0, 9, 3):
+        s.delete_tag(f"t{t}", [targets])
+    s.sign_tag("t3", [targets])
+    envs += s.sent
+    dict_state, dict_out = _fold(envs, compact=False)
+    store_state, store_out = _fold(envs, compact=True)
+    assert store_out == dict_out and dict_out.count("OK") > 130 and len(set(dict_out)) > 3
+    assert dict_state.repos.keys() == store_state.repos.keys()
+    reqs = []
+    for name, repo in dict_state.repos.items():
+        other = store_state.repos[name]
+        assert isinstance(other.tags, TagStore) and not other.tags._verbatim   # every fold entry fits the columns
+        assert other.tags == repo.tags and list(other.tags) == list(repo.tags)
+        assert other.deleted_tags == repo.deleted_tags and other.versions == repo.versions
+        reqs += [Request(name, t) for t in [*repo.tags, *repo.deleted_tags, "never-signed"]]
+    got = [BatchVerifier(st, ref_time=REF, engine="py").verify_all(reqs) for st in (dict_state, store_state)]
+    assert got[0] == got[1] and {v.code for v in got[0]} >= {"VALID", "TAG_DELETED", "UNKNOWN_TAG"}
+
+
+def test_a_snapshot_of_a_compact_state_is_the_same_bytes() -> None:
+    from trustlog.ingest.snapshots import decode_state, encode_state
+
+    s = Sim(repo="registry.example.com/snap/app")
+    root, targets = key("ts-root"), key("ts-targets")
+    s.create([root], [targets])
+    for t in range(12):
+        s.sign_tag(f"t{t}", [targets])
+    s.delete_tag("t4", [targets])
+    dict_state, _ = _fold(s.sent, compact=False)
+    store_state, _ = _fold(s.sent, compact=True)
+    body = encode_state(dict_state)
+    assert encode_state(store_state) == body
+    assert decode_state(body).repos[s.repo].tags == store_state.repos[s.repo].tags
+
+
+def test_fold_entries_share_the_grants_key_id_strings() -> None:
+    """A signature's key id in a TagEntry is the grant's string, not the envelope's copy
+    (one 64-character string per key instead of one per tag)."""
+    s = Sim(repo="registry.example.com/share/app")
+    root, targets = key("ts-root"), key("ts-targets")
+    s.create([root], [targets])
+    s.sign_tag("v1", [targets])
+    s.sign_tag("v2", [targets])
+    repo = s.state.repos[s.repo]
+    grant = repo.role_grant("targets")
+    assert grant is not None
+    assert all(e.signatures[0][0] is grant.keyids[0] for e in repo.tags.values())
+
+
+def test_the_compiled_engine_over_a_compact_store_fails_closed() -> None:
+    """The compiled engine finds a request's row by the identity of its TagEntry; a
+    TagStore makes a new one on each access, so until the engine reads the store itself
+    a per-request verdict is the Python one or ERROR, never a different pass, and a full
+    sweep (which walks the compiled rows) gives the Python verdicts."""
+    try:
+        v = BatchVerifier(TrustState(), ref_time=REF, engine="c")
+    except ImportError as e:
+        require_or_skip("the compiled verifier (build it with `pip install -e .`)", e)
+        raise
+    del v
+    reg = SyntheticRegistry(repos=8, tags=120, ref_time=REF)
+    store_state, _ = _fold(list(reg.phase1()) + list(reg.phase2(1_000 * 200)), compact=True)
+    reqs = [Request(name, t) for name, repo in store_state.repos.items() for t in repo.tags]
+    py = BatchVerifier(store_state, ref_time=REF, engine="py").verify_all(reqs)
+    c = BatchVerifier(store_state, ref_time=REF, engine="c").verify_all(reqs)
+    assert all(a.code == "ERROR" or a == b for a, b in zip(c, py, strict=True))
+    swept = BatchVerifier(store_state, ref_time=REF, engine="c").sweep()
+    assert sorted((x.repo, x.tag, x.code) for x in swept) == sorted((x.repo, x.tag, x.code) for x in py)
+
+
+def test_row_numbers_are_shared_between_stores() -> None:
+    a = TagStore({f"t{i}": _entry(f"t{i}", i) for i in range(3000)})
+    b = TagStore({f"u{i}": _entry(f"u{i}", i) for i in range(3000)})
+    assert a._index["t2999"] is b._index["u2999"]
+    c = TagStore.load(a.dump())
+    assert c._index["t2999"] is a._index["t2999"] and c == a
