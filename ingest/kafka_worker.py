@@ -68,6 +68,7 @@ from trustlog.core.state import TrustState
 from .outcomes import OutcomeWriter, default_outcomes_topic, ensure_outcomes_topic
 from .partitioning import Layout, LayoutError, admit_for, ensure_layout, record_log_layout, topic_partitions
 from .batch_decode import PreparedBatch
+from . import gcpolicy
 from .pipeline import BatchResult, TrustLog
 from .records import KafkaPosition
 from .rejects import RejectsLog
@@ -700,6 +701,7 @@ class KafkaIngestWorker:
                 old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._metrics = _Metrics(self._metrics_port)
         progress = _Progress(*self._progress_opts)
+        gc_before = gcpolicy.fewer_full_collections()  # the state grows per event: see .gcpolicy
         progress.update(f"ingest {self.topic} [{self.group}]: started (pid {os.getpid()}), logs in {self.log_dir}",
                         force=True)
         started = time.monotonic()
@@ -794,6 +796,7 @@ class KafkaIngestWorker:
             progress.close(self._status_line_final())
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
+            gcpolicy.restore(gc_before)
         return self.stats.exit_code
 
     def _wait_for_layout(self, started: float) -> Layout | None:
