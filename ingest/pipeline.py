@@ -40,7 +40,7 @@ from pathlib import Path
 
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, decode_envelope, decode_event, decode_wire,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, decode_envelope, decode_event,
 )
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.merkle import leaf_hash
@@ -447,29 +447,12 @@ class TrustLog:
             self.cache.put(ck, v)
         return v
 
-    def preverify(self, raws: Sequence[bytes | None]) -> None:
-        """Check the signatures of ``raws`` into the validity cache ahead of
-        :meth:`ingest_batch` (safe from another thread: it only reads the state and adds
-        cache entries, which are facts about (key, message, signature), not trust)."""
-        decoded: list[tuple[Envelope, Event | None]] = []
-        for raw in raws:
-            if not raw:
-                continue
-            try:
-                env = decode_wire(raw, self.max_event_bytes)
-                event = decode_event(env.payload)
-            except EncodingError:
-                continue
-            if self.admit is None or self.admit(event) is None:  # no signature work for what is refused
-                decoded.append((env, event))
-        if decoded:
-            self._precheck(decoded)
-
     def prepare(self, raws: Sequence[tuple[bytes, KafkaPosition | SourceLine | None]]) -> PreparedBatch:
         """Decode ``raws`` and check their signatures into the validity cache, for
         :meth:`ingest_batch` of the same list (see :mod:`.batch_decode`). Safe from
-        another thread while a batch is ingested, as :meth:`preverify` is; the fold
-        verifies itself whatever was missed because the state moved on meanwhile."""
+        another thread while a batch is ingested: it only reads the state and adds
+        cache entries, which are facts about (key, message, signature), not trust; the
+        fold verifies itself whatever was missed because the state moved on meanwhile."""
         decoded = decode_batch(raws, self.max_event_bytes, self.admit)
         self._precheck([(env, ev) for _, _, env, ev, err, _ in decoded if env is not None and err is None])
         return PreparedBatch(self, raws, decoded)
