@@ -16,7 +16,14 @@ In one run, on a fresh 4-partition topic:
    per-partition fsynced logs, every signature checked by the selected backend,
    offsets committed after each group commit, each input's outcome message produced
    before the commit), messages over wall time from start to the last commit (group
-   join and log creation included); ``--outcomes-ab`` also runs it without outcomes.
+   join and log creation included); ``--outcomes-ab`` also runs it without outcomes;
+4. ``raw_verify_limit_per_s``: the ceiling, since every event carries a signature: the
+   raw C loop (``_cverify.raw_verify_loop``, GIL released) on two threads at once over
+   the same signatures (the ones the worker pre-verifies, per algorithm, weighted by
+   how many of each the events carry), in events/s; measured before, between and after
+   the Kafka runs, the median taken. ``batch_verify_per_s`` is the compiled
+   ``verify_batch`` on two threads over the very same signatures, beside it.
+   ``ingest_vs_raw_limit`` is ingest_per_s / raw_verify_limit_per_s (the goal: >= 0.7).
 
 It prints a table with the ratio and where the ingest time went (kafka-python's poll
 and record decoding, the crypto backend, the rest of ingest_batch: envelope decode,
@@ -29,6 +36,7 @@ import itertools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +115,73 @@ def bare_consume(bootstrap: str, topic: str, n: int, fetch: dict) -> float:
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     c.close()
     return dt, cpu
+
+
+def signature_items(events: list[tuple[bytes, bytes]]) -> list[tuple[int, bytes, bytes, bytes]]:
+    """Every ``(alg, key, message, signature)`` the ingest worker pre-verifies for these
+    events (the keys are the ones the events themselves introduce), in stream order."""
+    from trustlog.core.events import decode_envelope, decode_event
+    from trustlog.core.state import TrustState
+    from trustlog.ingest import precheck
+
+    introduced: dict = {}
+    decoded = []
+    for _, raw in events:
+        env = decode_envelope(raw)
+        decoded.append((env, decode_event(env.payload)))
+    return precheck.plan(TrustState(), decoded, introduced, set())[1]
+
+
+def raw_verify_limit(items: list[tuple[int, bytes, bytes, bytes]], threads: int = 2,
+                     seconds_per_alg: float = 0.3) -> tuple[float, dict[int, float]]:
+    """Seconds the raw C loop (``_cverify.raw_verify_loop``: one signature verified over
+    and over on each of ``threads`` threads, GIL released) needs for ``items``: per
+    algorithm, the loop's per-signature time on ``threads`` threads at once, times how
+    many of ``items`` use it. Returns (seconds, {alg: signatures/s on the threads})."""
+    from collections import Counter
+
+    from trustlog.verifier import _cverify
+
+    counts = Counter(alg for alg, _, _, _ in items)
+    first = {}
+    for it in items:  # one signature per algorithm that verifies (the stream has a forged one)
+        if it[0] not in first and _cverify.raw_verify_loop(*it, 1) == 1:
+            first[it[0]] = it
+    total = 0.0
+    rates = {}
+    for alg, m in counts.items():
+        item = first[alg]
+        # calibrate a count that runs about seconds_per_alg on one thread
+        t = time.perf_counter()
+        _cverify.raw_verify_loop(*item, 20)
+        per = max((time.perf_counter() - t) / 20, 1e-7)
+        count = max(20, int(seconds_per_alg / per))
+
+        def work(item=item, count=count) -> None:
+            if _cverify.raw_verify_loop(*item, count) != count:
+                raise RuntimeError(f"a signature of algorithm {item[0]} did not verify in the raw loop")
+
+        ts = [threading.Thread(target=work) for _ in range(threads)]
+        t = time.perf_counter()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        rate = threads * count / (time.perf_counter() - t)
+        rates[alg] = rate
+        total += m / rate
+    return total, rates
+
+
+def batch_verify_seconds(items: list[tuple[int, bytes, bytes, bytes]], threads: int = 2) -> float:
+    """Seconds ``_cverify.verify_batch`` needs for ``items`` on ``threads`` threads (cold)."""
+    from trustlog.verifier import _cverify
+    from trustlog.verifier.crypto_batch import pack_batch
+
+    b = pack_batch(items).args()
+    t = time.perf_counter()
+    _cverify.verify_batch(*b, nthreads=threads)
+    return time.perf_counter() - t
 
 
 class TimedCrypto:
@@ -213,6 +288,18 @@ def main() -> int:
     size = sum(len(v) for _, v in events)
     print(f"generated {len(events):,} signed events ({size / len(events):.0f} B avg) in {gen_s:.1f} s",
           file=sys.stderr)
+    items = signature_items(events)
+    # the raw limit is measured three times (before, between and after the Kafka runs) and
+    # the median taken, so that load from other processes hits it as it hits the rest
+    raw_runs: list[float] = []
+    batch_runs: list[float] = []
+
+    def measure_limit() -> None:
+        if BACKEND == "c":
+            raw_runs.append(raw_verify_limit(items)[0])
+            batch_runs.append(batch_verify_seconds(items))
+
+    measure_limit()
 
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustlog-bench-admin")
@@ -225,6 +312,7 @@ def main() -> int:
         print(f"published in {pub_s:.1f} s ({args.n / pub_s:,.0f}/s)", file=sys.stderr)
         bare_s, bare_cpu = bare_consume(bootstrap, topic, args.n, fetch)
         print(f"bare consume: {bare_s:.2f} s ({args.n / bare_s:,.0f}/s)", file=sys.stderr)
+        measure_limit()
         ing = ingest(bootstrap, topic, args.n, tmp / "logs", fetch, args.profile, not args.no_preverify,
                      not args.no_outcomes)
         oab = None
@@ -241,6 +329,7 @@ def main() -> int:
                   f"main thread {ab['main_cpu_s'] / ab['messages'] * 1e6:.0f} us/event, "
                   f"idle-machine bound {bound(ab):,.0f}/s",
                   file=sys.stderr)
+        measure_limit()
     finally:
         if not args.keep:
             admin.delete_topics([topic, f"{topic}.layout", f"{topic}.outcomes"], timeout_ms=30_000,
@@ -254,13 +343,21 @@ def main() -> int:
     ingest_rate = ing["messages"] / ing["seconds"]
     other = max(0.0, ing["ingest_batch_s"] - ing["crypto_main_s"] - ing["fsync_s"])
     poll = max(0.0, ing["seconds"] - ing["ingest_batch_s"])
+    raw_rate = args.n / statistics.median(raw_runs) if raw_runs else None
+    batch_rate = args.n / statistics.median(batch_runs) if batch_runs else None
     rows = [
         ("publish (acks=all, idempotent)", f"{args.n / pub_s:,.0f}/s", ""),
         ("bare kafka-python consume", f"{bare_rate:,.0f}/s", "baseline"),
-        ("ingest worker (verify + fold + fsync + outcomes + commit)" if not args.no_outcomes else
-         "ingest worker (verify + fold + fsync + commit)", f"{ingest_rate:,.0f}/s",
-         f"{ingest_rate / bare_rate:.2f}x of bare"),
     ]
+    if raw_rate is not None and batch_rate is not None:
+        rows += [(f"raw C verification loop, 2 threads, same {len(items):,} signatures", f"{raw_rate:,.0f}/s",
+                  "the limit"),
+                 ("  compiled verify_batch, 2 threads, same signatures", f"{batch_rate:,.0f}/s",
+                  f"{batch_rate / raw_rate:.2f}x of the limit")]
+    rows.append(("ingest worker (verify + fold + fsync + outcomes + commit)" if not args.no_outcomes else
+                 "ingest worker (verify + fold + fsync + commit)", f"{ingest_rate:,.0f}/s",
+                 f"{ingest_rate / bare_rate:.2f}x of bare"
+                 + (f", {ingest_rate / raw_rate:.2f}x of the limit" if raw_rate else "")))
     if oab is not None:
         oab_rate = oab["messages"] / oab["seconds"]
         rows.append((f"  same, outcome messages {'off' if not args.no_outcomes else 'on'}", f"{oab_rate:,.0f}/s",
@@ -270,7 +367,8 @@ def main() -> int:
     print(f"{'':{w}}  {'events/s':>12}  ratio")
     for name, rate, note in rows:
         print(f"{name:{w}}  {rate:>12}  {note}")
-    print(f"\ningest worker thread, {ing['seconds']:.2f} s wall ({ing['batches']} batches, "
+    print(f"\ningest worker thread, {ing['seconds']:.2f} s wall, of which {ing['active_s']:.2f} s from the first "
+          f"batch to the last ({ing['batches']} batches, "
           f"{ing['signatures']:,} signatures for {ing['accepted']:,} accepted / {ing['rejected']} rejected):")
     for name, secs in (("kafka-python poll + record decode, commits, waiting", poll),
                        ("crypto backend inside ingest_batch", ing["crypto_main_s"]),
@@ -290,8 +388,13 @@ def main() -> int:
             "n": args.n, "backend": BACKEND, "cpus": os.cpu_count(), "kafka_python": kafka.__version__,
             "publish_per_s": round(args.n / pub_s, 1), "bare_consume_per_s": round(bare_rate, 1),
             "ingest_per_s": round(ingest_rate, 1), "ratio": round(ingest_rate / bare_rate, 3),
+            "raw_verify_limit_per_s": round(raw_rate, 1) if raw_rate else None,
+            "ingest_vs_raw_limit": round(ingest_rate / raw_rate, 3) if raw_rate else None,
+            "batch_verify_per_s": round(batch_rate, 1) if batch_rate else None,
+            "raw_limit_runs_s": [round(x, 3) for x in raw_runs], "signatures_per_event": round(len(items) / args.n, 3),
             "ingest_idle_bound_per_s": round(bound(ing), 1),
             "ingest_main_thread_cpu_us_per_event": round(ing["main_cpu_s"] / ing["messages"] * 1e6, 1),
+            "ingest_active_seconds": round(ing["active_s"], 3),
             "ingest_seconds": round(ing["seconds"], 3), "ingest_cpu_us_per_event": round(ing["cpu_s"] / ing["messages"] * 1e6, 1),
             "bare_cpu_us_per_event": round(bare_cpu / args.n * 1e6, 2), "load_average": round(os.getloadavg()[0], 2), "poll_seconds": round(poll, 3),
             "crypto_seconds": round(ing["crypto_s"], 3), "crypto_in_worker_thread_seconds": round(ing["crypto_main_s"], 3), "fsync_seconds": round(ing["fsync_s"], 3),

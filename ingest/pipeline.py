@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trustlog.core.errors import EncodingError, EventTooLargeError, LogError, TrustlogError
+from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, decode_envelope, decode_event, decode_wire,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, decode_envelope, decode_event,
 )
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.merkle import leaf_hash
@@ -51,6 +51,7 @@ from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 
 from . import precheck
 from .closing import Closing
+from .batch_decode import PreparedBatch, decode_batch
 from .logindex import LogIndex, event_postings
 from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, decode_reject, encode_record
@@ -440,23 +441,15 @@ class TrustLog(Closing):
 
     # -- signatures ---------------------------------------------------------------------
 
-    def preverify(self, raws: Sequence[bytes | None]) -> None:
-        """Check the signatures of ``raws`` into the validity cache ahead of
-        :meth:`ingest_batch` (safe from another thread: it only reads the state and adds
-        cache entries, which are facts about (key, message, signature), not trust)."""
-        decoded: list[tuple[Envelope, Event | None]] = []
-        for raw in raws:
-            if not raw:
-                continue
-            try:
-                env = decode_wire(raw, self.max_event_bytes)
-                event = decode_event(env.payload)
-            except EncodingError:
-                continue
-            if self.admit is None or self.admit(event) is None:  # no signature work for what is refused
-                decoded.append((env, event))
-        if decoded:
-            self._precheck(decoded)
+    def prepare(self, raws: Sequence[tuple[bytes, KafkaPosition | SourceLine | None]]) -> PreparedBatch:
+        """Decode ``raws`` and check their signatures into the validity cache, for
+        :meth:`ingest_batch` of the same list (see :mod:`.batch_decode`). Safe from
+        another thread while a batch is ingested: it only reads the state and adds
+        cache entries, which are facts about (key, message, signature), not trust; the
+        fold verifies itself whatever was missed because the state moved on meanwhile."""
+        decoded = decode_batch(raws, self.max_event_bytes, self.admit)
+        self._precheck([(env, ev) for _, _, env, ev, err, _ in decoded if env is not None and err is None])
+        return PreparedBatch(self, raws, decoded)
 
     def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]]) -> None:
         """Verify, in one backend call, every signature the fold will ask about.
@@ -475,35 +468,26 @@ class TrustLog(Closing):
 
     # -- ingest -------------------------------------------------------------------------
 
-    def ingest_batch(self, raws: Sequence[tuple[bytes, KafkaPosition | SourceLine | None]]) -> BatchResult:
+    def ingest_batch(self, raws: Sequence[tuple[bytes, KafkaPosition | SourceLine | None]],
+                     prepared: PreparedBatch | None = None) -> BatchResult:
         """Decode, verify, fold and durably append one batch; return what happened.
 
+        ``prepared``: what :meth:`prepare` made of this very ``raws`` list (decoded,
+        signatures pre-verified), used as it is; anything else is decoded here.
         Raises :class:`LogError` if the batch cannot be made durable; the caller must
         then stop and reopen (the in-memory state is ahead of the disk)."""
         res = BatchResult()
-        decoded: list[tuple[bytes, KafkaPosition | SourceLine | None, Envelope | None, Event | None,
-                            RejectedEventError | None]] = []
-        for raw, src in raws:
-            try:
-                env = decode_wire(raw, self.max_event_bytes)
-            except EventTooLargeError as e:
-                decoded.append((raw, src, None, None, RejectedEventError(Reject.TOO_LARGE, str(e))))
-                continue
-            except EncodingError as e:
-                decoded.append((raw, src, None, None, RejectedEventError(Reject.MALFORMED, f"envelope: {e}")))
-                continue
-            try:
-                event = decode_event(env.payload)
-            except EncodingError as e:
-                decoded.append((raw, src, env, None, RejectedEventError(Reject.MALFORMED, f"payload: {e}")))
-                continue
-            decoded.append((raw, src, env, event, self.admit(event) if self.admit is not None else None))
+        if prepared is not None and prepared.owner is self and prepared.raws is raws:
+            decoded = prepared.decoded
+        else:
+            prepared = None
+            decoded = decode_batch(raws, self.max_event_bytes, self.admit)
         if self.read_only:
             raise LogError(f"{self.dir} is open read-only; open it for writing to ingest")
         if self._failed or self._closed:
             raise LogError(f"{self.dir}: this TrustLog refuses writes after a failed batch (or close); reopen it")
         try:
-            self._ingest_decoded(decoded, res)
+            self._ingest_decoded(decoded, res, prechecked=prepared is not None)
             self.positions.update(res.last_positions)
             self._dup_fresh.clear()
             if self.checkpoint_every and self.log.next_offset - self._last_checkpoint >= self.checkpoint_every:
@@ -515,30 +499,34 @@ class TrustLog(Closing):
             raise
         return res
 
-    def _ingest_decoded(self, decoded: list, res: BatchResult) -> None:
-        self._precheck([(env, ev) for _, _, env, ev, err in decoded if env is not None and err is None])
+    def _ingest_decoded(self, decoded: list, res: BatchResult, prechecked: bool = False) -> None:
+        if not prechecked:
+            self._precheck([(env, ev) for _, _, env, ev, err, _ in decoded if env is not None and err is None])
         index, tree = self.index, self.tree
         fates = res.fates
+        leaves: list[bytes] = []  # appended to the tree in one call after the loop
         in_batch: dict[bytes, tuple[int, KafkaPosition | None]] = {}
         rejected_in_batch: dict[bytes, Fate] = {}
-        for item, (raw, src, env, event, err) in enumerate(decoded):
+        sha256 = hashlib.sha256
+        for item, (raw, src, env, event, err, canonical) in enumerate(decoded):
             where = ""
             if isinstance(src, SourceLine):
                 where, src = f" [{src.path} line {src.line}]", None
             if src is not None:
                 res.last_positions[(src.topic, src.partition)] = src.offset
             if err is None and env is not None:
-                eid = bytes.fromhex(env.event_id)
+                eid = sha256(canonical).digest()  # = Envelope.event_id, without encoding it again
+                eid_hex = eid.hex()
                 if eid in self.event_ids:
                     res.duplicates += 1
                     at = in_batch.get(eid) or self._logged_at(event, eid)
-                    fates.append(self._duplicate_fate(src, env.event_id, at))
+                    fates.append(self._duplicate_fate(src, eid_hex, at))
                     continue
                 log_time = self.clock.next()
                 # the record is built before the fold: one that the log cannot hold is
                 # refused here, never folded and then failed at the append (an imported
                 # metadata file just under its own limit, a JSON envelope's signatures)
-                body = encode_record(LogRecord(log_time, env.to_bytes(), src))
+                body = encode_record(LogRecord(log_time, canonical, src))
                 postings = event_postings(self.state, env, event)
                 try:
                     if len(body) > self.log.max_record_bytes:
@@ -552,17 +540,17 @@ class TrustLog(Closing):
                     if at is not None:
                         self.event_ids.add(eid)
                         res.duplicates += 1
-                        fates.append(self._duplicate_fate(src, env.event_id, at))
+                        fates.append(self._duplicate_fate(src, eid_hex, at))
                         continue
                     err = e
                 else:
                     offset = self.log.append(body)
-                    tree.append_leaf(leaf_hash(body))
+                    leaves.append(leaf_hash(body))
                     index.add_event(offset, log_time, event, *postings)
                     self.event_ids.add(eid)
                     in_batch[eid] = (offset, src)
                     res.accepted += 1
-                    fates.append(Fate("accepted", src, env.event_id, offset, src))
+                    fates.append(Fate("accepted", src, eid_hex, offset, src))
                     continue
             assert err is not None
             h = _reject_hash(raw)
@@ -572,7 +560,7 @@ class TrustLog(Closing):
                 same = rejected_in_batch.get(h)
                 fates.append(replace(same, source=src) if same is not None else self._rejected_fate(src, prior))
                 continue
-            eid_hex = env.event_id if env is not None else ""
+            eid_hex = sha256(canonical).hexdigest() if env is not None else ""
             self._reject_hashes[h] = self.rejects.record(err.reason, err.message + where, raw, event_id=eid_hex,
                                                          source=src, log_time=self.clock.next())
             fates.append(rejected_in_batch.setdefault(h, Fate("rejected", src, eid_hex, None, src, err.reason,
@@ -583,6 +571,8 @@ class TrustLog(Closing):
             res.rejected_items[item] = res.last_reject
         self.rejects.flush()
         self.log.flush()
+        if leaves:
+            tree.merkle.append(leaves)
         try:
             tree.merkle.flush(fsync=False)
             index.flush()
