@@ -11,7 +11,7 @@ from typing import Any
 
 
 
-from .common import emit, load_pins
+from .common import emit, load_pins, open_log
 from .ui import UI
 
 
@@ -23,9 +23,7 @@ def _policy_info(tl) -> dict[str, Any]:
 
 
 def cmd_pins_show(args: argparse.Namespace, ui: UI) -> int:
-    from trustlog.ingest.pipeline import TrustLog
-
-    with TrustLog(args.log) as tl:
+    with open_log(args, ui, read_only=True) as tl:  # a read: no lock, and no log made where there is none
         info = _policy_info(tl)
     if args.json:
         emit(info)

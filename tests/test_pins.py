@@ -163,3 +163,17 @@ def test_kafka_commands_no_longer_ignore_pins(argv: list[str], tmp_path: Path, c
     to set each partition log's policy (before any connection is made)."""
     assert main([*argv, "--log", str(tmp_path), "--pins", str(tmp_path / "pins.json")]) == 2
     assert "trustlog pins set" in capsys.readouterr().err
+
+
+def test_pins_show_reads_and_makes_no_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pins show` is a read: where there is no log it says so (exit 2) and creates nothing."""
+    missing = tmp_path / "nolog"
+    assert main(["pins", "show", "--log", str(missing)]) == 2
+    assert "no log at" in capsys.readouterr().err
+    assert not missing.exists()
+    log = str(tmp_path / "log")
+    assert main(["log", "init", "--log", log]) == 0
+    before = sorted(p.name for p in Path(log).rglob("*"))
+    assert main(["pins", "show", "--log", log, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["version"] == 0
+    assert sorted(p.name for p in Path(log).rglob("*")) == before
