@@ -8,6 +8,7 @@
 # script then sets RUNTIME (its runtime directory), and PIDFILE and URLFILE for the
 # launch/wait_ready/stop_service/service_up helpers.
 
+# shellcheck disable=SC2034  # REPO is for the sourcing scripts
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SERVICE="$(basename "$0")"
 
