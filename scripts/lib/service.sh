@@ -59,6 +59,21 @@ apt_install() {
     || { apt-get update -q >>"$logf" 2>&1 && apt-get install -y -q "$pkg" >>"$logf" 2>&1; }
 }
 
+# install_package PACKAGE HINT CHECK...: unless CHECK... succeeds already, install the
+# Debian PACKAGE (apt_install, root only; apt's output in $RUNTIME/apt.log) and check
+# again. Dies with HINT (what to install by hand) when it is still missing.
+install_package() {
+  local pkg=$1 hint=$2
+  shift 2
+  "$@" && return 0
+  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then die "$hint"; fi
+  mkdir -p "$RUNTIME"
+  : >"$RUNTIME/apt.log"
+  log "installing Debian's $pkg package ..."
+  apt_install "$pkg" "$RUNTIME/apt.log" || die "apt-get install $pkg failed; see $RUNTIME/apt.log"
+  "$@" || die "$hint"
+}
+
 # launch LOGFILE CMD...: start CMD in a session of its own (setsid: it outlives this
 # script), its output in LOGFILE, without fd 9 (the lock); its pid goes to $PIDFILE.
 launch() {

@@ -28,15 +28,11 @@ CONF="$RUNTIME/server.json"
 LOGFILE="$RUNTIME/server.log"
 START_TIMEOUT="${TRUSTLOG_NOTARY_START_TIMEOUT:-30}"
 
+have_notary() { command -v notary-server >/dev/null 2>&1 && command -v notary >/dev/null 2>&1; }
+
 install_pkg() {
-  if command -v notary-server >/dev/null 2>&1 && command -v notary >/dev/null 2>&1; then
-    return 0
-  fi
-  [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1 \
-    || die "notary-server/notary not found; install Debian's 'notary' package (apt-get install notary)"
-  log "installing Debian's notary package ..."
-  : >"$RUNTIME/apt.log"
-  apt_install notary "$RUNTIME/apt.log" || die "apt-get install notary failed; see $RUNTIME/apt.log"
+  install_package notary "notary-server/notary not found; install Debian's 'notary' package (apt-get install notary)" \
+    have_notary
 }
 
 healthy() {  # $1 = url

@@ -20,13 +20,10 @@ BIN="${TRUSTLOG_REGISTRY_BIN:-/usr/bin/docker-registry}"
 
 ensure_installed() {
   [[ -x "$BIN" ]] && return 0
-  if [[ "$(id -u)" = 0 ]] && command -v apt-get >/dev/null; then
-    log "installing Debian's docker-registry (distribution 2.8)"
-    apt_install docker-registry || die "apt-get install docker-registry failed"
-    # The package may start a system-wide instance on :5000; ours runs on its own port.
-    (systemctl stop docker-registry || service docker-registry stop) >/dev/null 2>&1 || true
-  fi
-  [[ -x "$BIN" ]] || die "$BIN not found: install Debian's docker-registry package (apt-get install docker-registry)"
+  install_package docker-registry \
+    "$BIN not found: install Debian's docker-registry package (apt-get install docker-registry)" test -x "$BIN"
+  # The package may start a system-wide instance on :5000; ours runs on its own port.
+  (systemctl stop docker-registry || service docker-registry stop) >/dev/null 2>&1 || true
 }
 
 answering() { curl -fsS -o /dev/null --max-time 2 "$1/v2/"; }  # $1 = url
