@@ -24,7 +24,8 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$SCRIPT_DIR/../.." && pwd)"
+# shellcheck source=../lib/service.sh
+source "$SCRIPT_DIR/../lib/service.sh"   # REPO, SERVICE, log, die, lock_runtime, stop_pid, ...
 POM="$SCRIPT_DIR/pom.xml"
 UTIL="$SCRIPT_DIR/kafka_util.py"
 PY="${PYTHON:-python3}"
@@ -32,7 +33,7 @@ JAVA="${JAVA:-java}"
 MVN="${MVN:-mvn}"
 
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1)"
-[[ -n "$KAFKA_VERSION" ]] || { echo "kafka.sh: no <kafka.version> in $POM" >&2; exit 1; }
+[[ -n "$KAFKA_VERSION" ]] || die "no <kafka.version> in $POM"
 
 CACHE_ROOT="${TRUSTLOG_CACHE:-$REPO/.cache}"
 CACHE="$CACHE_ROOT/kafka-$KAFKA_VERSION"
@@ -47,9 +48,6 @@ PIDFILE="$RUNTIME/kafka.pid"
 BOOTFILE="$RUNTIME/bootstrap"
 OWNER_MARK="$RUNTIME/.trustlog-kafka"
 START_TIMEOUT="${TRUSTLOG_KAFKA_START_TIMEOUT:-90}"
-SERVICE=kafka.sh
-# shellcheck source=../lib/service.sh
-source "$REPO/scripts/lib/service.sh"
 
 pom_sum() {
   if command -v sha256sum >/dev/null 2>&1; then sha256sum "$POM"; else shasum -a 256 "$POM"; fi | cut -d' ' -f1

@@ -19,27 +19,20 @@
 #   TRUSTLOG_NOTARY_START_TIMEOUT  seconds to wait for health (default: 30)
 set -euo pipefail
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$SCRIPT_DIR/../.." && pwd)"
+# shellcheck source=../lib/service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/service.sh"   # REPO, SERVICE, log, die, ...
 RUNTIME="${TRUSTLOG_NOTARY_DIR:-$REPO/.notary}"
 PIDFILE="$RUNTIME/server.pid"
 URLFILE="$RUNTIME/url"
 CONF="$RUNTIME/server.json"
 LOGFILE="$RUNTIME/server.log"
 START_TIMEOUT="${TRUSTLOG_NOTARY_START_TIMEOUT:-30}"
-SERVICE=notary.sh
-# shellcheck source=../lib/service.sh
-source "$REPO/scripts/lib/service.sh"
+
+have_notary() { command -v notary-server >/dev/null 2>&1 && command -v notary >/dev/null 2>&1; }
 
 install_pkg() {
-  if command -v notary-server >/dev/null 2>&1 && command -v notary >/dev/null 2>&1; then
-    return 0
-  fi
-  [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1 \
-    || die "notary-server/notary not found; install Debian's 'notary' package (apt-get install notary)"
-  log "installing Debian's notary package ..."
-  : >"$RUNTIME/apt.log"
-  apt_install notary "$RUNTIME/apt.log" || die "apt-get install notary failed; see $RUNTIME/apt.log"
+  install_package notary "notary-server/notary not found; install Debian's 'notary' package (apt-get install notary)" \
+    have_notary
 }
 
 healthy() {  # $1 = url
@@ -50,16 +43,14 @@ with urllib.request.urlopen(sys.argv[1] + "/_notary_server/health", timeout=2) a
 PY
 }
 
-running() { pid_alive "$PIDFILE"; }
-
 start() {
   lock_runtime
   install_pkg
-  if running && [[ -f "$URLFILE" ]] && healthy "$(cat "$URLFILE")"; then
+  if service_up healthy; then
     cat "$URLFILE"; return 0
   fi
   rm -f "$PIDFILE" "$URLFILE"
-  local port url pid deadline
+  local port url
   port="$(free_port)"
   url="http://127.0.0.1:$port"
   cat >"$CONF" <<JSON
@@ -70,34 +61,23 @@ start() {
   "logging": {"level": "info"}
 }
 JSON
-  # fd 9 (the lock) must not be inherited: the server would hold it for its lifetime
-  setsid notary-server -config "$CONF" -logf logfmt >"$LOGFILE" 2>&1 </dev/null 9>&- &
-  pid=$!
-  echo "$pid" >"$PIDFILE"
-  deadline=$((SECONDS + START_TIMEOUT))
-  until healthy "$url"; do
-    kill -0 "$pid" 2>/dev/null || { tail -5 "$LOGFILE" >&2; rm -f "$PIDFILE"; die "notary-server exited; log: $LOGFILE"; }
-    (( SECONDS < deadline )) || { kill "$pid" 2>/dev/null; rm -f "$PIDFILE"; die "notary-server not healthy after ${START_TIMEOUT}s; log: $LOGFILE"; }
-    sleep 0.2
-  done
+  launch "$LOGFILE" notary-server -config "$CONF" -logf logfmt
+  wait_ready "$START_TIMEOUT" "$LOGFILE" healthy "$url"
   echo "$url" >"$URLFILE"
-  log "notary-server at $url (pid $pid)"
+  log "notary-server at $url (pid $(cat "$PIDFILE"))"
   echo "$url"
 }
 
 stop() {
   lock_runtime
-  if running; then
-    stop_pid "$(cat "$PIDFILE")" 10 || true
-  fi
-  rm -f "$PIDFILE" "$URLFILE"
+  stop_service 10
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  status) running && [[ -f "$URLFILE" ]] && healthy "$(cat "$URLFILE")" || exit 3 ;;
-  url) running && [[ -f "$URLFILE" ]] && cat "$URLFILE" || exit 1 ;;
+  status) service_up healthy || exit 3 ;;
+  url) service_up true && cat "$URLFILE" || exit 1 ;;
   install) mkdir -p "$RUNTIME"; install_pkg ;;
   *) echo "usage: $0 start|stop|status|url|install" >&2; exit 2 ;;
 esac

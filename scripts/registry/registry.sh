@@ -11,34 +11,27 @@
 #
 # Environment: TRUSTLOG_REGISTRY_DIR  runtime dir (default: <repo>/.registry)
 set -euo pipefail
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$SCRIPT_DIR/../.." && pwd)"
+# shellcheck source=../lib/service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/service.sh"   # REPO, SERVICE, log, die, ...
 RUNTIME="${TRUSTLOG_REGISTRY_DIR:-$REPO/.registry}"
 PIDFILE="$RUNTIME/registry.pid"
 URLFILE="$RUNTIME/url"
 BIN="${TRUSTLOG_REGISTRY_BIN:-/usr/bin/docker-registry}"
-SERVICE=registry.sh
-# shellcheck source=../lib/service.sh
-source "$REPO/scripts/lib/service.sh"
 
 ensure_installed() {
   [[ -x "$BIN" ]] && return 0
-  if [[ "$(id -u)" = 0 ]] && command -v apt-get >/dev/null; then
-    log "installing Debian's docker-registry (distribution 2.8)"
-    apt_install docker-registry || die "apt-get install docker-registry failed"
-    # The package may start a system-wide instance on :5000; ours runs on its own port.
-    (systemctl stop docker-registry || service docker-registry stop) >/dev/null 2>&1 || true
-  fi
-  [[ -x "$BIN" ]] || die "$BIN not found: install Debian's docker-registry package (apt-get install docker-registry)"
+  install_package docker-registry \
+    "$BIN not found: install Debian's docker-registry package (apt-get install docker-registry)" test -x "$BIN"
+  # The package may start a system-wide instance on :5000; ours runs on its own port.
+  (systemctl stop docker-registry || service docker-registry stop) >/dev/null 2>&1 || true
 }
 
-running() { pid_alive "$PIDFILE"; }
-answering() { [[ -f "$URLFILE" ]] && curl -fsS -o /dev/null --max-time 2 "$(cat "$URLFILE")/v2/"; }
+answering() { curl -fsS -o /dev/null --max-time 2 "$1/v2/"; }  # $1 = url
 
 start() {
   ensure_installed
   mkdir -p "$RUNTIME/data"
-  if running && answering; then cat "$URLFILE"; return 0; fi
+  if service_up answering; then cat "$URLFILE"; return 0; fi
   local port; port=$(free_port)
   cat >"$RUNTIME/config.yml" <<CONF
 version: 0.1
@@ -58,30 +51,16 @@ http:
   addr: 127.0.0.1:$port
 CONF
   echo "http://127.0.0.1:$port" >"$URLFILE"
-  # setsid: the registry outlives this script, in a session of its own.
-  setsid "$BIN" serve "$RUNTIME/config.yml" >"$RUNTIME/registry.log" 2>&1 </dev/null &
-  echo $! >"$PIDFILE"
-  for _ in $(seq 1 100); do
-    if answering; then cat "$URLFILE"; return 0; fi
-    running || { tail -n 20 "$RUNTIME/registry.log" >&2; die "the registry exited during start"; }
-    sleep 0.1
-  done
-  tail -n 20 "$RUNTIME/registry.log" >&2
-  die "the registry did not answer on $(cat "$URLFILE")/v2/ within 10 s"
-}
-
-stop() {
-  if running; then
-    stop_pid "$(cat "$PIDFILE")" 5 || true
-  fi
-  rm -f "$PIDFILE"
+  launch "$RUNTIME/registry.log" "$BIN" serve "$RUNTIME/config.yml"
+  wait_ready 10 "$RUNTIME/registry.log" answering "http://127.0.0.1:$port"
+  cat "$URLFILE"
 }
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
-  status) running && answering || exit 3 ;;
-  url) running && cat "$URLFILE" || exit 1 ;;
-  clean) stop; rm -rf "$RUNTIME" ;;
+  stop) stop_service 5 ;;
+  status) service_up answering || exit 3 ;;
+  url) service_up true && cat "$URLFILE" || exit 1 ;;
+  clean) stop_service 5; rm -rf "$RUNTIME" ;;
   *) echo "usage: $0 start|stop|status|url|clean" >&2; exit 2 ;;
 esac
