@@ -157,17 +157,9 @@ def raw_verify_limit(items: list[tuple[int, bytes, bytes, bytes]], threads: int 
         per = max((time.perf_counter() - t) / 20, 1e-7)
         count = max(20, int(seconds_per_alg / per))
 
-        def work(item=item, count=count) -> None:
-            if _cverify.raw_verify_loop(*item, count) != count:
-                raise RuntimeError(f"a signature of algorithm {item[0]} did not verify in the raw loop")
+        from rawloop import raw_loop_rate  # benchmarks/rawloop.py
 
-        ts = [threading.Thread(target=work) for _ in range(threads)]
-        t = time.perf_counter()
-        for th in ts:
-            th.start()
-        for th in ts:
-            th.join()
-        rate = threads * count / (time.perf_counter() - t)
+        rate = raw_loop_rate(item, threads, count)
         rates[alg] = rate
         total += m / rate
     return total, rates

@@ -42,7 +42,6 @@ import platform
 import resource
 import statistics
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -61,6 +60,8 @@ from trustlog.core.events import (
 from trustlog.core.keys import SigningKey, raw_to_der
 from trustlog.core.state import TrustState
 from trustlog.verifier import _cverify
+
+from rawloop import raw_loop_rate  # benchmarks/rawloop.py (this script's folder is on sys.path)
 from trustlog.verifier.batch import BatchVerifier, backend_name
 
 SEED = "trustlog-bench-verify"
@@ -221,19 +222,7 @@ def naive(alg: str, items: list[tuple[bytes, bytes, bytes]]) -> float:
 
 
 def raw_limit(alg: str, item: tuple[bytes, bytes, bytes], threads: int, count: int) -> float:
-    code = ALGS[alg]
-
-    def work() -> None:
-        if _cverify.raw_verify_loop(code, *item, count) != count:
-            raise AssertionError("the raw loop's signature does not verify")
-
-    ts = [threading.Thread(target=work) for _ in range(threads)]
-    t = time.perf_counter()
-    for th in ts:
-        th.start()
-    for th in ts:
-        th.join()
-    return threads * count / (time.perf_counter() - t)
+    return raw_loop_rate((ALGS[alg], *item), threads, count)
 
 
 def cpu_s() -> float:
