@@ -101,6 +101,54 @@ def leaf_hash(data):
     return PyBytes_FromStringAndSize(<char *>out, 32)
 
 
+cdef class _Grant:
+    """An active role of a repository as the fast path reads it (valid until the next
+    change the Python fold makes)."""
+    cdef object gid, role, paths
+    cdef tuple keyids
+    cdef list keyids_b
+    cdef bytes role_b
+    cdef Py_ssize_t role_b_len
+    cdef long long threshold
+    cdef bint is_targets
+
+    def __init__(self, role, gid, grant):
+        self.role = role
+        self.role_b = role.encode()
+        self.role_b_len = len(self.role_b)
+        self.gid = gid
+        self.keyids = tuple(grant.keyids)
+        self.keyids_b = [k.encode() for k in self.keyids]
+        self.paths = grant.paths
+        self.threshold = grant.threshold
+        self.is_targets = role == _TARGETS
+
+    cdef object keyid_of(self, tl_sv v):
+        """The role's key id (its own str object) spelled ``v``, or None."""
+        cdef Py_ssize_t i
+        cdef bytes b
+        for i in range(len(self.keyids_b)):
+            b = <bytes>self.keyids_b[i]
+            if PyBytes_GET_SIZE(b) == v.n and memcmp(PyBytes_AS_STRING(b), v.s, v.n) == 0:
+                return self.keyids[i]
+        return None
+
+
+cdef class _Repo:
+    """A repository as the fast path reads it: its dicts and active roles."""
+    cdef object repo, tags
+    cdef dict versions, deleted_tags, compromised
+    cdef list grants
+
+    def __init__(self, repo):
+        self.repo = repo
+        self.tags = repo.tags
+        self.versions = repo.versions
+        self.deleted_tags = repo.deleted_tags
+        self.compromised = repo.compromised
+        self.grants = [_Grant(role, gid, repo.grants[gid]) for role, gid in repo.roles.items()]
+
+
 cdef class CompiledFold:
     """The compiled twin of :class:`TrustedFold` over ``py_fold.state``; ``py_fold`` (a
     ``TrustedFold`` over the same state) takes every record off the fast path."""
@@ -115,6 +163,7 @@ cdef class CompiledFold:
     cdef public long long last_log_time   # log time of the last record folded (-1: none)
     cdef public long long fast            # records applied on the fast path
     cdef public long long slow            # records handed to the Python fold
+    cdef dict _rcache      # repository name (UTF-8 bytes) -> _Repo, or None (not on the fast path)
     cdef tl_rec rec
 
     def __init__(self, py_fold, decode):
@@ -125,6 +174,7 @@ cdef class CompiledFold:
         self._patterns = py_fold._patterns
         self._material_fn = py_fold._material
         self._decode = decode
+        self._rcache = {}
         self.offset = 0
         self.last_log_time = -1
         self.fast = 0
@@ -132,72 +182,88 @@ cdef class CompiledFold:
 
     def apply(self, env, ev, log_time, offset):
         """A decoded record: as ``TrustedFold.apply``."""
+        self._invalidate()
         self.py_fold.apply(env, ev, log_time, offset)
 
     # -- the fast path --------------------------------------------------------------
 
+    cdef _Repo _repo(self, dict repos, tl_sv name):
+        """The cached view of a repository (None: no such repository, or not on the
+        fast path). Built from the state on first use after :meth:`_invalidate`."""
+        cdef PyObject *p
+        key = PyBytes_FromStringAndSize(name.s, name.n)
+        p = PyDict_GetItem(self._rcache, key)
+        if p is not NULL:
+            return <_Repo>p
+        s = _utf8(name)
+        c = None
+        if s is not None:
+            p = PyDict_GetItem(repos, s)
+            if p is not NULL and (<object>p).tuf is None:
+                c = _Repo(<object>p)
+        PyDict_SetItem(self._rcache, key, c)
+        return c
+
+    cdef void _invalidate(self):
+        """Forget every cached repository view: after any change the fast path did
+        not make itself (the Python fold's), and at the start of every call."""
+        if self._rcache:
+            self._rcache = {}
+
     cdef int _fast(self, dict repos, long long offset) except -1:
         """Apply ``self.rec`` (a parsed ImageSigned) if it is on the fast path: 1 if
-        applied, 0 if the Python fold must decide."""
+        applied, 0 if the Python fold must decide. The same conditions and the same
+        changes as ``TrustedFold.apply``'s fast path."""
         cdef tl_rec *r = &self.rec
         cdef PyObject *p
-        cdef uint32_t i, j
+        cdef _Repo c
+        cdef _Grant g = None
         cdef long long log_time = r.log_time
+        cdef Py_ssize_t i
         if not tl_is_tag(r.tag, MAX_TAG_LEN) or not tl_is_digest(r.digest):
             return 0
-        if r.expires <= r.issued_at or r.size < 0 or r.nsigs == 0:
+        if r.expires <= r.issued_at or r.size < 0 or r.nsigs == 0 or r.version <= 0:
             return 0
-        name = _utf8(r.repo)
-        if name is None:
+        c = self._repo(repos, r.repo)
+        if c is None:
             return 0
-        p = PyDict_GetItem(repos, name)
-        if p is NULL:
-            return 0
-        repo = <object>p
-        if repo.tuf is not None:
+        for i in range(len(c.grants)):
+            g = <_Grant>c.grants[i]
+            if g.role_b_len == r.role.n and memcmp(<const char *>g.role_b, r.role.s, r.role.n) == 0:
+                break
+            g = None
+        if g is None:
             return 0
         tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
-        versions = repo.versions
-        p = PyDict_GetItem(versions, tag)
+        p = PyDict_GetItem(c.versions, tag)
         if p is not NULL and not r.version > <object>p:
             return 0
-        if p is NULL and r.version <= 0:
-            return 0
-        role = _utf8(r.role)
-        if role is None:
-            return 0
-        p = PyDict_GetItem(repo.roles, role)
-        if p is NULL:
-            return 0
-        gid = <object>p
-        grant = repo.grants[gid]
-        keyids = grant.keyids
-        comp = repo.compromised
-        threshold = grant.threshold
-        if r.nsigs == 1 and threshold == 1:
-            kid = _utf8(r.keyid[0])
-            if kid is None or kid not in keyids:
+        if r.nsigs == 1 and g.threshold == 1:
+            kid = g.keyid_of(r.keyid[0])
+            if kid is None:
                 return 0
-            if comp:
-                since = comp.get(self._material(repo, kid))
+            if c.compromised:
+                since = c.compromised.get(self._material(c.repo, kid))
                 if since is not None and since <= log_time:
                     return 0
             signatures = ((kid, PyBytes_FromStringAndSize(<const char *>r.sig[0], r.sig_len[0])),)
         else:
-            signatures = self._counted(repo, keyids, threshold, comp, log_time)
+            signatures = self._counted(c, g, log_time)
             if signatures is None:
                 return 0
-        if role != _TARGETS and not self._may_sign(grant.paths, tag):
+        if not g.is_targets and not self._may_sign(g.paths, tag):
             return 0
+        repo = c.repo
         digest = PyUnicode_DecodeASCII(r.digest.s, r.digest.n, NULL)
         payload = PyBytes_FromStringAndSize(<const char *>r.payload, r.payload_len)
         version = r.version
-        repo.tags[tag] = TagEntry(tag, digest, r.size, r.expires, role, gid, log_time, offset, version, payload,
-                                  signatures)
-        if repo.deleted_tags:
-            repo.deleted_tags.pop(tag, None)
-        PyDict_SetItem(versions, tag, version)
-        repo.version = max(repo.version + 1, version)
+        c.tags[tag] = TagEntry(tag, digest, r.size, r.expires, g.role, g.gid, log_time, offset, version, payload,
+                               signatures)
+        if c.deleted_tags:
+            c.deleted_tags.pop(tag, None)
+        PyDict_SetItem(c.versions, tag, version)
+        v = repo.version + 1
+        repo.version = v if v > version else version
         repo.last_log_time = log_time
         self.state.version = offset + 1
         return 1
@@ -215,21 +281,21 @@ cdef class CompiledFold:
             return <bint><object>p
         return self.py_fold._may_sign(paths, tag)
 
-    cdef object _counted(self, repo, keyids, threshold, comp, long long log_time):
-        """``TrustedFold._counted`` over the parsed signatures."""
+    cdef object _counted(self, _Repo c, _Grant g, long long log_time):
+        """``TrustedFold._counted`` over the parsed signatures: None if the threshold
+        is not met (the Python fold then decides)."""
         cdef tl_rec *r = &self.rec
         cdef uint32_t i
         counted = []
         mats = set()
         kids = []
+        comp = c.compromised
         for i in range(r.nsigs):
-            kid = _utf8(r.keyid[i])
-            if kid is None:
-                return None
+            kid = g.keyid_of(r.keyid[i])
             kids.append(kid)
-            if kid not in keyids:
+            if kid is None:  # not one of the role's keys
                 continue
-            mat = self._material(repo, kid)
+            mat = self._material(c.repo, kid)
             if mat in mats:
                 continue
             if comp:
@@ -238,11 +304,11 @@ cdef class CompiledFold:
                     continue
             mats.add(mat)
             counted.append(kid)
-        if not counted or len(counted) < threshold:
+        if not counted or len(counted) < g.threshold:
             return None
         out = []
         for i in range(r.nsigs):
-            if kids[i] in counted:
+            if kids[i] is not None and kids[i] in counted:
                 out.append((kids[i], PyBytes_FromStringAndSize(<const char *>r.sig[i], r.sig_len[i])))
         return tuple(out)
 
@@ -260,6 +326,7 @@ cdef class CompiledFold:
                 positions[(topic, self.rec.partition)] = self.rec.src_offset
             return 0
         self.slow += 1
+        self._invalidate()
         rec, env, ev = self._decode(PyBytes_FromStringAndSize(<const char *>body, n))
         self.py_fold.apply(env, ev, rec.log_time, offset)
         self.last_log_time = rec.log_time
@@ -275,6 +342,7 @@ cdef class CompiledFold:
         cdef dict repos = self.state.repos
         cdef long long off = first
         cdef const unsigned char *p
+        self._invalidate()
         try:
             for body in bodies:
                 mv = body
@@ -301,6 +369,7 @@ cdef class CompiledFold:
         cdef uint32_t length, want
         cdef unsigned char h[32]
         cdef dict repos = self.state.repos
+        self._invalidate()
         if leaves is not None:
             if PyBytes_GET_SIZE(leaves) < 32 * (stop - start):
                 raise ValueError("fewer leaf hashes than records")
