@@ -89,7 +89,7 @@ class TrustedFold:
         path with the same effects as ``_image_signed`` in core.state; anything
         unusual goes to :meth:`TrustState.apply` (which then accepts or raises)."""
         if type(ev) is ImageSigned and len(env.signatures) <= MAX_SIGNATURES_PER_ENVELOPE and (
-                INT64_MIN <= ev.issued_at and ev.expires <= INT64_MAX and 0 <= ev.size <= INT64_MAX) and (
+                ev.issued_at >= INT64_MIN and ev.expires <= INT64_MAX and 0 <= ev.size <= INT64_MAX) and (
                 0 < ev.version <= INT64_MAX):  # core.bounds, as TrustState.apply checks them
             st = self.state
             repo = st.repos.get(ev.repo)
