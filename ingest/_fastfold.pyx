@@ -164,6 +164,7 @@ cdef class CompiledFold:
     cdef public long long fast            # records applied on the fast path
     cdef public long long slow            # records handed to the Python fold
     cdef dict _rcache      # repository name (UTF-8 bytes) -> _Repo, or None (not on the fast path)
+    cdef long long _next_version
     cdef tl_rec rec
 
     def __init__(self, py_fold, decode):
@@ -175,6 +176,7 @@ cdef class CompiledFold:
         self._material_fn = py_fold._material
         self._decode = decode
         self._rcache = {}
+        self._next_version = -1
         self.offset = 0
         self.last_log_time = -1
         self.fast = 0
@@ -182,6 +184,7 @@ cdef class CompiledFold:
 
     def apply(self, env, ev, log_time, offset):
         """A decoded record: as ``TrustedFold.apply``."""
+        self._flush()
         self._invalidate()
         self.py_fold.apply(env, ev, log_time, offset)
 
@@ -265,8 +268,14 @@ cdef class CompiledFold:
         v = repo.version + 1
         repo.version = v if v > version else version
         repo.last_log_time = log_time
-        self.state.version = offset + 1
+        self._next_version = offset + 1  # state.version, written by _flush (a dict write per event saved)
         return 1
+
+    cdef int _flush(self) except -1:
+        if self._next_version >= 0:
+            self.state.version = self._next_version
+            self._next_version = -1
+        return 0
 
     cdef object _material(self, repo, kid):
         cdef PyObject *p = PyDict_GetItem(self._materials, kid)
@@ -326,6 +335,7 @@ cdef class CompiledFold:
                 positions[(topic, self.rec.partition)] = self.rec.src_offset
             return 0
         self.slow += 1
+        self._flush()
         self._invalidate()
         rec, env, ev = self._decode(PyBytes_FromStringAndSize(<const char *>body, n))
         self.py_fold.apply(env, ev, rec.log_time, offset)
@@ -351,6 +361,8 @@ cdef class CompiledFold:
                 off += 1
         except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
             raise replay_error(where, self.offset, e) from e
+        finally:
+            self._flush()
 
     def fold_segment(self, bytes data, long long base, long long start, long long stop, bint crc,
                      leaves=None, positions=None, where="log"):
@@ -395,4 +407,6 @@ cdef class CompiledFold:
                 off += 1
         except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
             raise replay_error(where, self.offset, e) from e
+        finally:
+            self._flush()
         return DONE, pos, off
