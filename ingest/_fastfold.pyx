@@ -410,3 +410,49 @@ cdef class CompiledFold:
         finally:
             self._flush()
         return DONE, pos, off
+
+
+# -- segment frames (SegmentLog's open) ------------------------------------------------
+
+FRAME_OK = 0
+FRAME_SHORT_HEADER = 1   # the segment ends inside a record header (torn)
+FRAME_PAST_END = 2       # a record's length runs past the end (torn)
+FRAME_TOO_LONG = 3       # a length over max_record_bytes
+FRAME_CRC = 4            # CRC mismatch
+
+
+def scan_frames(bytes data, Py_ssize_t end, long long max_record_bytes, Py_ssize_t interval, index_rel, index_pos):
+    """``segment_log._iter_frames`` over ``data[:end]`` with ``_Segment.note_record``:
+    every frame's CRC checked, an index entry appended to ``index_rel``/``index_pos``
+    for the first record and for each one ``interval`` bytes past the last indexed.
+
+    Returns ``(count, pos, problem, length)``: the whole records read, the byte position
+    where reading stopped, ``FRAME_OK`` or why it stopped there (``length`` the frame's
+    stated length), for the caller to raise or cut exactly as the Python reader does."""
+    cdef const unsigned char *d = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t pos = 0, body_end, last_indexed = -1
+    cdef long long count = 0
+    cdef uint32_t length, want
+    if end > PyBytes_GET_SIZE(data):
+        raise ValueError("end is past the data")
+    if len(index_pos):
+        raise ValueError("scan_frames builds the index from the first record")
+    while pos < end:
+        if end - pos < 8:
+            return count, pos, FRAME_SHORT_HEADER, 0
+        length = (<uint32_t>d[pos] << 24) | (<uint32_t>d[pos + 1] << 16) | (<uint32_t>d[pos + 2] << 8) | d[pos + 3]
+        want = (<uint32_t>d[pos + 4] << 24) | (<uint32_t>d[pos + 5] << 16) | (<uint32_t>d[pos + 6] << 8) | d[pos + 7]
+        body_end = pos + 8 + <Py_ssize_t>length
+        if body_end > end:
+            return count, pos, FRAME_PAST_END, length
+        if length > max_record_bytes:
+            return count, pos, FRAME_TOO_LONG, length
+        if tl_crc32c(tl_crc32c(0, d + pos, 4), d + pos + 8, length) != want:
+            return count, pos, FRAME_CRC, length
+        if last_indexed < 0 or pos - last_indexed >= interval:
+            index_rel.append(count)
+            index_pos.append(pos)
+            last_indexed = pos
+        count += 1
+        pos = body_end
+    return count, pos, FRAME_OK, 0

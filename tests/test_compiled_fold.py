@@ -455,3 +455,48 @@ def test_the_backend_is_chosen_like_the_verifiers(monkeypatch) -> None:
         except ImportError:
             return
         assert fold_backend.BACKEND == "c"
+
+
+# -- the segment frame reader (SegmentLog's open) -----------------------------------
+
+
+def _scan(data: bytes, compiled_reader: bool, max_record_bytes: int, interval: int):
+    import io
+
+    from trustlog.ingest import segment_log as sl
+
+    seg = sl._Segment(0, Path("00000000000000000000.seg"))
+    f = io.BytesIO(data)
+    try:
+        if compiled_reader:
+            sl._scan_compiled(f, seg, len(data), max_record_bytes, interval)
+        else:
+            for pos, _body in sl._iter_frames(f, 0, len(data), max_record_bytes):
+                seg.note_record(pos, interval)
+                seg.count += 1
+        err = None
+    except sl._FrameError as e:
+        err = (e.pos, e.detail, e.torn)
+    return seg.count, list(seg.index_rel), list(seg.index_pos), err
+
+
+@settings(max_examples=300, deadline=None)
+@given(bodies=st.lists(st.binary(max_size=300), max_size=40), damage=st.sampled_from(["none", "cut", "flip", "zeros",
+                                                                                     "garbage"]),
+       where=st.floats(0, 1), interval=st.sampled_from([1, 64, 4096]), max_record_bytes=st.sampled_from([100, 1 << 20]),
+       extra=st.binary(min_size=1, max_size=20))
+def test_the_compiled_frame_reader_is_the_python_one(compiled, bodies, damage, where, interval, max_record_bytes,
+                                                      extra) -> None:
+    from trustlog.ingest.segment_log import encode_frame
+
+    data = bytearray(b"".join(encode_frame(b) for b in bodies))
+    i = int(where * max(len(data) - 1, 0))
+    if damage == "cut":
+        del data[i:]
+    elif damage == "flip" and data:
+        data[i] ^= 0x01
+    elif damage == "zeros":
+        data += bytes(len(extra))
+    elif damage == "garbage":
+        data += extra
+    assert _scan(bytes(data), True, max_record_bytes, interval) == _scan(bytes(data), False, max_record_bytes, interval)
