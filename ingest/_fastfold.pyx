@@ -103,14 +103,18 @@ def leaf_hash(data):
 
 cdef class _Grant:
     """An active role of a repository as the fast path reads it (valid until the next
-    change the Python fold makes)."""
+    change the Python fold makes). Its key ids are also kept as one C buffer, so that
+    matching a signature's key id touches no Python object."""
     cdef object gid, role, paths
+    cdef dict may_sign     # tag -> may this role sign it (its patterns do not change while cached)
     cdef tuple keyids
-    cdef list keyids_b
     cdef bytes role_b
     cdef Py_ssize_t role_b_len
     cdef long long threshold
     cdef bint is_targets
+    cdef bytes _kbuf           # the key ids' UTF-8 bytes, one after the other
+    cdef Py_ssize_t _kstart[65]  # where each starts in _kbuf (the end of the last at [n])
+    cdef Py_ssize_t _nkeys
 
     def __init__(self, role, gid, grant):
         self.role = role
@@ -118,18 +122,27 @@ cdef class _Grant:
         self.role_b_len = len(self.role_b)
         self.gid = gid
         self.keyids = tuple(grant.keyids)
-        self.keyids_b = [k.encode() for k in self.keyids]
         self.paths = grant.paths
+        self.may_sign = {}
         self.threshold = grant.threshold
         self.is_targets = role == _TARGETS
+        encoded = [k.encode() for k in self.keyids]
+        # a role holds at most core.state.MAX_KEYS_PER_ROLE (64) keys; beyond, no fast path
+        self._nkeys = len(encoded) if len(encoded) <= 64 else 0
+        self._kbuf = b"".join(encoded[:self._nkeys])
+        cdef Py_ssize_t i, at = 0
+        for i in range(self._nkeys):
+            self._kstart[i] = at
+            at += len(encoded[i])
+        self._kstart[self._nkeys] = at
 
     cdef object keyid_of(self, tl_sv v):
         """The role's key id (its own str object) spelled ``v``, or None."""
-        cdef Py_ssize_t i
-        cdef bytes b
-        for i in range(len(self.keyids_b)):
-            b = <bytes>self.keyids_b[i]
-            if PyBytes_GET_SIZE(b) == v.n and memcmp(PyBytes_AS_STRING(b), v.s, v.n) == 0:
+        cdef Py_ssize_t i, start
+        cdef const char *kb = PyBytes_AS_STRING(self._kbuf)
+        for i in range(self._nkeys):
+            start = self._kstart[i]
+            if self._kstart[i + 1] - start == v.n and memcmp(kb + start, v.s, v.n) == 0:
                 return self.keyids[i]
         return None
 
@@ -137,12 +150,14 @@ cdef class _Grant:
 cdef class _Repo:
     """A repository as the fast path reads it: its dicts and active roles."""
     cdef object repo, tags
+    cdef bint tags_is_dict
     cdef dict versions, deleted_tags, compromised
     cdef list grants
 
     def __init__(self, repo):
         self.repo = repo
         self.tags = repo.tags
+        self.tags_is_dict = type(repo.tags) is dict
         self.versions = repo.versions
         self.deleted_tags = repo.deleted_tags
         self.compromised = repo.compromised
@@ -254,14 +269,24 @@ cdef class CompiledFold:
             signatures = self._counted(c, g, log_time)
             if signatures is None:
                 return 0
-        if not g.is_targets and not self._may_sign(g.paths, tag):
-            return 0
+        if not g.is_targets:
+            p = PyDict_GetItem(g.may_sign, tag)
+            if p is NULL:
+                ok = self._may_sign(g.paths, tag)
+                PyDict_SetItem(g.may_sign, tag, ok)
+            else:
+                ok = <object>p
+            if not ok:
+                return 0
         repo = c.repo
         digest = PyUnicode_DecodeASCII(r.digest.s, r.digest.n, NULL)
         payload = PyBytes_FromStringAndSize(<const char *>r.payload, r.payload_len)
         version = r.version
-        c.tags[tag] = TagEntry(tag, digest, r.size, r.expires, g.role, g.gid, log_time, offset, version, payload,
-                               signatures)
+        entry = TagEntry(tag, digest, r.size, r.expires, g.role, g.gid, log_time, offset, version, payload, signatures)
+        if c.tags_is_dict:
+            PyDict_SetItem(c.tags, tag, entry)
+        else:
+            c.tags[tag] = entry
         if c.deleted_tags:
             c.deleted_tags.pop(tag, None)
         PyDict_SetItem(c.versions, tag, version)
