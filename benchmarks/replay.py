@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating {args.n:,} signed events in {d} (once; reused next time) ...", file=sys.stderr)
         info = generate(d, args.n, progress=True)
     n = info["events"]
-    out: dict = {"events": n, "repos": info["repos"], "log_bytes": info["log_bytes"], "backend": backend_name(),
+    out: dict = {"events": n, "repos": info["repos"], "log_bytes": info["log_bytes"],
+                 "log_bytes_per_event": round(info["log_bytes"] / n, 1), "backend": backend_name(),
                  "cpus": os.cpu_count()}
 
     # 1. full rebuild, trusted fold (median of --repeat): the selected (compiled) fold, and
@@ -285,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
     w = max(len(k) for k in out)
     print(f"\nreplay benchmark: {n:,} events, {out['repos']:,} repositories, {out['tags']:,} tags "
-          f"({out['log_bytes'] / 1e6:,.0f} MB of log), crypto backend {out['backend']}, {out['cpus']} CPUs")
+          f"({out['log_bytes'] / 1e6:,.0f} MB of log, {out['log_bytes_per_event']} B/event), crypto backend "
+          f"{out['backend']}, {out['cpus']} CPUs")
     rows = [
         (f"rebuild state, trusted fold ({out['fold_backend']}; no signature re-verification)",
          f"{out['replay_per_s']:,} events/s", f"{out['replay_s']} s, {out['replay_ratio']}x the Python fold"),
