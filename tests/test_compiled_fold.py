@@ -460,7 +460,9 @@ def test_the_backend_is_chosen_like_the_verifiers(monkeypatch) -> None:
 # -- the segment frame reader (SegmentLog's open) -----------------------------------
 
 
-def _scan(data: bytes, compiled_reader: bool, max_record_bytes: int, interval: int):
+def _scan(data: bytes, compiled_reader, max_record_bytes: int, interval: int):
+    """What a segment reader makes of ``data``: the compiled one (``compiled_reader``:
+    the module, also under TRUSTLOG_PUREPYTHON=1) or, when None, ``_iter_frames``."""
     import io
 
     from trustlog.ingest import segment_log as sl
@@ -468,8 +470,12 @@ def _scan(data: bytes, compiled_reader: bool, max_record_bytes: int, interval: i
     seg = sl._Segment(0, Path("00000000000000000000.seg"))
     f = io.BytesIO(data)
     try:
-        if compiled_reader:
-            sl._scan_compiled(f, seg, len(data), max_record_bytes, interval)
+        if compiled_reader is not None:
+            saved, sl._FRAMES = sl._FRAMES, compiled_reader
+            try:
+                sl._scan_compiled(f, seg, len(data), max_record_bytes, interval)
+            finally:
+                sl._FRAMES = saved
         else:
             for pos, _body in sl._iter_frames(f, 0, len(data), max_record_bytes):
                 seg.note_record(pos, interval)
@@ -499,4 +505,4 @@ def test_the_compiled_frame_reader_is_the_python_one(compiled, bodies, damage, w
         data += bytes(len(extra))
     elif damage == "garbage":
         data += extra
-    assert _scan(bytes(data), True, max_record_bytes, interval) == _scan(bytes(data), False, max_record_bytes, interval)
+    assert _scan(bytes(data), compiled, max_record_bytes, interval) == _scan(bytes(data), None, max_record_bytes, interval)
