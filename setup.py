@@ -97,6 +97,17 @@ def _extensions() -> list[Extension]:
         extra_compile_args=["-O3", "-fopenmp"],
         extra_link_args=["-fopenmp"],
     )
+    # The compiled trusted fold (ingest/replay.py's TrustedFold with the record reading
+    # in C); OpenSSL for the leaf hash. Its pure-Python twin is used when it is missing.
+    fold = Extension(
+        "trustlog.ingest._fastfold",
+        ["ingest/_fastfold.pyx"],
+        depends=["ingest/_fastfold.h"],
+        include_dirs=["ingest"],
+        libraries=["crypto"],
+        define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],
+        extra_compile_args=["-O3"],
+    )
     try:
         from Cython.Build import cythonize
     except ImportError as e:
@@ -106,14 +117,14 @@ def _extensions() -> list[Extension]:
         return []
     try:
         return cythonize(
-            [ext],
+            [ext, fold],
             language_level=3,
             compiler_directives={"boundscheck": False, "wraparound": False},
         )
     except Exception as e:  # Cython's CompileError, or a missing source in an sdist
         if REQUIRE:
             raise
-        _warn("could not cythonize verifier/_cverify.pyx", e)
+        _warn("could not cythonize verifier/_cverify.pyx or ingest/_fastfold.pyx", e)
         return []
 
 

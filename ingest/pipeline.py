@@ -57,7 +57,7 @@ from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, decode_reject, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .rejects import commitment_problem as rejects_commitment_problem
-from .replay import TrustedFold, decode_trusted, gc_paused, iter_chunks, resolve_target
+from .replay import TrustedFold, decode_trusted, fold_segments, gc_paused, iter_chunks, new_fold, resolve_target
 from .merkle_store import LEAVES_FILE as LEAVES_NAME
 from .segment_log import SegmentLog
 from .snapshots import SnapshotStore
@@ -368,14 +368,21 @@ class TrustLog(Closing):
         repository index (see :meth:`_logged_at`)."""
         if start >= end:
             return
-        fold = TrustedFold(self.state)
+        fold = new_fold(self.state)
         apply = fold.apply
         index, state = self.index, self.state
         merkle = self.tree.merkle
         positions = self.positions
         last_time = -1
         with gc_paused():
-            for first, bodies in iter_chunks(self.log, start, end, crc=False):
+            if not isinstance(fold, TrustedFold) and index.covered > start:
+                # the indexed records, in C (compiled fold: leaf check, decode, fold)
+                mid = min(end, index.covered)
+                fold_segments(fold, self.log, start, mid, crc=False, leaves=merkle.leaf_hashes, positions=positions,
+                              where=f"{self.dir}/log", on_leaf_mismatch=lambda o: _LeafMismatchError(
+                                  f"leaf {o} of {LEAVES_NAME} is not the hash of record {o}"))
+                last_time, start = fold.last_log_time, mid
+            for first, bodies in (iter_chunks(self.log, start, end, crc=False) if start < end else ()):
                 leaves = merkle.leaf_hashes(first, len(bodies))
                 offset = first
                 try:

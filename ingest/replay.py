@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import gc
+import importlib
 import os
 import struct
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from trustlog.core.keys import PublicKey, key_material_id
 from trustlog.core.names import is_digest, is_tag
 from trustlog.core.state import RejectedEventError, TagEntry, TrustState
 
+from . import fold_backend
 from .records import LogRecord
 from .segment_log import SegmentLog
 
@@ -86,7 +88,9 @@ class TrustedFold:
         """Apply one decoded record. ``ImageSigned`` (the bulk of any log) takes a fast
         path with the same effects as ``_image_signed`` in core.state; anything
         unusual goes to :meth:`TrustState.apply` (which then accepts or raises)."""
-        if type(ev) is ImageSigned:
+        if type(ev) is ImageSigned and len(env.signatures) <= MAX_SIGNATURES_PER_ENVELOPE and (
+                ev.issued_at >= INT64_MIN and ev.expires <= INT64_MAX and 0 <= ev.size <= INT64_MAX) and (
+                0 < ev.version <= INT64_MAX):  # core.bounds, as TrustState.apply checks them
             st = self.state
             repo = st.repos.get(ev.repo)
             if repo is not None and repo.tuf is None and ev.version > repo.versions.get(ev.tag, 0):
@@ -235,11 +239,63 @@ def fold_range(state: TrustState, log: SegmentLog, start: int, end: int, *, wher
     """Fold records ``[start, end)`` into ``state`` (which must hold ``[0, start)``)."""
     if state.version != start:
         raise LogError(f"cannot fold from offset {start}: the state holds {state.version} records")
-    fold = TrustedFold(state)
+    fold = new_fold(state)
     with gc_paused():
-        for first, bodies in iter_chunks(log, start, end):
-            fold.fold_bodies(first, bodies, where)
+        if isinstance(fold, TrustedFold):
+            for first, bodies in iter_chunks(log, start, end):
+                fold.fold_bodies(first, bodies, where)
+        else:
+            fold_segments(fold, log, start, end, where=where)
     return state
+
+
+def new_fold(state: TrustState, backend: str | None = None):  # -> TrustedFold | _fastfold.CompiledFold
+    """The trusted fold over ``state`` on the selected backend (``fold_backend``; ``"c"``
+    or ``"py"`` to choose). Both have ``apply`` and ``fold_bodies``; the compiled one
+    also ``fold_segment`` (see :func:`fold_segments`)."""
+    py = TrustedFold(state)
+    backend = backend or fold_backend.BACKEND
+    if backend == "py":
+        return py
+    mod = fold_backend.compiled if fold_backend.compiled is not None else fold_backend.load()
+    return mod.CompiledFold(py, decode_trusted)
+
+
+def iter_segments(log: SegmentLog, start: int, end: int) -> Iterator[tuple[str, bytes, int, int]]:
+    """``(name, data, base, stop)`` of each segment holding records of ``[start, end)``:
+    its bytes, the offset of its first record and where the range stops in it."""
+    names = log.segment_names
+    bases = [int(n.split(".", 1)[0]) for n in names]
+    for si in range(max(0, bisect.bisect_right(bases, start) - 1), len(names)):
+        base = bases[si]
+        if base >= end:
+            return
+        stop = min(end, bases[si + 1]) if si + 1 < len(bases) else end
+        yield names[si], (log.directory / names[si]).read_bytes(), base, stop
+
+
+def fold_segments(fold, log: SegmentLog, start: int, end: int, *, crc: bool = True, leaves=None,
+                  positions: dict | None = None, where: str = "log", on_leaf_mismatch=None) -> None:
+    """Fold records ``[start, end)`` with the compiled fold, segment by segment: each
+    CRC checked (``crc``) and/or each body compared with its Merkle leaf (``leaves(first,
+    count)`` -> packed hashes; a mismatch raises ``on_leaf_mismatch(offset)``); the
+    Kafka positions of the records go to ``positions``."""
+    m = importlib.import_module(type(fold).__module__)  # the compiled fold's module: its status codes
+    for name, data, base, stop in iter_segments(log, start, end):
+        first = max(start, base)
+        lv = leaves(first, stop - first) if leaves is not None else None
+        status, pos, off = fold.fold_segment(data, base, first, stop, crc, lv, positions, where)
+        if status == m.DONE:
+            continue
+        if status == m.SHORT:
+            raise LogCorruptionError(name, pos, f"the segment ends {stop - off} records early")
+        if status == m.PAST_END:
+            length = int.from_bytes(data[pos:pos + 4], "big")
+            raise LogCorruptionError(name, pos, f"record length {length} runs past the end of the segment")
+        if status == m.CRC_MISMATCH:
+            raise LogCorruptionError(name, pos, "CRC mismatch")
+        assert on_leaf_mismatch is not None
+        raise on_leaf_mismatch(off)
 
 
 def fold_log(directory: str | os.PathLike[str], end: int | None = None) -> TrustState:

@@ -147,6 +147,39 @@ def _iter_frames(f: BinaryIO, pos: int, end: int, max_record_bytes: int) -> Iter
         pos = body_end
 
 
+def _compiled_frames():
+    """The compiled reader's module (``_fastfold.scan_frames``), or None: then the
+    pure-Python ``_iter_frames`` (``tests/test_compiled_fold.py`` holds the two together)."""
+    from . import fold_backend
+
+    return fold_backend.compiled
+
+
+_FRAMES = _compiled_frames()
+
+
+def _scan_compiled(f: BinaryIO, seg: _Segment, end: int, max_record_bytes: int, interval: int) -> None:
+    """``_iter_frames`` + ``note_record`` over the whole of ``f`` in C (one read, no
+    Python per record); raises the same :class:`_FrameError` at the first bad frame."""
+    m = _FRAMES
+    data = f.read(end)
+    if len(data) != end:
+        raise LogError(f"segment {seg.name} shrank while being read; is another process writing it?")
+    count, pos, problem, length = m.scan_frames(data, end, max_record_bytes, interval, seg.index_rel, seg.index_pos)
+    seg.count = count
+    if problem == m.FRAME_OK:
+        return
+    if problem == m.FRAME_SHORT_HEADER:
+        raise _FrameError(pos, f"the segment ends {end - pos} bytes into a record header", torn=True)
+    body_end = pos + HEADER_SIZE + length
+    if problem == m.FRAME_PAST_END:
+        raise _FrameError(pos, f"record length {length} runs {body_end - end} bytes past the end of the segment", torn=True)
+    if problem == m.FRAME_TOO_LONG:
+        raise _FrameError(pos, f"impossible record length {length} (max_record_bytes is {max_record_bytes}; "
+                          "if the log was written with a larger limit, open it with that limit)", torn=False)
+    raise _FrameError(pos, "CRC mismatch", torn=body_end == end)
+
+
 def _is_zero_filled(f: BinaryIO, pos: int, end: int) -> bool:
     f.seek(pos)
     while pos < end:
@@ -380,9 +413,12 @@ class SegmentLog(Closing):
         end = seg.size
         with open(seg.path, "rb", buffering=_READ_CHUNK) as f:
             try:
-                for pos, _body in _iter_frames(f, 0, end, self._max_record_bytes):
-                    seg.note_record(pos, self._index_interval)
-                    seg.count += 1
+                if _FRAMES is not None and seg.count == 0 and not seg.index_pos:
+                    _scan_compiled(f, seg, end, self._max_record_bytes, self._index_interval)
+                else:
+                    for pos, _body in _iter_frames(f, 0, end, self._max_record_bytes):
+                        seg.note_record(pos, self._index_interval)
+                        seg.count += 1
             except _FrameError as e:
                 if not last:
                     detail = e.detail + (" (only the last segment may end in a torn record)" if e.torn else "")

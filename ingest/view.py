@@ -51,7 +51,7 @@ from trustlog.core.state import Pin, RejectedEventError, TrustState, default_sig
 from .closing import Closing
 from .logindex import LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
-from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, resolve_target
+from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, new_fold, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
 from .snapshot_index import SnapshotIndexError, load_repos
 from .pinpolicy import POLICY_FILE, PinPolicy, PinPolicyError, same_pins
@@ -506,7 +506,7 @@ class LogView(Closing):
                 min(target, self.tree.size), self.tree.root_at, self.pins)
             if snap is not None:
                 state, start = snap[0], snap[1].offset
-        fold = TrustedFold(state)
+        fold = new_fold(state)  # compiled when built (same states: tests/test_compiled_fold.py)
         with gc_paused():
             buf: list = []
             first = start

@@ -1,0 +1,483 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The compiled trusted fold: :class:`trustlog.ingest.replay.TrustedFold` with the
+record reading in C.
+
+It reads segments of v1 records in C (frame, CRC-32C or the RFC 9162 leaf hash, then
+the record, envelope and ``ImageSigned`` layers, without building msgspec objects) and
+applies ``ImageSigned`` records on the fast path, making exactly the state changes that
+``TrustedFold.apply``'s fast path makes. Every other record — any other kind, a layout
+the C reader does not recognise, an ``ImageSigned`` off the fast path — is decoded by
+msgspec and handed to a Python :class:`TrustedFold` over the same state, which accepts it
+through :meth:`TrustState.apply` or raises exactly as the pure-Python fold does.
+
+The pure-Python ``TrustedFold`` is the reference twin: ``tests/test_compiled_fold.py``
+holds the two (and ``TrustState.apply``) together. The fast path only ever *accepts*
+what the Python fold would accept with the same effect; whenever it is unsure it falls
+back, so a reject always comes from the Python code, with its reason.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint32_t
+from libc.string cimport memcmp
+
+import msgspec
+
+from trustlog.core.bounds import MAX_SIGNATURES_PER_ENVELOPE
+from trustlog.core.errors import EncodingError, LogError
+from trustlog.core.names import MAX_TAG_LEN
+from trustlog.core.state import RejectedEventError, TagEntry
+
+cdef extern from "_fastfold.h":
+    ctypedef struct tl_sv:
+        const char *s
+        uint32_t n
+    ctypedef struct tl_rec:
+        int64_t log_time
+        int has_source
+        tl_sv topic
+        int64_t partition, src_offset
+        const unsigned char *payload
+        uint32_t payload_len
+        uint32_t nsigs
+        tl_sv keyid[128]
+        const unsigned char *sig[128]
+        uint32_t sig_len[128]
+        tl_sv repo, role, tag, digest
+        int64_t version, issued_at, size, expires
+    int TL_MAX_SIGS
+    void tl_crc_init()
+    uint32_t tl_crc32c(uint32_t crc, const unsigned char *p, size_t n) nogil
+    void tl_leaf_hash(const unsigned char *p, size_t n, unsigned char *out) nogil
+    int tl_parse_image_signed(const unsigned char *body, size_t length, tl_rec *r) nogil
+    int tl_is_tag(tl_sv t, uint32_t max_len) nogil
+    int tl_is_digest(tl_sv d) nogil
+
+tl_crc_init()
+if MAX_SIGNATURES_PER_ENVELOPE != TL_MAX_SIGS:
+    raise ImportError(f"trustlog.ingest._fastfold was built for at most {TL_MAX_SIGS} signatures per envelope, "
+                      f"core.bounds says {MAX_SIGNATURES_PER_ENVELOPE}: rebuild it (pip install -e .)")
+
+# fold_segment's status codes (the caller turns them into LogCorruptionError / leaf errors)
+DONE = 0
+SHORT = 1          # the segment ends before `stop`
+PAST_END = 2       # a frame's length runs past the end of the segment
+CRC_MISMATCH = 3
+LEAF_MISMATCH = 4
+
+cdef str _TARGETS = "targets"
+cdef const unsigned char *_EMPTY = <const unsigned char *>""
+
+
+def replay_error(where, offset, e):
+    """The error for a record of a trusted log that does not replay (as TrustedFold's)."""
+    return LogError(f"{where}: record {offset} cannot be replayed ({e}); the log was altered — "
+                    "run `trustlog log verify`")
+
+
+cdef inline object _utf8(tl_sv v):
+    """The str, or None when the bytes are not UTF-8 (msgspec would refuse them too;
+    the Python decoder then says why)."""
+    try:
+        return PyUnicode_DecodeUTF8(v.s, v.n, NULL)
+    except UnicodeDecodeError:
+        return None
+
+
+def crc32c(data, unsigned int crc=0):
+    """``crc32c.crc32c(data, crc)`` (for the tests)."""
+    cdef const unsigned char[::1] mv = data
+    if mv.shape[0] == 0:
+        return crc
+    return tl_crc32c(crc, &mv[0], mv.shape[0])
+
+
+def leaf_hash(data):
+    """``core.merkle.leaf_hash`` (for the tests)."""
+    cdef const unsigned char[::1] mv = data
+    cdef unsigned char out[32]
+    tl_leaf_hash(&mv[0] if mv.shape[0] else _EMPTY, mv.shape[0], out)
+    return PyBytes_FromStringAndSize(<char *>out, 32)
+
+
+cdef class _Grant:
+    """An active role of a repository as the fast path reads it (valid until the next
+    change the Python fold makes). Its key ids are also kept as one C buffer, so that
+    matching a signature's key id touches no Python object."""
+    cdef object gid, role, paths
+    cdef dict may_sign     # tag -> may this role sign it (its patterns do not change while cached)
+    cdef tuple keyids
+    cdef bytes role_b
+    cdef Py_ssize_t role_b_len
+    cdef long long threshold
+    cdef bint is_targets
+    cdef bytes _kbuf           # the key ids' UTF-8 bytes, one after the other
+    cdef Py_ssize_t _kstart[65]  # where each starts in _kbuf (the end of the last at [n])
+    cdef Py_ssize_t _nkeys
+
+    def __init__(self, role, gid, grant):
+        self.role = role
+        self.role_b = role.encode()
+        self.role_b_len = len(self.role_b)
+        self.gid = gid
+        self.keyids = tuple(grant.keyids)
+        self.paths = grant.paths
+        self.may_sign = {}
+        self.threshold = grant.threshold
+        self.is_targets = role == _TARGETS
+        encoded = [k.encode() for k in self.keyids]
+        # a role holds at most core.state.MAX_KEYS_PER_ROLE (64) keys; beyond, no fast path
+        self._nkeys = len(encoded) if len(encoded) <= 64 else 0
+        self._kbuf = b"".join(encoded[:self._nkeys])
+        cdef Py_ssize_t i, at = 0
+        for i in range(self._nkeys):
+            self._kstart[i] = at
+            at += len(encoded[i])
+        self._kstart[self._nkeys] = at
+
+    cdef object keyid_of(self, tl_sv v):
+        """The role's key id (its own str object) spelled ``v``, or None."""
+        cdef Py_ssize_t i, start
+        cdef const char *kb = PyBytes_AS_STRING(self._kbuf)
+        for i in range(self._nkeys):
+            start = self._kstart[i]
+            if self._kstart[i + 1] - start == v.n and memcmp(kb + start, v.s, v.n) == 0:
+                return self.keyids[i]
+        return None
+
+
+cdef class _Repo:
+    """A repository as the fast path reads it: its dicts and active roles."""
+    cdef object repo, tags
+    cdef bint tags_is_dict
+    cdef dict versions, deleted_tags, compromised
+    cdef list grants
+
+    def __init__(self, repo):
+        self.repo = repo
+        self.tags = repo.tags
+        self.tags_is_dict = type(repo.tags) is dict
+        self.versions = repo.versions
+        self.deleted_tags = repo.deleted_tags
+        self.compromised = repo.compromised
+        self.grants = [_Grant(role, gid, repo.grants[gid]) for role, gid in repo.roles.items()]
+
+
+cdef class CompiledFold:
+    """The compiled twin of :class:`TrustedFold` over ``py_fold.state``; ``py_fold`` (a
+    ``TrustedFold`` over the same state) takes every record off the fast path."""
+
+    cdef readonly object state
+    cdef readonly object py_fold
+    cdef dict _materials
+    cdef dict _patterns
+    cdef object _material_fn
+    cdef object _decode
+    cdef public long long offset          # the record being folded (for error messages)
+    cdef public long long last_log_time   # log time of the last record folded (-1: none)
+    cdef public long long fast            # records applied on the fast path
+    cdef public long long slow            # records handed to the Python fold
+    cdef dict _rcache      # repository name (UTF-8 bytes) -> _Repo, or None (not on the fast path)
+    cdef long long _next_version
+    cdef tl_rec rec
+
+    def __init__(self, py_fold, decode):
+        """``decode``: body -> (LogRecord, Envelope, Event), as ``replay.decode_trusted``."""
+        self.state = py_fold.state
+        self.py_fold = py_fold
+        self._materials = py_fold._materials
+        self._patterns = py_fold._patterns
+        self._material_fn = py_fold._material
+        self._decode = decode
+        self._rcache = {}
+        self._next_version = -1
+        self.offset = 0
+        self.last_log_time = -1
+        self.fast = 0
+        self.slow = 0
+
+    def apply(self, env, ev, log_time, offset):
+        """A decoded record: as ``TrustedFold.apply``."""
+        self._flush()
+        self._invalidate()
+        self.py_fold.apply(env, ev, log_time, offset)
+
+    # -- the fast path --------------------------------------------------------------
+
+    cdef _Repo _repo(self, dict repos, tl_sv name):
+        """The cached view of a repository (None: no such repository, or not on the
+        fast path). Built from the state on first use after :meth:`_invalidate`."""
+        cdef PyObject *p
+        key = PyBytes_FromStringAndSize(name.s, name.n)
+        p = PyDict_GetItem(self._rcache, key)
+        if p is not NULL:
+            return <_Repo>p
+        s = _utf8(name)
+        c = None
+        if s is not None:
+            p = PyDict_GetItem(repos, s)
+            if p is not NULL and (<object>p).tuf is None:
+                c = _Repo(<object>p)
+        PyDict_SetItem(self._rcache, key, c)
+        return c
+
+    cdef void _invalidate(self):
+        """Forget every cached repository view: after any change the fast path did
+        not make itself (the Python fold's), and at the start of every call."""
+        if self._rcache:
+            self._rcache = {}
+
+    cdef int _fast(self, dict repos, long long offset) except -1:
+        """Apply ``self.rec`` (a parsed ImageSigned) if it is on the fast path: 1 if
+        applied, 0 if the Python fold must decide. The same conditions and the same
+        changes as ``TrustedFold.apply``'s fast path."""
+        cdef tl_rec *r = &self.rec
+        cdef PyObject *p
+        cdef _Repo c
+        cdef _Grant g = None
+        cdef long long log_time = r.log_time
+        cdef Py_ssize_t i
+        if not tl_is_tag(r.tag, MAX_TAG_LEN) or not tl_is_digest(r.digest):
+            return 0
+        if r.expires <= r.issued_at or r.size < 0 or r.nsigs == 0 or r.version <= 0:
+            return 0
+        c = self._repo(repos, r.repo)
+        if c is None:
+            return 0
+        for i in range(len(c.grants)):
+            g = <_Grant>c.grants[i]
+            if g.role_b_len == r.role.n and memcmp(<const char *>g.role_b, r.role.s, r.role.n) == 0:
+                break
+            g = None
+        if g is None:
+            return 0
+        tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
+        p = PyDict_GetItem(c.versions, tag)
+        if p is not NULL and not r.version > <object>p:
+            return 0
+        if r.nsigs == 1 and g.threshold == 1:
+            kid = g.keyid_of(r.keyid[0])
+            if kid is None:
+                return 0
+            if c.compromised:
+                since = c.compromised.get(self._material(c.repo, kid))
+                if since is not None and since <= log_time:
+                    return 0
+            signatures = ((kid, PyBytes_FromStringAndSize(<const char *>r.sig[0], r.sig_len[0])),)
+        else:
+            signatures = self._counted(c, g, log_time)
+            if signatures is None:
+                return 0
+        if not g.is_targets:
+            p = PyDict_GetItem(g.may_sign, tag)
+            if p is NULL:
+                ok = self._may_sign(g.paths, tag)
+                PyDict_SetItem(g.may_sign, tag, ok)
+            else:
+                ok = <object>p
+            if not ok:
+                return 0
+        repo = c.repo
+        digest = PyUnicode_DecodeASCII(r.digest.s, r.digest.n, NULL)
+        payload = PyBytes_FromStringAndSize(<const char *>r.payload, r.payload_len)
+        version = r.version
+        entry = TagEntry(tag, digest, r.size, r.expires, g.role, g.gid, log_time, offset, version, payload, signatures)
+        if c.tags_is_dict:
+            PyDict_SetItem(c.tags, tag, entry)
+        else:
+            c.tags[tag] = entry
+        if c.deleted_tags:
+            c.deleted_tags.pop(tag, None)
+        PyDict_SetItem(c.versions, tag, version)
+        v = repo.version + 1
+        repo.version = v if v > version else version
+        repo.last_log_time = log_time
+        self._next_version = offset + 1  # state.version, written by _flush (a dict write per event saved)
+        return 1
+
+    cdef int _flush(self) except -1:
+        if self._next_version >= 0:
+            self.state.version = self._next_version
+            self._next_version = -1
+        return 0
+
+    cdef object _material(self, repo, kid):
+        cdef PyObject *p = PyDict_GetItem(self._materials, kid)
+        if p is not NULL:
+            return <object>p
+        return self._material_fn(repo, kid)
+
+    cdef bint _may_sign(self, paths, tag) except -1:
+        k = (paths, tag)
+        cdef PyObject *p = PyDict_GetItem(self._patterns, k)
+        if p is not NULL:
+            return <bint><object>p
+        return self.py_fold._may_sign(paths, tag)
+
+    cdef object _counted(self, _Repo c, _Grant g, long long log_time):
+        """``TrustedFold._counted`` over the parsed signatures: None if the threshold
+        is not met (the Python fold then decides)."""
+        cdef tl_rec *r = &self.rec
+        cdef uint32_t i
+        counted = []
+        mats = set()
+        kids = []
+        comp = c.compromised
+        for i in range(r.nsigs):
+            kid = g.keyid_of(r.keyid[i])
+            kids.append(kid)
+            if kid is None:  # not one of the role's keys
+                continue
+            mat = self._material(c.repo, kid)
+            if mat in mats:
+                continue
+            if comp:
+                since = comp.get(mat)
+                if since is not None and since <= log_time:
+                    continue
+            mats.add(mat)
+            counted.append(kid)
+        if not counted or len(counted) < g.threshold:
+            return None
+        out = []
+        for i in range(r.nsigs):
+            if kids[i] is not None and kids[i] in counted:
+                out.append((kids[i], PyBytes_FromStringAndSize(<const char *>r.sig[i], r.sig_len[i])))
+        return tuple(out)
+
+    # -- records ----------------------------------------------------------------------
+
+    cdef int _one(self, dict repos, const unsigned char *body, size_t n, long long offset, dict positions) except -1:
+        self.offset = offset
+        if tl_parse_image_signed(body, n, &self.rec) == 0 and self._fast(repos, offset):
+            self.fast += 1
+            self.last_log_time = self.rec.log_time
+            if positions is not None and self.rec.has_source:
+                topic = _utf8(self.rec.topic)
+                if topic is None:  # not reached: a non-UTF-8 topic is refused by the decoder below
+                    raise ValueError("topic is not UTF-8")
+                positions[(topic, self.rec.partition)] = self.rec.src_offset
+            return 0
+        self.slow += 1
+        self._flush()
+        self._invalidate()
+        rec, env, ev = self._decode(PyBytes_FromStringAndSize(<const char *>body, n))
+        self.py_fold.apply(env, ev, rec.log_time, offset)
+        self.last_log_time = rec.log_time
+        if positions is not None and rec.source is not None:
+            positions[(rec.source.topic, rec.source.partition)] = rec.source.offset
+        return 0
+
+    def fold_bodies(self, long long first, bodies, where="log", positions=None):
+        """Fold consecutive record bodies (bytes or memoryviews), the first at offset
+        ``first``; as ``TrustedFold.fold_bodies`` (a record that cannot be replayed
+        raises ``LogError``)."""
+        cdef const unsigned char[::1] mv
+        cdef dict repos = self.state.repos
+        cdef long long off = first
+        cdef const unsigned char *p
+        self._invalidate()
+        try:
+            for body in bodies:
+                mv = body
+                p = &mv[0] if mv.shape[0] else _EMPTY
+                self._one(repos, p, mv.shape[0], off, positions)
+                off += 1
+        except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
+            raise replay_error(where, self.offset, e) from e
+        finally:
+            self._flush()
+
+    def fold_segment(self, bytes data, long long base, long long start, long long stop, bint crc,
+                     leaves=None, positions=None, where="log"):
+        """Fold the records ``[start, stop)`` of one segment (``data``, whose first
+        record is at offset ``base``), checking each CRC (``crc``) and/or each body
+        against its packed leaf hash (``leaves``: 32 bytes per record from ``start``).
+
+        Returns ``(status, pos, offset)``: ``DONE``, or where and why it stopped
+        (``SHORT``, ``PAST_END``, ``CRC_MISMATCH``, ``LEAF_MISMATCH``); the caller
+        raises. A record that cannot be replayed raises ``LogError`` here."""
+        cdef const unsigned char *d = <const unsigned char *>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        cdef const unsigned char *lv = NULL
+        cdef Py_ssize_t pos = 0, b1
+        cdef long long off = base
+        cdef uint32_t length, want
+        cdef unsigned char h[32]
+        cdef dict repos = self.state.repos
+        self._invalidate()
+        if leaves is not None:
+            if PyBytes_GET_SIZE(leaves) < 32 * (stop - start):
+                raise ValueError("fewer leaf hashes than records")
+            lv = <const unsigned char *>PyBytes_AS_STRING(leaves)
+        try:
+            while off < stop:
+                if pos + 8 > size:
+                    return SHORT, pos, off
+                length = (<uint32_t>d[pos] << 24) | (<uint32_t>d[pos + 1] << 16) | (<uint32_t>d[pos + 2] << 8) | d[pos + 3]
+                want = (<uint32_t>d[pos + 4] << 24) | (<uint32_t>d[pos + 5] << 16) | (<uint32_t>d[pos + 6] << 8) | d[pos + 7]
+                b1 = pos + 8 + <Py_ssize_t>length
+                if b1 > size:
+                    return PAST_END, pos, off
+                if off >= start:
+                    if crc and tl_crc32c(tl_crc32c(0, d + pos, 4), d + pos + 8, length) != want:
+                        return CRC_MISMATCH, pos, off
+                    if lv is not NULL:
+                        tl_leaf_hash(d + pos + 8, length, h)
+                        if memcmp(h, lv + 32 * (off - start), 32) != 0:
+                            return LEAF_MISMATCH, pos, off
+                    self._one(repos, d + pos + 8, length, off, positions)
+                pos = b1
+                off += 1
+        except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
+            raise replay_error(where, self.offset, e) from e
+        finally:
+            self._flush()
+        return DONE, pos, off
+
+
+# -- segment frames (SegmentLog's open) ------------------------------------------------
+
+FRAME_OK = 0
+FRAME_SHORT_HEADER = 1   # the segment ends inside a record header (torn)
+FRAME_PAST_END = 2       # a record's length runs past the end (torn)
+FRAME_TOO_LONG = 3       # a length over max_record_bytes
+FRAME_CRC = 4            # CRC mismatch
+
+
+def scan_frames(bytes data, Py_ssize_t end, long long max_record_bytes, Py_ssize_t interval, index_rel, index_pos):
+    """``segment_log._iter_frames`` over ``data[:end]`` with ``_Segment.note_record``:
+    every frame's CRC checked, an index entry appended to ``index_rel``/``index_pos``
+    for the first record and for each one ``interval`` bytes past the last indexed.
+
+    Returns ``(count, pos, problem, length)``: the whole records read, the byte position
+    where reading stopped, ``FRAME_OK`` or why it stopped there (``length`` the frame's
+    stated length), for the caller to raise or cut exactly as the Python reader does."""
+    cdef const unsigned char *d = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t pos = 0, body_end, last_indexed = -1
+    cdef long long count = 0
+    cdef uint32_t length, want
+    if end > PyBytes_GET_SIZE(data):
+        raise ValueError("end is past the data")
+    if len(index_pos):
+        raise ValueError("scan_frames builds the index from the first record")
+    while pos < end:
+        if end - pos < 8:
+            return count, pos, FRAME_SHORT_HEADER, 0
+        length = (<uint32_t>d[pos] << 24) | (<uint32_t>d[pos + 1] << 16) | (<uint32_t>d[pos + 2] << 8) | d[pos + 3]
+        want = (<uint32_t>d[pos + 4] << 24) | (<uint32_t>d[pos + 5] << 16) | (<uint32_t>d[pos + 6] << 8) | d[pos + 7]
+        body_end = pos + 8 + <Py_ssize_t>length
+        if body_end > end:
+            return count, pos, FRAME_PAST_END, length
+        if length > max_record_bytes:
+            return count, pos, FRAME_TOO_LONG, length
+        if tl_crc32c(tl_crc32c(0, d + pos, 4), d + pos + 8, length) != want:
+            return count, pos, FRAME_CRC, length
+        if last_indexed < 0 or pos - last_indexed >= interval:
+            index_rel.append(count)
+            index_pos.append(pos)
+            last_indexed = pos
+        count += 1
+        pos = body_end
+    return count, pos, FRAME_OK, 0
