@@ -1,6 +1,6 @@
 """The compiled and the pure-Python crypto backends give the same byte for every item.
 
-A divergence between them is a security bug (DESIGN.md): one path would accept what the
+A divergence between them is a security bug (docs/ARCHITECTURE.md, "The twin rule"): one path would accept what the
 other rejects. Batches are built from real signatures of all four algorithms plus the
 Wycheproof vectors, then mutated (bit flips in key, message or signature, truncations,
 extensions, unknown algorithm codes, empty buffers, keys and signatures swapped across

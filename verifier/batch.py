@@ -1,6 +1,6 @@
 """The batch verifier: requests in, one verdict each out.
 
-Two halves, as DESIGN.md's fast path describes:
+Two halves (docs/ARCHITECTURE.md, "Verdicts"):
 
 1. crypto validity of (key, message, signature), computed in batches by the selected
    backend (compiled or pure Python) and cached by content hash, because it never
