@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-
 from .common import emit, load_pins, open_log
 from .ui import UI
 

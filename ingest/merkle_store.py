@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Final
 
 import crc32c
+
 from trustlog.core.checkpoint import (
     Checkpoint,
     SignedCheckpoint,

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import require_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
