@@ -39,20 +39,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import crypto_strategies as cs  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-import trustlog.verifier  # noqa: E402,F401  (registers the default signature check)
+import crypto_strategies as cs  # noqa: E402
 from trustlog.core.events import (  # noqa: E402
-    DEFAULT_MAX_EVENT_BYTES,
-    Envelope,
-    ImageSigned,
-    RepoCreated,
-    Signature,
-    sign_event,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, ImageSigned, RepoCreated, Signature, sign_event,
 )
 from trustlog.core.keys import PublicKey, SigningKey  # noqa: E402
 from trustlog.ingest.pipeline import TrustLog  # noqa: E402
+import trustlog.verifier  # noqa: E402,F401  (registers the default signature check)
 
 FAR = 4_000_000_000
 DIGEST = "sha256:" + "ab" * 32

@@ -138,12 +138,12 @@ def verified_fold_rate(d: Path, limit: int) -> tuple[int, float]:
     """The validating fold (canonical decode, every signature re-verified in batches
     through the batch verifier's crypto, every rule) on the first ``limit`` records."""
     from trustlog.core.events import decode_envelope, decode_event
-    from trustlog.core.sigcache import CachedSigCheck, CryptoCache
     from trustlog.core.state import TrustState
     from trustlog.ingest.logcheck import VerifyReport
     from trustlog.ingest.records import decode_record
     from trustlog.ingest.segment_log import SegmentLog
     from trustlog.verifier.batch import default_crypto
+    from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 
     crypto = default_crypto()
     log = SegmentLog.open(d / "log", create=False)

@@ -45,7 +45,6 @@ from pathlib import Path
 # the sibling benchmark's log writer (benchmarks run as `python benchmarks/NAME.py`, so
 # this directory is on sys.path)
 from replay import FAR, TAGS_PER_REPO, BatchedIngest, trust_all
-
 FORMAT = "serve-v1"
 PY = sys.executable
 CLI = [PY, "-m", "trustlog.cli.main"]

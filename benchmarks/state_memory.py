@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 
-from trustlog.core.events import Envelope, ImageSigned, RepoCreated, Signature, encode_event
+from trustlog.core.events import ImageSigned, RepoCreated, Envelope, Signature, encode_event
 from trustlog.core.keys import SigningKey
 from trustlog.core.state import TrustState
 from trustlog.core.tagstore import TagStore

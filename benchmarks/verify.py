@@ -52,22 +52,16 @@ import nacl
 import nacl.signing
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from rawloop import raw_loop_rate  # benchmarks/rawloop.py (this script's folder is on sys.path)
 
 from trustlog.core.evaluate import Request
 from trustlog.core.events import (
-    Envelope,
-    ImageSigned,
-    KeyCompromised,
-    RepoCreated,
-    RoleKeysSet,
-    Signature,
-    encode_event,
-    sign_event,
+    Envelope, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, Signature, encode_event, sign_event,
 )
 from trustlog.core.keys import SigningKey, raw_to_der
 from trustlog.core.state import TrustState
 from trustlog.verifier import _cverify
+
+from rawloop import raw_loop_rate  # benchmarks/rawloop.py (this script's folder is on sys.path)
 from trustlog.verifier.batch import BatchVerifier, backend_name
 
 SEED = "trustlog-bench-verify"

@@ -21,9 +21,9 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import msgspec

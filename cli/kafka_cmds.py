@@ -29,6 +29,7 @@ import msgspec
 
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
 from trustlog.core.events import Envelope, decode_event, decode_wire, envelope_to_json
+
 from trustlog.services.kafka_verify import bootstrap_servers as _servers
 
 from .common import emit

@@ -10,35 +10,28 @@ import functools
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 import msgspec
 
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.events import (
-    TARGETS,
-    Event,
-    ImageSigned,
-    KeyCompromised,
-    RepoCreated,
-    RoleKeysSet,
-    RoleRemoved,
-    RootRotated,
-    envelope_to_json,
-    sign_event,
-    version_scope,
+    TARGETS, Event, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated,
+    envelope_to_json, sign_event, version_scope,
 )
 from trustlog.core.keys import KEY_TYPES, SigningKey
 
 from .common import emit, open_log, open_view, version_string
-from .logdir import add_init_option
-from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, add_max_event_bytes_option, common_parent, positive_int  # noqa: F401 (re-exported)
 from .render import print_repo, roles_info, tags_info
 from .safe import plain
 from .times import parse_time as _parse_time
 from .ui import UI
+
+from .logdir import add_init_option
+from .options import DEFAULT_KEYS, DEFAULT_LOG, add_global_options, common_parent  # noqa: F401 (re-exported)
+from .options import add_max_event_bytes_option, positive_int
 
 
 def _keystore(args: argparse.Namespace):
@@ -517,9 +510,9 @@ def _registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """The modules that add subcommands: each has ``register(sub, common)``."""
     from .audit_cmds import register as audit
     from .completion import register as completion
-    from .import_cmds import register as import_
     from .kafka_cmds import register as kafka
     from .logdir import register as logdir
+    from .import_cmds import register as import_
     from .operator_cmds import register as operator
     from .pins_cmds import register as pins
     from .serve_cmds import register as serve

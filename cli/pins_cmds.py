@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+
+
 from .common import emit, load_pins, open_log
 from .ui import UI
 

@@ -79,14 +79,14 @@ GLOBAL = {"--json", "--log", "--keys", "--pins", "-h"}
 
 
 def render(parser: argparse.ArgumentParser | None = None) -> str:
-    import os
-
     from trustlog.core.evaluate import Verdict
     from trustlog.core.reasons import Code, Reject
 
     from .audit_evidence import PROVENANCE_FIELDS
     from .main import build_parser
     from .operator_cmds import REJECT_FIELDS
+
+    import os
 
     os.environ["COLUMNS"] = "100"  # argparse wraps usage lines at the terminal width: fix it
     parser = parser or build_parser()

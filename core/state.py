@@ -13,8 +13,8 @@ at or after its compromise time falls, and so does everything beneath it.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
 from .bounds import MAX_SIGNATURES_PER_ENVELOPE, int_field_out_of_range
 from .encoding import canonical_bytes

@@ -37,7 +37,8 @@ from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
 from .names import MAX_REPO_LEN, is_imported_role, is_repo, is_target_path
 from .reasons import Reject
-from .state import _HANDLERS, Grant, Mutation, RejectedEventError, RepoState, SigCheck, TagEntry, TrustState, count_signers, pinned_origin
+from .state import _HANDLERS, Grant, Mutation, RejectedEventError, RepoState, SigCheck, TagEntry, TrustState
+from .state import count_signers, pinned_origin
 from .tuf_format import MetaKey, Root, Signed, Targets, TufFormatError, parse_root, parse_targets
 from .tuf_model import TufDelegation, TufRepo, TufRole
 

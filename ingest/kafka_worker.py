@@ -55,8 +55,8 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,19 +66,13 @@ from kafka import ConsumerRebalanceListener
 from trustlog.core.errors import LogError
 from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES
 
-from . import gcpolicy
-from .batch_decode import PreparedBatch
 from .kafka_metrics import NoMetrics, reason_label, worker_metrics
 from .outcomes import OutcomeWriter, default_outcomes_topic, ensure_outcomes_topic
 from .partitioning import (
-    Layout,
-    LayoutError,
-    admit_for,
-    ensure_layout,
-    partition_dir,
-    record_log_layout,
-    topic_partitions,
+    Layout, LayoutError, admit_for, ensure_layout, partition_dir, record_log_layout, topic_partitions,
 )
+from .batch_decode import PreparedBatch
+from . import gcpolicy
 from .pipeline import BatchResult, TrustLog
 from .records import KafkaPosition
 from .rejects import RejectsLog

@@ -34,13 +34,13 @@ from typing import Any
 import crc32c
 
 from trustlog.core.checkpoint import Checkpoint, SignedCheckpoint, decode_signed_checkpoint, verify_checkpoint
-from trustlog.core.crypto_hook import CryptoFn, default_crypto
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
 from trustlog.core.events import Envelope, Event, decode_envelope, decode_event
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import CompactRange, MemoryNodeStore, consistency_proof, leaf_hash, verify_consistency
-from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 from trustlog.core.state import RejectedEventError, TrustState
+from trustlog.core.crypto_hook import CryptoFn, default_crypto
+from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 
 from . import precheck
 from .logindex import LogIndex, event_postings

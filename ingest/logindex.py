@@ -43,14 +43,7 @@ import crc32c
 
 from trustlog.core.errors import LogError
 from trustlog.core.events import (
-    EVENT_KINDS,
-    Envelope,
-    Event,
-    KeyCompromised,
-    MetadataImported,
-    RepoCreated,
-    RoleKeysSet,
-    RoleRemoved,
+    EVENT_KINDS, Envelope, Event, KeyCompromised, MetadataImported, RepoCreated, RoleKeysSet, RoleRemoved,
     RootRotated,
 )
 from trustlog.core.state import TrustState

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Final
 
 import crc32c
-
 from trustlog.core.checkpoint import (
     Checkpoint,
     SignedCheckpoint,

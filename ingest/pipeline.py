@@ -38,31 +38,27 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trustlog.core.crypto_hook import CryptoFn, default_crypto
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES,
-    Envelope,
-    Event,
-    decode_envelope,
-    decode_event,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, decode_envelope, decode_event,
 )
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.merkle import leaf_hash
 from trustlog.core.reasons import Reject
-from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 from trustlog.core.state import Pin, RejectedEventError, TrustState
+from trustlog.core.crypto_hook import CryptoFn, default_crypto
+from trustlog.core.sigcache import CachedSigCheck, CryptoCache
 
 from . import precheck
-from .batch_decode import PreparedBatch, decode_batch
 from .closing import Closing
+from .batch_decode import PreparedBatch, decode_batch
 from .logindex import LogIndex, event_postings
-from .merkle_store import LEAVES_FILE as LEAVES_NAME
 from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, decode_reject, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
 from .rejects import commitment_problem as rejects_commitment_problem
 from .replay import TrustedFold, decode_trusted, fold_segments, gc_paused, iter_chunks, new_fold, resolve_target
+from .merkle_store import LEAVES_FILE as LEAVES_NAME
 from .segment_log import SegmentLog
 from .snapshots import SnapshotStore
 from .transparency import LogTree

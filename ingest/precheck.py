@@ -27,8 +27,8 @@ from trustlog.core.bounds import MAX_SIGNATURES_PER_ENVELOPE
 from trustlog.core.errors import KeyMaterialError
 from trustlog.core.events import Envelope, Event, RepoCreated, RoleKeysSet, RootRotated
 from trustlog.core.keys import ALG_BY_KEYTYPE, PublicKey, validate_public_key
-from trustlog.core.sigcache import cache_key
 from trustlog.core.state import MAX_KEYS_PER_ROLE, TrustState
+from trustlog.core.sigcache import cache_key
 
 Item = tuple[int, bytes, bytes, bytes]
 

@@ -6,11 +6,13 @@ over the record bodies (kept in memory, rebuilt from the segments on open), and 
 signed checkpoint carries its size and root."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trustlog.core.errors import EncodingError, LogCorruptionError, LogError
 from trustlog.core.merkle import MemoryNodeStore, leaf_hash

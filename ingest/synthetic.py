@@ -19,14 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trustlog.core.events import (
-    Envelope,
-    ImageSigned,
-    KeyCompromised,
-    RepoCreated,
-    RoleKeysSet,
-    RoleRemoved,
-    RootRotated,
-    Signature,
+    Envelope, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated, Signature,
     sign_event,
 )
 from trustlog.core.keys import SigningKey

@@ -31,15 +31,8 @@ from typing import Any
 import msgspec
 
 from trustlog.core.checkpoint import (
-    Checkpoint,
-    SignedCheckpoint,
-    checkpoint_from_note,
-    checkpoint_note,
-    decode_checkpoint,
-    is_legacy_body,
-    log_verifier_key,
-    sign_checkpoint,
-    verify_checkpoint,
+    Checkpoint, SignedCheckpoint, checkpoint_from_note, checkpoint_note, decode_checkpoint, is_legacy_body,
+    log_verifier_key, sign_checkpoint, verify_checkpoint,
 )
 from trustlog.core.errors import InputError, LogError, SignatureError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey

@@ -33,11 +33,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
 
 from trustlog.core.errors import InputError, TrustlogError
 from trustlog.core.events import ROOT, TARGETS, Envelope, MetadataImported, encode_event

@@ -43,22 +43,23 @@ import msgspec
 
 from trustlog.core.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint
 from trustlog.core.errors import LogCorruptionError, LogError, TrustlogError
-from trustlog.core.events import ImageSigned
 from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import HASH_SIZE, TreeRangeError, consistency_proof, inclusion_proof, subtree_root
+from trustlog.core.events import ImageSigned
 from trustlog.core.state import Pin, RejectedEventError, TrustState, default_sigcheck
 
 from .closing import Closing
 from .logindex import LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
-from .pinpolicy import POLICY_FILE, PinPolicy, PinPolicyError, same_pins
 from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, new_fold, resolve_target
-from .segment_log import _SEGMENT_NAME as _SEGMENT_RE  # one grammar for segment file names (full match)
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
-from .snapshot_index import SnapshotIndexError, _raw_body, _repo_name, _repo_state, load_repos  # the snapshot body's layout, read once
+from .snapshot_index import SnapshotIndexError, load_repos
+from .pinpolicy import POLICY_FILE, PinPolicy, PinPolicyError, same_pins
 from .snapshots import SnapshotStore, pins_key
 from .transparency import LOG_KEY_NAME, load_public_key, origin_for
 
+from .segment_log import _SEGMENT_NAME as _SEGMENT_RE  # one grammar for segment file names (full match)
+from .snapshot_index import _raw_body, _repo_name, _repo_state  # the snapshot body's layout, read once
 _READ = 8 * 1024 * 1024  # bytes read per pread while following
 
 

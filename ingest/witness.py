@@ -39,15 +39,8 @@ from trustlog.core.checkpoint import SignedCheckpoint, checkpoint_from_note, che
 from trustlog.core.errors import InputError, SignatureError, TrustlogError
 from trustlog.core.keys import PublicKey
 from trustlog.core.note import (
-    ALG_COSIGNATURE_V1,
-    Note,
-    NoteError,
-    NoteSignature,
-    cosignature_message,
-    key_hash,
-    parse_note,
-    parse_verifier_key,
-    split_cosignature,
+    ALG_COSIGNATURE_V1, Note, NoteError, NoteSignature, cosignature_message, key_hash, parse_note,
+    parse_verifier_key, split_cosignature,
 )
 
 

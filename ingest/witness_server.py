@@ -34,13 +34,7 @@ from trustlog.core.errors import TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.merkle import verify_consistency
 from trustlog.core.note import (
-    ALG_COSIGNATURE_V1,
-    Note,
-    cosignature,
-    cosignature_message,
-    parse_note,
-    valid_name,
-    verifier_key,
+    ALG_COSIGNATURE_V1, Note, cosignature, cosignature_message, parse_note, valid_name, verifier_key,
 )
 
 from .keystore import KeyStore

@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import crypto_strategies as cs  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+import crypto_strategies as cs  # noqa: E402
 from trustlog.core.keyparse import material  # noqa: E402
 from trustlog.core.keys import ALG_BY_KEYTYPE  # noqa: E402
 from trustlog.verifier.backend import load  # noqa: E402

@@ -169,7 +169,7 @@ def audit_key(tl: TrustLog, keyid: str, since: int | None = None, *, ref_time: i
     """Audit key ``keyid`` in the open log ``tl``; ``since`` is the compromise point
     (log time, ns; None: the key's whole history). ``ref_time`` (s) fixes expiry for the
     verdict re-evaluation."""
-    from trustlog.ingest.logindex import GRANTED, SIGNED
+    from trustlog.ingest.logindex import SIGNED, GRANTED
 
     t0 = time.perf_counter()
     state = state if state is not None else tl.state
@@ -315,8 +315,8 @@ def audit_scan(directory: str, keyid: str, since: int | None = None) -> list[tup
     Returns ``(offset, log_time, after)`` for each. No index, no state."""
     import msgspec
 
-    from trustlog.core.events import Envelope
     from trustlog.ingest.records import LogRecord
+    from trustlog.core.events import Envelope
     from trustlog.ingest.segment_log import SegmentLog
 
     cut = 0 if since is None else since

@@ -19,10 +19,10 @@ changes the very next verdict.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import msgspec
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from trustlog.core.errors import TrustlogError
 from trustlog.core.evaluate import Request, Verdict
@@ -30,6 +30,7 @@ from trustlog.core.reasons import Code
 from trustlog.core.state import Pin
 from trustlog.ingest.view import ViewSet
 from trustlog.verifier.batch import BatchVerifier
+
 
 _enc = msgspec.json.Encoder()
 

@@ -24,13 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import strategies as st
 
 from trustlog.core.keys import (
-    ALG_ECDSA_P256_DER,
-    ALG_ECDSA_P256_RAW,
-    ALG_ED25519,
-    ALG_RSA_PSS_SHA256,
-    SigningKey,
-    der_to_raw,
-    raw_to_der,
+    ALG_ECDSA_P256_DER, ALG_ECDSA_P256_RAW, ALG_ED25519, ALG_RSA_PSS_SHA256, SigningKey, der_to_raw, raw_to_der,
 )
 
 Item = tuple[int, bytes, bytes, bytes]

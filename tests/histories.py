@@ -17,17 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hypothesis import strategies as st
-from sim import FAR, NOW, Sim, key
 
+from sim import FAR, NOW, Sim, key
 from trustlog.core.events import (
-    ImageSigned,
-    KeyCompromised,
-    RepoCreated,
-    RoleKeysSet,
-    RoleRemoved,
-    RootRotated,
-    TagDeleted,
-    version_scope,
+    ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated, TagDeleted, version_scope,
 )
 from trustlog.core.keys import SigningKey
 

@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from conftest import require_or_skip
 
 REPO = Path(__file__).resolve().parents[1]

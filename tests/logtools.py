@@ -5,16 +5,9 @@ import struct
 from pathlib import Path
 
 from sim import DIGEST, FAR, key
-
 from trustlog.core.encoding import canonical_bytes
 from trustlog.core.events import (
-    Envelope,
-    ImageSigned,
-    RepoCreated,
-    RoleKeysSet,
-    decode_envelope,
-    decode_event,
-    sign_event,
+    Envelope, ImageSigned, RepoCreated, RoleKeysSet, decode_envelope, decode_event, sign_event,
 )
 from trustlog.ingest.records import LogRecord, decode_record, encode_record
 from trustlog.ingest.segment_log import encode_frame

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import require_or_skip
 
 ROOT_DIR = Path(__file__).resolve().parent.parent

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import require_or_skip
 
 REPO = Path(__file__).resolve().parents[1]

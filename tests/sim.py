@@ -14,16 +14,8 @@ from dataclasses import dataclass, field
 
 from trustlog.core.evaluate import Request
 from trustlog.core.events import (
-    Envelope,
-    ImageSigned,
-    KeyCompromised,
-    RepoCreated,
-    RoleKeysSet,
-    RoleRemoved,
-    RootRotated,
-    Signature,
-    TagDeleted,
-    sign_event,
+    Envelope, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated, Signature,
+    TagDeleted, sign_event,
 )
 from trustlog.core.keys import SigningKey
 from trustlog.core.state import RejectedEventError, TrustState, default_sigcheck

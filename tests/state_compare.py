@@ -14,7 +14,6 @@ from collections import Counter
 from typing import Any
 
 from sim import Step
-
 from trustlog.core.events import decode_event
 from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.ingest.replay import TrustedFold

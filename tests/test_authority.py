@@ -9,6 +9,7 @@ who signs the report, the fold's answer. Rows run on both crypto backends.
 from __future__ import annotations
 
 import pytest
+
 from sim import Sim, key
 
 R1, R2, R3 = key("au-root1"), key("au-root2"), key("au-root3")
@@ -89,7 +90,6 @@ def test_a_signer_reporting_its_own_key_through_the_log(tmp_path) -> None:
     """The pipeline, the index and log verify take a report signed by a delegated
     signer (the new authority row) like any other."""
     from sim import DIGEST, FAR
-
     from trustlog.core.events import ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, sign_event
     from trustlog.ingest.logcheck import verify_log
     from trustlog.ingest.pipeline import TrustLog

@@ -10,23 +10,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import require_or_skip
 from logtools import history
-
 from trustlog.cli.main import main as cli
 from trustlog.core.checkpoint import checkpoint_from_note, checkpoint_note, verify_checkpoint
 from trustlog.core.errors import SignatureError
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.note import (
-    ALG_COSIGNATURE_V1,
-    NoteError,
-    cosignature,
-    cosignature_message,
-    key_hash,
-    parse_note,
-    parse_verifier_key,
-    split_cosignature,
-    verifier_key,
+    ALG_COSIGNATURE_V1, NoteError, cosignature, cosignature_message, key_hash, parse_note, parse_verifier_key,
+    split_cosignature, verifier_key,
 )
 from trustlog.ingest.pipeline import TrustLog
 
@@ -169,13 +162,13 @@ def test_a_log_with_legacy_messagepack_checkpoints_still_opens_verifies_and_prov
     the old form; the log opens, appends note checkpoints after them, `log verify`
     checks both kinds, and a proof verifies against an old checkpoint file."""
     import crc32c
+
     from logtools import REPO_B, TARGETS_B
     from sim import DIGEST, FAR
     from test_checkpoint import legacy
-
+    from trustlog.core.events import ImageSigned, sign_event
     from trustlog.core.checkpoint import decode_checkpoint
     from trustlog.core.encoding import canonical_bytes
-    from trustlog.core.events import ImageSigned, sign_event
     from trustlog.ingest.logcheck import verify_log
     from trustlog.ingest.merkle_store import _FRAME, CHECKPOINTS_FILE, CheckpointStore
     from trustlog.ingest.transparency import checkpoint_to_json, load_or_create_log_key
@@ -208,8 +201,7 @@ def test_a_log_with_legacy_messagepack_checkpoints_still_opens_verifies_and_prov
     assert capsys.readouterr().out.splitlines()[1] == str(size + 2)
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from trustlog.core.checkpoint import Checkpoint, checkpoint_body, parse_checkpoint_body  # noqa: E402
 from trustlog.core.errors import EncodingError  # noqa: E402

@@ -5,13 +5,14 @@ import os
 import tracemalloc
 
 import pytest
-from conftest import require_compiled_verifier
-from sim import DIGEST, FAR, NOW, Sim, key
 
+from sim import DIGEST, FAR, NOW, Sim, key
 from trustlog.core.evaluate import Request
 from trustlog.core.keys import SigningKey
-from trustlog.core.sigcache import CryptoCache, cache_key
 from trustlog.verifier.batch import BatchVerifier, pick_engine
+from trustlog.core.sigcache import CryptoCache, cache_key
+
+from conftest import require_compiled_verifier
 
 compiled = require_compiled_verifier()
 from trustlog.verifier._cverify import SigCache  # noqa: E402

@@ -21,12 +21,12 @@ tags. Any divergence is a security bug.
 """
 from __future__ import annotations
 
-from conftest import require_compiled_verifier
-from histories import A1, A2, A3, OPS, P_DER, R1, REPOS, START, T1, T2, TAGS, P, run_op, start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sim import FAR, NOW, Sim
 
+from conftest import require_compiled_verifier
+from histories import A1, A2, A3, OPS, P, P_DER, R1, REPOS, START, T1, T2, TAGS, run_op, start
+from sim import FAR, NOW, Sim
 from trustlog.core.evaluate import Request, evaluate_entry
 from trustlog.core.events import ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet
 from trustlog.core.keys import crypto_valid

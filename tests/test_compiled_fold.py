@@ -19,24 +19,14 @@ from pathlib import Path
 import crc32c
 import msgspec
 import pytest
-from conftest import require_or_skip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import require_or_skip
 from trustlog.core.errors import EncodingError, LogCorruptionError, LogError
 from trustlog.core.events import (
-    Envelope,
-    ImageSigned,
-    KeyCompromised,
-    MetadataImported,
-    RepoCreated,
-    RoleKeysSet,
-    RoleRemoved,
-    RootRotated,
-    Signature,
-    TagDeleted,
-    sign_event,
-    version_scope,
+    Envelope, ImageSigned, KeyCompromised, MetadataImported, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated,
+    Signature, TagDeleted, sign_event, version_scope,
 )
 from trustlog.core.keys import SigningKey
 from trustlog.core.merkle import leaf_hash

@@ -14,23 +14,17 @@ import random
 from array import array
 from types import ModuleType
 
-import crypto_strategies as cs
 import pytest
-import wycheproof
-from conftest import load_backend
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import crypto_strategies as cs
+import wycheproof
+from conftest import load_backend
 from trustlog.core.keys import (
-    ALG_ECDSA_P256_DER,
-    ALG_ECDSA_P256_RAW,
-    ALG_ED25519,
-    ALG_RSA_PSS_SHA256,
-    SigningKey,
-    crypto_valid,
-    raw_to_der,
+    ALG_ECDSA_P256_DER, ALG_ECDSA_P256_RAW, ALG_ED25519, ALG_RSA_PSS_SHA256, SigningKey, crypto_valid, raw_to_der,
 )
 from trustlog.verifier.backend import load
 from trustlog.verifier.crypto_batch import pack_batch

@@ -13,12 +13,12 @@ import os
 import random
 from types import ModuleType
 
-import crypto_strategies as cs
 import pytest
-from conftest import load_backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import crypto_strategies as cs
+from conftest import load_backend
 from trustlog.core.keyparse import material
 from trustlog.core.keys import ALG_BY_KEYTYPE
 from trustlog.verifier.backend import load

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from logtools import CI, history
 from sim import NOW
-
 from trustlog.cli.main import main as cli
 from trustlog.core.errors import LogCorruptionError, LogError
 from trustlog.ingest.logcheck import verify_log

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from notary_server import NotaryCLI
 
+from notary_server import NotaryCLI
 from trustlog.cli.main import main
 
 GUN = "registry.example.com/cli/app"

@@ -13,19 +13,11 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from sim import DIGEST, FAR, key
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from sim import DIGEST, FAR, key
 from trustlog.core.events import (
-    Envelope,
-    ImageSigned,
-    RepoCreated,
-    RoleKeysSet,
-    Signature,
-    decode_wire,
-    envelope_to_json,
-    sign_event,
+    Envelope, ImageSigned, RepoCreated, RoleKeysSet, Signature, decode_wire, envelope_to_json, sign_event,
 )
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import KafkaPosition, LogClock, decode_record

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
 from kafka_broker import delete_topics, new_topic, require_restartable_broker, restart_broker
 
 N = 100

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fault_worker import failing_fsync
 
+from fault_worker import failing_fsync
 from trustlog.cli import kafka_worker as worker_cli
 from trustlog.cli.main import build_parser, main
 from trustlog.cli.options import add_kafka_worker_options

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from kafka_broker import delete_topics, require_restartable_broker, restart_broker, topic_fixture
 
 from trustlog.cli.kafka_cmds import wait_for_group

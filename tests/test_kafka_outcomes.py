@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from kafka_broker import topic_fixture
 from test_kafka_ingest import CLI, expected_outcome, start_worker, stderr_of, stop, synthetic
-
 from trustlog.core.events import Envelope, Signature, decode_event, envelope_to_json
 from trustlog.ingest.partitioning import partition_dirs, partition_for
 from trustlog.ingest.records import decode_record

@@ -13,19 +13,11 @@ from collections import Counter
 
 import msgspec
 import pytest
+
 from kafka_broker import delete_topics, topic_fixture
 from test_kafka_ingest import (
-    CLI,
-    expected_outcome,
-    produce,
-    read_logs,
-    start_worker,
-    stderr_of,
-    stop,
-    summary,
-    synthetic,
+    CLI, expected_outcome, produce, read_logs, start_worker, stderr_of, stop, summary, synthetic,
 )
-
 from trustlog.cli.kafka_cmds import Publisher, wait_for_group
 from trustlog.core.evaluate import Request
 from trustlog.core.events import RepoCreated, decode_event, sign_event

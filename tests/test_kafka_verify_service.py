@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from logtools import REPO_A, REPO_B, history
 
+from logtools import REPO_A, REPO_B, history
 from trustlog.core.errors import LogError
 from trustlog.ingest.partitioning import Layout, record_log_layout
 from trustlog.ingest.pipeline import TrustLog

@@ -8,24 +8,16 @@ pre-check never does signature work for keys or envelopes the fold would refuse.
 """
 from __future__ import annotations
 
-import crypto_strategies as cs
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sim import FAR, Sim, key
 
+import crypto_strategies as cs
+from sim import FAR, Sim, key
 from trustlog.core import keyparse
 from trustlog.core.bounds import INT64_MAX, INT64_MIN
 from trustlog.core.errors import InvalidKeyError
 from trustlog.core.events import (
-    Envelope,
-    ImageSigned,
-    KeyCompromised,
-    RepoCreated,
-    RoleKeysSet,
-    RoleRemoved,
-    RootRotated,
-    Signature,
-    TagDeleted,
+    Envelope, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RoleRemoved, RootRotated, Signature, TagDeleted,
     sign_event,
 )
 from trustlog.core.keys import ALG_ED25519, ALG_RSA_PSS_SHA256, RSA_PSS_SALT_LEN, PublicKey, validate_public_key
@@ -242,7 +234,6 @@ def test_a_time_outside_int64_in_a_state_the_fold_did_not_build_gives_error_neve
     # The compiled engine cannot hold the value and fails closed; the reference compares
     # exact integers. The fold never builds such a state (see above).
     from sim import NOW
-
     from trustlog.core.evaluate import Request
 
     v = BatchVerifier(s.state, ref_time=NOW, crypto=crypto)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import crypto_strategies as cs
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sim import FAR, Sim, key
 
+import crypto_strategies as cs
+from sim import FAR, Sim, key
 from trustlog.core.events import Envelope, ImageSigned, RepoCreated, Signature, encode_event, sign_event
 from trustlog.core.keys import PublicKey, SigningKey, key_material_id, validate_public_key
 from trustlog.core.state import RejectedEventError, count_signers

@@ -19,24 +19,16 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from sim import DIGEST, FAR, NOW, Sim, key
 from state_compare import assert_same_state, check_trusted_fold
-
 from trustlog.core import names
 from trustlog.core.bounds import INT64_MAX, INT64_MIN, MAX_SIGNATURES_PER_ENVELOPE, check_ref_time
 from trustlog.core.errors import EncodingError
 from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES,
-    Envelope,
-    Event,
-    ImageSigned,
-    KeyCompromised,
-    RepoCreated,
-    RoleKeysSet,
-    RootRotated,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, RootRotated,
     Signature,
-    envelope_to_json,
-    sign_event,
+    envelope_to_json, sign_event,
 )
 from trustlog.core.state import MAX_KEYS_PER_ROLE, MAX_PATTERNS_PER_ROLE
 from trustlog.core.tuf_format import MAX_METADATA_BYTES, TufFormatError, load_json

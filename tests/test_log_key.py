@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from logtools import history
 
+from logtools import history
 from trustlog.cli.main import main as cli
 from trustlog.core.errors import BadPassphraseError, InputError, LogError
 from trustlog.ingest import transparency

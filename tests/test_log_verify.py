@@ -7,9 +7,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from logtools import decode_body, history, read_frames, reencode, segment_path, write_frames
 from sim import key
-
 from trustlog.cli.main import main as cli
 from trustlog.core.checkpoint import Checkpoint, decode_checkpoint, sign_checkpoint
 from trustlog.core.encoding import canonical_bytes
@@ -17,7 +17,7 @@ from trustlog.core.errors import LogError
 from trustlog.core.events import Envelope
 from trustlog.core.merkle import leaf_hash
 from trustlog.ingest.logcheck import verify_log
-from trustlog.ingest.merkle_store import _FRAME, CHECKPOINTS_FILE
+from trustlog.ingest.merkle_store import CHECKPOINTS_FILE, _FRAME
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import LogRecord
 from trustlog.ingest.transparency import load_public_key

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sim import FAR, NOW, Sim, key
 
+from sim import FAR, NOW, Sim, key
 from trustlog.cli.main import main
 from trustlog.core import names
 from trustlog.core.evaluate import Request

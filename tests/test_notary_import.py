@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from notary_server import NotaryCLI
 
 

@@ -8,19 +8,13 @@ import string
 from pathlib import Path
 
 import pytest
-from sim import DIGEST, FAR, key
 
+from sim import DIGEST, FAR, key
 from trustlog.core.errors import LogError
 from trustlog.core.events import ImageSigned, RepoCreated, sign_event
 from trustlog.ingest.outcomes import outcome_of
 from trustlog.ingest.partitioning import (
-    Layout,
-    LayoutError,
-    admit_for,
-    check_ownership,
-    load_log_layout,
-    partition_for,
-    record_log_layout,
+    Layout, LayoutError, admit_for, check_ownership, load_log_layout, partition_for, record_log_layout,
 )
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import KafkaPosition

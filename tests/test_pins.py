@@ -7,8 +7,8 @@ the fold's answer and how the first root was trusted. Rows run on both backends.
 from __future__ import annotations
 
 import pytest
-from sim import Sim, key
 
+from sim import Sim, key
 from trustlog.core.state import Pin, TrustState
 
 R_ORG, R_TEAM, R_OTHER = key("pin-org"), key("pin-team"), key("pin-other")
@@ -48,7 +48,6 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from sim import FAR  # noqa: E402
-
 from trustlog.cli.main import main  # noqa: E402
 from trustlog.core.errors import LogError  # noqa: E402
 from trustlog.core.events import RepoCreated, envelope_to_json, sign_event  # noqa: E402

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from sim import DIGEST, FAR, key
 
+from sim import DIGEST, FAR, key
 from trustlog.core.errors import LogError
 from trustlog.core.events import ImageSigned, RepoCreated, envelope_to_json, sign_event
 from trustlog.ingest.pipeline import TrustLog, read_lines

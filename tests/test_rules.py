@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from sim import DIGEST, FAR, NOW, Sim, flip_bit, key, resign
 
+from sim import DIGEST, FAR, NOW, Sim, flip_bit, key, resign
 from trustlog.core.events import Envelope, ImageSigned, RepoCreated, Signature, sign_event
 from trustlog.core.keys import SigningKey
 from trustlog.core.state import TrustState

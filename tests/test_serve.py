@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from logtools import CI, REPO_A, REPO_B, TARGETS_A, history
 
+from logtools import CI, REPO_A, REPO_B, TARGETS_A, history
 from trustlog.core.events import KeyCompromised, envelope_to_json, sign_event
 from trustlog.ingest.pipeline import TrustLog
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from logtools import CI, REPO_A, REPO_B, TARGETS_A
 from test_serve import CLI, Server, _make_log
-
 from trustlog.core.evaluate import Request
 from trustlog.core.events import KeyCompromised, envelope_to_json, sign_event
 from trustlog.ingest.pipeline import TrustLog

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from logtools import CI, REPO_A, TARGETS_A, history
 from sim import DIGEST, FAR
-
 from trustlog.cli.main import main as cli
 from trustlog.core.evaluate import Request
 from trustlog.core.events import ImageSigned, KeyCompromised, RoleRemoved, sign_event
-from trustlog.ingest.history import state_at
 from trustlog.ingest.logcheck import verify_log
 from trustlog.ingest.pipeline import TrustLog
+from trustlog.ingest.history import state_at
 from trustlog.ingest.replay import fold_log
 from trustlog.ingest.snapshots import encode_state
 from trustlog.ingest.synthetic import SyntheticRegistry

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
-from sim import FAR, key
-from test_names import DIGEST, LONG_REPO, LONG_ROLE, LONG_TAG, accepted_history, patterns, repos, roles, tags
 from yarl import URL
 
+from sim import FAR, key
+from test_names import DIGEST, LONG_REPO, LONG_ROLE, LONG_TAG, accepted_history, patterns, repos, roles, tags
 from trustlog.cli.main import main
 from trustlog.core import names
 from trustlog.core.events import ImageSigned, KeyCompromised, RepoCreated, RoleKeysSet, sign_event
@@ -271,10 +271,10 @@ def test_every_reader_folds_with_the_writers_pins(tmp_path: Path) -> None:
     verify all report the repository as the writer folded it ("pinned"), with no pins
     given; a directory whose pin policy cannot be checked (log.pub gone) is refused, not
     folded without its pins."""
-    from trustlog.core.errors import LogError
     from trustlog.core.state import Pin
-    from trustlog.ingest.view import ViewSet
+    from trustlog.core.errors import LogError
     from trustlog.services.verdicts import VerdictService
+    from trustlog.ingest.view import ViewSet
 
     repo, tag = "registry.example.com/pinned/app", "v1"
     d = tmp_path / "log"

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from registry import registry_url  # noqa: F401  (fixture)
 
+from registry import registry_url  # noqa: F401  (fixture)
 from trustlog.cli.main import main
 from trustlog.core.events import ImageSigned, RepoCreated, sign_event
 from trustlog.core.keys import SigningKey

@@ -4,11 +4,11 @@ hold verbatim, and its dump loads back equal, with damaged columns refused."""
 from __future__ import annotations
 
 import pytest
-from conftest import require_or_skip
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sim import Sim, key
 
+from conftest import require_or_skip
+from sim import Sim, key
 from trustlog.core.errors import EncodingError
 from trustlog.core.evaluate import Request
 from trustlog.core.state import RejectedEventError, TagEntry, TrustState

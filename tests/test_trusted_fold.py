@@ -26,32 +26,15 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from histories import (
-    A1,
-    A2,
-    EVERYONE,
-    EXPIRES,
-    ODD,
-    OPS,
-    PATTERNS,
-    REFUSED_OPS,
-    REPOS,
-    ROLES,
-    ROOTS,
-    SIGNERS,
-    START,
-    T1,
-    T2,
-    TAGS,
-    TARGETS,
-    run_op,
-    start,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from histories import (
+    A1, A2, EVERYONE, EXPIRES, ODD, OPS, PATTERNS, REFUSED_OPS, REPOS, ROLES, ROOTS, SIGNERS, START, T1, T2, TAGS,
+    TARGETS, run_op, start,
+)
 from sim import FAR, Sim, Step, key
 from state_compare import assert_same_state, check_trusted_fold
-
 from trustlog.core.events import Envelope, KeyCompromised, MetadataImported, Signature, encode_event
 from trustlog.core.reasons import Reject
 from trustlog.ingest.pipeline import TrustLog

@@ -7,17 +7,12 @@ import base64
 import json
 
 import pytest
-from conftest import require_or_skip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import require_or_skip
 from trustlog.core.tuf_format import (
-    TufFormatError,
-    canonical_json,
-    load_json,
-    notary_key_id,
-    parse_signed,
-    parse_time,
+    TufFormatError, canonical_json, load_json, notary_key_id, parse_signed, parse_time,
 )
 
 json_values = st.recursive(

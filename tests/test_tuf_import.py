@@ -5,11 +5,12 @@ publisher's own signatures (``log verify``) and replays to the same state."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 
 import pytest
+
 
 GUN = "registry.example.com/tuf/app"
 

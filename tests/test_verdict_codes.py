@@ -5,18 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import require_or_skip
 
+from conftest import require_or_skip
 from trustlog.core.reasons import Code
 from trustlog.core.verdict_codes import (
-    C_CONSTANTS,
-    ERROR_TEXTS,
-    VERDICT_BYTES,
-    ErrorDetail,
-    ExpiredDetail,
-    Reason,
-    error_text,
-    pxi_source,
+    C_CONSTANTS, ERROR_TEXTS, VERDICT_BYTES, ErrorDetail, ExpiredDetail, Reason, error_text, pxi_source,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ import uuid
 
 import msgspec
 import pytest
-from kafka_broker import delete_topics, new_topic
+
 from logtools import REPO_A, TARGETS_A, history
 from sim import DIGEST, FAR
+from kafka_broker import delete_topics, new_topic
 from test_kafka_ingest import produce
-
 from trustlog.core.events import ImageSigned, sign_event
 from trustlog.ingest.pipeline import TrustLog
 

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from logtools import CI, REPO_A, REPO_B, TARGETS_A, history
 from sim import DIGEST, FAR
-
-from trustlog.core.errors import LogError
 from trustlog.core.events import ImageSigned, KeyCompromised, envelope_to_json, sign_event
+from trustlog.core.errors import LogError
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.snapshots import encode_state
 from trustlog.ingest.view import LogView, ViewSet, audit_source, read_record
@@ -185,8 +185,8 @@ def test_no_log_is_a_clear_error(tmp_path):
 
 
 def test_a_view_of_some_repositories_equals_the_full_fold_for_them(tmp_path):
-    from trustlog.core.state import TrustState
     from trustlog.ingest.snapshots import encode_state as enc
+    from trustlog.core.state import TrustState
 
     envs = history(30)
     _make_log(tmp_path, envs[:40])
@@ -229,10 +229,9 @@ def test_the_snapshot_index_is_used_and_a_bad_one_falls_back_to_the_whole_body(t
 def test_a_forged_grant_in_the_files_is_refused_not_followed(tmp_path):
     """A record written straight into a segment (valid CRC, bad signature) that grants
     authority stops the view instead of handing out trust."""
-    from logtools import decode_body, read_frames, reencode, segment_path, write_frames
-    from sim import key
-
+    from logtools import decode_body, reencode, read_frames, segment_path, write_frames
     from trustlog.core.events import Envelope, RoleKeysSet, Signature
+    from sim import key
 
     _make_log(tmp_path, history(2))
     seg = segment_path(tmp_path)

@@ -16,16 +16,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from logtools import CI, REPO_A, REPO_B, TARGETS_A, TARGETS_B, history, read_frames, segment_path, write_frames
 from sim import DIGEST, FAR
-
 from trustlog.cli.main import main as cli
-from trustlog.core.errors import InputError
 from trustlog.core.events import ImageSigned, KeyCompromised, sign_event
 from trustlog.ingest.logcheck import verify_log
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.transparency import load_public_key
 from trustlog.ingest.witness import PUBLISH_ENV, parse_spec
+from trustlog.core.errors import InputError
 
 
 def _events() -> list:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
+
 import wycheproof
 from conftest import load_backend
-
 from trustlog.core.keys import crypto_valid
 from trustlog.verifier.backend import load
 from trustlog.verifier.crypto_batch import pack_batch

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from collections.abc import Iterator
 
 from securesystemslib.signer import CryptoSigner
 from tuf.api.exceptions import DownloadHTTPError, RepositoryError
 from tuf.api.metadata import (
-    DelegatedRole,
-    Delegations,
-    Metadata,
-    MetaFile,
-    Root,
-    Snapshot,
-    TargetFile,
-    Targets,
-    Timestamp,
+    DelegatedRole, Delegations, Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp,
 )
 from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import FetcherInterface, Updater

@@ -6,10 +6,10 @@ field that matches trustlog's key encoding for that algorithm (see the README th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
+from collections.abc import Callable, Iterator
 
 from trustlog.core.keys import ALG_ECDSA_P256_DER, ALG_ECDSA_P256_RAW, ALG_ED25519, ALG_RSA_PSS_SHA256
 

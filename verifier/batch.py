@@ -27,9 +27,10 @@ from typing import Any
 from trustlog.core.bounds import check_ref_time
 from trustlog.core.evaluate import Request, Verdict, evaluate_entry
 from trustlog.core.reasons import Code
-from trustlog.core.sigcache import CryptoCache, cache_key
 from trustlog.core.state import RepoState, TagEntry, TrustState
 from trustlog.core.verdict_codes import Reason
+
+from trustlog.core.sigcache import CryptoCache, cache_key
 
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
 DEFAULT_CHUNK = 20_000

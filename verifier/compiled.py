@@ -28,6 +28,7 @@ from trustlog.core.state import RepoState, TagEntry, TrustState
 from trustlog.core.verdict_codes import C_CONSTANTS, VERDICT_BYTES, ErrorDetail, ExpiredDetail, Reason, error_text
 
 
+
 def table_mismatch(built: object) -> str | None:
     """Why an extension that exports ``built`` as its ``CODES_TABLE`` must not be used
     (its verdict bytes would mean other codes than the table's), or None."""
