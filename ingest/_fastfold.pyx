@@ -320,25 +320,11 @@ cdef class CompiledFold:
         is not met (the Python fold then decides)."""
         cdef tl_rec *r = &self.rec
         cdef uint32_t i
-        counted = []
-        mats = set()
         kids = []
-        comp = c.compromised
         for i in range(r.nsigs):
-            kid = g.keyid_of(r.keyid[i])
-            kids.append(kid)
-            if kid is None:  # not one of the role's keys
-                continue
-            mat = self._material(c.repo, kid)
-            if mat in mats:
-                continue
-            if comp:
-                since = comp.get(mat)
-                if since is not None and since <= log_time:
-                    continue
-            mats.add(mat)
-            counted.append(kid)
-        if not counted or len(counted) < g.threshold:
+            kids.append(g.keyid_of(r.keyid[i]))  # None: not one of the role's keys
+        counted = self.py_fold.counted_keyids(c.repo, kids, g.threshold, log_time)
+        if counted is None:
             return None
         out = []
         for i in range(r.nsigs):

@@ -143,15 +143,16 @@ class TrustedFold:
             ok = self._patterns[k] = any(fnmatch.fnmatchcase(tag, p) for p in paths)
         return ok
 
-    def _counted(self, repo, grant, sigs, log_time: int) -> tuple[tuple[str, bytes], ...] | None:
-        """``count_signers`` without the crypto: None if the threshold is not met."""
-        keyids = grant.keyids
+    def counted_keyids(self, repo, kids: list[str | None], threshold: int, log_time: int) -> list[str] | None:
+        """``count_signers`` without the crypto, over an envelope's key ids in order
+        (None for one that is not the role's): the key ids that count (one per key
+        material, none compromised at ``log_time``), or None if ``threshold`` is not
+        met. The one counting rule of this fold and the compiled one (``_fastfold``)."""
         comp = repo.compromised
         counted: list[str] = []
         mats: set[bytes] = set()
-        for s in sigs:
-            kid = s.keyid
-            if kid not in keyids:
+        for kid in kids:
+            if kid is None:
                 continue
             mat = self._material(repo, kid)
             if mat in mats:
@@ -162,7 +163,16 @@ class TrustedFold:
                     continue
             mats.add(mat)
             counted.append(kid)
-        if not counted or len(counted) < grant.threshold:
+        if not counted or len(counted) < threshold:
+            return None
+        return counted
+
+    def _counted(self, repo, grant, sigs, log_time: int) -> tuple[tuple[str, bytes], ...] | None:
+        """The signatures that count, or None if the threshold is not met."""
+        keyids = grant.keyids
+        counted = self.counted_keyids(repo, [s.keyid if s.keyid in keyids else None for s in sigs],
+                                      grant.threshold, log_time)
+        if counted is None:
             return None
         return tuple((s.keyid, s.sig) for s in sigs if s.keyid in counted)
 
