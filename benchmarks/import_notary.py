@@ -36,6 +36,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,17 +44,14 @@ sys.path.insert(0, str(REPO / "tests"))
 PASS = {f"NOTARY_{r}_PASSPHRASE": "bench" for r in ("ROOT", "TARGETS", "SNAPSHOT", "DELEGATION")}
 
 
-def server_url(arg: str | None) -> str:
+def server_url(arg: str | None, stack: ExitStack) -> str:
+    """--url, the notary-server notary.sh runs, or one started here (and stopped when
+    the benchmark ends: ``stack``)."""
     if arg:
         return arg
-    script = REPO / "scripts" / "notary" / "notary.sh"
-    r = subprocess.run([str(script), "url"], capture_output=True, text=True)
-    if r.returncode == 0:
-        return r.stdout.strip()
-    r = subprocess.run([str(script), "start"], capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        sys.exit(f"cannot start notary-server:\n{r.stderr}")
-    return r.stdout.strip()
+    from started import service  # benchmarks/started.py
+
+    return stack.enter_context(service(REPO / "scripts" / "notary" / "notary.sh", "url", "notary-server", 600))
 
 
 def notary(url: str, trust: Path, *args: str) -> None:
@@ -121,6 +119,11 @@ def naive_poll(url: str, guns: list[str]) -> tuple[int, int]:
 
 
 def main() -> int:
+    with ExitStack() as stack:  # stops a notary-server started here
+        return _main(stack)
+
+
+def _main(stack: ExitStack) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repos", type=int, default=300)
     ap.add_argument("--tags", type=int, default=5)
@@ -135,7 +138,7 @@ def main() -> int:
     from trustlog.ingest.tuf_import import IMPORT_MAX_EVENT_BYTES, ImportResult, NotaryClient, NotaryFollower
     from trustlog.verifier.batch import backend_name
 
-    url = server_url(a.url)
+    url = server_url(a.url, stack)
     work = Path(tempfile.mkdtemp(prefix="trustlog-bench-notary-"))
     (work / "file").write_bytes(b"an image manifest stand-in\n")
     prefix = f"bench.example.com/{uuid.uuid4().hex[:8]}"

@@ -37,32 +37,28 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 
 
-def bootstrap_address(arg: str | None) -> str:
+def bootstrap_address(arg: str | None, stack: ExitStack) -> str:
+    """--bootstrap, $TRUSTLOG_KAFKA_BOOTSTRAP, the broker kafka.sh runs, or one started
+    here (and stopped when the benchmark ends: ``stack``)."""
     if arg:
         return arg
     if os.environ.get("TRUSTLOG_KAFKA_BOOTSTRAP"):
         return os.environ["TRUSTLOG_KAFKA_BOOTSTRAP"]
-    script = REPO / "scripts" / "kafka" / "kafka.sh"
-    r = subprocess.run([str(script), "bootstrap"], capture_output=True, text=True)
-    if r.returncode == 0 and r.stdout.strip():
-        return r.stdout.strip().splitlines()[-1]
-    print("starting the broker: scripts/kafka/kafka.sh start", file=sys.stderr)
-    r = subprocess.run([str(script), "start"], capture_output=True, text=True, timeout=900)
-    if r.returncode != 0:
-        sys.exit(f"cannot start the broker:\n{r.stderr}")
-    return r.stdout.strip().splitlines()[-1]
+    from started import service  # benchmarks/started.py
+
+    return stack.enter_context(service(REPO / "scripts" / "kafka" / "kafka.sh", "bootstrap", "the broker"))
 
 
 def make_events(n: int) -> list[tuple[bytes, bytes]]:
@@ -244,6 +240,11 @@ def bound(ing: dict) -> float:
 
 
 def main() -> int:
+    with ExitStack() as stack:  # stops a broker started here
+        return _main(stack)
+
+
+def _main(stack: ExitStack) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=200_000, help="events (default %(default)s)")
     ap.add_argument("--bootstrap", help="broker address (default: $TRUSTLOG_KAFKA_BOOTSTRAP or kafka.sh's)")
@@ -266,7 +267,7 @@ def main() -> int:
 
     from trustlog.verifier.backend import BACKEND
 
-    bootstrap = bootstrap_address(args.bootstrap)
+    bootstrap = bootstrap_address(args.bootstrap, stack)
     fetch = {"max_poll_records": args.max_poll_records, "max_partition_fetch_bytes": args.max_partition_fetch_bytes,
              "fetch_max_bytes": args.fetch_max_bytes}
     print(f"trustlog ingest benchmark: n={args.n:,}, broker {bootstrap}, kafka-python {kafka.__version__}, "
