@@ -186,9 +186,15 @@ def envelope_from_json(line: bytes | str, max_bytes: int = DEFAULT_MAX_EVENT_BYT
     return env
 
 
+def is_json_wire(data: bytes) -> bool:
+    """Whether an envelope on the wire is JSON (it starts with ``{``); otherwise it is
+    canonical MessagePack, its own canonical byte form."""
+    return data[:1] == b"{"
+
+
 def decode_wire(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope:
     """An envelope as it arrives from a file or a topic: JSON (starts with ``{``) or
     canonical MessagePack. Raises :class:`EncodingError` / :class:`EventTooLargeError`."""
-    if data[:1] == b"{":
+    if is_json_wire(data):
         return envelope_from_json(data, max_bytes)
     return decode_envelope(data, max_bytes)

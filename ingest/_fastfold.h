@@ -120,6 +120,15 @@ static int tl_array(tl_mp *m, uint32_t *n) {
     return -1;
 }
 
+/* The body of a str or bin whose header (h bytes) said len: *s, *n and past it. */
+static inline int tl_take(tl_mp *m, size_t h, uint32_t len, const unsigned char **s, uint32_t *n) {
+    if (!tl_need(m, h + (size_t)len)) return -1;
+    *s = m->p + h;
+    *n = len;
+    m->p += h + len;
+    return 0;
+}
+
 /* A str (raw bytes, not yet checked as UTF-8). */
 static int tl_str(tl_mp *m, const char **s, uint32_t *n) {
     if (!tl_need(m, 1)) return -1;
@@ -131,11 +140,7 @@ static int tl_str(tl_mp *m, const char **s, uint32_t *n) {
     else if (b == 0xda && tl_need(m, 3)) { len = tl_be16(m->p + 1); h = 3; }
     else if (b == 0xdb && tl_need(m, 5)) { len = tl_be32(m->p + 1); h = 5; }
     else return -1;
-    if (!tl_need(m, h + (size_t)len)) return -1;
-    *s = (const char *)m->p + h;
-    *n = len;
-    m->p += h + len;
-    return 0;
+    return tl_take(m, h, len, (const unsigned char **)s, n);
 }
 
 static int tl_bin(tl_mp *m, const unsigned char **s, uint32_t *n) {
@@ -147,11 +152,7 @@ static int tl_bin(tl_mp *m, const unsigned char **s, uint32_t *n) {
     else if (b == 0xc5 && tl_need(m, 3)) { len = tl_be16(m->p + 1); h = 3; }
     else if (b == 0xc6 && tl_need(m, 5)) { len = tl_be32(m->p + 1); h = 5; }
     else return -1;
-    if (!tl_need(m, h + (size_t)len)) return -1;
-    *s = m->p + h;
-    *n = len;
-    m->p += h + len;
-    return 0;
+    return tl_take(m, h, len, s, n);
 }
 
 /* An integer that fits in int64 (a uint64 above INT64_MAX answers -1: the caller falls

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trustlog.core.errors import EncodingError, EventTooLargeError
-from trustlog.core.events import Envelope, Event, decode_event, decode_wire
+from trustlog.core.events import Envelope, Event, decode_event, decode_wire, is_json_wire
 from trustlog.core.reasons import Reject
 from trustlog.core.state import RejectedEventError
 
@@ -48,7 +48,7 @@ def decode_batch(
         except EncodingError as e:
             append((raw, src, None, None, RejectedEventError(Reject.MALFORMED, f"envelope: {e}"), b""))
             continue
-        canonical = env.to_bytes() if raw[:1] == b"{" else bytes(raw)
+        canonical = env.to_bytes() if is_json_wire(raw) else bytes(raw)
         try:
             event = decode_event(env.payload)
         except EncodingError as e:

@@ -114,10 +114,7 @@ class TrustedFold:
                         signatures = self._counted(repo, grant, sigs, log_time)
                     if signatures is not None and ev.expires > ev.issued_at and ev.size >= 0 and (
                             ev.role == "targets" or self._may_sign(grant.paths, ev.tag)) and (
-                            is_tag(ev.tag) and is_digest(ev.digest)) and (
-                            # core.bounds, as TrustState.apply (the other bounds follow from those above)
-                            len(sigs) <= MAX_SIGNATURES_PER_ENVELOPE and ev.version <= INT64_MAX
-                            and ev.expires <= INT64_MAX and ev.size <= INT64_MAX and ev.issued_at >= INT64_MIN):
+                            is_tag(ev.tag) and is_digest(ev.digest)):
                         tag = ev.tag
                         repo.tags[tag] = TagEntry(tag, ev.digest, ev.size, ev.expires, ev.role, gid, log_time,
                                                   offset, ev.version, env.payload, signatures)
@@ -201,17 +198,8 @@ def iter_chunks(log: SegmentLog, start: int, end: int, chunk: int = 65_536, *,
     each list's first; each segment is read in one go (bodies are memoryviews into
     it). Every CRC is checked unless ``crc=False`` (for a caller that compares every
     body with its Merkle leaf, a stronger check)."""
-    names = log.segment_names
-    bases = [int(n.split(".", 1)[0]) for n in names]
-    first_seg = max(0, bisect.bisect_right(bases, start) - 1)
     unpack = _FRAME.unpack_from
-    for si in range(first_seg, len(names)):
-        base = bases[si]
-        if base >= end:
-            return
-        stop = min(end, bases[si + 1]) if si + 1 < len(bases) else end
-        name = names[si]
-        data = (log.directory / name).read_bytes()
+    for name, data, base, stop in iter_segments(log, start, end):
         mv = memoryview(data)
         size = len(data)
         pos, off = 0, base
