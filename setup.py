@@ -108,6 +108,13 @@ def _extensions() -> list[Extension]:
         define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],
         extra_compile_args=["-O3"],
     )
+    # The compiled compact tag store (core.tagstore_backend selects it for RepoState.tags):
+    # no I/O and no libraries, only C; its pure-Python twin is core.tagstore.TagStore / a dict.
+    store = Extension(
+        "trustlog.core._tagstore_c",
+        ["core/_tagstore_c.pyx"],
+        extra_compile_args=["-O3"],
+    )
     try:
         from Cython.Build import cythonize
     except ImportError as e:
@@ -117,14 +124,14 @@ def _extensions() -> list[Extension]:
         return []
     try:
         return cythonize(
-            [ext, fold],
+            [ext, fold, store],
             language_level=3,
             compiler_directives={"boundscheck": False, "wraparound": False},
         )
     except Exception as e:  # Cython's CompileError, or a missing source in an sdist
         if REQUIRE:
             raise
-        _warn("could not cythonize verifier/_cverify.pyx or ingest/_fastfold.pyx", e)
+        _warn("could not cythonize verifier/_cverify.pyx, ingest/_fastfold.pyx or core/_tagstore_c.pyx", e)
         return []
 
 

@@ -337,7 +337,7 @@ def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int,
         repo.roles[ROOT] = 0
         repo.roles[TARGETS] = 1
         repo.versions["role:" + TARGETS] = ev.version
-        st.repos[ev.repo] = repo
+        st.repos[ev.repo] = _native_store(repo)
 
     return mutate
 
@@ -542,6 +542,16 @@ def _tag_deleted(st: TrustState, env: Envelope, ev: TagDeleted, log_time: int, o
         repo.deleted_tags[ev.tag] = offset
 
     return mutate
+
+
+def _native_store(repo: RepoState) -> RepoState:
+    """A new native repository's tags in the selected store (core.tagstore_backend:
+    the compiled compact one, else a dict). Imported lazily: the compiled store imports
+    this module for TagEntry."""
+    from . import tagstore_backend
+
+    tagstore_backend.adopt(repo)
+    return repo
 
 
 _HANDLERS: dict[type, Callable[..., Mutation]] = {

@@ -149,9 +149,9 @@ cdef class _Grant:
 
 cdef class _Repo:
     """A repository as the fast path reads it: its dicts and active roles."""
-    cdef object repo, tags
-    cdef bint tags_is_dict
-    cdef dict versions, deleted_tags, compromised
+    cdef object repo, tags, versions
+    cdef bint tags_is_dict, versions_is_dict
+    cdef dict deleted_tags, compromised
     cdef list grants
 
     def __init__(self, repo):
@@ -159,6 +159,7 @@ cdef class _Repo:
         self.tags = repo.tags
         self.tags_is_dict = type(repo.tags) is dict
         self.versions = repo.versions
+        self.versions_is_dict = type(repo.versions) is dict
         self.deleted_tags = repo.deleted_tags
         self.compromised = repo.compromised
         self.grants = [_Grant(role, gid, repo.grants[gid]) for role, gid in repo.roles.items()]
@@ -253,9 +254,14 @@ cdef class CompiledFold:
         if g is None:
             return 0
         tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
-        p = PyDict_GetItem(c.versions, tag)
-        if p is not NULL and not r.version > <object>p:
-            return 0
+        if c.versions_is_dict:
+            p = PyDict_GetItem(c.versions, tag)
+            if p is not NULL and not r.version > <object>p:
+                return 0
+        else:
+            cur = c.versions.get(tag)
+            if cur is not None and not r.version > cur:
+                return 0
         if r.nsigs == 1 and g.threshold == 1:
             kid = g.keyid_of(r.keyid[0])
             if kid is None:
@@ -289,7 +295,10 @@ cdef class CompiledFold:
             c.tags[tag] = entry
         if c.deleted_tags:
             c.deleted_tags.pop(tag, None)
-        PyDict_SetItem(c.versions, tag, version)
+        if c.versions_is_dict:
+            PyDict_SetItem(c.versions, tag, version)
+        else:
+            c.versions[tag] = version
         v = repo.version + 1
         repo.version = v if v > version else version
         repo.last_log_time = log_time

@@ -23,8 +23,8 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -33,8 +33,8 @@ import msgspec
 from trustlog.core.encoding import canonical_bytes, decode_canonical
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
+from trustlog.core import tagstore_backend
 from trustlog.core.state import Pin, RepoState, TrustState
-from trustlog.core.tagstore import TagStore
 
 from .signed_file import read_signed_header, write_signed_file
 
@@ -74,9 +74,10 @@ _body_decoder = msgspec.msgpack.Decoder(_Body)
 
 
 def _enc_hook(obj: object) -> object:
-    # a compact per-tag store (core.tagstore) is written as the map it stands for, so a
-    # snapshot's bytes do not depend on how the state holds its tags
-    if isinstance(obj, TagStore):
+    # a compact per-tag store (core.tagstore, core._tagstore_c) and the versions over one are
+    # written as the maps they stand for, so a snapshot's bytes do not depend on how the
+    # state holds its tags
+    if isinstance(obj, Mapping):
         return dict(obj.items())
     raise NotImplementedError(f"a snapshot cannot hold {type(obj).__name__}")
 
@@ -99,7 +100,11 @@ class Snapshot:
 
 
 def encode_state(state: TrustState) -> bytes:
-    return _body_encoder.encode(_Body(list(state.repos.values())))
+    """The snapshot body of ``state``. Each repository's versions are written in the order
+    of their scopes (a compact store does not keep a dict's insertion order for them, and
+    nothing reads that order), so the bytes are the same whichever store holds them."""
+    return _body_encoder.encode(_Body([replace(r, versions=dict(sorted(r.versions.items())))
+                                       for r in state.repos.values()]))
 
 
 def decode_state(body: bytes, pins: Iterable[Pin] = ()) -> TrustState:
@@ -115,7 +120,7 @@ def decode_state(body: bytes, pins: Iterable[Pin] = ()) -> TrustState:
         if enabled:
             gc.enable()
     st = TrustState(pins)
-    st.repos = {r.name: r for r in decoded.repos}
+    st.repos = {r.name: tagstore_backend.adopt(r) for r in decoded.repos}   # the selected store
     return st
 
 

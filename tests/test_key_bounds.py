@@ -230,7 +230,10 @@ def test_a_time_outside_int64_in_a_state_the_fold_did_not_build_gives_error_neve
     s = Sim(crypto=crypto)
     assert s.create([R1], [T1]) == "OK"
     assert s.sign_tag("v1", [T1]) == "OK"
-    s.state.repos[s.repo].tags["v1"].expires = INT64_MAX + 10
+    tags = s.state.repos[s.repo].tags
+    e = tags["v1"]
+    e.expires = INT64_MAX + 10
+    tags["v1"] = e          # a compact store hands out copies (and keeps this one verbatim)
     # The compiled engine cannot hold the value and fails closed; the reference compares
     # exact integers. The fold never builds such a state (see above).
     from sim import NOW

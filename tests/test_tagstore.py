@@ -1,16 +1,23 @@
-"""core.tagstore: the compact per-tag store behaves exactly like ``dict[str, TagEntry]``
-over any sequence of mapping operations (hypothesis), keeps entries the columns cannot
-hold verbatim, and its dump loads back equal, with damaged columns refused."""
+"""core.tagstore and core._tagstore_c: both compact per-tag stores (the pure-Python
+columns and the compiled C rows) behave exactly like ``dict[str, TagEntry]`` over any
+sequence of mapping operations (hypothesis), keep entries they cannot hold verbatim,
+and load back equal (TagStore's dump, with damaged columns refused; CTagStore's pickle);
+the compiled store's versions of tag scopes equal the dict they replace; and the fold
+over each store gives the state and verdicts of the fold over dicts."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pickle
+
 from conftest import require_or_skip
 from sim import Sim, key
+from trustlog.core import tagstore_backend
 from trustlog.core.errors import EncodingError
 from trustlog.core.evaluate import Request
+from trustlog.core.events import ImageSigned, encode_event
 from trustlog.core.state import RejectedEventError, TagEntry, TrustState
 from trustlog.core.tagstore import TagColumns, TagStore
 from trustlog.ingest.synthetic import SyntheticRegistry
@@ -38,8 +45,33 @@ signatures = st.lists(
     st.tuples(st.sampled_from(KEYIDS), st.binary(max_size=80)), max_size=4).map(tuple)
 
 
+REPO = "registry.example.com/store/app"
+
+
+def compiled_store() -> type:
+    """core._tagstore_c.CTagStore; under CI=true a missing build fails the test."""
+    try:
+        return tagstore_backend.load().CTagStore
+    except ImportError as e:
+        require_or_skip("the compiled tag store (build it with `pip install -e .`)", e)
+        raise
+
+
+@st.composite
+def fold_entries(draw: st.DrawFn, tag: str) -> TagEntry:
+    """An entry as the fold makes it: its payload the canonical ImageSigned of its fields
+    (sometimes of another repository, which the compiled store must keep verbatim)."""
+    ints = st.one_of(st.integers(0, 300), st.integers(-(1 << 40), 1 << 40), I64)
+    repo = REPO if draw(st.integers(0, 7)) else "registry.example.com/other"
+    ev = ImageSigned(repo, draw(ints), draw(ints), draw(roles), tag, draw(_canonical_digest()), draw(ints), draw(ints))
+    return TagEntry(tag, ev.digest, ev.size, ev.expires, ev.role, draw(st.integers(0, 40)), draw(I64), draw(I64),
+                    ev.version, encode_event(ev), draw(signatures))
+
+
 @st.composite
 def entries(draw: st.DrawFn, tag: str) -> TagEntry:
+    if draw(st.booleans()):
+        return draw(fold_entries(tag))
     etag = tag if draw(st.integers(0, 15)) else draw(st.sampled_from(TAGS))
     return TagEntry(etag, draw(digests), draw(big_ints), draw(big_ints), draw(roles), draw(grant_ids),
                     draw(big_ints), draw(big_ints), draw(big_ints), draw(st.binary(max_size=300)), draw(signatures))
@@ -68,38 +100,140 @@ def _same(store: TagStore, model: dict[str, TagEntry]) -> None:
         assert store.get(t) == model.get(t)
 
 
+def _new_store(kind: str):
+    return TagStore() if kind == "py" else compiled_store()(REPO)
+
+
+def _roundtrip(store):
+    return TagStore.load(store.dump()) if type(store) is TagStore else pickle.loads(pickle.dumps(store))
+
+
+@pytest.mark.parametrize("kind", ["py", "c"])
 @settings(max_examples=150, deadline=None)
-@given(operations())
-def test_store_behaves_like_a_dict_of_tag_entries(ops: list[tuple]) -> None:
-    store, model = TagStore(), {}
-    for kind, tag, entry in ops:
-        if kind == "set":
+@given(ops=operations())
+def test_store_behaves_like_a_dict_of_tag_entries(kind: str, ops: list[tuple]) -> None:
+    store, model = _new_store(kind), {}
+    for op, tag, entry in ops:
+        if op == "set":
             store[tag] = entry
             model[tag] = entry
-        elif kind == "del":
+        elif op == "del":
             if tag in model:
                 del store[tag]
                 del model[tag]
             else:
                 with pytest.raises(KeyError):
                     del store[tag]
-        elif kind == "pop":
+        elif op == "pop":
             assert store.pop(tag, None) == model.pop(tag, None)
-        elif kind == "get":
+        elif op == "get":
             if tag in model:
                 assert store[tag] == model[tag]
             else:
                 with pytest.raises(KeyError):
                     store[tag]
-        elif kind == "compact":
+        elif op == "compact":
             store.compact()
-        elif kind == "roundtrip":
-            store = TagStore.load(store.dump())
-        elif kind == "clear":
+        elif op == "roundtrip":
+            store = _roundtrip(store)
+        elif op == "clear":
             store.clear()
             model.clear()
         _same(store, model)
-    assert TagStore.load(store.dump()) == model
+    assert _roundtrip(store) == model
+
+
+SCOPES = TAGS + ["role:targets", "role:root", "key:" + "ab" * 32]
+
+
+@st.composite
+def version_operations(draw: st.DrawFn) -> list[tuple]:
+    ops = []
+    for _ in range(draw(st.integers(0, 50))):
+        kind = draw(st.sampled_from(["set", "set", "del", "vset", "vset", "vset", "vdel", "compact", "roundtrip",
+                                     "clear"]))
+        tag = draw(st.sampled_from(TAGS if kind in ("set", "del") else SCOPES))
+        value = draw(st.one_of(st.integers(0, 40), st.integers(0, 40), I64, st.sampled_from([True, 1 << 70, "x"])))
+        ops.append((kind, tag, draw(entries(tag)) if kind == "set" else value))
+    return ops
+
+
+@settings(max_examples=200, deadline=None)
+@given(version_operations())
+def test_versions_over_a_compiled_store_equal_the_dict_they_replace(ops: list[tuple]) -> None:
+    """``RepoState.versions`` over a CTagStore (TagVersions): a tag scope's version is its
+    row's version column unless a write said otherwise (a deleted tag's, one never set);
+    whatever the interleaving of tag writes and version writes, it equals the dict."""
+    mod = tagstore_backend.load() if tagstore_backend.compiled is None else tagstore_backend.compiled
+    compiled_store()
+    store = mod.CTagStore(REPO)
+    versions = mod.TagVersions(store)
+    tags: dict[str, TagEntry] = {}
+    model: dict[str, object] = {}
+    for kind, scope, arg in ops:
+        if kind == "set":
+            store[scope] = tags[scope] = arg
+        elif kind == "del" and scope in tags:
+            del store[scope], tags[scope]
+        elif kind == "vset":
+            versions[scope] = model[scope] = arg
+        elif kind == "vdel":
+            if scope in model:
+                del versions[scope], model[scope]
+            else:
+                with pytest.raises(KeyError):
+                    del versions[scope]
+        elif kind == "compact":
+            store.compact()
+        elif kind == "roundtrip":
+            store = pickle.loads(pickle.dumps(store))
+            versions = mod.TagVersions(store, versions.other)
+        elif kind == "clear":
+            store.clear()
+            tags.clear()
+        assert store == tags and list(store) == list(tags)
+        assert versions == model and model == versions and len(versions) == len(model)
+        assert sorted(versions) == sorted(model)
+        for sc in SCOPES:
+            assert versions.get(sc) == model.get(sc) and (sc in versions) == (sc in model)
+            got = versions.get(sc, "none")
+            assert type(got) is type(model.get(sc, "none"))
+
+
+def test_backend_adopts_a_dict_state_into_equal_compact_maps() -> None:
+    mod = tagstore_backend.load() if tagstore_backend.compiled is None else tagstore_backend.compiled
+    compiled_store()
+    s = Sim(repo=REPO)
+    root, targets = key("ts-root"), key("ts-targets")
+    with tagstore_backend.forced("dict"):
+        s.create([root], [targets])
+        for t in range(6):
+            s.sign_tag(f"t{t}", [targets])
+        s.delete_tag("t2", [targets])
+    repo = s.state.repos[REPO]
+    assert type(repo.tags) is dict
+    tags, versions = dict(repo.tags), dict(repo.versions)
+    with tagstore_backend.forced("compact"):
+        tagstore_backend.adopt(repo)
+    assert type(repo.tags) is mod.CTagStore and type(repo.versions) is mod.TagVersions
+    assert repo.tags == tags and list(repo.tags) == list(tags) and repo.versions == versions
+    assert repo.tags.verbatim_count() == 0 and repo.versions.store is repo.tags
+
+
+def test_a_compiled_store_refuses_to_change_while_it_is_read() -> None:
+    mod = tagstore_backend.load() if tagstore_backend.compiled is None else tagstore_backend.compiled
+    compiled_store()
+    store = mod.CTagStore(REPO, {"v1": _entry("v1", 1)})
+    gen = store.generation
+    with mod.reading():
+        with pytest.raises(RuntimeError, match="cannot change"):
+            store["v2"] = _entry("v2", 2)
+        with pytest.raises(RuntimeError, match="cannot change"):
+            del store["v1"]
+        assert store["v1"] == _entry("v1", 1)      # reading is fine
+    assert store.generation == gen and mod.readers() == 0
+    store["v2"] = _entry("v2", 2)
+    assert store.generation > gen
 
 
 def _entry(tag: str, i: int, **kw: object) -> TagEntry:
@@ -171,26 +305,36 @@ def test_dump_is_bulk_and_keeps_order() -> None:
 # -- as RepoState.tags under the real fold ---------------------------------------------
 
 
-def _fold(envs: list, compact: bool) -> tuple[TrustState, list[str]]:
+def _fold(envs: list, store: str) -> tuple[TrustState, list[str]]:
+    """Fold ``envs`` with tags in dicts (``"dict"``), in TagStores (``"py"``: a dict
+    swapped for one after each event) or in the compiled stores (``"c"``)."""
+    if store == "c":
+        compiled_store()
     state, outcomes = TrustState(), []
-    for off, env in enumerate(envs):
-        try:
-            state.apply(env, log_time=1_000 * (off + 1), offset=off)
-            outcomes.append("OK")
-        except RejectedEventError as e:
-            outcomes.append(e.reason)
-        if compact:
-            for repo in state.repos.values():
-                if type(repo.tags) is dict:
-                    repo.tags = TagStore(repo.tags)
+    with tagstore_backend.forced("compact" if store == "c" else "dict"):
+        for off, env in enumerate(envs):
+            try:
+                state.apply(env, log_time=1_000 * (off + 1), offset=off)
+                outcomes.append("OK")
+            except RejectedEventError as e:
+                outcomes.append(e.reason)
+            if store == "py":
+                for repo in state.repos.values():
+                    if type(repo.tags) is dict:
+                        repo.tags = TagStore(repo.tags)
     return state, outcomes
 
 
-def test_the_fold_over_a_compact_store_gives_the_same_state_and_verdicts() -> None:
-    """The fold writes, reads and deletes through ``repo.tags``; over a TagStore it must
-    accept and reject the same events, hold equal entries and give the same verdicts
-    (pure-Python evaluation; the compiled engine keys its rows by TagEntry identity and
-    is not fed from a TagStore yet)."""
+def _in_rows(tags: object) -> bool:
+    """Every entry the fold made fits the store's columns or rows (none verbatim)."""
+    return not tags._verbatim if isinstance(tags, TagStore) else tags.verbatim_count() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("store", ["py", "c"])
+def test_the_fold_over_a_compact_store_gives_the_same_state_and_verdicts(store: str) -> None:
+    """The fold writes, reads and deletes through ``repo.tags`` (and ``repo.versions``);
+    over a compact store it must accept and reject the same events, hold equal entries
+    and versions and give the same verdicts (pure-Python evaluation)."""
     reg = SyntheticRegistry(repos=8, tags=120, ref_time=REF)
     envs = list(reg.phase1()) + list(reg.phase2(1_000 * 200))
     # deletions and re-signing: delete every third tag of each repository, then sign one back
@@ -203,14 +347,14 @@ def test_the_fold_over_a_compact_store_gives_the_same_state_and_verdicts() -> No
         s.delete_tag(f"t{t}", [targets])
     s.sign_tag("t3", [targets])
     envs += s.sent
-    dict_state, dict_out = _fold(envs, compact=False)
-    store_state, store_out = _fold(envs, compact=True)
+    dict_state, dict_out = _fold(envs, "dict")
+    store_state, store_out = _fold(envs, store)
     assert store_out == dict_out and dict_out.count("OK") > 130 and len(set(dict_out)) > 3
     assert dict_state.repos.keys() == store_state.repos.keys()
     reqs = []
     for name, repo in dict_state.repos.items():
         other = store_state.repos[name]
-        assert isinstance(other.tags, TagStore) and not other.tags._verbatim   # every fold entry fits the columns
+        assert type(other.tags) is not dict and _in_rows(other.tags)
         assert other.tags == repo.tags and list(other.tags) == list(repo.tags)
         assert other.deleted_tags == repo.deleted_tags and other.versions == repo.versions
         reqs += [Request(name, t) for t in [*repo.tags, *repo.deleted_tags, "never-signed"]]
@@ -218,7 +362,8 @@ def test_the_fold_over_a_compact_store_gives_the_same_state_and_verdicts() -> No
     assert got[0] == got[1] and {v.code for v in got[0]} >= {"VALID", "TAG_DELETED", "UNKNOWN_TAG"}
 
 
-def test_a_snapshot_of_a_compact_state_is_the_same_bytes() -> None:
+@pytest.mark.parametrize("store", ["py", "c"])
+def test_a_snapshot_of_a_compact_state_is_the_same_bytes(store: str) -> None:
     from trustlog.ingest.snapshots import decode_state, encode_state
 
     s = Sim(repo="registry.example.com/snap/app")
@@ -227,8 +372,8 @@ def test_a_snapshot_of_a_compact_state_is_the_same_bytes() -> None:
     for t in range(12):
         s.sign_tag(f"t{t}", [targets])
     s.delete_tag("t4", [targets])
-    dict_state, _ = _fold(s.sent, compact=False)
-    store_state, _ = _fold(s.sent, compact=True)
+    dict_state, _ = _fold(s.sent, "dict")
+    store_state, _ = _fold(s.sent, store)
     body = encode_state(dict_state)
     assert encode_state(store_state) == body
     assert decode_state(body).repos[s.repo].tags == store_state.repos[s.repo].tags
@@ -248,11 +393,13 @@ def test_fold_entries_share_the_grants_key_id_strings() -> None:
     assert all(e.signatures[0][0] is grant.keyids[0] for e in repo.tags.values())
 
 
-def test_the_compiled_engine_over_a_compact_store_fails_closed() -> None:
-    """The compiled engine finds a request's row by the identity of its TagEntry; a
-    TagStore makes a new one on each access, so until the engine reads the store itself
-    a per-request verdict is the Python one or ERROR, never a different pass, and a full
-    sweep (which walks the compiled rows) gives the Python verdicts."""
+@pytest.mark.parametrize("store", ["py", "c"])
+def test_the_compiled_engine_over_a_compact_store(store: str) -> None:
+    """Over a TagStore (a new TagEntry on each access) the compiled engine finds no row
+    for a request by identity: a per-request verdict is the Python one or ERROR, never a
+    different pass. Over the compiled store it finds the tag's row in the store and
+    gives the Python verdicts; both sweeps give the Python verdicts. A request for an
+    entry the store no longer holds (replaced since it was read) is ERROR."""
     try:
         v = BatchVerifier(TrustState(), ref_time=REF, engine="c")
     except ImportError as e:
@@ -260,13 +407,36 @@ def test_the_compiled_engine_over_a_compact_store_fails_closed() -> None:
         raise
     del v
     reg = SyntheticRegistry(repos=8, tags=120, ref_time=REF)
-    store_state, _ = _fold(list(reg.phase1()) + list(reg.phase2(1_000 * 200)), compact=True)
-    reqs = [Request(name, t) for name, repo in store_state.repos.items() for t in repo.tags]
+    envs = list(reg.phase1()) + list(reg.phase2(1_000 * 200))
+    s = Sim(repo="registry.example.com/extra/app")
+    root, targets = key("ts-root"), key("ts-targets")
+    s.create([root], [targets])
+    for t in range(40):
+        s.sign_tag(f"t{t}", [targets])
+    for t in range(0, 40, 2):         # enough deleted rows for the store to keep tombstones
+        s.delete_tag(f"t{t}", [targets])
+    envs += s.sent
+    store_state, _ = _fold(envs, store)
+    reqs = [Request(name, t) for name, repo in store_state.repos.items() for t in [*repo.tags, *repo.deleted_tags]]
     py = BatchVerifier(store_state, ref_time=REF, engine="py").verify_all(reqs)
     c = BatchVerifier(store_state, ref_time=REF, engine="c").verify_all(reqs)
-    assert all(a.code == "ERROR" or a == b for a, b in zip(c, py, strict=True))
+    if store == "c":
+        assert c == py and {x.code for x in py} >= {"VALID", "TAG_DELETED"}
+    else:
+        assert all(a.code == "ERROR" or a == b for a, b in zip(c, py, strict=True))
     swept = BatchVerifier(store_state, ref_time=REF, engine="c").sweep()
-    assert sorted((x.repo, x.tag, x.code) for x in swept) == sorted((x.repo, x.tag, x.code) for x in py)
+    signed = [x for x in py if x.code != "TAG_DELETED"]
+    assert sorted((x.repo, x.tag, x.code) for x in swept) == sorted((x.repo, x.tag, x.code) for x in signed)
+    if store == "c":
+        from trustlog.verifier.compiled import CompiledEvaluator
+
+        repo = store_state.repos[s.repo]
+        ev = CompiledEvaluator(store_state)
+        old = repo.tags["t1"]
+        assert ev.evaluate([(repo, old)], REF)[0][0].value == "VALID"
+        repo.tags["t1"] = TagEntry(**{**{f: getattr(old, f) for f in old.__slots__}, "offset": old.offset + 1})
+        got = ev.evaluate([(repo, old)], REF)[0]       # the store moved on: the old entry is not compiled
+        assert got[0].value == "ERROR" and "not compiled" in got[1]
 
 
 def test_row_numbers_are_shared_between_stores() -> None:

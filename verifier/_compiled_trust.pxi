@@ -371,7 +371,10 @@ cdef class CompiledTrust:
         grants = repo.grants
         key_idx = rec.key_idx
         role_idx = rec.role_idx
-        for entry in repo.tags.values():
+        tags = repo.tags
+        if hasattr(tags, "row_index") and tags.dead_rows():
+            tags.compact()     # a compact store's row k is then compiled row k (rows_for_items)
+        for entry in tags.values():
             ri = buf_grow(&self.rows, 1)
             e = &(<RowC *>self.rows.p)[ri]
             Py_INCREF(entry)
@@ -560,6 +563,40 @@ cdef class CompiledTrust:
             row = pm_get(&self.pm, <uint64_t><PyObject *>e)
             if row >= 0 and R[row].obj != <PyObject *>e:
                 row = -1
+            o[i] = row
+        return out
+
+    def rows_for_items(self, items):
+        """The row of each ``(RepoState, TagEntry)`` (-1 where it is not compiled), as
+        array('q'). An entry read from a compact tag store (core._tagstore_c: a copy made
+        on access) is found by its tag's row in the store (the rows are compiled in the
+        store's order from a store without deleted rows) and must equal the compiled
+        entry; any doubt gives -1 (an ERROR verdict)."""
+        cdef Py_ssize_t n = len(items), i
+        out = _array("q", bytes(8 * n))
+        cdef int64_t[::1] o = out
+        cdef int64_t row, r
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef SlotC *sl
+        cdef _Rec rec
+        for i in range(n):
+            repo, e = items[i]
+            row = pm_get(&self.pm, <uint64_t><PyObject *>e)
+            if row >= 0 and R[row].obj != <PyObject *>e:
+                row = -1
+            if row < 0 and hasattr(repo.tags, "row_index"):
+                slot = self.by_name.get(repo.name)
+                if slot is not None:
+                    rec = self.recs[slot]
+                    sl = &(<SlotC *>self.slots.p)[<Py_ssize_t>slot]
+                    store = repo.tags
+                    if (rec.repo is repo and rec.shape == _shape(repo) and not (sl.flags & SLOT_DEAD)
+                            and store.dead_rows() == 0 and type(e.tag) is str):
+                        r = store.row_index(e.tag)
+                        if 0 <= r < sl.nrows:
+                            row = sl.row_start + r
+                            if (R[row].flags & ROW_DEAD) or R[row].obj == NULL or not (<object>R[row].obj == e):
+                                row = -1
             o[i] = row
         return out
 
@@ -836,4 +873,5 @@ cdef inline uint8_t *_bytes_ptr(bytearray b):
 def _shape(repo):
     """A cheap fingerprint of a repository besides its version (guards against a state
     mutated without going through the fold)."""
-    return (len(repo.keys), len(repo.grants), len(repo.roles), len(repo.compromised), len(repo.tags))
+    return (len(repo.keys), len(repo.grants), len(repo.roles), len(repo.compromised), len(repo.tags),
+            getattr(repo.tags, "generation", None))   # a compact tag store counts its changes

@@ -123,7 +123,7 @@ class CompiledEvaluator:
         """``(code, reason, counted keyids)`` for each ``(repo, entry)``, as evaluate_entry."""
         ct = self.ct
         ct.refresh(list({id(r): r for r, _ in items}.values()))
-        rows = ct.rows_for([e for _, e in items])
+        rows = ct.rows_for_items(items)
         ct.ensure(rows)
         codes, details, counted, offsets = ct.evaluate(rows, check_ref_time(ref_time))
         out: list[Result] = []

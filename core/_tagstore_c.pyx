@@ -1,0 +1,1108 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The compiled compact tag store: ``dict[str, TagEntry]`` with no Python object per tag.
+
+:class:`CTagStore` has the mapping interface of ``RepoState.tags`` (and of its pure-Python
+twin, :class:`trustlog.core.tagstore.TagStore`), but holds the signed tags of one
+repository as C data:
+
+* tag names, UTF-8, in one byte arena, found through an open-addressing hash table of
+  row numbers (linear probing; a deleted slot is a tombstone until the table is rebuilt);
+* one C row per tag (``tl_row`` in the .pxd, 112 bytes): the digest as its 32 raw bytes,
+  size / expiry / log time / offset / version / issued_at as int64, the grant id, the
+  role as an index into a per-store string table, and where its signatures are;
+* signatures in a second arena as ``(u16 index of the key id in the string table, u32
+  length, bytes)``;
+* **no payload**: an ImageSigned payload is exactly the canonical MessagePack of
+  ``{kind, repo, version, issued_at, role, tag, digest, size, expires}`` (core.events,
+  core.encoding), so it is re-derived from the row and the store's repository name when
+  an entry is made. On insert the store derives it and compares it byte for byte with
+  the entry's payload; an entry it cannot derive or hold exactly (another repository, a
+  payload of another shape, odd field types or ranges, a non-canonical digest, a ``tag``
+  field other than its key) is kept verbatim in a side table, so the store behaves
+  exactly like a dict for every value.
+
+Rows stay in insertion order (a deleted row is a tombstone until more than half the rows
+are), so iteration follows a dict's. A :class:`TagEntry` is made on access: a copy, equal
+to the one stored. The store also holds the version of each tag scope
+(``core.events.version_scope``): :class:`TagVersions` is ``RepoState.versions`` over it
+(a tag's scope is its row's version column; a value the rows do not say, such as a
+deleted tag's last version, is kept in a small side dict).
+
+``generation`` counts mutations: a reader of the C rows (the compiled chain evaluation)
+recompiles when it moves. While :func:`reading` is held (a reader with the GIL released)
+every mutation raises RuntimeError, so no reader ever sees freed rows.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
+
+from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
+
+from trustlog.core.state import TagEntry
+
+ctypedef struct tl_row:
+    int64_t size
+    int64_t expires
+    int64_t log_time
+    int64_t offset
+    int64_t version
+    int64_t issued_at
+    uint8_t digest[32]
+    int32_t grant_id
+    int32_t role          # >= 0: index into the string table; ROW_VERBATIM; ROW_DEAD
+    uint32_t name_off     # the tag's UTF-8 name in the name arena
+    uint32_t name_len
+    uint32_t sig_off      # (u16 key index, u32 length, bytes)* in the signature arena
+    uint32_t sig_len
+    uint32_t hash
+    uint32_t flags        # ROWF_COLON: the name has a ':' (not a tag scope of the versions)
+
+
+
+DEF ROW_VERBATIM = -1
+DEF ROW_DEAD = -2
+DEF ROWF_COLON = 1
+DEF SLOT_EMPTY = -1
+DEF SLOT_DUMMY = -2
+DEF MAX_TABLE = 65536
+DEF SIG_HDR = 6
+DEF COMPACT_MIN = 65536
+
+cdef object _ABSENT = object()     # a tag scope with no version (in the side dict of versions)
+cdef int _readers = 0               # readers of C rows in progress (mutations refused)
+cdef int64_t I64_MIN = -0x7fffffffffffffff - 1
+cdef int64_t I64_MAX = 0x7fffffffffffffff
+_MISSING = object()
+
+cdef const char *_HEX = b"0123456789abcdef"
+
+
+class reading:
+    """``with reading():`` while C rows of any store are read without the GIL: every
+    store refuses to mutate meanwhile (RuntimeError)."""
+
+    def __enter__(self):
+        global _readers
+        _readers += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _readers
+        _readers -= 1
+        return False
+
+
+def readers():
+    """How many readers hold :class:`reading` now."""
+    return _readers
+
+
+cdef inline int _check_writable() except -1:
+    if _readers:
+        raise RuntimeError("a compact tag store cannot change while the compiled chain evaluation reads it")
+    return 0
+
+
+cdef inline uint32_t _hash(const char *s, Py_ssize_t n) noexcept nogil:
+    cdef uint32_t h = 2166136261u
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <uint8_t>s[i]) * 16777619u
+    return h ^ (h >> 15)
+
+
+cdef bytes _utf8(object s):
+    if type(s) is not str:
+        raise TypeError(f"a tag store's keys are str, not {type(s).__name__}")
+    try:
+        return (<str>s).encode("utf-8")
+    except UnicodeEncodeError:
+        return (<str>s).encode("utf-8", "surrogatepass")   # lone surrogates: still one byte string per str
+
+
+cdef inline object _decode_name(const char *s, Py_ssize_t n):
+    return PyUnicode_DecodeUTF8(s, n, "surrogatepass")
+
+
+# -- canonical MessagePack, as msgspec writes it (core.encoding) ------------------------
+
+cdef inline uint8_t *_wstr(uint8_t *p, const char *s, Py_ssize_t n) noexcept nogil:
+    if n < 32:
+        p[0] = 0xa0 | <uint8_t>n
+        p += 1
+    elif n < 256:
+        p[0] = 0xd9
+        p[1] = <uint8_t>n
+        p += 2
+    elif n < 65536:
+        p[0] = 0xda
+        p[1] = <uint8_t>(n >> 8)
+        p[2] = <uint8_t>n
+        p += 3
+    else:
+        p[0] = 0xdb
+        p[1] = <uint8_t>(n >> 24)
+        p[2] = <uint8_t>(n >> 16)
+        p[3] = <uint8_t>(n >> 8)
+        p[4] = <uint8_t>n
+        p += 5
+    memcpy(p, s, n)
+    return p + n
+
+
+cdef inline uint8_t *_wbe(uint8_t *p, uint8_t code, uint64_t x, int nbytes) noexcept nogil:
+    cdef int i
+    p[0] = code
+    for i in range(nbytes):
+        p[1 + i] = <uint8_t>(x >> (8 * (nbytes - 1 - i)))
+    return p + 1 + nbytes
+
+
+cdef inline uint8_t *_wint(uint8_t *p, int64_t x) noexcept nogil:
+    if x >= 0:
+        if x < 128:
+            p[0] = <uint8_t>x
+            return p + 1
+        if x <= 0xff:
+            return _wbe(p, 0xcc, <uint64_t>x, 1)
+        if x <= 0xffff:
+            return _wbe(p, 0xcd, <uint64_t>x, 2)
+        if x <= <int64_t>0xffffffff:
+            return _wbe(p, 0xce, <uint64_t>x, 4)
+        return _wbe(p, 0xcf, <uint64_t>x, 8)
+    if x >= -32:
+        p[0] = <uint8_t>(x & 0xff)
+        return p + 1
+    if x >= -128:
+        return _wbe(p, 0xd0, <uint64_t>x, 1)
+    if x >= -32768:
+        return _wbe(p, 0xd1, <uint64_t>x, 2)
+    if x >= <int64_t>-2147483648:
+        return _wbe(p, 0xd2, <uint64_t>x, 4)
+    return _wbe(p, 0xd3, <uint64_t>x, 8)
+
+
+cdef inline const uint8_t *_rint(const uint8_t *p, const uint8_t *end, int64_t *out) noexcept nogil:
+    """Read one MessagePack int at ``p`` (NULL: not an int64)."""
+    cdef uint8_t c
+    cdef int n = 0, i
+    cdef uint64_t u = 0
+    if p >= end:
+        return NULL
+    c = p[0]
+    if c < 0x80:
+        out[0] = c
+        return p + 1
+    if c >= 0xe0:
+        out[0] = <int64_t>c - 256
+        return p + 1
+    if c == 0xcc or c == 0xd0:
+        n = 1
+    elif c == 0xcd or c == 0xd1:
+        n = 2
+    elif c == 0xce or c == 0xd2:
+        n = 4
+    elif c == 0xcf or c == 0xd3:
+        n = 8
+    else:
+        return NULL
+    if end - p < 1 + n:
+        return NULL
+    for i in range(n):
+        u = (u << 8) | p[1 + i]
+    if c >= 0xd0:   # signed: sign-extend
+        if n < 8 and (u >> (8 * n - 1)) & 1:
+            u |= (~<uint64_t>0) << (8 * n)
+        out[0] = <int64_t>u
+    else:
+        if u > <uint64_t>I64_MAX:
+            return NULL
+        out[0] = <int64_t>u
+    return p + 1 + n
+
+
+cdef const char *_P0 = b"\x89\xa4kind\xabImageSigned\xa4repo"    # 23 bytes
+DEF P0_LEN = 23
+
+
+cdef inline void _digest_hex(const uint8_t *d, char *out) noexcept nogil:
+    cdef int i
+    memcpy(out, b"sha256:", 7)
+    for i in range(32):
+        out[7 + 2 * i] = _HEX[d[i] >> 4]
+        out[8 + 2 * i] = _HEX[d[i] & 15]
+
+
+cdef Py_ssize_t _derive(uint8_t *out, const char *repo, Py_ssize_t repo_n, const tl_row *r,
+                        const char *role, Py_ssize_t role_n, const char *tag, Py_ssize_t tag_n) noexcept nogil:
+    """Write the canonical payload of row ``r`` into ``out`` (at least :func:`_bound` bytes)."""
+    cdef uint8_t *p = out
+    cdef char dg[71]
+    memcpy(p, _P0, P0_LEN)
+    p += P0_LEN
+    p = _wstr(p, repo, repo_n)
+    p = _wstr(p, b"version", 7)
+    p = _wint(p, r.version)
+    p = _wstr(p, b"issued_at", 9)
+    p = _wint(p, r.issued_at)
+    p = _wstr(p, b"role", 4)
+    p = _wstr(p, role, role_n)
+    p = _wstr(p, b"tag", 3)
+    p = _wstr(p, tag, tag_n)
+    p = _wstr(p, b"digest", 6)
+    _digest_hex(r.digest, dg)
+    p = _wstr(p, dg, 71)
+    p = _wstr(p, b"size", 4)
+    p = _wint(p, r.size)
+    p = _wstr(p, b"expires", 7)
+    p = _wint(p, r.expires)
+    return p - out
+
+
+cdef inline Py_ssize_t _bound(Py_ssize_t repo_n, Py_ssize_t role_n, Py_ssize_t tag_n) noexcept nogil:
+    return 200 + repo_n + role_n + tag_n
+
+
+cdef int _raw_digest(object digest, uint8_t *out) except -1:
+    """1 and the 32 bytes of a canonical ``sha256:<64 lowercase hex>`` digest, else 0."""
+    cdef const char *s
+    cdef int i, hi, lo
+    cdef char c
+    if type(digest) is not str or len(<str>digest) != 71:
+        return 0
+    b = (<str>digest).encode("utf-8", "surrogatepass")
+    if PyBytes_GET_SIZE(b) != 71:
+        return 0
+    s = PyBytes_AS_STRING(b)
+    if memcmp(s, b"sha256:", 7) != 0:
+        return 0
+    for i in range(64):
+        c = s[7 + i]
+        if 48 <= c <= 57:          # 0-9
+            hi = c - 48
+        elif 97 <= c <= 102:       # a-f
+            hi = c - 87
+        else:
+            return 0
+        if i & 1:
+            out[i >> 1] = <uint8_t>(lo * 16 + hi)
+        else:
+            lo = hi
+    return 1
+
+
+cdef inline bint _is_i64(object x):
+    return type(x) is int and I64_MIN <= x <= I64_MAX
+
+
+cdef class CTagStore:
+    """``dict[str, TagEntry]`` of one repository as C rows (see the module docstring)."""
+
+    cdef readonly object repo          # the repository name (str) payloads are re-derived with
+    cdef bytes _repo_b                 # ... as UTF-8
+    cdef tl_row *rows
+    cdef Py_ssize_t nrows, cap_rows, live
+    cdef int32_t *slots
+    cdef Py_ssize_t nslots, used_slots
+    cdef char *names
+    cdef Py_ssize_t names_len, names_cap
+    cdef char *sigs
+    cdef Py_ssize_t sigs_len, sigs_cap, sigs_dead
+    cdef list _strs                    # roles and key ids, by index
+    cdef list _strs_b                  # ... as UTF-8 bytes
+    cdef dict _strs_ix
+    cdef dict _verbatim                # row -> entry kept as given (None when empty)
+    cdef dict _vover                   # tag -> version (or _ABSENT) the rows do not say (None when empty)
+    cdef readonly unsigned long long generation   # counts mutations (a reader recompiles when it moves)
+
+
+    def __cinit__(self, *args, **kwargs):
+        self.rows = NULL
+        self.slots = NULL
+        self.names = NULL
+        self.sigs = NULL
+        self.nrows = self.cap_rows = self.live = 0
+        self.nslots = self.used_slots = 0
+        self.names_len = self.names_cap = 0
+        self.sigs_len = self.sigs_cap = self.sigs_dead = 0
+        self._strs = []
+        self._strs_b = []
+        self._strs_ix = None
+        self._verbatim = None
+        self._vover = None
+        self.generation = 0
+
+    def __init__(self, repo, entries=()):
+        if type(repo) is not str:
+            raise TypeError(f"a tag store's repository is a str, not {type(repo).__name__}")
+        self.repo = repo
+        self._repo_b = _utf8(repo)
+        if entries:
+            self.update(entries)
+
+    def __dealloc__(self):
+        free(self.rows)
+        free(self.slots)
+        free(self.names)
+        free(self.sigs)
+
+    # -- the hash table -------------------------------------------------------------
+
+    cdef Py_ssize_t _find_slot(self, const char *name, Py_ssize_t n, uint32_t h):
+        """The slot holding ``name`` (-1: none)."""
+        cdef Py_ssize_t mask, i
+        cdef int32_t r
+        cdef tl_row *row
+        if self.nslots == 0:
+            return -1
+        mask = self.nslots - 1
+        i = h & mask
+        while True:
+            r = self.slots[i]
+            if r == SLOT_EMPTY:
+                return -1
+            if r >= 0:
+                row = &self.rows[r]
+                if row.hash == h and row.name_len == n and memcmp(self.names + row.name_off, name, n) == 0:
+                    return i
+            i = (i + 1) & mask
+
+    cdef Py_ssize_t find(self, const char *name, Py_ssize_t n, uint32_t h):
+        """The row of tag ``name`` (UTF-8, ``h`` its hash), -1 if absent."""
+        cdef Py_ssize_t s = self._find_slot(name, n, h)
+        return -1 if s < 0 else self.slots[s]
+
+    cdef int _rebuild_slots(self, Py_ssize_t want) except -1:
+        cdef Py_ssize_t size = 8, r, i, mask
+        while size * 2 <= want * 3:
+            size *= 2
+        cdef int32_t *slots = <int32_t *>malloc(size * sizeof(int32_t))
+        if slots == NULL:
+            raise MemoryError()
+        memset(slots, 0xff, size * sizeof(int32_t))    # SLOT_EMPTY
+        mask = size - 1
+        for r in range(self.nrows):
+            if self.rows[r].role != ROW_DEAD:
+                i = self.rows[r].hash & mask
+                while slots[i] != SLOT_EMPTY:
+                    i = (i + 1) & mask
+                slots[i] = <int32_t>r
+        free(self.slots)
+        self.slots = slots
+        self.nslots = size
+        self.used_slots = self.live
+        return 0
+
+    cdef Py_ssize_t _row_of(self, object tag, bytes nb):
+        return self.find(PyBytes_AS_STRING(nb), PyBytes_GET_SIZE(nb), _hash(PyBytes_AS_STRING(nb), PyBytes_GET_SIZE(nb)))
+
+    # -- growth and compaction ------------------------------------------------------
+
+    cdef int _reserve(self, char **buf, Py_ssize_t *cap, Py_ssize_t need) except -1:
+        cdef Py_ssize_t c = cap[0]
+        cdef char *nb
+        if need <= c:
+            return 0
+        if need > 0xffffffff:
+            raise MemoryError("a compact tag store's arena is limited to 4 GiB")
+        c = c + (c >> 2) + 64
+        if c < need:
+            c = need
+        if c > 0xffffffff:
+            c = 0xffffffff
+        nb = <char *>realloc(buf[0], c)
+        if nb == NULL:
+            raise MemoryError()
+        buf[0] = nb
+        cap[0] = c
+        return 0
+
+    cdef Py_ssize_t _new_row(self, const char *name, Py_ssize_t n, uint32_t h) except -1:
+        cdef Py_ssize_t r, i, mask, c
+        cdef tl_row *rows
+        if self.nrows >= 0x7fffffff:
+            raise MemoryError("a compact tag store holds at most 2**31 rows")
+        if (self.used_slots + 1) * 3 >= self.nslots * 2:
+            self._rebuild_slots(self.live + 1)
+        if self.nrows == self.cap_rows:
+            c = self.cap_rows + (self.cap_rows >> 2) + 4
+            rows = <tl_row *>realloc(self.rows, c * sizeof(tl_row))
+            if rows == NULL:
+                raise MemoryError()
+            self.rows = rows
+            self.cap_rows = c
+        self._reserve(&self.names, &self.names_cap, self.names_len + n)
+        r = self.nrows
+        memset(&self.rows[r], 0, sizeof(tl_row))
+        self.rows[r].name_off = <uint32_t>self.names_len
+        self.rows[r].name_len = <uint32_t>n
+        self.rows[r].hash = h
+        self.rows[r].role = ROW_VERBATIM
+        if memchr_colon(name, n):
+            self.rows[r].flags = ROWF_COLON
+        memcpy(self.names + self.names_len, name, n)
+        self.names_len += n
+        mask = self.nslots - 1
+        i = h & mask
+        while self.slots[i] != SLOT_EMPTY:   # a tombstone is not reused: the probe chains stay simple
+            i = (i + 1) & mask
+        self.slots[i] = <int32_t>r
+        self.used_slots += 1
+        self.nrows += 1
+        self.live += 1
+        return r
+
+    cdef int _maybe_compact(self) except -1:
+        cdef Py_ssize_t dead = self.nrows - self.live
+        if (dead >= 16 and dead > self.live) or (self.sigs_dead > COMPACT_MIN and self.sigs_dead * 2 > self.sigs_len):
+            self.compact()
+        return 0
+
+    def compact(self):
+        """Drop deleted rows and dead arena bytes (row numbers change; the order stays)."""
+        _check_writable()
+        cdef Py_ssize_t r, k = 0, nl = 0, sl = 0
+        cdef tl_row *rows = NULL
+        cdef char *names = NULL
+        cdef char *sigs = NULL
+        cdef Py_ssize_t ncap = 0, scap = 0
+        cdef dict verbatim = None
+        live_names = 0
+        for r in range(self.nrows):
+            if self.rows[r].role != ROW_DEAD:
+                nl += self.rows[r].name_len
+                if self.rows[r].role >= 0:
+                    sl += self.rows[r].sig_len
+        try:
+            if self.live:
+                rows = <tl_row *>malloc(self.live * sizeof(tl_row))
+                names = <char *>malloc(nl if nl else 1)
+                sigs = <char *>malloc(sl if sl else 1)
+                if rows == NULL or names == NULL or sigs == NULL:
+                    raise MemoryError()
+            nl = sl = 0
+            for r in range(self.nrows):
+                if self.rows[r].role == ROW_DEAD:
+                    continue
+                rows[k] = self.rows[r]
+                memcpy(names + nl, self.names + self.rows[r].name_off, self.rows[r].name_len)
+                rows[k].name_off = <uint32_t>nl
+                nl += self.rows[r].name_len
+                if self.rows[r].role >= 0:
+                    memcpy(sigs + sl, self.sigs + self.rows[r].sig_off, self.rows[r].sig_len)
+                    rows[k].sig_off = <uint32_t>sl
+                    sl += self.rows[r].sig_len
+                elif self._verbatim is not None:
+                    if verbatim is None:
+                        verbatim = {}
+                    verbatim[k] = self._verbatim[r]
+                k += 1
+        except BaseException:
+            free(rows)
+            free(names)
+            free(sigs)
+            raise
+        free(self.rows)
+        free(self.names)
+        free(self.sigs)
+        self.rows, self.names, self.sigs = rows, names, sigs
+        self.nrows = self.cap_rows = self.live
+        self.names_len = self.names_cap = nl
+        self.sigs_len = self.sigs_cap = sl
+        self.sigs_dead = 0
+        self._verbatim = verbatim
+        self.generation += 1
+        if self.live:
+            self._rebuild_slots(self.live)
+        else:
+            free(self.slots)
+            self.slots = NULL
+            self.nslots = self.used_slots = 0
+        return None
+
+    # -- strings --------------------------------------------------------------------
+
+    cdef int _intern(self, object s) except -2:
+        """The index of role or key id ``s`` in the string table (-1: full)."""
+        cdef Py_ssize_t k
+        cdef PyObject *p
+        if self._strs_ix is None:
+            for k in range(len(self._strs)):
+                if self._strs[k] == s:
+                    return <int>k
+            if len(self._strs) >= 8:
+                self._strs_ix = {t: i for i, t in enumerate(self._strs)}
+        else:
+            p = PyDict_GetItem(self._strs_ix, s)
+            if p is not NULL:
+                return <int><object>p
+        if len(self._strs) >= MAX_TABLE:
+            return -1
+        if self._strs_ix is not None:
+            self._strs_ix[s] = len(self._strs)
+        self._strs.append(s)
+        self._strs_b.append(_utf8(s))
+        return <int>(len(self._strs) - 1)
+
+    # -- versions of tag scopes -------------------------------------------------------
+
+    cdef inline bint _implicit(self, Py_ssize_t r):
+        return r >= 0 and self.rows[r].role >= 0 and not (self.rows[r].flags & ROWF_COLON)
+
+    cdef object _implicit_obj(self, Py_ssize_t r):
+        return self.rows[r].version if self._implicit(r) else _ABSENT
+
+    cdef int _versions_moved(self, object tag, object before, Py_ssize_t r_after) except -1:
+        """Keep ``versions[tag]`` as it was when a write changed what the row says."""
+        cdef object after = self._implicit_obj(r_after)
+        if before is after or (before is not _ABSENT and after is not _ABSENT and before == after):
+            return 0
+        if self._vover is None:
+            self._vover = {}
+        cdef PyObject *p = PyDict_GetItem(self._vover, tag)
+        if p is NULL:
+            self._vover[tag] = before
+        elif _same_version(<object>p, after):
+            del self._vover[tag]
+            if not self._vover:
+                self._vover = None
+        return 0
+
+    def _vget(self, tag, default):
+        cdef PyObject *p
+        if self._vover is not None:
+            p = PyDict_GetItem(self._vover, tag)
+            if p is not NULL:
+                return default if <object>p is _ABSENT else <object>p
+        cdef Py_ssize_t r = self._row_of(tag, _utf8(tag))
+        return self.rows[r].version if self._implicit(r) else default
+
+    def _vset(self, tag, value):
+        cdef Py_ssize_t r = self._row_of(tag, _utf8(tag))
+        if self._implicit(r) and type(value) is int and value == self.rows[r].version:
+            if self._vover is not None:
+                self._vover.pop(tag, None)
+                if not self._vover:
+                    self._vover = None
+            return
+        if self._vover is None:
+            self._vover = {}
+        self._vover[tag] = value
+
+    def _vdel(self, tag):
+        cdef Py_ssize_t r = self._row_of(tag, _utf8(tag))
+        cdef PyObject *p = NULL
+        if self._vover is not None:
+            p = PyDict_GetItem(self._vover, tag)
+        if p is not NULL and <object>p is _ABSENT:
+            raise KeyError(tag)
+        if p is NULL and not self._implicit(r):
+            raise KeyError(tag)
+        if self._implicit(r):
+            if self._vover is None:
+                self._vover = {}
+            self._vover[tag] = _ABSENT
+        else:
+            del self._vover[tag]
+            if not self._vover:
+                self._vover = None
+
+    def _vkeys(self):
+        """The tag scopes with a version: rows first (in order), then the side dict's."""
+        cdef Py_ssize_t r
+        cdef tl_row *row
+        cdef PyObject *p
+        out = []
+        vo = self._vover
+        for r in range(self.nrows):
+            if self._implicit(r):
+                row = &self.rows[r]
+                name = _decode_name(self.names + row.name_off, row.name_len)
+                if vo is not None:
+                    p = PyDict_GetItem(vo, name)
+                    if p is not NULL and <object>p is _ABSENT:
+                        continue
+                out.append(name)
+        if vo is not None:
+            for t, v in vo.items():
+                if v is not _ABSENT and not self._implicit(self._row_of(t, _utf8(t))):
+                    out.append(t)
+        return out
+
+    # -- writing a row ----------------------------------------------------------------
+
+    cdef int _pack(self, Py_ssize_t r, object tag, object e, const char *name, Py_ssize_t name_n) except -1:
+        """Write ``e`` into row ``r`` (its name already there): 1, or 0 when the row
+        cannot hold it exactly (the caller keeps it verbatim)."""
+        cdef tl_row row
+        cdef int role, k
+        cdef Py_ssize_t total, plen, n, at
+        cdef const uint8_t *pl
+        cdef const uint8_t *p
+        cdef uint8_t *scratch
+        cdef int64_t issued
+        cdef uint16_t k16
+        cdef uint32_t n32
+        if type(e) is not TagEntry:
+            return 0
+        etag = e.tag
+        if type(etag) is not str or etag != tag:
+            return 0
+        size, expires, log_time, offset, version, grant_id = e.size, e.expires, e.log_time, e.offset, e.version, e.grant_id
+        if not (_is_i64(size) and _is_i64(expires) and _is_i64(log_time) and _is_i64(offset) and _is_i64(version)):
+            return 0
+        if type(grant_id) is not int or not (-2147483648 <= grant_id <= 2147483647):
+            return 0
+        memset(&row, 0, sizeof(tl_row))
+        if not _raw_digest(e.digest, row.digest):
+            return 0
+        erole, payload, sigs = e.role, e.payload, e.signatures
+        if type(erole) is not str or type(payload) is not bytes or type(sigs) is not tuple:
+            return 0
+        total = 0
+        for item in <tuple>sigs:
+            if type(item) is not tuple or len(<tuple>item) != 2:
+                return 0
+            kid, sig = item
+            if type(kid) is not str or type(sig) is not bytes:
+                return 0
+            total += SIG_HDR + PyBytes_GET_SIZE(sig)
+        if total > 0x7fffffff:
+            return 0
+        role = self._intern(erole)
+        if role < 0:
+            return 0
+        row.size, row.expires, row.log_time, row.offset, row.version = size, expires, log_time, offset, version
+        row.grant_id = grant_id
+        # the payload: the prefix up to issued_at, then issued_at, then all of it derived and compared
+        pl = <const uint8_t *>PyBytes_AS_STRING(payload)
+        plen = PyBytes_GET_SIZE(payload)
+        rb = self._strs_b[role]
+        n = _bound(PyBytes_GET_SIZE(self._repo_b), PyBytes_GET_SIZE(rb), name_n)
+        if plen > n:
+            return 0
+        scratch = <uint8_t *>malloc(n)
+        if scratch == NULL:
+            raise MemoryError()
+        try:
+            at = _wstr(<uint8_t *>memcpy(scratch, _P0, P0_LEN) + P0_LEN, PyBytes_AS_STRING(self._repo_b),
+                       PyBytes_GET_SIZE(self._repo_b)) - scratch
+            at = _wstr(scratch + at, b"version", 7) - scratch
+            at = _wint(scratch + at, row.version) - scratch
+            at = _wstr(scratch + at, b"issued_at", 9) - scratch
+            if plen < at or memcmp(scratch, pl, at) != 0:
+                return 0
+            p = _rint(pl + at, pl + plen, &issued)
+            if p == NULL:
+                return 0
+            row.issued_at = issued
+            if _derive(scratch, PyBytes_AS_STRING(self._repo_b), PyBytes_GET_SIZE(self._repo_b), &row,
+                       PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), name, name_n) != plen:
+                return 0
+            if memcmp(scratch, pl, plen) != 0:
+                return 0
+        finally:
+            free(scratch)
+        # the key ids: interned before anything is written (a full table keeps the entry verbatim)
+        kix = []
+        for kid, sig in <tuple>sigs:
+            k = self._intern(kid)
+            if k < 0:
+                return 0
+            kix.append(k)
+        self._reserve(&self.sigs, &self.sigs_cap, self.sigs_len + total)
+        at = self.sigs_len
+        for i in range(len(kix)):
+            sig = (<tuple>(<tuple>sigs)[i])[1]
+            k16 = <uint16_t><int>kix[i]
+            n32 = <uint32_t>PyBytes_GET_SIZE(sig)
+            memcpy(self.sigs + at, &k16, 2)
+            memcpy(self.sigs + at + 2, &n32, 4)
+            memcpy(self.sigs + at + SIG_HDR, PyBytes_AS_STRING(sig), n32)
+            at += SIG_HDR + n32
+        row.sig_off = <uint32_t>self.sigs_len
+        row.sig_len = <uint32_t>total
+        self.sigs_len = at
+        row.role = role
+        row.name_off = self.rows[r].name_off
+        row.name_len = self.rows[r].name_len
+        row.hash = self.rows[r].hash
+        row.flags = self.rows[r].flags
+        self.rows[r] = row
+        return 1
+
+    cdef int _release(self, Py_ssize_t r) except -1:
+        """Forget what row ``r`` holds (its name stays)."""
+        if self.rows[r].role >= 0:
+            self.sigs_dead += self.rows[r].sig_len
+        elif self._verbatim is not None:
+            self._verbatim.pop(r, None)
+            if not self._verbatim:
+                self._verbatim = None
+        self.rows[r].role = ROW_VERBATIM
+        self.rows[r].sig_len = 0
+        return 0
+
+    # -- the mapping ----------------------------------------------------------------
+
+    def __len__(self):
+        return self.live
+
+    def __bool__(self):
+        return self.live > 0
+
+    def __contains__(self, tag):
+        if type(tag) is not str:
+            return False
+        return self._row_of(tag, _utf8(tag)) >= 0
+
+    def __getitem__(self, tag):
+        cdef Py_ssize_t r = self._row_of(tag, _utf8(tag)) if type(tag) is str else -1
+        if r < 0:
+            raise KeyError(tag)
+        return self.make_entry(r)
+
+    def get(self, tag, default=None):
+        cdef Py_ssize_t r = self._row_of(tag, _utf8(tag)) if type(tag) is str else -1
+        return default if r < 0 else self.make_entry(r)
+
+    def __setitem__(self, tag, entry):
+        _check_writable()
+        nb = _utf8(tag)
+        cdef const char *name = PyBytes_AS_STRING(nb)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(nb)
+        cdef uint32_t h = _hash(name, n)
+        cdef Py_ssize_t r = self.find(name, n, h)
+        cdef object before
+        if r < 0:
+            before = _ABSENT
+            r = self._new_row(name, n, h)
+        else:
+            before = self._implicit_obj(r)
+            self._release(r)
+        self.generation += 1
+        if not self._pack(r, tag, entry, name, n):
+            self.rows[r].role = ROW_VERBATIM
+            if self._verbatim is None:
+                self._verbatim = {}
+            self._verbatim[r] = entry
+        self._versions_moved(tag, before, r)
+        if self.sigs_dead:
+            self._maybe_compact()
+
+    def __delitem__(self, tag):
+        _check_writable()
+        nb = _utf8(tag)
+        cdef const char *name = PyBytes_AS_STRING(nb)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(nb)
+        cdef Py_ssize_t s = self._find_slot(name, n, _hash(name, n))
+        if s < 0:
+            raise KeyError(tag)
+        cdef Py_ssize_t r = self.slots[s]
+        before = self._implicit_obj(r)
+        self._release(r)
+        self.rows[r].role = ROW_DEAD
+        self.slots[s] = SLOT_DUMMY
+        self.live -= 1
+        self.generation += 1
+        self._versions_moved(tag, before, -1)
+        if self.live == 0 and self._vover is None:
+            self._reset()
+        else:
+            self._maybe_compact()
+
+    cdef void _reset(self):
+        free(self.rows)
+        free(self.slots)
+        free(self.names)
+        free(self.sigs)
+        self.rows = NULL
+        self.slots = NULL
+        self.names = NULL
+        self.sigs = NULL
+        self.nrows = self.cap_rows = self.live = 0
+        self.nslots = self.used_slots = 0
+        self.names_len = self.names_cap = 0
+        self.sigs_len = self.sigs_cap = self.sigs_dead = 0
+        self._verbatim = None
+        self.generation += 1
+
+    def clear(self):
+        """Remove every tag (the versions of their scopes stay, as a dict's would)."""
+        _check_writable()
+        for t in list(self):
+            del self[t]
+        self._reset()
+        self._strs = []
+        self._strs_b = []
+        self._strs_ix = None
+
+    def __iter__(self):
+        return self._walk(False)
+
+    def _pairs(self):
+        return self._walk(True)
+
+    def _walk(self, bint pairs):
+        """Names (or (name, entry) pairs) in order. As for a dict, a change of size
+        while iterating raises; an entry replaced in place does not (the walk finds its
+        place again when the rows moved)."""
+        cdef Py_ssize_t r = 0
+        cdef Py_ssize_t size = self.live
+        cdef unsigned long long gen = self.generation
+        while r < self.nrows:
+            if gen != self.generation:
+                if self.live != size:
+                    raise RuntimeError("compact tag store changed size during iteration")
+                r = self._row_of(name, _utf8(name)) + 1   # the last name yielded, wherever it is now
+                gen = self.generation
+                continue
+            if self.rows[r].role != ROW_DEAD:
+                name = self.row_name(r)
+                if pairs:
+                    yield name, self.make_entry(r)
+                else:
+                    yield name
+            r += 1
+
+    def keys(self):
+        return KeysView(self)
+
+    def items(self):
+        return _Items(self)
+
+    def values(self):
+        return _Values(self)
+
+    def pop(self, tag, default=_MISSING):
+        cdef Py_ssize_t r = self._row_of(tag, _utf8(tag)) if type(tag) is str else -1
+        if r < 0:
+            if default is _MISSING:
+                raise KeyError(tag)
+            return default
+        e = self.make_entry(r)
+        del self[tag]
+        return e
+
+    def popitem(self):
+        cdef Py_ssize_t r
+        for r in range(self.nrows - 1, -1, -1):
+            if self.rows[r].role != ROW_DEAD:
+                tag = self.row_name(r)
+                return tag, self.pop(tag)
+        raise KeyError("popitem(): tag store is empty")
+
+    def setdefault(self, tag, default=None):
+        cdef Py_ssize_t r = self._row_of(tag, _utf8(tag))
+        if r >= 0:
+            return self.make_entry(r)
+        self[tag] = default
+        return default
+
+    def update(self, other=(), **kw):
+        if isinstance(other, Mapping):
+            for k in other:
+                self[k] = other[k]
+        elif hasattr(other, "keys"):
+            for k in other.keys():
+                self[k] = other[k]
+        else:
+            for k, v in other:
+                self[k] = v
+        for k, v in kw.items():
+            self[k] = v
+
+    def __eq__(self, other):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        for k, v in self._pairs():
+            if k not in other or not (other[k] == v):
+                return False
+        return True
+
+    def __ne__(self, other):
+        r = self.__eq__(other)
+        return r if r is NotImplemented else not r
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"CTagStore({self.repo!r}, {self.live} tags, {self.nbytes():,} bytes)"
+
+    def copy(self):
+        c = CTagStore(self.repo, self._pairs())
+        return c
+
+    def __reduce__(self):
+        return (_rebuild, (self.repo, list(self._pairs()), self._vover_items()))
+
+    def _vover_items(self):
+        return None if self._vover is None else [(t, None if v is _ABSENT else v, v is _ABSENT)
+                                                  for t, v in self._vover.items()]
+
+    def _set_vover(self, items):
+        self._vover = None if not items else {t: (_ABSENT if absent else v) for t, v, absent in items}
+
+    # -- entries ----------------------------------------------------------------------
+
+    cdef object row_name(self, Py_ssize_t r):
+        return _decode_name(self.names + self.rows[r].name_off, self.rows[r].name_len)
+
+    cdef object make_entry(self, Py_ssize_t r):
+        cdef tl_row *row = &self.rows[r]
+        cdef char dg[71]
+        cdef uint8_t *scratch
+        cdef Py_ssize_t n, at, end
+        cdef uint16_t k16
+        cdef uint32_t n32
+        if row.role < 0:
+            return self._verbatim[r]
+        rb = self._strs_b[row.role]
+        n = _bound(PyBytes_GET_SIZE(self._repo_b), PyBytes_GET_SIZE(rb), row.name_len)
+        scratch = <uint8_t *>malloc(n)
+        if scratch == NULL:
+            raise MemoryError()
+        try:
+            n = _derive(scratch, PyBytes_AS_STRING(self._repo_b), PyBytes_GET_SIZE(self._repo_b), row,
+                        PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), self.names + row.name_off, row.name_len)
+            payload = PyBytes_FromStringAndSize(<char *>scratch, n)
+        finally:
+            free(scratch)
+        sigs = []
+        at = row.sig_off
+        end = at + row.sig_len
+        while at < end:
+            memcpy(&k16, self.sigs + at, 2)
+            memcpy(&n32, self.sigs + at + 2, 4)
+            sigs.append((self._strs[k16], PyBytes_FromStringAndSize(self.sigs + at + SIG_HDR, n32)))
+            at += SIG_HDR + n32
+        _digest_hex(row.digest, dg)
+        return TagEntry(self.row_name(r), PyUnicode_DecodeASCII(dg, 71, NULL), row.size, row.expires,
+                        self._strs[row.role], row.grant_id, row.log_time, row.offset, row.version,
+                        payload, tuple(sigs))
+
+    # -- rows, for the readers of the C rows ----------------------------------------------
+
+    def row_index(self, tag):
+        """The row of ``tag`` (-1: absent); rows count deleted ones until :meth:`compact`."""
+        return self._row_of(tag, _utf8(tag)) if type(tag) is str else -1
+
+    def dead_rows(self):
+        """Rows of deleted tags not yet dropped by :meth:`compact`."""
+        return self.nrows - self.live
+
+    # -- size -------------------------------------------------------------------------
+
+    def nbytes(self):
+        """Bytes of C memory the store holds (rows, hash table, arenas)."""
+        return self.cap_rows * sizeof(tl_row) + self.nslots * sizeof(int32_t) + self.names_cap + self.sigs_cap
+
+    def verbatim_count(self):
+        """How many entries are kept as given (not in the C rows)."""
+        return 0 if self._verbatim is None else len(self._verbatim)
+
+
+cdef inline bint _same_version(object v, object implicit):
+    if v is _ABSENT or implicit is _ABSENT:
+        return v is implicit
+    return type(v) is int and v == implicit
+
+
+cdef inline bint memchr_colon(const char *s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if s[i] == 58:   # ':' 
+            return True
+    return False
+
+
+def _rebuild(repo, pairs, vover):
+    s = CTagStore(repo, pairs)
+    s._set_vover(vover)
+    return s
+
+
+class _Items(ItemsView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._mapping._pairs()
+
+
+class _Values(ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return (e for _, e in self._mapping._pairs())
+
+
+MutableMapping.register(CTagStore)
+
+
+class TagVersions(MutableMapping):
+    """``RepoState.versions`` over a :class:`CTagStore`: a tag's scope (a str without
+    ``':'``, core.events.version_scope) is read from and written to the store, every
+    other scope (``role:R``, ``key:K``) to a plain dict. Equal (``==``) to the dict it
+    stands for; its iteration lists the tag scopes first (a dict's order is not kept)."""
+
+    __slots__ = ("store", "other")
+
+    def __init__(self, store, other=None):
+        self.store = store
+        self.other = {} if other is None else other
+
+    def __getitem__(self, scope):
+        if type(scope) is str and ":" not in scope:
+            v = self.store._vget(scope, _MISSING)
+            if v is _MISSING:
+                raise KeyError(scope)
+            return v
+        return self.other[scope]
+
+    def get(self, scope, default=None):
+        if type(scope) is str and ":" not in scope:
+            return self.store._vget(scope, default)
+        return self.other.get(scope, default)
+
+    def __contains__(self, scope):
+        if type(scope) is str and ":" not in scope:
+            return self.store._vget(scope, _MISSING) is not _MISSING
+        return scope in self.other
+
+    def __setitem__(self, scope, value):
+        if type(scope) is str and ":" not in scope:
+            self.store._vset(scope, value)
+        else:
+            self.other[scope] = value
+
+    def __delitem__(self, scope):
+        if type(scope) is str and ":" not in scope:
+            self.store._vdel(scope)
+        else:
+            del self.other[scope]
+
+    def __iter__(self):
+        yield from self.store._vkeys()
+        yield from self.other
+
+    def __len__(self):
+        return len(self.store._vkeys()) + len(self.other)
+
+    def __eq__(self, other):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"TagVersions({dict(self.items())!r})"
+
+    def __reduce__(self):
+        return (TagVersions, (self.store, self.other))
