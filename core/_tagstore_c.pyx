@@ -40,6 +40,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
+from array import array
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 
 from trustlog.core.state import TagEntry
@@ -71,6 +72,12 @@ DEF SLOT_DUMMY = -2
 DEF MAX_TABLE = 65536
 DEF SIG_HDR = 6
 DEF COMPACT_MIN = 65536
+
+# The row struct as a reader of c_view() must declare it (verifier/_structs.pxi StoreRowC):
+# its name, its size and the offsets of the fields the reader uses.
+ROW_LAYOUT = ("tl_row/1", sizeof(tl_row), <Py_ssize_t>&(<tl_row *>0).log_time, <Py_ssize_t>&(<tl_row *>0).expires,
+              <Py_ssize_t>&(<tl_row *>0).grant_id, <Py_ssize_t>&(<tl_row *>0).role,
+              <Py_ssize_t>&(<tl_row *>0).sig_off, <Py_ssize_t>&(<tl_row *>0).sig_len)
 
 cdef object _ABSENT = object()     # a tag scope with no version (in the side dict of versions)
 cdef int _readers = 0               # readers of C rows in progress (mutations refused)
@@ -996,6 +1003,56 @@ cdef class CTagStore:
     def dead_rows(self):
         """Rows of deleted tags not yet dropped by :meth:`compact`."""
         return self.nrows - self.live
+
+    def c_view(self):
+        """``(layout, rows address, row count, signature arena address, generation,
+        string table)`` for a reader of the C rows (the compiled chain evaluation):
+        valid until the next mutation (``generation`` moves) and only while the store
+        is alive; ``layout`` names the row struct (the reader refuses another)."""
+        return (ROW_LAYOUT, <Py_ssize_t>self.rows, self.nrows, <Py_ssize_t>self.sigs, self.generation, self._strs)
+
+    def entry_at(self, Py_ssize_t r):
+        """The entry of row ``r`` (IndexError: no such live row)."""
+        if not 0 <= r < self.nrows or self.rows[r].role == ROW_DEAD:
+            raise IndexError(r)
+        return self.make_entry(r)
+
+    def name_at(self, Py_ssize_t r):
+        if not 0 <= r < self.nrows or self.rows[r].role == ROW_DEAD:
+            raise IndexError(r)
+        return self.row_name(r)
+
+    def derive_payloads(self, rows):
+        """The payloads of the C rows ``rows`` (a sequence of row numbers) in one bytes
+        object, and their ``n + 1`` offsets into it (array('q')); a row that is not a
+        live C row gets an empty payload."""
+        cdef Py_ssize_t n = len(rows), i, r, total = 0, at = 0
+        cdef tl_row *row
+        cdef Py_ssize_t repo_n = PyBytes_GET_SIZE(self._repo_b)
+        offs = array("q", bytes(8 * (n + 1)))
+        cdef long long[::1] ov = offs
+        rl = [int(x) for x in rows]
+        for i in range(n):
+            r = rl[i]
+            if 0 <= r < self.nrows and self.rows[r].role >= 0:
+                total += _bound(repo_n, PyBytes_GET_SIZE(self._strs_b[self.rows[r].role]), self.rows[r].name_len)
+        cdef uint8_t *buf = <uint8_t *>malloc(total if total else 1)
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                ov[i] = at
+                r = rl[i]
+                if 0 <= r < self.nrows and self.rows[r].role >= 0:
+                    row = &self.rows[r]
+                    rb = self._strs_b[row.role]
+                    at += _derive(buf + at, PyBytes_AS_STRING(self._repo_b), repo_n, row, PyBytes_AS_STRING(rb),
+                                  PyBytes_GET_SIZE(rb), self.names + row.name_off, row.name_len)
+            ov[n] = at
+            blob = PyBytes_FromStringAndSize(<char *>buf, at)
+        finally:
+            free(buf)
+        return blob, offs
 
     # -- size -------------------------------------------------------------------------
 

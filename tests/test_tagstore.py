@@ -424,8 +424,11 @@ def test_the_compiled_engine_over_a_compact_store(store: str) -> None:
         assert c == py and {x.code for x in py} >= {"VALID", "TAG_DELETED"}
     else:
         assert all(a.code == "ERROR" or a == b for a, b in zip(c, py, strict=True))
-    swept = BatchVerifier(store_state, ref_time=REF, engine="c").sweep()
+    bv = BatchVerifier(store_state, ref_time=REF, engine="c")
+    swept = bv.sweep()
     signed = [x for x in py if x.code != "TAG_DELETED"]
+    n_rows = bv._compiled.ct.store_rows()
+    assert n_rows == (len(signed) if store == "c" else 0)   # compiled in place: no TagEntry held per row
     assert sorted((x.repo, x.tag, x.code) for x in swept) == sorted((x.repo, x.tag, x.code) for x in signed)
     if store == "c":
         from trustlog.verifier.compiled import CompiledEvaluator
@@ -437,6 +440,45 @@ def test_the_compiled_engine_over_a_compact_store(store: str) -> None:
         repo.tags["t1"] = TagEntry(**{**{f: getattr(old, f) for f in old.__slots__}, "offset": old.offset + 1})
         got = ev.evaluate([(repo, old)], REF)[0]       # the store moved on: the old entry is not compiled
         assert got[0].value == "ERROR" and "not compiled" in got[1]
+        # a sweep's verdicts are made from the store as compiled: a change since refuses
+        sw = ev.sweep(REF)
+        assert len(list(sw.verdicts())) == len(signed)
+        repo.tags["t3"] = repo.tags["t3"]
+        with pytest.raises(RuntimeError, match="changed"):
+            list(sw.verdicts())
+        # the rows are read in place only while the store is as compiled: stale rows stay unverified
+        with pytest.raises(RuntimeError, match="cannot change"):
+            from trustlog.core._tagstore_c import reading
+            with reading():
+                repo.tags["t5"] = repo.tags["t5"]
+
+
+def test_the_engine_never_reads_a_store_that_changed_since_it_was_compiled() -> None:
+    """Rows compiled in place point into the store's memory; once the store changes
+    (its generation moves) and before the engine recompiles it, its rows are not
+    hashed or verified (their signatures stay unverified: ERROR), never read."""
+    from conftest import require_compiled_verifier
+
+    compiled = require_compiled_verifier()
+    compiled_store()
+    s = Sim(repo=REPO)
+    root, targets = key("ts-root"), key("ts-targets")
+    with tagstore_backend.forced("compact"):
+        s.create([root], [targets])
+        for t in range(30):
+            s.sign_tag(f"t{t}", [targets])
+    repo = s.state.repos[REPO]
+    ev = compiled.CompiledEvaluator(s.state)
+    ct = ev.ct
+    ct.refresh()
+    assert ct.store_rows() == 30
+    for t in range(30, 300):              # the arenas grow: realloc may move them
+        s.sign_tag(f"t{t}", [targets])
+    ct.ensure(None)                       # no refresh: the store is stale for the engine
+    codes, details, _ = ct.sweep(REF)
+    assert set(codes[:30]) == {compiled.CODES.index(compiled.Code.ERROR)}
+    sw = ev.sweep(REF)                    # refresh: compiled again from the store as it is
+    assert sw.counts == {"VALID": 300} and ct.store_rows() == 300
 
 
 def test_row_numbers_are_shared_between_stores() -> None:
@@ -445,3 +487,27 @@ def test_row_numbers_are_shared_between_stores() -> None:
     assert a._index["t2999"] is b._index["u2999"]
     c = TagStore.load(a.dump())
     assert c._index["t2999"] is a._index["t2999"] and c == a
+
+
+def test_the_store_is_chosen_like_the_folds(monkeypatch) -> None:
+    """TRUSTLOG_PUREPYTHON=1: native repositories hold dicts; otherwise the compiled
+    store once it is built (under CI=true a missing build fails, see compiled_store)."""
+    import importlib
+    import os
+
+    monkeypatch.setenv("TRUSTLOG_PUREPYTHON", "1")
+    mod = importlib.reload(tagstore_backend)
+    try:
+        assert mod.BACKEND == "dict"
+        s = Sim(repo=REPO)
+        s.create([key("ts-root")], [key("ts-targets")])
+        assert type(s.state.repos[REPO].tags) is dict and type(s.state.repos[REPO].versions) is dict
+    finally:
+        monkeypatch.delenv("TRUSTLOG_PUREPYTHON")
+        importlib.reload(tagstore_backend)
+    if os.environ.get("TRUSTLOG_PUREPYTHON") != "1":
+        store = compiled_store()
+        assert tagstore_backend.BACKEND == "compact"
+        s = Sim(repo=REPO)
+        s.create([key("ts-root")], [key("ts-targets")])
+        assert type(s.state.repos[REPO].tags) is store

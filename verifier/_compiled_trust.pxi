@@ -21,9 +21,13 @@ cdef class _Rec:
     cdef public object name, repo, version, shape, error
     cdef public dict key_idx, mat_idx, role_idx
     cdef public list key_refs
+    cdef public object store        # the compact tag store its rows were compiled from in place (or None)
+    cdef public object store_gen    # ... and that store's generation then
 
     def __init__(self, name):
         self.name = name
+        self.store = None
+        self.store_gen = None
         self.repo = None
         self.version = None
         self.shape = None
@@ -159,7 +163,7 @@ cdef class CompiledTrust:
         for i in range(start, start + n):
             if R[i].flags & ROW_DEAD:
                 continue
-            if pm_get(&self.pm, <uint64_t>R[i].obj) == i:
+            if R[i].obj != NULL and pm_get(&self.pm, <uint64_t>R[i].obj) == i:
                 pm_del(&self.pm, <uint64_t>R[i].obj)
             Py_XDECREF(R[i].obj)
             Py_XDECREF(R[i].payload)
@@ -354,7 +358,7 @@ cdef class CompiledTrust:
         return 0
 
     cdef int _compile_rows(self, Py_ssize_t slot, _Rec rec, repo, int64_t old_start, int64_t old_n) except -1:
-        cdef Py_ssize_t ri, si, j, nsig, oi
+        cdef Py_ssize_t ri, si, j, nsig, oi, r, nstore = 0
         cdef RowC *e
         cdef RowC *o
         cdef SigC *S
@@ -366,23 +370,127 @@ cdef class CompiledTrust:
         cdef bint bad
         cdef int64_t gid
         cdef KeyC *K
+        cdef const StoreRowC *SR = NULL
+        cdef const StoreRowC *sr
+        cdef const uint8_t *sarena = NULL
+        cdef uint32_t at, end, n32
+        cdef uint16_t k16
         members = {}
         current = {}            # role -> (threshold now, matcher of its current paths or None)
         grants = repo.grants
         key_idx = rec.key_idx
         role_idx = rec.role_idx
         tags = repo.tags
-        if hasattr(tags, "row_index") and tags.dead_rows():
-            tags.compact()     # a compact store's row k is then compiled row k (rows_for_items)
-        for entry in tags.values():
+        rec.store = None
+        rec.store_gen = None
+        strs = None
+        if hasattr(tags, "c_view"):
+            if tags.dead_rows():
+                tags.compact()     # a compact store's row k is then compiled row k (rows_for_items)
+            view = tags.c_view()
+            if view[0] == STORE_ROW_LAYOUT:     # else compiled through its entries, as a mapping
+                SR = <const StoreRowC *><Py_ssize_t>view[1]
+                nstore = view[2]
+                sarena = <const uint8_t *><Py_ssize_t>view[3]
+                rec.store = tags
+                rec.store_gen = view[4]
+                strs = view[5]
+        it = None if SR != NULL else iter(tags.values())
+        r = -1
+        while True:
+            r += 1
+            sr = NULL
+            if SR != NULL:
+                if r >= nstore:
+                    break
+                if SR[r].role >= 0:
+                    sr = &SR[r]
+                    entry = None
+                else:
+                    entry = tags.entry_at(r)    # kept verbatim by the store: compiled as an entry
+            else:
+                entry = next(it, None)
+                if entry is None:
+                    break
             ri = buf_grow(&self.rows, 1)
             e = &(<RowC *>self.rows.p)[ri]
-            Py_INCREF(entry)
-            e.obj = <PyObject *>entry
             e.repo = <int32_t>slot
             e.sig_start = self.sigs.n
             e.role = -1
             bad = False
+            if sr != NULL:
+                # -- a C row of the store: no Python object kept, the signatures in its arena
+                e.obj = NULL
+                e.payload = NULL
+                e.sigtuple = NULL
+                e.pay = NULL
+                e.pay_len = 0
+                try:
+                    gid = sr.grant_id
+                    if not 0 <= gid < ngr:
+                        bad = True
+                        gid = -1
+                    e.grant = <int32_t>gid
+                    e.log_time = sr.log_time
+                    e.expires = sr.expires
+                    role = strs[sr.role]
+                    if role != "targets":
+                        rr = role_idx.get(role)
+                        if rr is None:
+                            rr = role_idx[role] = len(role_idx)
+                        e.role = <int32_t>rr
+                    mem = members.get(gid) if gid >= 0 else frozenset()
+                    if mem is None:
+                        mem = members[gid] = frozenset(grants[gid].keyids)
+                    cur = current.get(role)
+                    if cur is None:
+                        cur = current[role] = _current_policy(repo, role)
+                    if cur[0] is None:
+                        e.thr = _i32(grants[gid].threshold, &bad) if gid >= 0 else 0
+                    else:
+                        e.thr = <int32_t>cur[0]
+                    if cur[1] is not None and cur[1](tags.name_at(r)) is None:
+                        e.flags |= ROW_OUTSIDE
+                    nsig = 0
+                    at = sr.sig_off
+                    end = at + sr.sig_len
+                    while at < end:
+                        memcpy(&n32, sarena + at + 2, 4)
+                        at += 6 + n32
+                        nsig += 1
+                    e.nsig = <int32_t>nsig
+                    si = buf_grow(&self.sigs, nsig)
+                    e = &(<RowC *>self.rows.p)[ri]
+                    at = sr.sig_off
+                    for j in range(nsig):
+                        S = &(<SigC *>self.sigs.p)[si + j]
+                        S.valid = S_UNKNOWN
+                        S.key = -1
+                        S.member = 0
+                        memcpy(&k16, sarena + at, 2)
+                        memcpy(&n32, sarena + at + 2, 4)
+                        S.ptr = sarena + at + 6
+                        S.len = n32
+                        at += 6 + n32
+                        keyid = strs[k16]
+                        k = key_idx.get(keyid)
+                        if k is None:
+                            bad = True
+                            continue
+                        S.key = <int32_t>k
+                        K = &(<KeyC *>self.keys.p)[kb + S.key]
+                        if K.mat < 0 or K.alg == 0:
+                            bad = True      # missing key or unknown key type: never passes
+                        S.member = keyid in mem
+                except Exception:  # noqa: BLE001 - fail closed: this tag is ERROR
+                    bad = True
+                e = &(<RowC *>self.rows.p)[ri]
+                if bad:
+                    e.flags |= ROW_ERROR
+                continue
+            # -- a TagEntry (a dict's, or one a compact store keeps verbatim)
+            Py_INCREF(entry)
+            e.obj = <PyObject *>entry
             try:
                 gid = entry.grant_id
                 if not 0 <= gid < ngr:
@@ -393,10 +501,10 @@ cdef class CompiledTrust:
                 e.expires = _i64(entry.expires)
                 role = entry.role
                 if role != "targets":
-                    r = role_idx.get(role)
-                    if r is None:
-                        r = role_idx[role] = len(role_idx)
-                    e.role = <int32_t>r
+                    rr = role_idx.get(role)
+                    if rr is None:
+                        rr = role_idx[role] = len(role_idx)
+                    e.role = <int32_t>rr
                 payload = entry.payload
                 sigs = entry.signatures
                 if type(payload) is not bytes or type(sigs) is not tuple:
@@ -463,6 +571,12 @@ cdef class CompiledTrust:
                 e.flags |= ROW_ERROR
             pm_put(&self.pm, <uint64_t><PyObject *>entry, ri)
         return 0
+
+    cdef bint _store_current(self, _Rec rec) except -1:
+        """Whether the compact store ``rec``'s rows point into is unchanged since they
+        were compiled (its memory may have moved otherwise)."""
+        st = rec.store
+        return st is not None and rec.repo is not None and rec.repo.tags is st and st.generation == rec.store_gen
 
     cdef int _compact(self) except -1:
         """Copy every live segment into fresh tables, slot by slot."""
@@ -541,7 +655,7 @@ cdef class CompiledTrust:
         pm_free(&self.pm)
         R = <RowC *>self.rows.p
         for i in range(self.rows.n):
-            if not (R[i].flags & ROW_DEAD):
+            if not (R[i].flags & ROW_DEAD) and R[i].obj != NULL:
                 pm_put(&self.pm, <uint64_t>R[i].obj, i)
         self.dead_rows = 0
         self.dead_sigs = 0
@@ -595,7 +709,12 @@ cdef class CompiledTrust:
                         r = store.row_index(e.tag)
                         if 0 <= r < sl.nrows:
                             row = sl.row_start + r
-                            if (R[row].flags & ROW_DEAD) or R[row].obj == NULL or not (<object>R[row].obj == e):
+                            if R[row].flags & ROW_DEAD:
+                                row = -1
+                            elif R[row].obj != NULL:       # compiled from an entry the store keeps verbatim
+                                if not (<object>R[row].obj == e):
+                                    row = -1
+                            elif not (self._store_current(rec) and store.entry_at(r) == e):
                                 row = -1
             o[i] = row
         return out
@@ -605,9 +724,16 @@ cdef class CompiledTrust:
         if not 0 <= row < self.rows.n:
             raise IndexError(row)
         cdef RowC *e = &(<RowC *>self.rows.p)[row]
+        cdef _Rec rec
         if e.flags & ROW_DEAD:
             raise KeyError(f"row {row} is dead")
-        return self.recs[e.repo].name, <object>e.obj, e.sig_start, e.nsig
+        rec = self.recs[e.repo]
+        if e.obj != NULL:
+            return rec.name, <object>e.obj, e.sig_start, e.nsig
+        # a compact store's C row: its entry made now, from the store as it was compiled
+        if not self._store_current(rec):
+            raise RuntimeError(f"the tags of {rec.name} changed since they were compiled; refresh and sweep again")
+        return rec.name, rec.store.entry_at(row - (<SlotC *>self.slots.p)[e.repo].row_start), e.sig_start, e.nsig
 
     def live_row_ids(self):
         """Every live row, in slot order then tag order, as array('q')."""
@@ -618,6 +744,16 @@ cdef class CompiledTrust:
             if not (S[slot].flags & SLOT_DEAD) and S[slot].nrows:
                 out.extend(range(S[slot].row_start, S[slot].row_start + S[slot].nrows))
         return out
+
+    def store_rows(self):
+        """Live rows compiled in place from a compact tag store's C rows (no Python
+        object held for them)."""
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef Py_ssize_t i, n = 0
+        for i in range(self.rows.n):
+            if not (R[i].flags & ROW_DEAD) and R[i].obj == NULL:
+                n += 1
+        return n
 
     def repo_error(self, str name):
         slot = self.by_name.get(name)
@@ -675,10 +811,14 @@ cdef class CompiledTrust:
         cdef uint8_t *res = <uint8_t *>PyMem_RawMalloc(n)
         cdef int64_t *midx = <int64_t *>PyMem_RawMalloc(n * 8)
         cdef Py_ssize_t t = 0
+        cdef uint8_t *cur = NULL         # per slot: 0 not looked at, 1 its store is current, 2 stale
+        cdef bint stored = False
         try:
             if tsig == NULL or trow == NULL or hk == NULL or res == NULL or midx == NULL:
                 raise MemoryError()
-            # (1) the signatures that need a byte; each claimed once (a row may repeat)
+            # (1) the signatures that need a byte; each claimed once (a row may repeat). A
+            #     compact store's row is claimed only while the store is as it was compiled
+            #     (its signature bytes are read in place); a stale one stays unverified (ERROR)
             for i in range(nr):
                 row = i if all_rows else rv[i]
                 if row < 0 or row >= self.rows.n:
@@ -686,6 +826,16 @@ cdef class CompiledTrust:
                 e = &R[row]
                 if e.flags & (ROW_DEAD | ROW_ERROR):
                     continue
+                if e.obj == NULL:
+                    if cur == NULL:
+                        cur = <uint8_t *>PyMem_RawCalloc(self.slots.n if self.slots.n else 1, 1)
+                        if cur == NULL:
+                            raise MemoryError()
+                    if cur[e.repo] == 0:
+                        cur[e.repo] = 1 if self._store_current(<_Rec>self.recs[e.repo]) else 2
+                    if cur[e.repo] != 1:
+                        continue
+                    stored = True
                 for j in range(e.nsig):
                     if S[e.sig_start + j].member and S[e.sig_start + j].valid > 1 \
                             and S[e.sig_start + j].valid != S_MISS:
@@ -693,8 +843,11 @@ cdef class CompiledTrust:
                         tsig[t] = e.sig_start + j
                         trow[t] = row
                         t += 1
-            return self._ensure(t, tsig, trow, hk, res, midx)
+            if not stored:
+                return self._ensure(t, tsig, trow, hk, res, midx)
+            return self._ensure_stored(t, tsig, trow, hk, res, midx)
         finally:
+            PyMem_RawFree(cur)
             for i in range(t):          # anything left claimed falls back to unknown
                 if S[tsig[i]].valid == S_MISS:
                     S[tsig[i]].valid = S_UNKNOWN
@@ -703,6 +856,53 @@ cdef class CompiledTrust:
             PyMem_RawFree(hk)
             PyMem_RawFree(res)
             PyMem_RawFree(midx)
+
+    cdef tuple _ensure_stored(self, Py_ssize_t n, const int64_t *tsig, const int64_t *trow, uint8_t *hk,
+                              uint8_t *res, int64_t *midx):
+        """:meth:`_ensure` over claimed signatures some of whose rows are a compact store's:
+        in chunks, each with the payloads of its store rows re-derived by their stores
+        (the scratch stays small), with every store refusing to change meanwhile."""
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef SlotC *SL = <SlotC *>self.slots.p
+        cdef Py_ssize_t lo = 0, hi, i, k
+        cdef int64_t row
+        cdef long long[::1] ov
+        cdef Py_ssize_t looked = 0, hits = 0, verified = 0
+        from trustlog.core._tagstore_c import reading
+        while lo < n:
+            hi = lo + 65536 if lo + 65536 < n else n
+            by_slot = {}
+            for i in range(lo, hi):
+                row = trow[i]
+                if R[row].obj == NULL and R[row].pay == NULL:
+                    R[row].pay_len = -1        # marks the row as collected once
+                    by_slot.setdefault(R[row].repo, []).append(row)
+                    R[row].pay = <const uint8_t *>_EMPTY
+            blobs = []
+            try:
+                for slot, rows in by_slot.items():
+                    rec = <_Rec>self.recs[slot]
+                    base = SL[<Py_ssize_t>slot].row_start
+                    blob, offs = rec.store.derive_payloads([r - base for r in rows])
+                    blobs.append(blob)
+                    ov = offs
+                    for k in range(len(rows)):
+                        row = rows[k]
+                        R[row].pay = <const uint8_t *>PyBytes_AS_STRING(blob) + ov[k]
+                        R[row].pay_len = ov[k + 1] - ov[k]
+                with reading():
+                    got = self._ensure(hi - lo, tsig + lo, trow + lo, hk, res, midx)
+                looked += got[0]
+                hits += got[1]
+                verified += got[2]
+            finally:
+                for rows in by_slot.values():
+                    for row in rows:
+                        R[row].pay = NULL
+                        R[row].pay_len = 0
+                del blobs
+            lo = hi
+        return looked, hits, verified
 
     cdef tuple _ensure(self, Py_ssize_t n, const int64_t *tsig, const int64_t *trow, uint8_t *hk,
                        uint8_t *res, int64_t *midx):

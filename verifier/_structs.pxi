@@ -104,6 +104,34 @@ cdef struct SigC:
     uint8_t member          # keyid is one of the entry's grant keys
     uint8_t valid           # 0, 1, 2 (check failed) or S_UNKNOWN
 
+# A row of a compiled compact tag store (core/_tagstore_c.pyx, its tl_row): a repository
+# whose tags are in one is compiled from these rows in place, with no Python object per
+# tag (RowC.obj/payload/sigtuple NULL; SigC.ptr into the store's signature arena; the
+# payload re-derived by the store when a signature is hashed). The store's c_view()
+# names its layout; a store with another one is compiled through its entries instead.
+cdef struct StoreRowC:
+    int64_t size
+    int64_t expires
+    int64_t log_time
+    int64_t offset
+    int64_t version
+    int64_t issued_at
+    uint8_t digest[32]
+    int32_t grant_id
+    int32_t role            # >= 0: index into the store's string table; < 0: kept verbatim
+    uint32_t name_off
+    uint32_t name_len
+    uint32_t sig_off
+    uint32_t sig_len
+    uint32_t hash
+    uint32_t flags
+
+STORE_ROW_LAYOUT = ("tl_row/1", sizeof(StoreRowC), <Py_ssize_t>&(<StoreRowC *>0).log_time,
+                    <Py_ssize_t>&(<StoreRowC *>0).expires, <Py_ssize_t>&(<StoreRowC *>0).grant_id,
+                    <Py_ssize_t>&(<StoreRowC *>0).role, <Py_ssize_t>&(<StoreRowC *>0).sig_off,
+                    <Py_ssize_t>&(<StoreRowC *>0).sig_len)
+
+
 cdef struct CT:
     SlotC *slots
     KeyC *keys
