@@ -35,6 +35,7 @@ every mutation raises RuntimeError, so no reader ever sees freed rows.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -78,6 +79,17 @@ DEF COMPACT_MIN = 65536
 ROW_LAYOUT = ("tl_row/1", sizeof(tl_row), <Py_ssize_t>&(<tl_row *>0).log_time, <Py_ssize_t>&(<tl_row *>0).expires,
               <Py_ssize_t>&(<tl_row *>0).grant_id, <Py_ssize_t>&(<tl_row *>0).role,
               <Py_ssize_t>&(<tl_row *>0).sig_off, <Py_ssize_t>&(<tl_row *>0).sig_len)
+
+# The C calls of the compiled replay fold (ingest/_fastfold.pyx declares the same struct and
+# takes it from the capsule _C_API): a tag's version and an ImageSigned written straight
+# into a store from the parsed record, with no TagEntry, payload or signature object.
+ctypedef struct tl_store_api:
+    int abi
+    int (*tag_version)(PyObject *store, const char *name, Py_ssize_t n, int64_t *out) noexcept
+    int (*put)(PyObject *store, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
+               int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role, int32_t grant_id,
+               int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
+               const char *payload, Py_ssize_t payload_n) except -1
 
 cdef object _ABSENT = object()     # a tag scope with no version (in the side dict of versions)
 cdef int _readers = 0               # readers of C rows in progress (mutations refused)
@@ -1077,6 +1089,105 @@ cdef inline bint memchr_colon(const char *s, Py_ssize_t n) noexcept nogil:
         if s[i] == 58:   # ':' 
             return True
     return False
+
+
+cdef int _api_tag_version(PyObject *o, const char *name, Py_ssize_t n, int64_t *out) noexcept:
+    """1 and the version of tag scope ``name`` in ``*out``; 0: it has none; 2: the store
+    cannot say without a str (its side dict is in use: ask the mapping)."""
+    cdef CTagStore s = <CTagStore>o
+    cdef Py_ssize_t r
+    if s._vover is not None:
+        return 2
+    r = s.find(name, n, _hash(name, n))
+    if s._implicit(r):
+        out[0] = s.rows[r].version
+        return 1
+    return 0
+
+
+cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
+                  int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role, int32_t grant_id,
+                  int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
+                  const char *payload, Py_ssize_t payload_n) except -1:
+    """``store[tag] = TagEntry(...)`` and ``versions[tag] = version`` for an ImageSigned
+    signed by one key, from its parsed fields: 1 if written; 0 if the store cannot take it
+    this way (its side dict of versions is in use, the digest is not canonical, the
+    payload is not the one the row re-derives): the caller then writes the TagEntry."""
+    cdef CTagStore s = <CTagStore>o
+    cdef tl_row row
+    cdef int k_role, k_key, i, hi, lo = 0
+    cdef uint8_t *scratch
+    cdef Py_ssize_t bound, got, r
+    cdef uint32_t h
+    cdef uint16_t k16
+    cdef uint32_t n32
+    cdef char c
+    _check_writable()
+    if s._vover is not None or digest_n != 71 or memcmp(digest, b"sha256:", 7) != 0 or sig_n > 0x7fffffff:
+        return 0
+    memset(&row, 0, sizeof(tl_row))
+    for i in range(64):
+        c = digest[7 + i]
+        if 48 <= c <= 57:
+            hi = c - 48
+        elif 97 <= c <= 102:
+            hi = c - 87
+        else:
+            return 0
+        if i & 1:
+            row.digest[i >> 1] = <uint8_t>(lo * 16 + hi)
+        else:
+            lo = hi
+    k_role = s._intern(<object>role)
+    k_key = s._intern(<object>keyid)
+    if k_role < 0 or k_key < 0:
+        return 0
+    row.size, row.expires, row.issued_at, row.version = size, expires, issued_at, version
+    row.log_time, row.offset, row.grant_id, row.role = log_time, offset, grant_id, k_role
+    rb = s._strs_b[k_role]
+    bound = _bound(PyBytes_GET_SIZE(s._repo_b), PyBytes_GET_SIZE(rb), n)
+    if payload_n > bound:
+        return 0
+    scratch = <uint8_t *>malloc(bound)
+    if scratch == NULL:
+        raise MemoryError()
+    got = _derive(scratch, PyBytes_AS_STRING(s._repo_b), PyBytes_GET_SIZE(s._repo_b), &row,
+                  PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), name, n)
+    i = got == payload_n and memcmp(scratch, payload, payload_n) == 0
+    free(scratch)
+    if not i:
+        return 0
+    s._reserve(&s.sigs, &s.sigs_cap, s.sigs_len + SIG_HDR + sig_n)
+    h = _hash(name, n)
+    r = s.find(name, n, h)
+    if r < 0:
+        r = s._new_row(name, n, h)
+    else:
+        s._release(r)
+    k16 = <uint16_t>k_key
+    n32 = <uint32_t>sig_n
+    memcpy(s.sigs + s.sigs_len, &k16, 2)
+    memcpy(s.sigs + s.sigs_len + 2, &n32, 4)
+    memcpy(s.sigs + s.sigs_len + SIG_HDR, sig, sig_n)
+    row.sig_off = <uint32_t>s.sigs_len
+    row.sig_len = <uint32_t>(SIG_HDR + sig_n)
+    s.sigs_len += SIG_HDR + sig_n
+    row.name_off = s.rows[r].name_off
+    row.name_len = s.rows[r].name_len
+    row.hash = s.rows[r].hash
+    row.flags = s.rows[r].flags
+    s.rows[r] = row
+    s.generation += 1
+    if s.sigs_dead:
+        s._maybe_compact()
+    return 1
+
+
+cdef tl_store_api _API
+_API.abi = 1
+_API.tag_version = _api_tag_version
+_API.put = _api_put
+_C_API = PyCapsule_New(<void *>&_API, b"trustlog.core._tagstore_c._C_API", NULL)
 
 
 def _rebuild(repo, pairs, vover):

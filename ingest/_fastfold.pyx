@@ -18,8 +18,9 @@ back, so a reject always comes from the Python code, with its reason.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 from libc.string cimport memcmp
 
 import msgspec
@@ -65,6 +66,29 @@ SHORT = 1          # the segment ends before `stop`
 PAST_END = 2       # a frame's length runs past the end of the segment
 CRC_MISMATCH = 3
 LEAF_MISMATCH = 4
+
+# The compiled compact tag store's C calls (core/_tagstore_c.pyx, the same struct): the fast
+# path checks a tag's version and writes an ImageSigned into a store without a TagEntry.
+ctypedef struct tl_store_api:
+    int abi
+    int (*tag_version)(PyObject *store, const char *name, Py_ssize_t n, int64_t *out) noexcept
+    int (*put)(PyObject *store, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
+               int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role, int32_t grant_id,
+               int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
+               const char *payload, Py_ssize_t payload_n) except -1
+
+cdef const tl_store_api *_STORE = NULL
+_CTagStore = _TagVersions = None
+try:
+    from trustlog.core import _tagstore_c
+except ImportError:     # not built: repositories hold dicts (core.tagstore_backend)
+    pass
+else:
+    _STORE = <const tl_store_api *>PyCapsule_GetPointer(_tagstore_c._C_API, b"trustlog.core._tagstore_c._C_API")
+    if _STORE.abi != 1:
+        _STORE = NULL
+    else:
+        _CTagStore, _TagVersions = _tagstore_c.CTagStore, _tagstore_c.TagVersions
 
 cdef str _TARGETS = "targets"
 cdef const unsigned char *_EMPTY = <const unsigned char *>""
@@ -150,7 +174,7 @@ cdef class _Grant:
 cdef class _Repo:
     """A repository as the fast path reads it: its dicts and active roles."""
     cdef object repo, tags, versions
-    cdef bint tags_is_dict, versions_is_dict
+    cdef bint tags_is_dict, versions_is_dict, store     # store: a compact tag store holding its versions too
     cdef dict deleted_tags, compromised
     cdef list grants
 
@@ -160,6 +184,8 @@ cdef class _Repo:
         self.tags_is_dict = type(repo.tags) is dict
         self.versions = repo.versions
         self.versions_is_dict = type(repo.versions) is dict
+        self.store = (_STORE != NULL and type(repo.tags) is _CTagStore and type(repo.versions) is _TagVersions
+                      and repo.versions.store is repo.tags)
         self.deleted_tags = repo.deleted_tags
         self.compromised = repo.compromised
         self.grants = [_Grant(role, gid, repo.grants[gid]) for role, gid in repo.roles.items()]
@@ -238,6 +264,8 @@ cdef class CompiledFold:
         cdef _Repo c
         cdef _Grant g = None
         cdef long long log_time = r.log_time
+        cdef int64_t cur_version = 0
+        cdef int rc
         cdef Py_ssize_t i
         if not tl_is_tag(r.tag, MAX_TAG_LEN) or not tl_is_digest(r.digest):
             return 0
@@ -253,16 +281,29 @@ cdef class CompiledFold:
             g = None
         if g is None:
             return 0
-        tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
-        if c.versions_is_dict:
-            p = PyDict_GetItem(c.versions, tag)
-            if p is not NULL and not r.version > <object>p:
+        tag = None      # the tag's str, made only where a dict needs it
+        if c.store:
+            rc = _STORE.tag_version(<PyObject *>c.tags, r.tag.s, r.tag.n, &cur_version)
+            if rc == 1 and not r.version > cur_version:
                 return 0
+            if rc == 2:
+                tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
+                cur = c.versions.get(tag)
+                if cur is not None and not r.version > cur:
+                    return 0
         else:
-            cur = c.versions.get(tag)
-            if cur is not None and not r.version > cur:
-                return 0
-        if r.nsigs == 1 and g.threshold == 1:
+            tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
+            if c.versions_is_dict:
+                p = PyDict_GetItem(c.versions, tag)
+                if p is not NULL and not r.version > <object>p:
+                    return 0
+            else:
+                cur = c.versions.get(tag)
+                if cur is not None and not r.version > cur:
+                    return 0
+        signatures = None
+        one = r.nsigs == 1 and g.threshold == 1
+        if one:
             kid = g.keyid_of(r.keyid[0])
             if kid is None:
                 return 0
@@ -270,12 +311,13 @@ cdef class CompiledFold:
                 since = c.compromised.get(self._material(c.repo, kid))
                 if since is not None and since <= log_time:
                     return 0
-            signatures = ((kid, PyBytes_FromStringAndSize(<const char *>r.sig[0], r.sig_len[0])),)
         else:
             signatures = self._counted(c, g, log_time)
             if signatures is None:
                 return 0
         if not g.is_targets:
+            if tag is None:
+                tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
             p = PyDict_GetItem(g.may_sign, tag)
             if p is NULL:
                 ok = self._may_sign(g.paths, tag)
@@ -285,20 +327,33 @@ cdef class CompiledFold:
             if not ok:
                 return 0
         repo = c.repo
-        digest = PyUnicode_DecodeASCII(r.digest.s, r.digest.n, NULL)
-        payload = PyBytes_FromStringAndSize(<const char *>r.payload, r.payload_len)
         version = r.version
-        entry = TagEntry(tag, digest, r.size, r.expires, g.role, g.gid, log_time, offset, version, payload, signatures)
-        if c.tags_is_dict:
-            PyDict_SetItem(c.tags, tag, entry)
-        else:
-            c.tags[tag] = entry
+        # a compact store takes the parsed fields (it re-derives the payload and compares it
+        # with the record's); else, or when it cannot, the TagEntry as TrustedFold makes it
+        if not (one and c.store and _STORE.put(
+                <PyObject *>c.tags, r.tag.s, r.tag.n, r.digest.s, r.digest.n, r.size, r.expires, r.issued_at,
+                r.version, <PyObject *>g.role, <int32_t>g.gid, log_time, offset, <PyObject *>kid,
+                <const char *>r.sig[0], r.sig_len[0], <const char *>r.payload, r.payload_len)):
+            if tag is None:
+                tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
+            if signatures is None:
+                signatures = ((kid, PyBytes_FromStringAndSize(<const char *>r.sig[0], r.sig_len[0])),)
+            digest = PyUnicode_DecodeASCII(r.digest.s, r.digest.n, NULL)
+            payload = PyBytes_FromStringAndSize(<const char *>r.payload, r.payload_len)
+            entry = TagEntry(tag, digest, r.size, r.expires, g.role, g.gid, log_time, offset, version, payload,
+                             signatures)
+            if c.tags_is_dict:
+                PyDict_SetItem(c.tags, tag, entry)
+            else:
+                c.tags[tag] = entry
+            if c.versions_is_dict:
+                PyDict_SetItem(c.versions, tag, version)
+            else:
+                c.versions[tag] = version
         if c.deleted_tags:
+            if tag is None:
+                tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
             c.deleted_tags.pop(tag, None)
-        if c.versions_is_dict:
-            PyDict_SetItem(c.versions, tag, version)
-        else:
-            c.versions[tag] = version
         v = repo.version + 1
         repo.version = v if v > version else version
         repo.last_log_time = log_time

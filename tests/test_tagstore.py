@@ -467,7 +467,7 @@ def test_the_engine_never_reads_a_store_that_changed_since_it_was_compiled() -> 
         s.create([root], [targets])
         for t in range(30):
             s.sign_tag(f"t{t}", [targets])
-    repo = s.state.repos[REPO]
+    assert type(s.state.repos[REPO].tags) is compiled_store()
     ev = compiled.CompiledEvaluator(s.state)
     ct = ev.ct
     ct.refresh()

@@ -870,7 +870,7 @@ cdef class CompiledTrust:
         cdef Py_ssize_t looked = 0, hits = 0, verified = 0
         from trustlog.core._tagstore_c import reading
         while lo < n:
-            hi = lo + 65536 if lo + 65536 < n else n
+            hi = lo + 4096 if lo + 4096 < n else n        # small chunks: the scratch is reused, RSS stays flat
             by_slot = {}
             for i in range(lo, hi):
                 row = trow[i]
