@@ -3,7 +3,8 @@
 ``RepoState.tags`` of a repository created by a native ``RepoCreated`` (and of one loaded
 from a snapshot) is a :class:`trustlog.core._tagstore_c.CTagStore` (C rows, no Python
 object per tag) and its ``versions`` a :class:`~trustlog.core._tagstore_c.TagVersions`
-over it, unless ``TRUSTLOG_PUREPYTHON=1`` or the extension was not built: then the plain
+over it, unless ``TRUSTLOG_PUREPYTHON=1`` (or ``TRUSTLOG_TAG_STORE=dict``, which keeps
+the other compiled parts: for comparisons) or the extension was not built: then the plain
 ``dict[str, TagEntry]`` / ``dict[str, int]``, with a warning that says how to build it.
 Both hold the same values (``tests/test_tagstore.py`` runs the same mapping histories
 over each); repositories of imported TUF/Notary metadata keep dicts.
@@ -32,7 +33,7 @@ def load() -> ModuleType:
 
 
 def _select() -> tuple[str, ModuleType | None]:
-    if os.environ.get("TRUSTLOG_PUREPYTHON") == "1":
+    if os.environ.get("TRUSTLOG_PUREPYTHON") == "1" or os.environ.get("TRUSTLOG_TAG_STORE") == "dict":
         return "dict", None
     try:
         return "compact", load()
