@@ -36,6 +36,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -93,7 +94,7 @@ ctypedef struct tl_store_api:
 
 cdef object _ABSENT = object()     # a tag scope with no version (in the side dict of versions)
 cdef int _readers = 0               # readers of C rows in progress (mutations refused)
-cdef int64_t I64_MIN = -0x7fffffffffffffff - 1
+cdef int64_t I64_MIN = -0x7fffffffffffffff - 1   # (spelled so: -2**63 is not a C literal)
 cdef int64_t I64_MAX = 0x7fffffffffffffff
 _MISSING = object()
 
@@ -1122,6 +1123,7 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     cdef uint16_t k16
     cdef uint32_t n32
     cdef char c
+    cdef uint8_t stack[1024]
     _check_writable()
     if s._vover is not None or digest_n != 71 or memcmp(digest, b"sha256:", 7) != 0 or sig_n > 0x7fffffff:
         return 0
@@ -1138,8 +1140,8 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
             row.digest[i >> 1] = <uint8_t>(lo * 16 + hi)
         else:
             lo = hi
-    k_role = s._intern(<object>role)
-    k_key = s._intern(<object>keyid)
+    k_role = _intern_fast(s, role)
+    k_key = _intern_fast(s, keyid)
     if k_role < 0 or k_key < 0:
         return 0
     row.size, row.expires, row.issued_at, row.version = size, expires, issued_at, version
@@ -1148,13 +1150,17 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     bound = _bound(PyBytes_GET_SIZE(s._repo_b), PyBytes_GET_SIZE(rb), n)
     if payload_n > bound:
         return 0
-    scratch = <uint8_t *>malloc(bound)
-    if scratch == NULL:
-        raise MemoryError()
+    if bound <= 1024:
+        scratch = &stack[0]
+    else:
+        scratch = <uint8_t *>malloc(bound)
+        if scratch == NULL:
+            raise MemoryError()
     got = _derive(scratch, PyBytes_AS_STRING(s._repo_b), PyBytes_GET_SIZE(s._repo_b), &row,
                   PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), name, n)
     i = got == payload_n and memcmp(scratch, payload, payload_n) == 0
-    free(scratch)
+    if scratch != &stack[0]:
+        free(scratch)
     if not i:
         return 0
     s._reserve(&s.sigs, &s.sigs_cap, s.sigs_len + SIG_HDR + sig_n)
@@ -1181,6 +1187,16 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     if s.sigs_dead:
         s._maybe_compact()
     return 1
+
+
+cdef inline int _intern_fast(CTagStore s, PyObject *o) except -2:
+    """:meth:`CTagStore._intern` for the fold's own str objects (a grant's role and key
+    ids, the same object each time): found by identity first."""
+    cdef Py_ssize_t k, n = PyList_GET_SIZE(s._strs)
+    for k in range(n):
+        if PyList_GET_ITEM(s._strs, k) == o:
+            return <int>k
+    return s._intern(<object>o)
 
 
 cdef tl_store_api _API
