@@ -330,7 +330,7 @@ cdef class CompiledFold:
         version = r.version
         # a compact store takes the parsed fields (it re-derives the payload and compares it
         # with the record's); else, or when it cannot, the TagEntry as TrustedFold makes it
-        if not (one and c.store and _STORE.put(
+        if not (one and c.store and 0 <= g.gid <= 0x7fffffff and _STORE.put(
                 <PyObject *>c.tags, r.tag.s, r.tag.n, r.digest.s, r.digest.n, r.size, r.expires, r.issued_at,
                 r.version, <PyObject *>g.role, <int32_t>g.gid, log_time, offset, <PyObject *>kid,
                 <const char *>r.sig[0], r.sig_len[0], <const char *>r.payload, r.payload_len)):
