@@ -341,14 +341,7 @@ cdef class CTagStore:
 
 
     def __cinit__(self, *args, **kwargs):
-        self.rows = NULL
-        self.slots = NULL
-        self.names = NULL
-        self.sigs = NULL
-        self.nrows = self.cap_rows = self.live = 0
-        self.nslots = self.used_slots = 0
-        self.names_len = self.names_cap = 0
-        self.sigs_len = self.sigs_cap = self.sigs_dead = 0
+        # Cython zeroes a new object's C fields: no rows, no table, empty arenas
         self._strs = []
         self._strs_b = []
         self._strs_ix = None
@@ -491,7 +484,6 @@ cdef class CTagStore:
         cdef char *sigs = NULL
         cdef Py_ssize_t ncap = 0, scap = 0
         cdef dict verbatim = None
-        live_names = 0
         for r in range(self.nrows):
             if self.rows[r].role != ROW_DEAD:
                 nl += self.rows[r].name_len
@@ -836,18 +828,16 @@ cdef class CTagStore:
             self._maybe_compact()
 
     cdef void _reset(self):
+        """Free the rows, the table and the arenas: the store of a new object."""
         free(self.rows)
         free(self.slots)
         free(self.names)
         free(self.sigs)
         self.rows = NULL
         self.slots = NULL
-        self.names = NULL
-        self.sigs = NULL
-        self.nrows = self.cap_rows = self.live = 0
-        self.nslots = self.used_slots = 0
-        self.names_len = self.names_cap = 0
-        self.sigs_len = self.sigs_cap = self.sigs_dead = 0
+        self.names = self.sigs = NULL
+        self.nrows = self.cap_rows = self.live = self.nslots = self.used_slots = 0
+        self.names_len = self.names_cap = self.sigs_len = self.sigs_cap = self.sigs_dead = 0
         self._verbatim = None
         self.generation += 1
 
