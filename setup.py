@@ -108,6 +108,17 @@ def _extensions() -> list[Extension]:
         define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],
         extra_compile_args=["-O3"],
     )
+    # The checks of a log's derived files on open, in C (their Python twins beside their
+    # callers in segment_log.py and logindex.py); CRC-32C from _fastfold.h.
+    scan = Extension(
+        "trustlog.ingest._logscan",
+        ["ingest/_logscan.pyx"],
+        depends=["ingest/_fastfold.h"],
+        include_dirs=["ingest"],
+        libraries=["crypto"],
+        define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],
+        extra_compile_args=["-O3"],
+    )
     try:
         from Cython.Build import cythonize
     except ImportError as e:
@@ -117,14 +128,14 @@ def _extensions() -> list[Extension]:
         return []
     try:
         return cythonize(
-            [ext, fold],
+            [ext, fold, scan],
             language_level=3,
             compiler_directives={"boundscheck": False, "wraparound": False},
         )
     except Exception as e:  # Cython's CompileError, or a missing source in an sdist
         if REQUIRE:
             raise
-        _warn("could not cythonize verifier/_cverify.pyx or ingest/_fastfold.pyx", e)
+        _warn("could not cythonize verifier/_cverify.pyx, ingest/_fastfold.pyx or ingest/_logscan.pyx", e)
         return []
 
 
