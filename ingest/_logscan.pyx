@@ -121,3 +121,37 @@ def walk_postings(bytes data, heads):
         if hv[i] != last[i]:
             return WALK_HEADS, 0
     return WALK_OK, 0
+
+
+cdef extern from "<string.h>" nogil:
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
+
+# an ed25519 PublicKey as the events encode it (msgpack map: keytype, public as bin 32)
+_ED25519_KEY = b"\xa7keytype\xa7ed25519\xa6public\xc4\x20"
+
+
+def ed25519_keys(bytes data):
+    """The 32-byte strings that follow an encoded ed25519 ``PublicKey`` anywhere in
+    ``data`` (a segment: events are stored verbatim inside their records), each once, in
+    order of first appearance. The search runs without the GIL. Only a hint of which
+    point checks a fold of ``data`` will make (``replay._warm_key_checks``)."""
+    cdef const unsigned char *d = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef size_t size = <size_t>PyBytes_GET_SIZE(data)
+    cdef const unsigned char *pat = <const unsigned char *>PyBytes_AS_STRING(_ED25519_KEY)
+    cdef size_t plen = <size_t>PyBytes_GET_SIZE(_ED25519_KEY)
+    cdef size_t pos = 0, cap = 0, n = 0
+    cdef const unsigned char *hit
+    found = array("Q")
+    while True:
+        with nogil:
+            hit = NULL
+            if size - pos >= plen + 32:
+                hit = <const unsigned char *>memmem(d + pos, size - pos, pat, plen)
+        if hit == NULL or <size_t>(hit - d) + plen + 32 > size:
+            break
+        found.append(<size_t>(hit - d) + plen)
+        pos = <size_t>(hit - d) + plen + 32
+    out = {}
+    for p in found:
+        out[data[p:p + 32]] = None
+    return list(out)

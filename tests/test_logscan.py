@@ -164,3 +164,57 @@ def test_walk_postings_agree(blocks, data) -> None:
     if data.draw(st.booleans()):
         heads = array("Q", data.draw(st.lists(st.sampled_from([NONE, 0, 20, 44, 68]), max_size=6)))
     _same_walk(raw, heads)
+
+
+# -- the keys a segment introduces (a hint for the replay's helper thread) -------------
+
+_KEY = b"\xa7keytype\xa7ed25519\xa6public\xc4\x20"
+
+
+def _keys_reference(data: bytes) -> list[bytes]:
+    out: dict[bytes, None] = {}
+    i = data.find(_KEY)
+    while i >= 0 and i + len(_KEY) + 32 <= len(data):
+        out[data[i + len(_KEY):i + len(_KEY) + 32]] = None
+        i = data.find(_KEY, i + len(_KEY) + 32)
+    return list(out)
+
+
+def test_ed25519_keys_finds_the_keys_events_introduce() -> None:
+    from trustlog.core.events import RepoCreated, RoleKeysSet, sign_event
+    from trustlog.core.keys import SigningKey
+    from trustlog.ingest.records import LogRecord, encode_record
+
+    r, t, c = (SigningKey.from_seed(s) for s in (b"ks-root", b"ks-targets", b"ks-ci"))
+    evs = [RepoCreated("registry.example.com/a/b", 1, 0, [r.public_key], 1, [t.public_key], 1, 99),
+           RoleKeysSet("registry.example.com/a/b", 2, 0, "targets/ci", [c.public_key, r.public_key], 1, 99, ["*"])]
+    seg = b"".join(encode_record(LogRecord(i, sign_event(e, [r]).to_bytes(), None)) for i, e in enumerate(evs))
+    want = [r.public_key.public, t.public_key.public, c.public_key.public]
+    assert _logscan.ed25519_keys(seg) == want == _keys_reference(seg)
+    assert _logscan.ed25519_keys(seg[:-10]) == _keys_reference(seg[:-10])
+
+
+@SETTINGS
+@given(parts=st.lists(st.one_of(st.binary(max_size=40), st.just(_KEY), st.just(_KEY[:-1]),
+                                st.just(_KEY + b"k" * 32)), max_size=12))
+def test_ed25519_keys_agree(parts) -> None:
+    data = b"".join(parts)
+    assert _logscan.ed25519_keys(data) == _keys_reference(data)
+
+
+def test_warm_checks_are_the_checks_and_stop_when_asked() -> None:
+    from trustlog.core import keys
+    from trustlog.core.keys import PublicKey, SigningKey, validate_public_key
+
+    good = [SigningKey.from_seed(b"warm%d" % i).public_key.public for i in range(3)]
+    bad = b"\x01" + b"\x00" * 31  # the identity-adjacent point of small order: refused
+    asked = []
+    assert keys.warm_ed25519_checks(good + [bad, b"short"], lambda: len(asked) > 99) == 5
+    before = keys._ed25519_point_ok.cache_info().hits
+    for p in good:
+        assert validate_public_key(PublicKey("ed25519", p)).public == p
+    assert keys._ed25519_point_ok.cache_info().hits == before + 3
+    with pytest.raises(keys.InvalidKeyError):
+        validate_public_key(PublicKey("ed25519", bad))
+    stop_after = iter([False, True])
+    assert keys.warm_ed25519_checks([bad, bad, bad], lambda: next(stop_after)) == 1
