@@ -115,6 +115,17 @@ def _extensions() -> list[Extension]:
         ["core/_tagstore_c.pyx"],
         extra_compile_args=["-O3"],
     )
+    # The checks of a log's derived files on open, in C (their Python twins beside their
+    # callers in segment_log.py and logindex.py); CRC-32C from _fastfold.h.
+    scan = Extension(
+        "trustlog.ingest._logscan",
+        ["ingest/_logscan.pyx"],
+        depends=["ingest/_fastfold.h"],
+        include_dirs=["ingest"],
+        libraries=["crypto"],
+        define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],
+        extra_compile_args=["-O3"],
+    )
     try:
         from Cython.Build import cythonize
     except ImportError as e:
@@ -124,14 +135,14 @@ def _extensions() -> list[Extension]:
         return []
     try:
         return cythonize(
-            [ext, fold, store],
+            [ext, fold, store, scan],
             language_level=3,
             compiler_directives={"boundscheck": False, "wraparound": False},
         )
     except Exception as e:  # Cython's CompileError, or a missing source in an sdist
         if REQUIRE:
             raise
-        _warn("could not cythonize verifier/_cverify.pyx, ingest/_fastfold.pyx or core/_tagstore_c.pyx", e)
+        _warn("could not cythonize verifier/_cverify.pyx, ingest/_fastfold.pyx, core/_tagstore_c.pyx or ingest/_logscan.pyx", e)
         return []
 
 

@@ -45,6 +45,8 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+from trustlog.ingest.kafka_servers import bootstrap_servers
+
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 
@@ -81,7 +83,7 @@ def make_events(n: int) -> list[tuple[bytes, bytes]]:
 def publish(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> float:
     from kafka import KafkaProducer
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
+    p = KafkaProducer(bootstrap_servers=bootstrap_servers(bootstrap), acks="all", enable_idempotence=True, linger_ms=20,
                       batch_size=512 * 1024, client_id="trustlog-bench-publish")
     t0 = time.perf_counter()
     errors = []
@@ -98,7 +100,7 @@ def publish(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> fl
 def bare_consume(bootstrap: str, topic: str, n: int, fetch: dict) -> float:
     from kafka import KafkaConsumer, TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="trustlog-bench-bare",
+    c = KafkaConsumer(bootstrap_servers=bootstrap_servers(bootstrap), enable_auto_commit=False, client_id="trustlog-bench-bare",
                       **fetch)
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     c.assign(tps)
@@ -295,7 +297,7 @@ def _main(stack: ExitStack) -> int:
     measure_limit()
 
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustlog-bench-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(bootstrap), client_id="trustlog-bench-admin")
     admin.create_topics({topic: {"num_partitions": PARTITIONS, "replication_factor": 1}}, timeout_ms=30_000,
                         wait_for_metadata=True)
     tmp = Path(tempfile.mkdtemp(prefix="trustlog-bench-ingest-", dir=os.environ.get("TRUSTLOG_BENCH_DIR")))

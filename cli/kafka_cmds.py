@@ -29,8 +29,7 @@ import msgspec
 
 from trustlog.core.errors import EncodingError, InputError, TrustlogError
 from trustlog.core.events import Envelope, decode_event, decode_wire, envelope_to_json
-
-from trustlog.services.kafka_verify import bootstrap_servers as _servers
+from trustlog.ingest.kafka_servers import bootstrap_servers
 
 from .common import emit
 from .options import add_kafka_worker_options, add_max_event_bytes_option, positive_int
@@ -48,7 +47,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
     from kafka.admin import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="trustlog-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(bootstrap), client_id="trustlog-admin")
     try:
         if topic in admin.list_topics():
             return False
@@ -81,7 +80,7 @@ class Publisher:
         self.layout = layout if layout is not None else ensure_layout(bootstrap, topic)
         self.track = track
         self.positions: dict[str, str] = {}
-        self.producer = KafkaProducer(bootstrap_servers=_servers(bootstrap), acks="all", enable_idempotence=True,
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers(bootstrap), acks="all", enable_idempotence=True,
                                       linger_ms=linger_ms, batch_size=batch_size,
                                       client_id=f"trustlog-publish-{os.getpid()}")
         self.sent = 0
@@ -127,7 +126,7 @@ def wait_for_group(bootstrap: str, group: str, topic: str, end_offsets: dict[int
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="trustlog-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(bootstrap), client_id="trustlog-admin")
     t0 = time.monotonic()
     try:
         while True:

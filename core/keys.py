@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from collections.abc import Callable, Iterable
 from typing import Final, cast
 
 import msgspec
@@ -114,12 +115,28 @@ def _material_id(keytype: str, public: bytes) -> bytes:
     return hashlib.sha256(m).digest()
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1 << 18)  # a 10M-event registry has ~100k keys; ~40 MB when full
 def _ed25519_point_ok(public: bytes) -> bool:
     """libsodium's full point check (~30-60 µs: a subgroup check), cached by the key's
     bytes: a point's validity never changes, and one signer key is set in many
     repositories (each ``RoleKeysSet`` of it would check it again on every replay)."""
     return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public))
+
+
+def warm_ed25519_checks(publics: Iterable[bytes], stop: Callable[[], bool]) -> int:
+    """Make the point check of each 32-byte string in ``publics`` ahead of need, into
+    the cache :func:`validate_public_key` reads (a replay's helper thread does this for
+    the keys a segment introduces while the fold works through it: libsodium runs
+    without the GIL). The check itself is unchanged; this only computes it earlier.
+    Stops early when ``stop()`` is true; returns how many were looked at."""
+    n = 0
+    for public in publics:
+        if stop():
+            break
+        if len(public) == 32:
+            _ed25519_point_ok(public)
+        n += 1
+    return n
 
 
 def validate_public_key(key: PublicKey) -> PublicKey:

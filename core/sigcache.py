@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from .crypto_hook import CryptoFn
 from .keys import PublicKey
@@ -25,8 +26,35 @@ def cache_key(alg: int, public: bytes, message: bytes, signature: bytes) -> byte
     return h.digest()
 
 
+VALID = 1
+INVALID = 0
+# Any other byte from a check (2: the check itself failed) is no verdict: it rejects
+# now and is never remembered, so the signature is checked again next time (as the
+# compiled verifier does: verifier/_compiled_trust.pxi, step 5).
+
+
+class VerdictStore(Protocol):
+    """Where verdicts go: :class:`CryptoCache`, or the compiled ``SigCache``."""
+
+    def put(self, key: bytes, valid: bool) -> None: ...
+
+
+def remember(cache: VerdictStore, cks: Sequence[bytes], results: Sequence[int]) -> int:
+    """Store the verdicts of one batch check (``results[i]`` for ``cks[i]``) in
+    ``cache`` (a :class:`CryptoCache` or the compiled ``SigCache``); a failed check is
+    not stored. Returns how many failed."""
+    failed = 0
+    for ck, r in zip(cks, results, strict=True):
+        if r in (VALID, INVALID):
+            cache.put(ck, r == VALID)
+        else:
+            failed += 1
+    return failed
+
+
 class CryptoCache:
-    """Validity by content hash. Only two values are stored: valid and invalid."""
+    """Validity by content hash. Only two values are stored: valid and invalid (a
+    check that failed is not a verdict and is never stored: see :func:`remember`)."""
 
     __slots__ = ("_d", "hits", "misses")
 
@@ -57,26 +85,33 @@ class CachedSigCheck:
     """The fold's signature check (``sigcheck=`` of ``TrustState.apply``) over a cache.
 
     A signature whose validity ``cache`` knows is answered from it; any other is checked
-    by ``crypto`` (the injected batch check, one item) and the answer remembered. Callers
+    by ``crypto`` (the injected batch check, one item) and the answer remembered; a
+    check that failed (byte 2) is a rejection now and is not remembered, so it is
+    made again the next time the signature is asked about (``failed`` counts them). Callers
     pre-verify in batches (``ingest/precheck.py``), so this path mostly hits.
     ``on_verify``, if given, is called once for every check ``crypto`` made (``log
     verify`` counts them); ``verified`` counts them too.
     """
 
-    __slots__ = ("cache", "crypto", "on_verify", "verified")
+    __slots__ = ("cache", "crypto", "failed", "on_verify", "verified")
 
     def __init__(self, cache: CryptoCache, crypto: CryptoFn, on_verify: Callable[[], None] | None = None) -> None:
         self.cache = cache
         self.crypto = crypto
         self.on_verify = on_verify
         self.verified = 0
+        self.failed = 0
 
     def __call__(self, key: PublicKey, message: bytes, signature: bytes) -> bool:
         ck = cache_key(key.alg, key.public, message, signature)
         v = self.cache.get(ck)
         if v is None:
-            v = self.crypto([(key.alg, key.public, message, signature)])[0] == 1
-            self.cache.put(ck, v)
+            r = self.crypto([(key.alg, key.public, message, signature)])[0]
+            v = r == VALID
+            if v or r == INVALID:
+                self.cache.put(ck, v)
+            else:
+                self.failed += 1
             self.verified += 1
             if self.on_verify is not None:
                 self.on_verify()

@@ -40,3 +40,15 @@ def _select() -> tuple[str, ModuleType | None]:
 
 
 BACKEND, compiled = _select()
+
+
+def logscan() -> ModuleType | None:
+    """The compiled checks of a log's derived files on open (``trustlog.ingest._logscan``)
+    when the compiled fold is in use and they were built, else None: then their
+    pure-Python twins, which give the same answers (``tests/test_logscan.py``)."""
+    if BACKEND != "c":
+        return None
+    try:
+        return importlib.import_module("trustlog.ingest._logscan")
+    except ImportError:  # a build that predates it: the twins are used
+        return None

@@ -66,6 +66,7 @@ from kafka import ConsumerRebalanceListener
 from trustlog.core.errors import LogError
 from trustlog.core.events import DEFAULT_MAX_EVENT_BYTES
 
+from .kafka_servers import bootstrap_servers
 from .kafka_metrics import NoMetrics, reason_label, worker_metrics
 from .outcomes import OutcomeWriter, default_outcomes_topic, ensure_outcomes_topic
 from .partitioning import (
@@ -296,7 +297,7 @@ class KafkaIngestWorker:
         self._metrics: NoMetrics = NoMetrics()
         self._status: StatusSink = status if status is not None else _NoStatus()
         self._consumer_config: dict[str, Any] = dict(
-            bootstrap_servers=bootstrap.split(","),
+            bootstrap_servers=bootstrap_servers(bootstrap),
             group_id=group,
             client_id=client_id or f"trustlog-ingest-{os.getpid()}",
             enable_auto_commit=False,
@@ -591,7 +592,7 @@ class KafkaIngestWorker:
             if self.dlq or self.outcomes_topic:
                 # one outcome per input, flushed per poll batch: batches of 1 MiB instead of
                 # kafka-python's 16 KiB send far fewer requests (about half the CPU per outcome)
-                self.producer = KafkaProducer(bootstrap_servers=self.bootstrap.split(","), acks="all",
+                self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers(self.bootstrap), acks="all",
                                               enable_idempotence=True, linger_ms=5, batch_size=1 << 20,
                                               client_id=f"trustlog-ingest-out-{os.getpid()}")
             if self.outcomes_topic:

@@ -40,7 +40,7 @@ from trustlog.core.keys import PublicKey
 from trustlog.core.merkle import CompactRange, MemoryNodeStore, consistency_proof, leaf_hash, verify_consistency
 from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.core.crypto_hook import CryptoFn, default_crypto
-from trustlog.core.sigcache import CachedSigCheck, CryptoCache
+from trustlog.core.sigcache import CachedSigCheck, CryptoCache, remember
 
 from . import precheck
 from .logindex import LogIndex, event_postings
@@ -655,6 +655,5 @@ def _precheck(state: TrustState, decoded: list[tuple[Envelope, Event]], cache: C
     The same plan, with the same bounds, as ingest (see :mod:`.precheck`)."""
     cks, items = precheck.plan(state, decoded, {}, cache)
     if items:
-        for ck, ok in zip(cks, crypto(items), strict=True):
-            cache.put(ck, ok == 1)
+        remember(cache, cks, crypto(items))  # a failed check is not stored: the fold checks it again
         report.signatures_verified += len(items)

@@ -410,22 +410,51 @@ def _check_postings(fd: int, size: int, want_crc: int, heads: array) -> str | No
     data = os.pread(fd, size, 0) if size else b""
     if len(data) != size or crc32c.crc32c(data) != want_crc:
         return "does not match its CRC in heads.dat"
+    code, pos = _walk_postings(data, heads)
+    if code == WALK_OK:
+        return None
+    if code == WALK_SHORT:
+        return f"ends inside a block header at byte {pos}"
+    if code == WALK_MALFORMED:
+        return f"has a malformed block at byte {pos}"
+    if code == WALK_CRC:
+        return f"has a block at byte {pos} that fails its CRC"
+    return "disagrees with the block chains in heads.dat"
+
+
+WALK_OK, WALK_SHORT, WALK_MALFORMED, WALK_CRC, WALK_HEADS = range(5)  # as _logscan's
+
+
+def _walk_postings_py(data: bytes, heads: array) -> tuple[int, int]:
+    """``(WALK_*, pos)`` of a walk over every block of the postings ``data``; the twin
+    of ``_logscan.walk_postings`` (see there)."""
+    size = len(data)
     last = [_NONE] * len(heads)
     pos = 0
     while pos < size:
         if size - pos < _BLOCK.size:
-            return f"ends inside a block header at byte {pos}"
+            return WALK_SHORT, pos
         nid, count, prev, crc = _BLOCK.unpack_from(data, pos)
         end = pos + _BLOCK.size + count * _ENTRY.size
         if nid >= len(heads) or end > size or prev != last[nid]:
-            return f"has a malformed block at byte {pos}"
+            return WALK_MALFORMED, pos
         if crc32c.crc32c(data[pos + _BLOCK.size:end]) != crc:
-            return f"has a block at byte {pos} that fails its CRC"
+            return WALK_CRC, pos
         last[nid] = pos
         pos = end
     if list(heads) != last:
-        return "disagrees with the block chains in heads.dat"
-    return None
+        return WALK_HEADS, 0
+    return WALK_OK, 0
+
+
+def _compiled_walk():
+    from . import fold_backend
+
+    m = fold_backend.logscan()
+    return m.walk_postings if m is not None else _walk_postings_py
+
+
+_walk_postings = _compiled_walk()
 
 
 def _pwrite_all(fd: int, data: bytes | bytearray, pos: int, path: Path) -> None:

@@ -33,6 +33,7 @@ import msgspec
 
 from trustlog.core.errors import TrustlogError
 
+from .kafka_servers import bootstrap_servers
 from .pipeline import Fate, TrustLog
 from .records import KafkaPosition, decode_record, decode_reject
 
@@ -134,7 +135,7 @@ def ensure_outcomes_topic(bootstrap: str, topic: str, partitions: int) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="trustlog-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(bootstrap), client_id="trustlog-admin")
     try:
         if topic in admin.list_topics():
             return
@@ -156,7 +157,7 @@ class OutcomeWaiter:
         from kafka import KafkaConsumer, TopicPartition
 
         ensure_outcomes_topic(bootstrap, outcomes_topic, partitions)
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(bootstrap), enable_auto_commit=False,
                                       client_id=f"trustlog-publish-wait-{os.getpid()}")
         deadline = time.monotonic() + 30
         parts = self.consumer.partitions_for_topic(outcomes_topic)

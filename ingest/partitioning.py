@@ -42,6 +42,8 @@ from trustlog.core.events import Event
 from trustlog.core.reasons import Reject
 from trustlog.core.state import RejectedEventError, TrustState
 
+from .kafka_servers import bootstrap_servers
+
 LAYOUT_FILE = "layout.json"
 HASH = "murmur2"
 
@@ -89,7 +91,7 @@ def _decode(value: bytes, where: str) -> Layout:
 def _consumer(bootstrap: str) -> Any:
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+    return KafkaConsumer(bootstrap_servers=bootstrap_servers(bootstrap), enable_auto_commit=False,
                          client_id=f"trustlog-layout-{os.getpid()}")
 
 
@@ -158,7 +160,7 @@ def ensure_layout(bootstrap: str, topic: str) -> Layout:
         c.close(autocommit=False)
     if lay is None:
         lt = layout_topic(topic)
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="trustlog-admin")
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(bootstrap), client_id="trustlog-admin")
         try:
             admin.create_topics([NewTopic(lt, 1, 1, topic_configs={"cleanup.policy": "delete", "retention.ms": "-1",
                                                                    "retention.bytes": "-1"})],
@@ -167,7 +169,7 @@ def ensure_layout(bootstrap: str, topic: str) -> Layout:
             pass
         finally:
             admin.close()
-        p = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True,
+        p = KafkaProducer(bootstrap_servers=bootstrap_servers(bootstrap), acks="all", enable_idempotence=True,
                           client_id=f"trustlog-layout-{os.getpid()}")
         try:
             rec = Layout(topic, live, HASH, time.time_ns())

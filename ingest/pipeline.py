@@ -47,7 +47,7 @@ from trustlog.core.merkle import leaf_hash
 from trustlog.core.reasons import Reject
 from trustlog.core.state import Pin, RejectedEventError, TrustState
 from trustlog.core.crypto_hook import CryptoFn, default_crypto
-from trustlog.core.sigcache import CachedSigCheck, CryptoCache
+from trustlog.core.sigcache import CachedSigCheck, CryptoCache, remember
 
 from . import precheck
 from .closing import Closing
@@ -470,8 +470,7 @@ class TrustLog(Closing):
             introduced.clear()  # only a hint; the state holds every accepted key anyway
         cks, items = precheck.plan(self.state, decoded, introduced, self.cache)
         if items:
-            for ck, ok in zip(cks, self.crypto(items), strict=True):
-                self.cache.put(ck, ok == 1)
+            remember(self.cache, cks, self.crypto(items))  # a failed check is not stored: the fold checks it again
 
     # -- ingest -------------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ import gc
 import importlib
 import os
 import struct
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import crc32c
@@ -31,7 +33,7 @@ import msgspec
 from trustlog.core.bounds import INT64_MAX, INT64_MIN, MAX_SIGNATURES_PER_ENVELOPE
 from trustlog.core.errors import EncodingError, InputError, LogCorruptionError, LogError
 from trustlog.core.events import Envelope, Event, ImageSigned
-from trustlog.core.keys import PublicKey, key_material_id
+from trustlog.core.keys import PublicKey, key_material_id, warm_ed25519_checks
 from trustlog.core.names import is_digest, is_tag
 from trustlog.core.state import RejectedEventError, TagEntry, TrustState
 
@@ -261,15 +263,32 @@ def new_fold(state: TrustState, backend: str | None = None):  # -> TrustedFold |
 
 def iter_segments(log: SegmentLog, start: int, end: int) -> Iterator[tuple[str, bytes, int, int]]:
     """``(name, data, base, stop)`` of each segment holding records of ``[start, end)``:
-    its bytes, the offset of its first record and where the range stops in it."""
+    its bytes, the offset of its first record and where the range stops in it.
+
+    Each segment is read in one go, the next one by a helper thread while the caller
+    works on this one (the read releases the GIL, so on a second core the copy from the
+    page cache overlaps the fold); at most two segments are held at a time."""
     names = log.segment_names
     bases = [int(n.split(".", 1)[0]) for n in names]
+    todo: list[tuple[str, int, int]] = []
     for si in range(max(0, bisect.bisect_right(bases, start) - 1), len(names)):
         base = bases[si]
         if base >= end:
-            return
-        stop = min(end, bases[si + 1]) if si + 1 < len(bases) else end
-        yield names[si], (log.directory / names[si]).read_bytes(), base, stop
+            break
+        todo.append((names[si], base, min(end, bases[si + 1]) if si + 1 < len(bases) else end))
+    directory = log.directory
+    if len(todo) < 2:
+        for name, base, stop in todo:
+            yield name, (directory / name).read_bytes(), base, stop
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="trustlog-segment-read") as pool:
+        ahead = pool.submit((directory / todo[0][0]).read_bytes)
+        for i, (name, base, stop) in enumerate(todo):
+            data = ahead.result()
+            if i + 1 < len(todo):
+                ahead = pool.submit((directory / todo[i + 1][0]).read_bytes)
+            yield name, data, base, stop
+            del data
 
 
 def fold_segments(fold, log: SegmentLog, start: int, end: int, *, crc: bool = True, leaves=None,
@@ -279,21 +298,41 @@ def fold_segments(fold, log: SegmentLog, start: int, end: int, *, crc: bool = Tr
     count)`` -> packed hashes; a mismatch raises ``on_leaf_mismatch(offset)``); the
     Kafka positions of the records go to ``positions``."""
     m = importlib.import_module(type(fold).__module__)  # the compiled fold's module: its status codes
-    for name, data, base, stop in iter_segments(log, start, end):
-        first = max(start, base)
-        lv = leaves(first, stop - first) if leaves is not None else None
-        status, pos, off = fold.fold_segment(data, base, first, stop, crc, lv, positions, where)
-        if status == m.DONE:
-            continue
-        if status == m.SHORT:
-            raise LogCorruptionError(name, pos, f"the segment ends {stop - off} records early")
-        if status == m.PAST_END:
-            length = int.from_bytes(data[pos:pos + 4], "big")
-            raise LogCorruptionError(name, pos, f"record length {length} runs past the end of the segment")
-        if status == m.CRC_MISMATCH:
-            raise LogCorruptionError(name, pos, "CRC mismatch")
-        assert on_leaf_mismatch is not None
-        raise on_leaf_mismatch(off)
+    with ThreadPoolExecutor(1, thread_name_prefix="trustlog-key-check") as helper:
+        for name, data, base, stop in iter_segments(log, start, end):
+            first = max(start, base)
+            lv = leaves(first, stop - first) if leaves is not None else None
+            done = threading.Event()
+            helper.submit(_warm_key_checks, data, done)
+            try:
+                status, pos, off = fold.fold_segment(data, base, first, stop, crc, lv, positions, where)
+            finally:
+                done.set()
+            _raise_for(m, status, name, data, pos, stop, off, on_leaf_mismatch)
+
+
+def _warm_key_checks(data: bytes, done: threading.Event) -> None:
+    """The point checks of the keys ``data`` introduces, from its end backwards while
+    the fold goes forwards (they meet in the middle), until the fold is done with it.
+    Only with the compiled scan (``_logscan.ed25519_keys``, which searches without the
+    GIL); the checks are the same either way, so the state is too."""
+    scan = fold_backend.logscan()
+    if scan is not None:
+        warm_ed25519_checks(reversed(scan.ed25519_keys(data)), done.is_set)
+
+
+def _raise_for(m, status: int, name: str, data: bytes, pos: int, stop: int, off: int, on_leaf_mismatch) -> None:
+    if status == m.DONE:
+        return
+    if status == m.SHORT:
+        raise LogCorruptionError(name, pos, f"the segment ends {stop - off} records early")
+    if status == m.PAST_END:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        raise LogCorruptionError(name, pos, f"record length {length} runs past the end of the segment")
+    if status == m.CRC_MISMATCH:
+        raise LogCorruptionError(name, pos, "CRC mismatch")
+    assert on_leaf_mismatch is not None
+    raise on_leaf_mismatch(off)
 
 
 def fold_log(directory: str | os.PathLike[str], end: int | None = None) -> TrustState:

@@ -180,6 +180,37 @@ def _scan_compiled(f: BinaryIO, seg: _Segment, end: int, max_record_bytes: int, 
     raise _FrameError(pos, "CRC mismatch", torn=body_end == end)
 
 
+def _index_entries_py(data: bytes, seg_size: int, expected_count: int, magic: bytes) -> tuple[array, array] | None:
+    """The entries of a segment index file as ``(rel, pos)`` arrays if it provably
+    describes a segment of ``seg_size`` bytes and ``expected_count`` records (trailer,
+    checksum, first entry (0, 0), every entry strictly after the one before it, the
+    last inside the segment); else None. The twin of ``_logscan.index_entries``."""
+    n, rem = divmod(len(data) - _INDEX_TRAILER.size, _INDEX_ENTRY.size)
+    if n < 1 or rem:
+        return None
+    got_magic, seg_bytes, count, crc = _INDEX_TRAILER.unpack_from(data, len(data) - _INDEX_TRAILER.size)
+    if got_magic != magic or crc != crc32c.crc32c(data[:-4]):
+        return None
+    if seg_bytes != seg_size or count != expected_count:
+        return None
+    entries = list(_INDEX_ENTRY.iter_unpack(data[: n * _INDEX_ENTRY.size]))
+    if entries[0] != (0, 0) or entries[-1][0] >= count or entries[-1][1] >= seg_size:
+        return None
+    if any(a[0] >= b[0] or a[1] >= b[1] for a, b in zip(entries, entries[1:])):
+        return None
+    return array("I", (r for r, _ in entries)), array("Q", (p for _, p in entries))
+
+
+def _compiled_index_entries():
+    from . import fold_backend
+
+    m = fold_backend.logscan()
+    return m.index_entries if m is not None else _index_entries_py
+
+
+_index_entries = _compiled_index_entries()
+
+
 def _is_zero_filled(f: BinaryIO, pos: int, end: int) -> bool:
     f.seek(pos)
     while pos < end:
@@ -457,32 +488,22 @@ class SegmentLog(Closing):
             data = seg.index_path.read_bytes()
         except FileNotFoundError:
             return False
-        n, rem = divmod(len(data) - _INDEX_TRAILER.size, _INDEX_ENTRY.size)
-        if n < 1 or rem:
+        entries = _index_entries(data, seg.size, expected_count, _INDEX_MAGIC)
+        if entries is None:
             return False
-        magic, seg_bytes, count, crc = _INDEX_TRAILER.unpack_from(data, len(data) - _INDEX_TRAILER.size)
-        if magic != _INDEX_MAGIC or crc != crc32c.crc32c(data[:-4]):
-            return False
-        if seg_bytes != seg.size or count != expected_count:
-            return False
-        entries = list(_INDEX_ENTRY.iter_unpack(data[: n * _INDEX_ENTRY.size]))
-        if entries[0] != (0, 0) or entries[-1][0] >= count or entries[-1][1] >= seg.size:
-            return False
-        if any(a[0] >= b[0] or a[1] >= b[1] for a, b in zip(entries, entries[1:])):
-            return False
+        rel, pos = entries
         # The records after the last entry must reach exactly the end of the segment.
-        last_rel, last_pos = entries[-1]
+        last_rel, last_pos = rel[-1], pos[-1]
         with open(seg.path, "rb", buffering=_READ_CHUNK) as f:
             f.seek(last_pos)
             try:
                 tail = sum(1 for _ in _iter_frames(f, last_pos, seg.size, self._max_record_bytes))
             except _FrameError:
                 return False
-        if last_rel + tail != count:
+        if last_rel + tail != expected_count:
             return False
-        seg.count = count
-        seg.index_rel = array("I", (r for r, _ in entries))
-        seg.index_pos = array("Q", (p for _, p in entries))
+        seg.count = expected_count
+        seg.index_rel, seg.index_pos = rel, pos
         return True
 
     def _write_index(self, seg: _Segment, data: bytes | None = None) -> None:

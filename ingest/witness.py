@@ -43,6 +43,8 @@ from trustlog.core.note import (
     parse_verifier_key, split_cosignature,
 )
 
+from .kafka_servers import bootstrap_servers
+
 
 class _ConsistencyProofs(Protocol):
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]: ...
@@ -174,7 +176,7 @@ def _publish_kafka(place: Place, key: bytes, note: bytes) -> None:
     from kafka.errors import KafkaError
 
     try:
-        producer = KafkaProducer(bootstrap_servers=place.target.split(","), acks="all", retries=3,
+        producer = KafkaProducer(bootstrap_servers=bootstrap_servers(place.target), acks="all", retries=3,
                                  request_timeout_ms=int(TIMEOUT_S * 1000), max_block_ms=int(TIMEOUT_S * 1000))
     except KafkaError as e:
         raise WitnessError(f"cannot reach Kafka at {place.target}: {e}") from e
@@ -294,7 +296,7 @@ def _read_topic(place: Place) -> list[tuple[int, bytes | None, bytes]]:
     from kafka.errors import KafkaError
 
     try:
-        consumer = KafkaConsumer(bootstrap_servers=place.target.split(","), enable_auto_commit=False,
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(place.target), enable_auto_commit=False,
                                  group_id=None, consumer_timeout_ms=int(TIMEOUT_S * 1000),
                                  request_timeout_ms=int(TIMEOUT_S * 1000) + 1000)
     except KafkaError as e:

@@ -26,14 +26,10 @@ import msgspec
 
 from trustlog.core.evaluate import Request, Verdict
 from trustlog.core.reasons import Code
+from trustlog.ingest.kafka_servers import bootstrap_servers
 from trustlog.ingest.partitioning import check_ownership, load_log_layout
 from trustlog.ingest.view import ViewSet
 from trustlog.verifier.batch import BatchVerifier
-
-
-def bootstrap_servers(bootstrap: str) -> list[str]:
-    """``host:port[,host:port...]`` as the list kafka-python takes (blanks ignored)."""
-    return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
 def result_key(req_repo: str, req_tag: str, digest: str | None) -> bytes:

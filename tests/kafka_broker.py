@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_or_skip
+from trustlog.ingest.kafka_servers import bootstrap_servers
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "kafka" / "kafka.sh"
@@ -51,7 +52,7 @@ def _external() -> str | None:
 
 def reachable(addr: str, timeout: float = 2.0) -> bool:
     """True if the first host:port in ``addr`` answers a Kafka Metadata request."""
-    return _util.probe(addr.split(",")[0].strip(), timeout=timeout)
+    return _util.probe(bootstrap_servers(addr)[0], timeout=timeout)
 
 
 def bootstrap() -> str | None:

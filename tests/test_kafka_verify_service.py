@@ -12,7 +12,7 @@ from logtools import REPO_A, REPO_B, history
 from trustlog.core.errors import LogError
 from trustlog.ingest.partitioning import Layout, record_log_layout
 from trustlog.ingest.pipeline import TrustLog
-from trustlog.services.kafka_verify import KafkaVerifyService, VerifySummary, bootstrap_servers, result_key
+from trustlog.services.kafka_verify import KafkaVerifyService, VerifySummary, result_key
 
 
 def _partition_log(base: Path, partition: int) -> None:
@@ -39,7 +39,6 @@ def test_a_log_outside_its_layout_is_refused_before_any_request(tmp_path: Path) 
 def test_keys_summary_and_servers() -> None:
     assert result_key("r", "v1", "sha256:ab") == b"sha256:ab"
     assert result_key("r", "v1", None) == b"r:v1"
-    assert bootstrap_servers(" a:1, b:2 ,,") == ["a:1", "b:2"]
     s = VerifySummary(3, Counter({"VALID": 2, "EXPIRED": 1}), 7, 1_700_000_000, 1.23456)
     assert s.to_dict() == {"requests": 3, "verdicts": {"VALID": 2, "EXPIRED": 1}, "state_version": 7,
                            "reference_time": 1_700_000_000, "seconds": 1.235}

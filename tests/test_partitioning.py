@@ -3,6 +3,7 @@ mapping is Kafka's own, a partition log refuses foreign repositories, a redelive
 input gets the fate of its stored copy (so outcome messages repeat identically)."""
 from __future__ import annotations
 
+import ast
 import random
 import string
 from pathlib import Path
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from sim import DIGEST, FAR, key
-from trustlog.core.errors import LogError
+from trustlog.core.errors import InputError, LogError
 from trustlog.core.events import ImageSigned, RepoCreated, sign_event
 from trustlog.ingest.outcomes import outcome_of
 from trustlog.ingest.partitioning import (
     Layout, LayoutError, admit_for, check_ownership, load_log_layout, partition_for, record_log_layout,
 )
+from trustlog.ingest.kafka_servers import bootstrap_servers
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import KafkaPosition
 
@@ -150,3 +152,41 @@ def test_outcome_catch_up_repeats_what_was_sent(tmp_path: Path) -> None:
         assert again.catch_up(tl, "events", 3, committed=0) == 0  # another partition's inputs: none here
         few = OutcomeWriter(_Producer(), "events.outcomes")
         assert few.catch_up(tl, "events", 4, committed=0, limit=2) == 4  # 2 records + 2 rejects, newest first
+
+
+@pytest.mark.parametrize("given,servers", [
+    ("localhost:9092", ["localhost:9092"]),
+    ("a:1,b:2", ["a:1", "b:2"]),
+    (" a:1, b:2 ,,", ["a:1", "b:2"]),
+    (" a:1 ", ["a:1"]),
+    ("", None),
+    (" , ,", None),
+])
+def test_bootstrap_servers(given: str, servers: list[str] | None) -> None:
+    if servers is None:
+        with pytest.raises(InputError, match="names no server"):
+            bootstrap_servers(given)
+    else:
+        assert bootstrap_servers(given) == servers
+
+
+def test_every_kafka_client_parses_the_bootstrap_with_the_one_helper() -> None:
+    """Each ``bootstrap_servers=`` handed to a Kafka client is ``bootstrap_servers(...)``
+    (or a name bound to it just before): no module splits the string its own way."""
+    root = Path(__file__).resolve().parents[1]
+    bad = []
+    for path in sorted(root.glob("[a-z]*/**/*.py")):
+        if ".venv" in path.parts or "tests" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            for kw in node.keywords:
+                if kw.arg != "bootstrap_servers":
+                    continue
+                v = kw.value
+                ok = (isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "bootstrap_servers") \
+                    or (isinstance(v, ast.Name) and v.id == "servers")
+                if not ok:
+                    bad.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not bad, bad

@@ -30,7 +30,7 @@ from trustlog.core.reasons import Code
 from trustlog.core.state import RepoState, TagEntry, TrustState
 from trustlog.core.verdict_codes import Reason
 
-from trustlog.core.sigcache import CryptoCache, cache_key
+from trustlog.core.sigcache import CryptoCache, cache_key, remember
 
 CryptoFn = Callable[[Sequence[tuple[int, bytes, bytes, bytes]]], Sequence[int]]
 DEFAULT_CHUNK = 20_000
@@ -192,9 +192,9 @@ class BatchVerifier:
                     items.append((key.alg, key.public, entry.payload, sig))
             per_req.append(ks)
         if items:
-            results = self.crypto(items)
-            for ck, ok in zip(keys_needed, results, strict=True):
-                self.cache.put(ck, ok == 1)
+            # a failed check (byte 2) is not stored: it rejects now (a missing entry is
+            # no valid signature) and is checked again next time, as the compiled path does
+            remember(self.cache, keys_needed, self.crypto(items))
         # (2) trust status against the state
         memo = self._memo_for_run()
         out: list[Verdict] = []
