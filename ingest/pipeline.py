@@ -511,7 +511,10 @@ class TrustLog(Closing):
             self._precheck([(env, ev) for _, _, env, ev, err, _ in decoded if env is not None and err is None])
         index, tree = self.index, self.tree
         fates = res.fates
-        leaves: list[bytes] = []  # appended to the tree in one call after the loop
+        # accepted records are framed, leaf-hashed and appended in one call after the
+        # loop; their offsets follow on from the log's end, in order
+        bodies: list[bytes] = []
+        base = self.log.next_offset
         in_batch: dict[bytes, tuple[int, KafkaPosition | None]] = {}
         rejected_in_batch: dict[bytes, Fate] = {}
         sha256 = hashlib.sha256
@@ -539,7 +542,7 @@ class TrustLog(Closing):
                     if len(body) > self.log.max_record_bytes:
                         raise RejectedEventError(Reject.TOO_LARGE, f"its log record would be {len(body)} bytes; "
                                                  f"the log holds records of at most {self.log.max_record_bytes}")
-                    self.state.apply(env, log_time=log_time, offset=self.log.next_offset, sigcheck=self._sigcheck,
+                    self.state.apply(env, log_time=log_time, offset=base + len(bodies), sigcheck=self._sigcheck,
                                      event=event)
                 except RejectedEventError as e:
                     at = self._logged_at(event, eid) if e.reject in (Reject.VERSION_ROLLBACK,
@@ -551,8 +554,8 @@ class TrustLog(Closing):
                         continue
                     err = e
                 else:
-                    offset = self.log.append(body)
-                    leaves.append(leaf_hash(body))
+                    offset = base + len(bodies)
+                    bodies.append(body)
                     index.add_event(offset, log_time, event, *postings)
                     self.event_ids.add(eid)
                     in_batch[eid] = (offset, src)
@@ -576,6 +579,9 @@ class TrustLog(Closing):
             res.reasons[err.reason] += 1
             res.last_reject = (err.reason, err.message + where)
             res.rejected_items[item] = res.last_reject
+        leaves = bytearray()
+        if bodies and self.log.append_batch(bodies, leaves) != base:
+            raise LogError(f"{self.dir}: the log's end moved during the batch")  # nothing else appends
         self.rejects.flush()
         self.log.flush()
         if leaves:
