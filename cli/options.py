@@ -78,7 +78,7 @@ def add_kafka_worker_options(parser: Any) -> None:
     parser.add_argument("--group", help="consumer group id; workers of one group share the partitions")
     parser.add_argument("--dlq", metavar="TOPIC", help="also send rejected inputs to this dead-letter topic")
     parser.add_argument("--outcomes", metavar="TOPIC", default="",
-                        help="topic for each input's outcome, keyed by event id (default <topic>.outcomes)")
+                        help="topic for the inputs' outcomes, JSON lines per poll batch (default <topic>.outcomes)")
     parser.add_argument("--no-outcomes", action="store_true", help="produce no outcome messages")
     parser.add_argument("--metadata-max-age-ms", type=int, default=5000,
                         help="refresh topic metadata this often, to notice a grown topic (default %(default)s)")

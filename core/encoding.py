@@ -6,6 +6,7 @@ decode to the same object (no malleability in what is signed).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -28,8 +29,20 @@ def decode_canonical(data: bytes, typ: type[T]) -> T:
     dec = _decoders.get(typ)
     if dec is None:
         dec = _decoders[typ] = msgspec.msgpack.Decoder(typ)
+    obj: T = _decode_with(dec, data)
+    return obj
+
+
+def canonical_decoder(typ: Any) -> Callable[[bytes], Any]:
+    """``decode_canonical(data, typ)`` with the decoder looked up once (a hot path: a
+    ``typing`` union such as ``Event`` costs a hash of the union per lookup)."""
+    dec = msgspec.msgpack.Decoder(typ)
+    return lambda data: _decode_with(dec, data)
+
+
+def _decode_with(dec: msgspec.msgpack.Decoder[Any], data: bytes) -> Any:
     try:
-        obj: T = dec.decode(data)
+        obj = dec.decode(data)
     except msgspec.ValidationError as e:
         raise EncodingError(f"does not match the schema: {e}") from e
     except msgspec.DecodeError as e:

@@ -25,7 +25,7 @@ from typing import Union
 
 import msgspec
 
-from .encoding import canonical_bytes, decode_canonical
+from .encoding import canonical_bytes, canonical_decoder, decode_canonical
 from .errors import EncodingError, EventTooLargeError
 from .keys import PublicKey, SigningKey
 
@@ -109,6 +109,7 @@ class MetadataImported(_Event, frozen=True, tag="MetadataImported"):
 Event = Union[RepoCreated, RootRotated, RoleKeysSet, RoleRemoved, KeyCompromised, ImageSigned, TagDeleted,  # noqa: UP007
               MetadataImported]
 EVENT_KINDS = tuple(c.__struct_config__.tag for c in Event.__args__)  # type: ignore[attr-defined]
+_decode_event = canonical_decoder(Event)
 
 
 def version_scope(event: Event) -> str:
@@ -147,7 +148,7 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(payload: bytes) -> Event:
-    return decode_canonical(payload, Event)  # type: ignore[arg-type]
+    return _decode_event(payload)  # type: ignore[no-any-return]
 
 
 def decode_envelope(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope:

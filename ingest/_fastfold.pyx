@@ -531,3 +531,134 @@ def scan_frames(bytes data, Py_ssize_t end, long long max_record_bytes, Py_ssize
         count += 1
         pos = body_end
     return count, pos, FRAME_OK, 0
+
+
+# -- the ingest append: a batch's frames, leaf hashes and tree nodes in one call -----------
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from libc.string cimport memcpy
+
+cdef extern from "<openssl/sha.h>":
+    ctypedef struct SHA256_CTX:
+        pass
+    int SHA256_Init(SHA256_CTX *c) nogil
+    int SHA256_Update(SHA256_CTX *c, const void *data, size_t n) nogil
+    int SHA256_Final(unsigned char *md, SHA256_CTX *c) nogil
+
+
+cdef inline void _be32(unsigned char *p, uint32_t v) noexcept nogil:
+    p[0] = (v >> 24) & 0xFF
+    p[1] = (v >> 16) & 0xFF
+    p[2] = (v >> 8) & 0xFF
+    p[3] = v & 0xFF
+
+
+def frame_records(list bodies, Py_ssize_t start, bytearray pending, bytearray leaves, long long size,
+                  long long count, long long segment_bytes, long long interval, index_rel, index_pos):
+    """``segment_log._frame_records_py`` in C: frame ``bodies[start:]`` (length, CRC-32C,
+    body) onto ``pending``, the RFC 9162 leaf hash of each body onto ``leaves`` (unless
+    None), an index entry (``_Segment.note_record``) for the first record of the segment
+    and each one ``interval`` bytes past the last indexed, while the segment of ``size``
+    bytes and ``count`` records is under ``segment_bytes``. Returns (the next body's
+    index, size, count); the caller rolls the segment and calls again."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(bodies), i = start, j, k, out_at, leaf_at
+    cdef long long pos = size, cnt = count, last = index_pos[len(index_pos) - 1] if len(index_pos) else -1
+    cdef long long need = 0
+    cdef object body
+    cdef Py_ssize_t blen
+    cdef unsigned char *out
+    cdef unsigned char *lv
+    cdef const unsigned char *b
+    cdef uint32_t crc
+    if start < 0 or start > n:
+        raise ValueError("start is outside bodies")
+    # how many fit (a record goes into the segment while it is under segment_bytes), and
+    # their index entries; bodies are bytes (checked), sizes checked by the caller
+    j = i
+    while j < n and not (cnt and pos >= segment_bytes):
+        body = <object>PyList_GET_ITEM(bodies, j)
+        if type(body) is not bytes:
+            raise TypeError(f"record bodies are bytes, not {type(body).__name__}")
+        blen = PyBytes_GET_SIZE(body)
+        if blen > 0xFFFFFFFF:
+            raise ValueError("a record body over 4 GiB")
+        if last < 0 or pos - last >= interval:
+            index_rel.append(cnt)
+            index_pos.append(pos)
+            last = pos
+        need += 8 + blen
+        pos += 8 + blen
+        cnt += 1
+        j += 1
+    out_at = PyByteArray_GET_SIZE(pending)
+    PyByteArray_Resize(pending, out_at + need)
+    out = <unsigned char *>PyByteArray_AS_STRING(pending) + out_at
+    lv = NULL
+    if leaves is not None:
+        leaf_at = PyByteArray_GET_SIZE(leaves)
+        PyByteArray_Resize(leaves, leaf_at + 32 * (j - i))
+        lv = <unsigned char *>PyByteArray_AS_STRING(leaves) + leaf_at
+    for k in range(i, j):
+        body = <object>PyList_GET_ITEM(bodies, k)
+        b = <const unsigned char *>PyBytes_AS_STRING(body)
+        blen = PyBytes_GET_SIZE(body)
+        _be32(out, <uint32_t>blen)
+        crc = tl_crc32c(tl_crc32c(0, out, 4), b, blen)
+        _be32(out + 4, crc)
+        memcpy(out + 8, b, blen)
+        out += 8 + blen
+        if lv != NULL:
+            tl_leaf_hash(b, blen, lv)
+            lv += 32
+    return j, pos, cnt
+
+
+cdef inline void _node_hash(const unsigned char *left, const unsigned char *right, unsigned char *out) noexcept nogil:
+    cdef unsigned char one = 1
+    cdef SHA256_CTX ctx
+    SHA256_Init(&ctx)
+    SHA256_Update(&ctx, &one, 1)
+    SHA256_Update(&ctx, left, 32)
+    SHA256_Update(&ctx, right, 32)
+    SHA256_Final(out, &ctx)
+
+
+def compact_append(list peaks, long long size, leaves, list nodes):
+    """``CompactRange.append`` of every 32-byte hash packed in ``leaves``, in C: ``peaks``
+    (the range's peaks, largest first) is updated in place; each perfect subtree a leaf
+    completes is appended, as ``on_node(level, hash)`` would see it, to ``nodes[level]``
+    (a bytearray; the list is extended as needed). Returns the new size."""
+    cdef const unsigned char[::1] mv = leaves
+    cdef Py_ssize_t n = mv.shape[0] // 32, k
+    cdef long long s
+    cdef int level
+    cdef unsigned char h[32]
+    cdef unsigned char t[32]
+    cdef bytes left
+    cdef bytearray out
+    cdef object py_size = size
+    if mv.shape[0] % 32:
+        raise ValueError(f"packed leaf hashes must be a multiple of 32 bytes, got {mv.shape[0]}")
+    if size < 0 or len(peaks) != py_size.bit_count():
+        raise ValueError(f"a tree of {size} leaves has {py_size.bit_count() if size >= 0 else 0} peaks, "
+                         f"got {len(peaks)}")
+    for k in range(n):
+        memcpy(h, &mv[32 * k], 32)
+        s = size
+        level = 0
+        while s & 1:
+            left = peaks.pop()
+            if PyBytes_GET_SIZE(left) != 32:
+                raise ValueError("a peak is not a 32-byte hash")
+            _node_hash(<const unsigned char *>PyBytes_AS_STRING(left), h, t)
+            memcpy(h, t, 32)
+            s >>= 1
+            level += 1
+            while len(nodes) <= level:
+                nodes.append(bytearray())
+            out = nodes[level]
+            out += PyBytes_FromStringAndSize(<const char *>h, 32)
+        peaks.append(PyBytes_FromStringAndSize(<const char *>h, 32))
+        size += 1
+    return size

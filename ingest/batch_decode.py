@@ -67,3 +67,6 @@ class PreparedBatch:
     owner: object                         # the TrustLog that prepared it
     raws: Sequence[tuple[bytes, Any]]     # the very list it was made from
     decoded: list[Decoded]
+    # per input: the cache key of each signature the pre-check planned (precheck.plan's
+    # sig_cks), None for an input without signature work
+    sig_cks: list[list[bytes | None] | None] | None = None

@@ -60,6 +60,7 @@ from trustlog.core.merkle import (
     subtree_root,
 )
 
+from . import fold_backend
 from .closing import Closing
 
 LEAVES_FILE: Final = "leaves.hashes"
@@ -259,6 +260,8 @@ class MerkleStore(Closing):
         ``append(h)`` and ``append(b"".join(hs))`` work. Nothing is durable before
         :meth:`flush`.
         """
+        if _COMPACT is not None and isinstance(leaf_hashes, (bytes, bytearray)):
+            return self._append_packed(leaf_hashes)
         hashes = _as_hash_list(leaf_hashes)
         pending = self._levels[0].pending
         add = self._range.append
@@ -267,6 +270,22 @@ class MerkleStore(Closing):
             pending += h
             add(h, on_node)
         return self.size
+
+    def _append_packed(self, packed: bytes | bytearray) -> int:
+        """:meth:`append` of packed hashes in one call into C (``_fastfold.compact_append``):
+        the same leaves, the same nodes on every level, the same peaks."""
+        if len(packed) % HASH_SIZE:
+            raise TreeRangeError(f"packed leaf hashes must be a multiple of {HASH_SIZE} bytes, got {len(packed)}")
+        peaks = list(self._range.peaks)
+        nodes: list[bytearray] = []
+        size = _COMPACT.compact_append(peaks, self._range.size, packed, nodes)
+        self._levels[0].pending += packed
+        for level in range(1, len(nodes)):
+            if level == len(self._levels):
+                self._levels.append(_HashFile(self.directory / level_file_name(level), self.read_only))
+            self._levels[level].pending += nodes[level]
+        self._range = CompactRange.from_peaks(size, peaks)
+        return size
 
     def append_leaves(self, entries: Iterable[bytes]) -> int:
         """Hash each entry as an RFC 9162 leaf and append it; return the new size."""
@@ -463,6 +482,9 @@ class MerkleStore(Closing):
         for f in self._levels:
             f.close()
         self.checkpoints.close()
+
+
+_COMPACT = fold_backend.compiled  # _fastfold.compact_append; None: the Python CompactRange per leaf
 
 
 def _as_hash_list(leaf_hashes: Iterable[bytes] | bytes | bytearray | memoryview) -> list[bytes]:

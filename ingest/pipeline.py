@@ -40,7 +40,7 @@ from pathlib import Path
 
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.events import (
-    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, decode_envelope, decode_event,
+    DEFAULT_MAX_EVENT_BYTES, Envelope, Event, ImageSigned, decode_envelope, decode_event,
 )
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.merkle import leaf_hash
@@ -160,6 +160,8 @@ class TrustLog(Closing):
         self.clock = clock or LogClock()
         self.cache = CryptoCache()
         self._sigcheck = CachedSigCheck(self.cache, self.crypto)
+        self.fast_fold = True   # see _fast_fold_ok; False: every event through TrustState.apply
+        self.fast_folded = 0    # events that took TrustedFold's path at ingest
         self._introduced: dict[str, PublicKey] = {}
         self.pins: tuple[Pin, ...] = ()
         self.state = TrustState()
@@ -455,10 +457,25 @@ class TrustLog(Closing):
         cache entries, which are facts about (key, message, signature), not trust; the
         fold verifies itself whatever was missed because the state moved on meanwhile."""
         decoded = decode_batch(raws, self.max_event_bytes, self.admit)
-        self._precheck([(env, ev) for _, _, env, ev, err, _ in decoded if env is not None and err is None])
-        return PreparedBatch(self, raws, decoded)
+        return PreparedBatch(self, raws, decoded, self._precheck_decoded(decoded))
 
-    def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]]) -> None:
+    def _precheck_decoded(self, decoded: list) -> list[list[bytes | None] | None]:
+        """:meth:`_precheck` of the inputs of a decoded batch that decoded; returns, per
+        input, the cache keys of its pre-checked signatures (see ``precheck.plan``)."""
+        pairs, where = [], []
+        for i, (_, _, env, ev, err, _) in enumerate(decoded):
+            if env is not None and err is None:
+                pairs.append((env, ev))
+                where.append(i)
+        per: list[list[bytes | None] | None] = []
+        self._precheck(pairs, per)
+        out: list[list[bytes | None] | None] = [None] * len(decoded)
+        for i, cks in zip(where, per, strict=True):
+            out[i] = cks
+        return out
+
+    def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]],
+                  sig_cks: list[list[bytes | None] | None] | None = None) -> None:
         """Verify, in one backend call, every signature the fold will ask about.
 
         Candidate keys are those the repository knows plus every valid key that an event
@@ -468,7 +485,7 @@ class TrustLog(Closing):
         introduced = self._introduced
         if len(introduced) > MAX_REMEMBERED_KEYS:
             introduced.clear()  # only a hint; the state holds every accepted key anyway
-        cks, items = precheck.plan(self.state, decoded, introduced, self.cache)
+        cks, items = precheck.plan(self.state, decoded, introduced, self.cache, sig_cks)
         if items:
             remember(self.cache, cks, self.crypto(items))  # a failed check is not stored: the fold checks it again
 
@@ -493,7 +510,7 @@ class TrustLog(Closing):
         if self._failed or self._closed:
             raise LogError(f"{self.dir}: this TrustLog refuses writes after a failed batch (or close); reopen it")
         try:
-            self._ingest_decoded(decoded, res, prechecked=prepared is not None)
+            self._ingest_decoded(decoded, res, prepared.sig_cks if prepared is not None else None)
             self.positions.update(res.last_positions)
             self._dup_fresh.clear()
             if self.checkpoint_every and self.log.next_offset - self._last_checkpoint >= self.checkpoint_every:
@@ -505,12 +522,20 @@ class TrustLog(Closing):
             raise
         return res
 
-    def _ingest_decoded(self, decoded: list, res: BatchResult, prechecked: bool = False) -> None:
-        if not prechecked:
-            self._precheck([(env, ev) for _, _, env, ev, err, _ in decoded if env is not None and err is None])
+    def _ingest_decoded(self, decoded: list, res: BatchResult,
+                        sig_cks: list[list[bytes | None] | None] | None = None) -> None:
+        if sig_cks is None or len(sig_cks) != len(decoded):
+            sig_cks = self._precheck_decoded(decoded)
+        # ImageSigned events whose every signature by the role's keys the pre-check found
+        # valid are folded by TrustedFold (see _fast_fold_ok); one per batch, so its
+        # caches stay small
+        fast = TrustedFold(self.state) if self.fast_fold else None
         index, tree = self.index, self.tree
         fates = res.fates
-        leaves: list[bytes] = []  # appended to the tree in one call after the loop
+        # accepted records are framed, leaf-hashed and appended in one call after the
+        # loop; their offsets follow on from the log's end, in order
+        bodies: list[bytes] = []
+        base = self.log.next_offset
         in_batch: dict[bytes, tuple[int, KafkaPosition | None]] = {}
         rejected_in_batch: dict[bytes, Fate] = {}
         sha256 = hashlib.sha256
@@ -538,8 +563,13 @@ class TrustLog(Closing):
                     if len(body) > self.log.max_record_bytes:
                         raise RejectedEventError(Reject.TOO_LARGE, f"its log record would be {len(body)} bytes; "
                                                  f"the log holds records of at most {self.log.max_record_bytes}")
-                    self.state.apply(env, log_time=log_time, offset=self.log.next_offset, sigcheck=self._sigcheck,
-                                     event=event)
+                    if fast is not None and type(event) is ImageSigned and self._fast_fold_ok(env, event,
+                                                                                            sig_cks[item]):
+                        fast.apply(env, event, log_time, base + len(bodies))
+                        self.fast_folded += 1
+                    else:
+                        self.state.apply(env, log_time=log_time, offset=base + len(bodies), sigcheck=self._sigcheck,
+                                         event=event)
                 except RejectedEventError as e:
                     at = self._logged_at(event, eid) if e.reject in (Reject.VERSION_ROLLBACK,
                                                                      Reject.REPOSITORY_EXISTS) else None
@@ -550,8 +580,8 @@ class TrustLog(Closing):
                         continue
                     err = e
                 else:
-                    offset = self.log.append(body)
-                    leaves.append(leaf_hash(body))
+                    offset = base + len(bodies)
+                    bodies.append(body)
                     index.add_event(offset, log_time, event, *postings)
                     self.event_ids.add(eid)
                     in_batch[eid] = (offset, src)
@@ -575,6 +605,9 @@ class TrustLog(Closing):
             res.reasons[err.reason] += 1
             res.last_reject = (err.reason, err.message + where)
             res.rejected_items[item] = res.last_reject
+        leaves = bytearray()
+        if bodies and self.log.append_batch(bodies, leaves) != base:
+            raise LogError(f"{self.dir}: the log's end moved during the batch")  # nothing else appends
         self.rejects.flush()
         self.log.flush()
         if leaves:
@@ -587,6 +620,31 @@ class TrustLog(Closing):
                 f"every record up to offset {self.log.durable_offset - 1} is durable, but writing "
                 f"{e.filename or self.dir} failed ({e.strerror or e}); the rest was not ingested. The next open "
                 "rebuilds the derived files from the log") from e
+
+    def _fast_fold_ok(self, env: Envelope, event: ImageSigned, cks: list[bytes | None] | None) -> bool:
+        """May ``event`` go to ``TrustedFold.apply`` instead of ``TrustState.apply``?
+
+        Yes when every signature by a key of the role's current grant is known valid
+        (its cache key, planned by the pre-check, is in the validity cache as valid).
+        The validating fold asks its signature check about exactly those signatures (and
+        any that does not verify rejects the event), so with them all valid it decides
+        as ``TrustedFold`` (every rule but the signature checks, the same state changes)
+        does: the same acceptance, the same reason for a reject (``TrustedFold`` hands
+        anything off its fast path to ``TrustState.apply``). Otherwise (an unknown role,
+        a signature not pre-checked or invalid) the validating fold decides, as always.
+        ``tests/test_fast_fold.py`` holds the two paths together."""
+        if cks is None:
+            return False
+        repo = self.state.repos.get(event.repo)
+        if repo is None:
+            return False
+        gid = repo.roles.get(event.role)
+        if gid is None:
+            return False
+        keyids = repo.grants[gid].keyids
+        valid = self.cache.get
+        return all(ck is not None and valid(ck) is True
+                   for s, ck in zip(env.signatures, cks, strict=True) if s.keyid in keyids)
 
     def record_reject(self, reason: str, message: str, raw: bytes) -> bool:
         """Keep an input that a source's own checks refused before the fold (a Notary

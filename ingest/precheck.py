@@ -65,11 +65,15 @@ def plan(
     decoded: Sequence[tuple[Envelope, Event | None]],
     introduced: dict[str, PublicKey],
     cached: Container[bytes],
+    sig_cks: list[list[bytes | None] | None] | None = None,
 ) -> tuple[list[bytes], list[Item]]:
     """Cache keys and ``(alg, key, message, signature)`` items to verify for ``decoded``.
 
     ``introduced`` (key id -> key) is updated with the valid keys the events introduce;
-    ``cached`` answers ``ck in cached`` for validity already known."""
+    ``cached`` answers ``ck in cached`` for validity already known. ``sig_cks``, if
+    given, gets one entry per event: None when it gets no signature work, else the
+    cache key of each of its signatures in order (None for a signature not pre-checked).
+    A key id names one key, so a cache key stays right whatever the state becomes."""
     for _, event in decoded:
         for k in introduced_keys(event):
             introduced[k.keyid] = k
@@ -78,19 +82,30 @@ def plan(
     seen: set[bytes] = set()
     for env, event in decoded:
         if event is None or len(env.signatures) > MAX_SIGNATURES_PER_ENVELOPE:
+            if sig_cks is not None:
+                sig_cks.append(None)
             continue
         repo = state.repos.get(event.repo)
         known = repo.keys if repo is not None else {}
-        keyids: set[str] = set()
+        keyids: dict[str, tuple[bytes, bytes | None]] = {}   # key id -> (its first signature, cache key)
+        these: list[bytes | None] = []
+        if sig_cks is not None:
+            sig_cks.append(these)
         for s in env.signatures:
-            if s.keyid in keyids:
-                continue  # a key signs once; the fold checks any repeat itself, and stops at a bad one
-            keyids.add(s.keyid)
+            these.append(None)
+            first = keyids.get(s.keyid)
+            if first is not None:
+                if first[0] == s.sig:
+                    these[-1] = first[1]  # the very same signature again: the same check
+                continue  # a key signs once; the fold checks any other repeat itself, and stops at a bad one
+            keyids[s.keyid] = (s.sig, None)
             key = known.get(s.keyid) or introduced.get(s.keyid)
             if key is None or key.keytype not in ALG_BY_KEYTYPE:
                 continue  # unknown keys and key types are the fold's to reject
             alg = key.alg
             ck = cache_key(alg, key.public, env.payload, s.sig)
+            these[-1] = ck
+            keyids[s.keyid] = (s.sig, ck)
             if ck in seen or ck in cached:
                 continue
             seen.add(ck)

@@ -228,19 +228,33 @@ def garbage(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def read_outcomes(bootstrap: str, outcomes_topic: str) -> tuple[dict[str, set[bytes]], dict[bytes, set[bytes]]]:
-    """Every message of the outcomes topic: (values by ``input`` header, values by key)."""
+def read_outcomes(bootstrap: str, outcomes_topic: str) -> tuple[dict[str, set[bytes]], dict[str, set[bytes]]]:
+    """Every outcome line of the outcomes topic: (lines by the input they answer, the
+    outcome without its input by event id). Checks each message's shape on the way:
+    header ``inputs`` = the range of its lines' inputs, lines in offset order."""
     from kafka import KafkaConsumer
 
+    from trustlog.ingest.outcomes import INPUTS_HEADER, MAX_MESSAGE_BYTES, OutcomeLine
+
+    dec = msgspec.json.Decoder(OutcomeLine)
     c = KafkaConsumer(outcomes_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                       enable_auto_commit=False, consumer_timeout_ms=5000, client_id="trustlog-test-outcomes")
     by_input: dict[str, set[bytes]] = {}
-    by_id: dict[bytes, set[bytes]] = {}
+    by_id: dict[str, set[bytes]] = {}
     try:
         for r in c:
-            by_input.setdefault(dict(r.headers)["input"].decode(), set()).add(r.value)
-            if r.key:
-                by_id.setdefault(r.key, set()).add(r.value)
+            assert r.key is None and len(r.value) <= MAX_MESSAGE_BYTES and r.value.endswith(b"\n")
+            lines = r.value.splitlines()
+            parsed = [dec.decode(line) for line in lines]
+            offsets = [int(o.input.rsplit("/", 1)[1]) for o in parsed]
+            assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+            t_p = {o.input.rsplit("/", 1)[0] for o in parsed}
+            assert len(t_p) == 1
+            assert dict(r.headers)[INPUTS_HEADER].decode() == f"{t_p.pop()}/{offsets[0]}-{offsets[-1]}"
+            for line, o in zip(lines, parsed):
+                by_input.setdefault(o.input, set()).add(line)
+                if o.event_id:
+                    by_id.setdefault(o.event_id, set()).add(msgspec.json.encode(o.outcome()))
     finally:
         c.close(autocommit=False)
     return by_input, by_id

@@ -133,22 +133,33 @@ class _Producer:
         self.sent.append((topic, key, value, headers, partition))
 
 
+def _lines(producer: _Producer) -> list[bytes]:
+    return [line for _, _, value, _, _ in producer.sent for line in value.splitlines()]
+
+
 def test_outcome_catch_up_repeats_what_was_sent(tmp_path: Path) -> None:
-    """A worker taking over re-sends, from the logs, exactly the messages the previous
-    owner sent (or would have) for the inputs at or after the committed offset."""
-    from trustlog.ingest.outcomes import OutcomeWriter
+    """A worker taking over re-sends, from the logs, exactly the lines the previous
+    owner sent (or would have) for the inputs at or after the committed offset; when
+    the range is the batch that was sent, exactly the same message."""
+    from trustlog.ingest.outcomes import INPUTS_HEADER, OutcomeWriter
 
     repo = _repo_in(4)
     # v1 is at 3: a rollback
     raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(6)] + [b"\x00junk", _signed(repo, 2, "v1")]
     with TrustLog(tmp_path / "p4", admit=admit_for(4, LAYOUT)) as tl:
-        res = tl.ingest_batch([(r, KafkaPosition("events", 4, 100 + i)) for i, r in enumerate(raws)])
+        res = tl.ingest_batch([(r, KafkaPosition("events", 4, 100 + i)) for i, r in enumerate(raws[:4])])
+        res2 = tl.ingest_batch([(r, KafkaPosition("events", 4, 104 + i)) for i, r in enumerate(raws[4:])])
         live = OutcomeWriter(_Producer(), "events.outcomes")
-        live.send(res.fates)
+        assert live.send(res.fates) == 4 and live.send(res2.fates) == 5
+        assert [(k, h) for _, k, _, h, _ in live.producer.sent] == [
+            (None, [(INPUTS_HEADER, b"events/4/100-103")]), (None, [(INPUTS_HEADER, b"events/4/104-108")])]
         again = OutcomeWriter(_Producer(), "events.outcomes")
         assert again.catch_up(tl, "events", 4, committed=104) == 5
-        assert again.producer.sent == live.producer.sent[4:]
+        assert again.producer.sent == live.producer.sent[1:]  # the last batch: the very message
         assert all(p == 4 % 3 for *_, p in again.producer.sent)
+        more = OutcomeWriter(_Producer(), "events.outcomes")
+        assert more.catch_up(tl, "events", 4, committed=102) == 7  # two batches' worth: the same lines
+        assert _lines(more.producer) == _lines(live.producer)[2:]
         assert again.catch_up(tl, "events", 3, committed=0) == 0  # another partition's inputs: none here
         few = OutcomeWriter(_Producer(), "events.outcomes")
         assert few.catch_up(tl, "events", 4, committed=0, limit=2) == 4  # 2 records + 2 rejects, newest first
@@ -190,3 +201,41 @@ def test_every_kafka_client_parses_the_bootstrap_with_the_one_helper() -> None:
                 if not ok:
                     bad.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not bad, bad
+
+
+def test_outcome_messages_are_cut_at_the_size_limit(tmp_path: Path) -> None:
+    """A batch's lines are cut into consecutive messages of at most ``max_bytes``;
+    every line is a whole outcome, and the reader gets each input's outcome back."""
+    from trustlog.ingest.outcomes import OutcomeWriter, outcome_line, outcome_of, read_outcome_message
+
+    repo = _repo_in(2)
+    raws = [_created(repo)] + [_signed(repo, 2 + i, f"v{i}") for i in range(30)] + [b"\x00junk%d" % i for i in range(5)]
+    with TrustLog(tmp_path / "p2", admit=admit_for(2, LAYOUT)) as tl:
+        res = tl.ingest_batch([(r, KafkaPosition("events", 2, 7 + i)) for i, r in enumerate(raws)])
+    w = OutcomeWriter(_Producer(), "events.outcomes", max_bytes=1000)
+    assert w.send(res.fates) == len(raws)
+    assert w.messages == len(w.producer.sent) > 5
+    assert all(len(v) <= 1000 for _, _, v, _, _ in w.producer.sent)
+    assert _lines(w.producer) == [outcome_line(f) for f in res.fates]
+    got = [pair for _, _, v, h, _ in w.producer.sent for pair in read_outcome_message(h, v)]
+    assert got == [(f"events/2/{7 + i}", outcome_of(f)) for i, f in enumerate(res.fates)]
+    assert [o.status for _, o in got].count("rejected") == 5
+
+
+@pytest.mark.parametrize("headers, value, want", [
+    # format 1 (one message per input): still read
+    ([("input", b"t/1/5")], b'{"status":"accepted","event_id":"ab","topic":"t","partition":1,"offset":5,'
+                            b'"log_offset":3}', [("t/1/5", ("accepted", "ab", 3))]),
+    # format 2: a line that is not an outcome is skipped, the others read
+    ([("inputs", b"t/1/5-6")], b'{"status":"rejected","event_id":"","topic":"t","partition":1,"offset":5,'
+                               b'"reason":"MALFORMED","input":"t/1/5"}\nnot json\n{"x":1}\n',
+     [("t/1/5", ("rejected", "", None))]),
+    ([("input", b"t/1/5")], b"not json", []),
+    ([], b'{"status":"accepted","event_id":"ab","topic":"t","partition":1,"offset":5}', []),  # neither header
+    ([("inputs", b"t/1/5-5")], None, []),
+])
+def test_outcome_messages_read_both_formats(headers, value, want) -> None:
+    from trustlog.ingest.outcomes import read_outcome_message
+
+    got = [(label, (o.status, o.event_id, o.log_offset)) for label, o in read_outcome_message(headers, value)]
+    assert got == want
