@@ -39,6 +39,16 @@ def require_compiled_verifier() -> ModuleType:
     return compiled
 
 
+def require_compiled_fold() -> ModuleType:
+    """``trustlog.ingest._fastfold`` once it is built, else :func:`require_or_skip`."""
+    from trustlog.ingest import fold_backend
+
+    try:
+        return fold_backend.load()
+    except ImportError as e:
+        require_or_skip("the compiled replay fold (build it with `pip install -e .`)", e)
+
+
 def load_backend(name: str) -> ModuleType:
     """The crypto backend ``name`` (``c`` or ``py``), else :func:`require_or_skip`."""
     from trustlog.verifier.backend import load

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import require_or_skip
+from conftest import require_compiled_fold
 from trustlog.core.keys import SigningKey
 from trustlog.core.merkle import CompactRange, leaf_hash
-from trustlog.ingest import fold_backend, merkle_store, segment_log
+from trustlog.ingest import merkle_store, segment_log
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import KafkaPosition, LogClock
 from trustlog.ingest.synthetic import SyntheticRegistry
@@ -24,11 +24,7 @@ from trustlog.ingest.synthetic import SyntheticRegistry
 @pytest.fixture(scope="module")
 def compiled():
     """The compiled module; under CI=true a missing build fails."""
-    try:
-        return fold_backend.load()
-    except ImportError as e:
-        require_or_skip("the compiled replay fold (build it with `pip install -e .`)", e)
-        raise
+    return require_compiled_fold()
 
 
 def _frame(fn, bodies, start, size, count, segment_bytes, interval, index, with_leaves):

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import require_or_skip
+from conftest import require_compiled_fold
 from trustlog.core import tagstore_backend
 from trustlog.core.errors import EncodingError, LogCorruptionError, LogError
 from trustlog.core.events import (
@@ -51,11 +51,7 @@ DIGESTS = ["sha256:" + f"{i:02x}" * 32 for i in range(4)]
 @pytest.fixture(scope="module")
 def compiled():
     """The compiled fold's module; under CI=true a missing build fails."""
-    try:
-        return fold_backend.load()
-    except ImportError as e:
-        require_or_skip("the compiled replay fold (build it with `pip install -e .`)", e)
-        raise
+    return require_compiled_fold()
 
 
 def _trusted(_k, _m, _s) -> bool:
