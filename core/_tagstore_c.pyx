@@ -45,7 +45,9 @@ from libc.string cimport memcmp, memcpy, memset
 from array import array
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 
+from trustlog.core.errors import EncodingError
 from trustlog.core.state import TagEntry
+from trustlog.core.tagstore import _verbatim_canonical as _py_verbatim_canonical
 
 ctypedef struct tl_row:
     int64_t size
@@ -317,6 +319,56 @@ cdef int _raw_digest(object digest, uint8_t *out) except -1:
 
 cdef inline bint _is_i64(object x):
     return type(x) is int and I64_MIN <= x <= I64_MAX
+
+
+# -- snapshot columns: little-endian fields, the fold's tag names ------------------------
+
+DEF SNAP_ROW = 92     # core.tagstore.SNAP_ROW: <6q 32s i i I
+
+
+cdef inline void _put_le(uint8_t *p, uint64_t x, int nbytes) noexcept nogil:
+    cdef int i
+    for i in range(nbytes):
+        p[i] = <uint8_t>(x >> (8 * i))
+
+
+cdef inline uint64_t _get_le(const uint8_t *p, int nbytes) noexcept nogil:
+    cdef uint64_t x = 0
+    cdef int i
+    for i in range(nbytes - 1, -1, -1):
+        x = (x << 8) | p[i]
+    return x
+
+
+cdef inline bint _all_zero(const uint8_t *p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i]:
+            return False
+    return True
+
+
+cdef inline bint _tag_char(uint8_t c) noexcept nogil:
+    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or c == 46 or c == 45
+
+
+cdef bint _is_tag_name(const char *s, Py_ssize_t n) noexcept nogil:
+    """core.names.is_tag over UTF-8 bytes: ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``."""
+    cdef Py_ssize_t i
+    cdef uint8_t c
+    if n < 1 or n > 128:
+        return False
+    c = <uint8_t>s[0]
+    if c == 46 or c == 45 or not _tag_char(c):
+        return False
+    for i in range(1, n):
+        if not _tag_char(<uint8_t>s[i]):
+            return False
+    return True
+
+
+def _refuse(repo, what):
+    return EncodingError(f"the tag columns of {repo!r} are damaged: {what}")
 
 
 cdef class CTagStore:
@@ -1066,6 +1118,281 @@ cdef class CTagStore:
     def verbatim_count(self):
         """How many entries are kept as given (not in the C rows)."""
         return 0 if self._verbatim is None else len(self._verbatim)
+
+    # -- snapshot columns (core/tagstore.py describes them; columns_of and
+    # entries_from_columns there are the pure-Python twins of these two) -------------
+
+    def export_columns(self):
+        """The store as snapshot columns, the bytes ``core.tagstore.columns_of`` writes for
+        the same mapping: ``(names, ends, rows, sigs, strings, verbatim, absent,
+        tag_versions)`` (``tag_versions``: the versions of tag scopes the rows do not
+        imply, sorted). None when a name is not a tag name (the repository is then
+        written as a map) or the string table has filled up (which makes which entries
+        are rows depend on history: the caller takes ``columns_of``'s way)."""
+        cdef Py_ssize_t r, n = 0, nl = 0, sl = 0, w = 0, o = 0, at, end, nstr = len(self._strs)
+        cdef tl_row *row
+        cdef uint8_t *p
+        cdef uint8_t *sp
+        cdef uint8_t *np_
+        cdef uint8_t *ep
+        cdef int32_t *remap = NULL
+        cdef int32_t seen = 0, k
+        cdef uint16_t k16
+        cdef uint32_t n32
+        if nstr >= MAX_TABLE:
+            return None
+        for r in range(self.nrows):
+            row = &self.rows[r]
+            if row.role == ROW_DEAD:
+                continue
+            if not _is_tag_name(self.names + row.name_off, row.name_len):
+                return None
+            n += 1
+            nl += row.name_len
+            if row.role >= 0:
+                sl += row.sig_len
+        names = PyBytes_FromStringAndSize(NULL, nl)
+        ends = PyBytes_FromStringAndSize(NULL, 4 * n)
+        rows = PyBytes_FromStringAndSize(NULL, SNAP_ROW * n)
+        sigs = PyBytes_FromStringAndSize(NULL, sl)
+        np_ = <uint8_t *>PyBytes_AS_STRING(names)
+        ep = <uint8_t *>PyBytes_AS_STRING(ends)
+        p = <uint8_t *>PyBytes_AS_STRING(rows)
+        sp = <uint8_t *>PyBytes_AS_STRING(sigs)
+        strings = []
+        verbatim = []
+        remap = <int32_t *>malloc((nstr if nstr else 1) * sizeof(int32_t))
+        if remap == NULL:
+            raise MemoryError()
+        try:
+            memset(remap, 0xff, (nstr if nstr else 1) * sizeof(int32_t))
+            for r in range(self.nrows):
+                row = &self.rows[r]
+                if row.role == ROW_DEAD:
+                    continue
+                memcpy(np_ + o, self.names + row.name_off, row.name_len)
+                o += row.name_len
+                _put_le(ep, <uint64_t>o, 4)
+                ep += 4
+                memset(p, 0, SNAP_ROW)
+                if row.role < 0:
+                    _put_le(p + 84, <uint64_t><uint32_t><int32_t>-1, 4)
+                    verbatim.append(self._verbatim[r])
+                    p += SNAP_ROW
+                    continue
+                k = remap[row.role]
+                if k < 0:
+                    k = remap[row.role] = seen
+                    seen += 1
+                    strings.append(self._strs[row.role])
+                _put_le(p, <uint64_t>row.size, 8)
+                _put_le(p + 8, <uint64_t>row.expires, 8)
+                _put_le(p + 16, <uint64_t>row.log_time, 8)
+                _put_le(p + 24, <uint64_t>row.offset, 8)
+                _put_le(p + 32, <uint64_t>row.version, 8)
+                _put_le(p + 40, <uint64_t>row.issued_at, 8)
+                memcpy(p + 48, row.digest, 32)
+                _put_le(p + 80, <uint64_t><uint32_t>row.grant_id, 4)
+                _put_le(p + 84, <uint64_t><uint32_t>k, 4)
+                _put_le(p + 88, <uint64_t>row.sig_len, 4)
+                p += SNAP_ROW
+                at = row.sig_off
+                end = at + row.sig_len
+                while at < end:
+                    memcpy(&k16, self.sigs + at, 2)
+                    memcpy(&n32, self.sigs + at + 2, 4)
+                    k = remap[k16]
+                    if k < 0:
+                        k = remap[k16] = seen
+                        seen += 1
+                        strings.append(self._strs[k16])
+                    _put_le(sp + w, <uint64_t>k, 2)
+                    _put_le(sp + w + 2, <uint64_t>n32, 4)
+                    memcpy(sp + w + SIG_HDR, self.sigs + at + SIG_HDR, n32)
+                    w += SIG_HDR + n32
+                    at += SIG_HDR + n32
+        finally:
+            free(remap)
+        absent = []
+        tag_versions = []
+        if self._vover is not None:
+            for t, v in self._vover.items():
+                r = self._row_of(t, _utf8(t))
+                if v is _ABSENT:
+                    if self._implicit(r):
+                        absent.append(t)
+                elif not (self._implicit(r) and type(v) is int and v == self.rows[r].version):
+                    tag_versions.append((t, v))
+        absent.sort()
+        tag_versions.sort()
+        return names, ends, rows, sigs, strings, verbatim, absent, tag_versions
+
+    @staticmethod
+    def from_columns(repo, bytes names, bytes ends, bytes rows, bytes sigs, list strings, list verbatim,
+                     list absent, list tag_versions):
+        """A store from snapshot columns in one pass over them (the arenas copied whole),
+        every field checked as ``core.tagstore.entries_from_columns`` checks it; raises
+        :class:`~trustlog.core.errors.EncodingError` for exactly the columns it refuses
+        (the half-built store is dropped). ``tag_versions``: ``(tag scope, version)`` for
+        the versions of tag scopes the rows do not imply."""
+        cdef CTagStore s = CTagStore(repo)
+        cdef Py_ssize_t n, nl = PyBytes_GET_SIZE(names), sl = PyBytes_GET_SIZE(sigs), r, start = 0, end
+        cdef Py_ssize_t at = 0, end_sig, nstr = len(strings), nv = 0, m
+        cdef const uint8_t *ep = <const uint8_t *>PyBytes_AS_STRING(ends)
+        cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(rows)
+        cdef const uint8_t *sp = <const uint8_t *>PyBytes_AS_STRING(sigs)
+        cdef tl_row *row
+        cdef int32_t role, seen = 0
+        cdef uint32_t sig_len, n32
+        cdef uint16_t k16
+        cdef Py_ssize_t k, dup
+        if PyBytes_GET_SIZE(ends) % 4:
+            raise _refuse(repo, f"{PyBytes_GET_SIZE(ends)} bytes of name ends is not a whole number of u32s")
+        n = PyBytes_GET_SIZE(ends) // 4
+        if n > 0x7fffffff or PyBytes_GET_SIZE(rows) != n * SNAP_ROW:
+            raise _refuse(repo, f"{PyBytes_GET_SIZE(rows)} bytes of rows for {n} names")
+        if nl > 0xffffffff or sl > 0xffffffff:
+            raise _refuse(repo, "an arena is over 4 GiB")
+        if nstr > MAX_TABLE:
+            raise _refuse(repo, f"{nstr} strings; at most {MAX_TABLE}")
+        table = {}
+        for k in range(nstr):
+            t = strings[k]
+            if type(t) is not str or table.setdefault(t, k) != k:
+                raise _refuse(repo, f"string {k} repeats an earlier one")
+        s._strs = list(strings)
+        s._strs_b = [_utf8(t) for t in strings]
+        if nstr >= 8:
+            s._strs_ix = dict(table)
+        if n:
+            s.rows = <tl_row *>malloc(n * sizeof(tl_row))
+            if s.rows == NULL:
+                raise MemoryError()
+            s.cap_rows = n
+        s.names = <char *>malloc(nl if nl else 1)
+        s.sigs = <char *>malloc(sl if sl else 1)
+        if s.names == NULL or s.sigs == NULL:
+            raise MemoryError()
+        s.names_cap = s.names_len = nl
+        s.sigs_cap = s.sigs_len = sl
+        memcpy(s.names, PyBytes_AS_STRING(names), nl)
+        for r in range(n):
+            end = <Py_ssize_t>_get_le(ep + 4 * r, 4)
+            if not (start < end <= nl) or end - start > 128:
+                raise _refuse(repo, f"name {r} ends at {end}, after {start}, in {nl} bytes")
+            if not _is_tag_name(s.names + start, end - start):
+                raise _refuse(repo, f"name {r} {names[start:end].decode('latin-1')!r} is not a tag name")
+            row = &s.rows[r]
+            memset(row, 0, sizeof(tl_row))
+            row.name_off = <uint32_t>start
+            row.name_len = <uint32_t>(end - start)
+            row.hash = _hash(s.names + start, end - start)
+            start = end
+            s.nrows = s.live = r + 1
+            role = <int32_t><uint32_t>_get_le(p + 84, 4)
+            sig_len = <uint32_t>_get_le(p + 88, 4)
+            if role == ROW_VERBATIM:
+                row.role = ROW_VERBATIM
+                if not _all_zero(p, 84) or sig_len != 0:
+                    raise _refuse(repo, f"the verbatim row of {s.row_name(r)!r} carries column values")
+                if nv >= len(verbatim):
+                    raise _refuse(repo, f"{nv + 1} or more rows are verbatim, {len(verbatim)} entries given")
+                e = verbatim[nv]
+                nv += 1
+                name = s.row_name(r)
+                if not _py_verbatim_canonical(s._repo_b, name, e, table, seen):
+                    raise _refuse(repo, f"the verbatim entry of {name!r} is one a row holds")
+                if s._verbatim is None:
+                    s._verbatim = {}
+                s._verbatim[r] = e
+                p += SNAP_ROW
+                continue
+            if not (0 <= role <= seen) or role >= nstr:
+                raise _refuse(repo, f"row {r} names string {role}, {seen} used so far of {nstr}")
+            if role == seen:
+                seen += 1
+            end_sig = at + sig_len
+            if end_sig > sl:
+                raise _refuse(repo, f"the signatures of row {r} end past the arena ({end_sig} > {sl})")
+            row.sig_off = <uint32_t>at
+            row.sig_len = sig_len
+            while at < end_sig:
+                if end_sig - at < SIG_HDR:
+                    raise _refuse(repo, f"a signature header of row {r} is cut off")
+                k16 = <uint16_t>_get_le(sp + at, 2)
+                n32 = <uint32_t>_get_le(sp + at + 2, 4)
+                if k16 > seen or k16 >= nstr or n32 > end_sig - at - SIG_HDR:
+                    raise _refuse(repo, f"a signature of row {r} names string {k16} ({seen} used) or overruns its row")
+                if k16 == seen:
+                    seen += 1
+                memcpy(s.sigs + at, &k16, 2)
+                memcpy(s.sigs + at + 2, &n32, 4)
+                memcpy(s.sigs + at + SIG_HDR, sp + at + SIG_HDR, n32)
+                at += SIG_HDR + n32
+            row.size = <int64_t>_get_le(p, 8)
+            row.expires = <int64_t>_get_le(p + 8, 8)
+            row.log_time = <int64_t>_get_le(p + 16, 8)
+            row.offset = <int64_t>_get_le(p + 24, 8)
+            row.version = <int64_t>_get_le(p + 32, 8)
+            row.issued_at = <int64_t>_get_le(p + 40, 8)
+            memcpy(row.digest, p + 48, 32)
+            row.grant_id = <int32_t><uint32_t>_get_le(p + 80, 4)
+            row.role = role
+            p += SNAP_ROW
+        if start != nl or at != sl:
+            raise _refuse(repo, f"the rows use {start} of {nl} name bytes and {at} of {sl} signature bytes")
+        if nv != len(verbatim):
+            raise _refuse(repo, f"{nv} rows are verbatim, {len(verbatim)} entries given")
+        if seen != nstr:
+            raise _refuse(repo, f"{nstr - seen} of its strings are used by no row")
+        if n:
+            dup = s._index_unique()
+            if dup >= 0:
+                raise _refuse(repo, f"tag {s.row_name(dup)!r} has two rows")
+        # the versions of tag scopes the rows do not say
+        vover = {}
+        prev = None
+        for t in absent:
+            if type(t) is not str or (prev is not None and not prev < t) or not s._implicit(s._row_of(t, _utf8(t))):
+                raise _refuse(repo, f"absent version {t!r} is out of order or names no column row")
+            vover[t] = _ABSENT
+            prev = t
+        for t, v in tag_versions:
+            r = s._row_of(t, _utf8(t))
+            if t in vover or (s._implicit(r) and type(v) is int and v == s.rows[r].version):
+                raise _refuse(repo, f"the version of {t!r} is said twice")
+            vover[t] = v
+        s._vover = vover or None
+        return s
+
+    cdef Py_ssize_t _index_unique(self) except -2:
+        """Build the hash table over rows ``[0, nrows)`` (all live): -1, or the row of a
+        name an earlier row already has."""
+        cdef Py_ssize_t size = 8, r, i, mask, q
+        cdef tl_row *row
+        while size * 2 <= self.nrows * 3:
+            size *= 2
+        free(self.slots)
+        self.slots = <int32_t *>malloc(size * sizeof(int32_t))
+        if self.slots == NULL:
+            self.nslots = self.used_slots = 0
+            raise MemoryError()
+        memset(self.slots, 0xff, size * sizeof(int32_t))
+        self.nslots = size
+        self.used_slots = 0
+        mask = size - 1
+        for r in range(self.nrows):
+            row = &self.rows[r]
+            i = row.hash & mask
+            while self.slots[i] != SLOT_EMPTY:
+                q = self.slots[i]
+                if self.rows[q].hash == row.hash and self.rows[q].name_len == row.name_len and \
+                        memcmp(self.names + self.rows[q].name_off, self.names + row.name_off, row.name_len) == 0:
+                    return r
+                i = (i + 1) & mask
+            self.slots[i] = <int32_t>r
+            self.used_slots += 1
+        return -1
 
 
 cdef inline bint _same_version(object v, object implicit):

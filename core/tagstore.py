@@ -239,6 +239,7 @@ class TagStore(MutableMapping[str, TagEntry]):
                 self._verbatim = {}
             self._verbatim[row] = e
             self._i[row * _I + 1] = -1     # marks the row verbatim in dump()
+            self._q[row * _Q + 5] = 0      # no arena bytes: a reused row's old start may be past a compacted arena
             return
         raw, role, blob, plen = packed
         q, i, b = self._q, self._i, row * _Q
@@ -409,3 +410,309 @@ class TagStore(MutableMapping[str, TagEntry]):
         elif cols.verbatim or cols.arena:
             raise EncodingError("empty tag columns carry entries")
         return st
+
+
+# -- the snapshot section of a native repository's tags -------------------------------
+#
+# A snapshot (ingest/snapshots.py, format 3) holds the tags of each native repository as
+# the columns below, not as a map of entries. They are canonical: a function of the
+# mapping's values only (its iteration order included), so a dict of TagEntry and the
+# compiled store (core/_tagstore_c.pyx: CTagStore.export_columns / from_columns, the C
+# twin of columns_of / entries_from_columns here) write the same bytes, and decoding
+# and encoding again gives the same bytes. Everything is little-endian:
+#
+# * ``names``: the tag names (each a tag by core.names.is_tag: ASCII, 1..128 bytes),
+#   concatenated; ``ends``: u32 end offset of each name (so ``n = len(ends) / 4`` rows);
+# * ``rows``: ``n`` records of :data:`SNAP_ROW` (92 bytes): size, expires, log time,
+#   offset, version, issued_at (int64 each), the 32 raw digest bytes, grant id (int32),
+#   role (int32 index into ``strings``; -1: the row's entry is in ``verbatim`` and every
+#   other field is 0) and the length of its signatures (u32) in ``sigs``;
+# * ``sigs``: each column row's signatures, in row order, as ``(u16 index of the key id
+#   in strings, u32 length, signature bytes)*``;
+# * ``strings``: the roles and key ids, in the order the rows first use them (role, then
+#   key ids), each used;
+# * ``verbatim``: the entries the rows cannot re-derive exactly (the payload is not the
+#   canonical ImageSigned of the row and the repository, a field of another type or
+#   range...), in row order;
+# * ``absent``: the tags (sorted) of column rows whose scope has no version although
+#   the row implies one (a tag's scope version is its row's version unless said
+#   otherwise: the other versions of tag scopes are in the repository's ``versions``).
+#
+# No payload is stored: a column row's payload is re-derived from the row and the
+# repository name (the same canonical MessagePack as core.encoding writes).
+
+SNAP_ROW: Final = struct.Struct("<6q32siiI")
+SNAP_VERBATIM: Final = -1
+_U32: Final = struct.Struct("<I")
+_SIG_LE: Final = struct.Struct("<HI")
+_P0: Final = b"\x89\xa4kind\xabImageSigned\xa4repo"
+_MAX_NAMES_LEN: Final = 0xFFFFFFFF          # the compiled store's arenas are limited to 4 GiB
+_MAX_ROWS: Final = 0x7FFFFFFF
+
+
+class SnapColumns(NamedTuple):
+    """One native repository's tags as a snapshot holds them (see above)."""
+
+    names: bytes
+    ends: bytes
+    rows: bytes
+    sigs: bytes
+    strings: list[str]
+    verbatim: list[TagEntry]
+    absent: list[str]
+
+
+def _mp_str(b: bytes) -> bytes:
+    n = len(b)
+    if n < 32:
+        return bytes((0xA0 | n,)) + b
+    if n < 256:
+        return b"\xd9" + bytes((n,)) + b
+    if n < 65536:
+        return b"\xda" + n.to_bytes(2, "big") + b
+    return b"\xdb" + n.to_bytes(4, "big") + b
+
+
+def _mp_int(x: int) -> bytes:
+    if x >= 0:
+        if x < 128:
+            return bytes((x,))
+        for code, nb in ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8)):
+            if x < 1 << (8 * nb):
+                return bytes((code,)) + x.to_bytes(nb, "big")
+    if x >= -32:
+        return bytes((x & 0xFF,))
+    for code, nb in ((0xD0, 1), (0xD1, 2), (0xD2, 4), (0xD3, 8)):
+        if x >= -(1 << (8 * nb - 1)):
+            return bytes((code,)) + x.to_bytes(nb, "big", signed=True)
+    raise OverflowError(x)  # pragma: no cover  (callers pass int64s)
+
+
+def _mp_read_int(b: bytes, at: int) -> int | None:
+    """The MessagePack int at ``b[at:]`` if it is one that fits int64 (any width), else None."""
+    if at >= len(b):
+        return None
+    c = b[at]
+    if c < 0x80:
+        return c
+    if c >= 0xE0:
+        return c - 256
+    width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}.get(c)
+    if width is None or len(b) - at < 1 + width:
+        return None
+    x = int.from_bytes(b[at + 1:at + 1 + width], "big", signed=c >= 0xD0)
+    return x if x <= _I64[1] else None
+
+
+def _name_bytes(s: str) -> bytes:
+    try:
+        return s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass")  # as the compiled store keeps such a str
+
+
+def derive_payload(repo_b: bytes, tag_b: bytes, role_b: bytes, digest_raw: bytes, size: int, expires: int,
+                   version: int, issued_at: int) -> bytes:
+    """The canonical ImageSigned payload of a column row (the twin of ``_derive`` in
+    core/_tagstore_c.pyx): ``{kind, repo, version, issued_at, role, tag, digest, size,
+    expires}`` as msgspec writes it."""
+    return b"".join((_P0, _mp_str(repo_b), b"\xa7version", _mp_int(version), b"\xa9issued_at", _mp_int(issued_at),
+                     b"\xa4role", _mp_str(role_b), b"\xa3tag", _mp_str(tag_b), b"\xa6digest",
+                     _mp_str(b"sha256:" + digest_raw.hex().encode()), b"\xa4size", _mp_int(size), b"\xa7expires",
+                     _mp_int(expires)))
+
+
+def row_of_entry(repo_b: bytes, tag: str, e: object) -> tuple[tuple[int, ...], bytes, str, list[tuple[str, bytes]]] | None:
+    """``((size, expires, log_time, offset, version, issued_at, grant_id), raw digest, role,
+    signatures)`` when a column row re-derives ``e`` exactly, else None (the entry is kept
+    verbatim). The same decision as ``CTagStore._pack`` (short of its string table
+    filling up, which :func:`columns_of` decides by the snapshot's own table)."""
+    if type(e) is not TagEntry or type(e.tag) is not str or e.tag != tag:
+        return None
+    if not (_fits(e.size, _I64) and _fits(e.expires, _I64) and _fits(e.log_time, _I64)
+            and _fits(e.offset, _I64) and _fits(e.version, _I64) and _fits(e.grant_id, _I32)):
+        return None
+    raw = _raw_digest(e.digest)
+    role, payload, sigs = e.role, e.payload, e.signatures
+    if raw is None or type(role) is not str or type(payload) is not bytes or type(sigs) is not tuple:
+        return None
+    total = 0
+    for item in sigs:
+        if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str or type(item[1]) is not bytes:
+            return None
+        total += _SIG.size + len(item[1])
+    if total > _I32[1]:
+        return None
+    tag_b, role_b = _name_bytes(tag), _name_bytes(role)
+    prefix = b"".join((_P0, _mp_str(repo_b), b"\xa7version", _mp_int(e.version), b"\xa9issued_at"))
+    if not payload.startswith(prefix):
+        return None
+    issued = _mp_read_int(payload, len(prefix))
+    if issued is None:
+        return None
+    if derive_payload(repo_b, tag_b, role_b, raw, e.size, e.expires, e.version, issued) != payload:
+        return None
+    return (e.size, e.expires, e.log_time, e.offset, e.version, issued, e.grant_id), raw, role, list(sigs)
+
+
+def _verbatim_canonical(repo_b: bytes, tag: str, e: object, table: dict[str, int], seen: int) -> bool:
+    """Whether :func:`columns_of` keeps ``e`` verbatim when the string table holds
+    ``seen`` strings (``table`` the whole final table): it cannot be a row, or the
+    strings it needs no longer fit."""
+    got = row_of_entry(repo_b, tag, e)
+    if got is None:
+        return True
+    new = {s for s in [got[2], *(k for k, _ in got[3])] if table.get(s, _MAX_TABLE) >= seen}
+    return seen + len(new) > _MAX_TABLE
+
+
+def columns_of(repo: str, tags: Mapping[str, TagEntry],
+               versions: Mapping[str, int]) -> tuple[SnapColumns, dict[str, int]] | None:
+    """The snapshot columns of a native repository's ``tags`` and the versions they do
+    not imply (sorted by scope); None when a tag name is not one the fold accepts (the
+    repository is then written as a map). The reference twin of
+    ``CTagStore.export_columns``."""
+    from .names import is_tag
+
+    repo_b = _name_bytes(repo)
+    names, ends, rows, sigs = bytearray(), bytearray(), bytearray(), bytearray()
+    strings: list[str] = []
+    ix: dict[str, int] = {}
+    verbatim: list[TagEntry] = []
+    implied: dict[str, int] = {}
+    for tag, e in tags.items():
+        if not is_tag(tag):
+            return None
+        names += tag.encode("ascii")
+        ends += _U32.pack(len(names))
+        got = row_of_entry(repo_b, tag, e)
+        if got is not None:
+            need = [got[2], *(k for k, _ in got[3])]
+            if len(strings) + len({s for s in need if s not in ix}) > _MAX_TABLE:
+                got = None
+            else:
+                for s in need:
+                    if s not in ix:
+                        ix[s] = len(strings)
+                        strings.append(s)
+        if got is None:
+            verbatim.append(e)
+            rows += SNAP_ROW.pack(0, 0, 0, 0, 0, 0, bytes(_DG), 0, SNAP_VERBATIM, 0)
+            continue
+        (size, expires, log_time, offset, version, issued, grant_id), raw, role, sig_list = got
+        start = len(sigs)
+        for keyid, sig in sig_list:
+            sigs += _SIG_LE.pack(ix[keyid], len(sig))
+            sigs += sig
+        rows += SNAP_ROW.pack(size, expires, log_time, offset, version, issued, raw, grant_id, ix[role],
+                              len(sigs) - start)
+        implied[tag] = version
+    if len(names) > _MAX_NAMES_LEN or len(sigs) > _MAX_NAMES_LEN:
+        return None
+    absent = sorted(t for t in implied if t not in versions)
+    # a version the row implies is not written; every other one is (sorted by scope)
+    rest = {s: v for s, v in sorted(versions.items()) if not (s in implied and type(v) is int and implied[s] == v)}
+    return SnapColumns(bytes(names), bytes(ends), bytes(rows), bytes(sigs), strings, verbatim, absent), rest
+
+
+def _refuse(repo: str, what: str) -> EncodingError:
+    return EncodingError(f"the tag columns of {repo!r} are damaged: {what}")
+
+
+def entries_from_columns(repo: str, cols: SnapColumns,
+                         versions: Mapping[str, int]) -> tuple[dict[str, TagEntry], dict[str, int]]:
+    """The tags (a dict, in row order) and versions of a native repository from its
+    snapshot columns and the versions they do not imply; every field is checked and
+    anything out of place raises :class:`EncodingError` (the reference twin of
+    ``CTagStore.from_columns``, which refuses exactly the same columns)."""
+    from .names import TAG_RE
+
+    repo_b = _name_bytes(repo)
+    names, ends, rows, sigs = cols.names, cols.ends, cols.rows, cols.sigs
+    if len(ends) % 4:
+        raise _refuse(repo, f"{len(ends)} bytes of name ends is not a whole number of u32s")
+    n = len(ends) // 4
+    if n > _MAX_ROWS or len(rows) != n * SNAP_ROW.size:
+        raise _refuse(repo, f"{len(rows)} bytes of rows for {n} names")
+    if len(names) > _MAX_NAMES_LEN or len(sigs) > _MAX_NAMES_LEN:
+        raise _refuse(repo, "an arena is over 4 GiB")
+    strings = cols.strings
+    if len(strings) > _MAX_TABLE:
+        raise _refuse(repo, f"{len(strings)} strings; at most {_MAX_TABLE}")
+    table: dict[str, int] = {}
+    for k, s in enumerate(strings):
+        if type(s) is not str or table.setdefault(s, k) != k:
+            raise _refuse(repo, f"string {k} repeats an earlier one")
+    strs_b = [_name_bytes(s) for s in strings]
+    tags: dict[str, TagEntry] = {}
+    out_versions: dict[str, int] = {}
+    implied: dict[str, int] = {}
+    seen = 0            # strings first used so far (they must come in that order)
+    at = 0              # in sigs
+    start = 0           # in names
+    n_verbatim = 0
+    zero = bytes(_DG)
+    for r in range(n):
+        (end,) = _U32.unpack_from(ends, 4 * r)
+        if not start < end <= len(names) or end - start > 128:
+            raise _refuse(repo, f"name {r} ends at {end}, after {start}, in {len(names)} bytes")
+        name_b = names[start:end]
+        start = end
+        name = name_b.decode("latin-1")
+        if not name_b.isascii() or TAG_RE.fullmatch(name) is None:
+            raise _refuse(repo, f"name {r} {name!r} is not a tag name")
+        if name in tags:
+            raise _refuse(repo, f"tag {name!r} has two rows")
+        size, expires, log_time, offset, version, issued, raw, grant_id, role, sig_len = SNAP_ROW.unpack_from(
+            rows, SNAP_ROW.size * r)
+        if role == SNAP_VERBATIM:
+            if (size, expires, log_time, offset, version, issued, grant_id, sig_len) != (0,) * 8 or raw != zero:
+                raise _refuse(repo, f"the verbatim row of {name!r} carries column values")
+            if n_verbatim >= len(cols.verbatim):
+                raise _refuse(repo, f"{n_verbatim + 1} or more rows are verbatim, {len(cols.verbatim)} entries given")
+            e = cols.verbatim[n_verbatim]
+            n_verbatim += 1
+            if not _verbatim_canonical(repo_b, name, e, table, seen):
+                raise _refuse(repo, f"the verbatim entry of {name!r} is one a row holds")
+            tags[name] = e
+            continue
+        if not 0 <= role <= seen or role >= len(strings):
+            raise _refuse(repo, f"row {r} names string {role}, {seen} used so far of {len(strings)}")
+        seen += role == seen
+        end_sig = at + sig_len
+        if end_sig > len(sigs):
+            raise _refuse(repo, f"the signatures of row {r} end past the arena ({end_sig} > {len(sigs)})")
+        sig_list = []
+        while at < end_sig:
+            if end_sig - at < _SIG_LE.size:
+                raise _refuse(repo, f"a signature header of row {r} is cut off")
+            k, m = _SIG_LE.unpack_from(sigs, at)
+            at += _SIG_LE.size
+            if k > seen or k >= len(strings) or m > end_sig - at:
+                raise _refuse(repo, f"a signature of row {r} names string {k} ({seen} used) or overruns its row")
+            seen += k == seen
+            sig_list.append((strings[k], sigs[at:at + m]))
+            at += m
+        payload = derive_payload(repo_b, name_b, strs_b[role], raw, size, expires, version, issued)
+        tags[name] = TagEntry(name, _PREFIX + raw.hex(), size, expires, strings[role], grant_id, log_time, offset,
+                              version, payload, tuple(sig_list))
+        implied[name] = version
+    if start != len(names) or at != len(sigs):
+        raise _refuse(repo, f"the rows use {start} of {len(names)} name bytes and {at} of {len(sigs)} signature bytes")
+    if n_verbatim != len(cols.verbatim):
+        raise _refuse(repo, f"{n_verbatim} rows are verbatim, {len(cols.verbatim)} entries given")
+    if seen != len(strings):
+        raise _refuse(repo, f"{len(strings) - seen} of its strings are used by no row")
+    absent = cols.absent
+    for k, t in enumerate(absent):
+        if type(t) is not str or (k and not absent[k - 1] < t) or t not in implied:
+            raise _refuse(repo, f"absent version {t!r} is out of order or names no column row")
+    gone = set(absent)
+    for scope, v in versions.items():
+        if scope in gone or (scope in implied and type(v) is int and implied[scope] == v):
+            raise _refuse(repo, f"the version of {scope!r} is said twice")
+    for t, v in implied.items():
+        if t not in gone:
+            out_versions[t] = v
+    out_versions.update(versions)
+    return tags, out_versions

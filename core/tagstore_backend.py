@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,8 +84,54 @@ def adopt(repo: Any) -> Any:
     for scope, v in repo.versions.items():
         versions[scope] = v
     for tag in repo.tags:           # a tag never given a version keeps none
-        if tag not in repo.versions and ":" not in tag:
+        if tag not in repo.versions and ":" not in tag and tag in versions:   # (a verbatim row implies none)
             del versions[tag]
     repo.tags = store
     repo.versions = versions
     return repo
+
+
+# -- snapshot columns (core.tagstore describes the bytes; both stores write the same) ----
+
+
+def export_columns(repo: Any) -> Any:
+    """``(SnapColumns, versions not implied by them)`` of native repository ``repo``, or
+    None when its tags are written as a map (an imported repository, or a tag name the
+    fold would not accept). The compiled store exports its C rows in one pass; anything
+    else (a dict, a store whose string table filled up, versions not over the store)
+    goes through the pure-Python twin, which gives the same bytes."""
+    from .tagstore import SnapColumns, columns_of
+
+    if repo.tuf is not None:
+        return None
+    tags, versions = repo.tags, repo.versions
+    mod = compiled if compiled is not None else sys.modules.get(MODULE)   # compact stores made before a forced()
+    if (mod is not None and type(tags) is mod.CTagStore and type(versions) is mod.TagVersions
+            and versions.store is tags):
+        got = tags.export_columns()
+        if got is not None:
+            names, ends, rows, sigs, strings, verbatim, absent, tag_versions = got
+            rest = dict(sorted([*tag_versions, *versions.other.items()]))
+            return SnapColumns(names, ends, rows, sigs, strings, verbatim, absent), rest
+    return columns_of(repo.name, tags, versions)
+
+
+def import_columns(name: str, cols: Any, versions: dict[str, int]) -> tuple[Any, Any]:
+    """``(tags, versions)`` of native repository ``name`` from its snapshot columns and
+    the versions they do not imply: the compiled store (built from the columns in C)
+    when that is the backend, else a dict. Raises EncodingError for damaged columns,
+    with either store for exactly the same ones."""
+    from .errors import EncodingError
+    from .tagstore import entries_from_columns
+
+    scopes = list(versions)
+    if scopes != sorted(scopes):
+        raise EncodingError(f"the versions of {name!r} are not in the order of their scopes")
+    mod = compiled
+    if mod is None:
+        return entries_from_columns(name, cols, versions)
+    tag_scopes = [(s, v) for s, v in versions.items() if ":" not in s]
+    store = mod.CTagStore.from_columns(name, cols.names, cols.ends, cols.rows, cols.sigs, cols.strings,
+                                       cols.verbatim, cols.absent, tag_scopes)
+    return store, mod.TagVersions(store, {s: v for s, v in versions.items() if ":" in s})
+
