@@ -636,7 +636,7 @@ def _check_snapshot(store: SnapshotStore, snap, state: TrustState, report: Verif
         report.warnings.append(f"{snap.path.name} was made under another pin policy; not compared")
         return
     try:
-        body_ok = hashlib.sha256(encode_state(state)).digest() == snap.header.body_sha256
+        body_ok = hashlib.sha256(encode_state(state, snap.header.format)).digest() == snap.header.body_sha256
         store.check_body(snap)
     except TrustlogError as e:
         report.findings.append(Finding("snapshot", f"{snap.path.name}: {e}", offset=snap.header.offset))

@@ -4,8 +4,16 @@ A snapshot is ``DIR/snapshots/<offset>.snap`` (offset zero-padded to 20 digits):
 
     b"TLSNAP01" | u32 header length | header | body
 
-* body: the :class:`~trustlog.core.state.TrustState` as MessagePack (msgspec encodes
-  the state's dataclasses and structs directly; no pickle, nothing executable);
+* body: the :class:`~trustlog.core.state.TrustState` as MessagePack, ``{"repos":
+  [repository, ...]}`` (msgspec encodes the state's dataclasses and structs directly;
+  no pickle, nothing executable). From format 3 on, the tags of a native repository are
+  one section of columns (:class:`~trustlog.core.tagstore.SnapColumns`: names, fixed-
+  width rows, the signature arena, the few entries kept verbatim, the tag scopes with
+  no version) that the compiled store exports and imports in C in one pass, so a
+  snapshot loads in time proportional to its size; its versions then hold only what
+  the rows do not imply. The pure-Python twin writes and reads the same bytes. An
+  imported (TUF/Notary) repository, or one with a tag name the fold would not accept,
+  keeps its tags as a map of entries, as in format 2;
 * header: a canonical :class:`SnapshotHeader` — the offset (the state folds records
   ``[0, offset)``), the RFC 9162 root of the log's Merkle tree at that offset, the
   SHA-256 and length of the body, the pins and the upstream positions — followed by an
@@ -14,7 +22,15 @@ A snapshot is ``DIR/snapshots/<offset>.snap`` (offset zero-padded to 20 digits):
 A snapshot is used only when its signature verifies, its body hashes to the header's
 digest, and its root equals the Merkle store's root at its offset: the records it
 summarises are then exactly the records of the log. Anything else is skipped (and
-reported in :attr:`SnapshotStore.skipped`), never trusted.
+reported in :attr:`SnapshotStore.skipped`), never trusted. A body is input like any
+other: columns that do not check out (an offset out of range, a name the fold would not
+accept, a count that does not add up, anything not in canonical order) are refused as a
+whole, never half loaded, and the state is folded from the log instead.
+
+Formats: 3 (columns) is written; 2 (every tag as a map entry) still loads, through the
+same decoder (a format-2 repository is a format-3 one without columns), so an upgrade
+does not cost a replay of the log; 1 (no versions of scopes: it would forget replay
+protection) is skipped and the state folded from the log.
 """
 from __future__ import annotations
 
@@ -34,7 +50,8 @@ from trustlog.core.encoding import canonical_bytes, decode_canonical
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core import tagstore_backend
-from trustlog.core.state import Pin, RepoState, TrustState
+from trustlog.core.state import Grant, Pin, RepoState, TagEntry, TrustState
+from trustlog.core.tuf_model import TufRepo
 
 from .signed_file import read_signed_header, write_signed_file
 
@@ -42,8 +59,10 @@ MAGIC: Final = b"TLSNAP01"
 SNAPSHOT_CONTEXT: Final = b"trustlog snapshot v1\n"
 _NAME_RE: Final = re.compile(r"([0-9]{20})\.snap")
 # 2: RepoState.versions (the last accepted version of each scope, core.events.version_scope);
-# a format-1 snapshot lacks it and would forget replay protection, so it is skipped and rebuilt
-SNAPSHOT_FORMAT: Final = 2
+# a format-1 snapshot lacks it and would forget replay protection, so it is skipped and rebuilt.
+# 3: the tags of a native repository as columns (core.tagstore.SnapColumns); 2 still loads.
+SNAPSHOT_FORMAT: Final = 3
+READABLE_FORMATS: Final = (2, 3)
 
 
 class SnapshotHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -70,7 +89,45 @@ class _Body(msgspec.Struct, frozen=True):
     repos: list[RepoState]
 
 
-_body_decoder = msgspec.msgpack.Decoder(_Body)
+class _Columns(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """:class:`~trustlog.core.tagstore.SnapColumns` in a snapshot (an array, no field names)."""
+
+    names: bytes
+    ends: bytes
+    rows: bytes
+    sigs: bytes
+    strings: list[str]
+    verbatim: list[TagEntry]
+    absent: list[str]
+
+
+class _Repo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A repository in a snapshot body: the fields of :class:`RepoState` (a format-2
+    repository is one of these without ``columns``) and, for a native one, ``columns``:
+    its tags (``tags`` is then empty) and its versions only where they do not imply."""
+
+    name: str
+    origin: str
+    version: int = 0
+    keys: dict[str, PublicKey] = msgspec.field(default_factory=dict)
+    grants: list[Grant] = msgspec.field(default_factory=list)
+    roles: dict[str, int] = msgspec.field(default_factory=dict)
+    compromised: dict[bytes, int] = msgspec.field(default_factory=dict)
+    compromised_keyids: dict[str, int] = msgspec.field(default_factory=dict)
+    tags: dict[str, TagEntry] = msgspec.field(default_factory=dict)
+    deleted_tags: dict[str, int] = msgspec.field(default_factory=dict)
+    last_log_time: int = 0
+    tuf: TufRepo | None = None
+    versions: dict[str, int] = msgspec.field(default_factory=dict)
+    columns: _Columns | None = None
+
+
+class _Body3(msgspec.Struct, frozen=True):
+    repos: list[_Repo]
+
+
+_body_decoder = msgspec.msgpack.Decoder(_Body3)      # formats 2 and 3
+_repo_decoder = msgspec.msgpack.Decoder(_Repo)
 
 
 def _enc_hook(obj: object) -> object:
@@ -99,28 +156,75 @@ class Snapshot:
     header: SnapshotHeader
 
 
-def encode_state(state: TrustState) -> bytes:
-    """The snapshot body of ``state``. Each repository's versions are written in the order
-    of their scopes (a compact store does not keep a dict's insertion order for them, and
-    nothing reads that order), so the bytes are the same whichever store holds them."""
+def _repo_v3(r: RepoState) -> _Repo:
+    got = tagstore_backend.export_columns(r)
+    if got is None:   # imported metadata, or a tag name the fold would not accept: a map
+        tags, versions, columns = r.tags, dict(sorted(r.versions.items())), None
+    else:
+        cols, versions = got
+        tags, columns = {}, _Columns(*cols)
+    return _Repo(r.name, r.origin, r.version, r.keys, r.grants, r.roles, r.compromised, r.compromised_keyids,
+                 tags, r.deleted_tags, r.last_log_time, r.tuf, versions, columns)   # type: ignore[arg-type]
+
+
+def encode_state(state: TrustState, fmt: int | None = None) -> bytes:
+    """The snapshot body of ``state`` in format ``fmt`` (default: :data:`SNAPSHOT_FORMAT`;
+    ``log verify`` compares an older snapshot in its own format). The bytes depend only on
+    the state's values, never on which store holds its tags: each repository's versions
+    are written in the order of their scopes (a compact store does not keep a dict's
+    insertion order for them, and nothing reads that order), and the columns of format 3
+    are canonical (core.tagstore)."""
+    if (SNAPSHOT_FORMAT if fmt is None else fmt) >= 3:
+        return _body_encoder.encode(_Body3([_repo_v3(r) for r in state.repos.values()]))
     return _body_encoder.encode(_Body([replace(r, versions=dict(sorted(r.versions.items())))
                                        for r in state.repos.values()]))
 
 
+def _repo_state(s: _Repo) -> RepoState:
+    """The :class:`RepoState` of a decoded repository, its tags in the selected store:
+    columns imported in one pass (compiled) or as entries (pure Python); a map adopted."""
+    repo = RepoState(s.name, s.origin, s.version, s.keys, s.grants, s.roles, s.compromised, s.compromised_keyids,
+                     s.tags, s.deleted_tags, s.last_log_time, s.tuf, s.versions)
+    if s.columns is None:
+        return tagstore_backend.adopt(repo)
+    if s.tuf is not None or s.tags:
+        raise EncodingError(f"{s.name!r} carries its tags both as columns and as a map, or is imported metadata")
+    repo.tags, repo.versions = tagstore_backend.import_columns(s.name, s.columns, s.versions)
+    return repo
+
+
+def decode_repo(raw: bytes | memoryview) -> RepoState:
+    """One repository of a snapshot body (format 2 or 3); EncodingError if it does not
+    decode or its columns do not check out."""
+    try:
+        s = _repo_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise EncodingError(f"a repository of the snapshot body does not decode: {e}") from e
+    return _repo_state(s)
+
+
 def decode_state(body: bytes, pins: Iterable[Pin] = ()) -> TrustState:
-    """A :class:`TrustState` from a snapshot body (the collector is paused while the
-    millions of small objects are made: it would otherwise rescan them repeatedly)."""
+    """A :class:`TrustState` from a snapshot body of format 2 or 3 (the collector is
+    paused while the objects are made: it would otherwise rescan them repeatedly).
+    Raises :class:`EncodingError` when anything in it does not check out; nothing of a
+    refused body is kept."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        decoded = _body_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise EncodingError(f"snapshot body does not decode: {e}") from e
+        try:
+            decoded = _body_decoder.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise EncodingError(f"snapshot body does not decode: {e}") from e
+        repos = {}
+        for s in decoded.repos:
+            if s.name in repos:
+                raise EncodingError(f"snapshot body holds {s.name!r} twice")
+            repos[s.name] = _repo_state(s)
     finally:
         if enabled:
             gc.enable()
     st = TrustState(pins)
-    st.repos = {r.name: tagstore_backend.adopt(r) for r in decoded.repos}   # the selected store
+    st.repos = repos
     return st
 
 
@@ -155,7 +259,7 @@ class SnapshotStore:
         """Write a snapshot of ``state`` (which has folded ``state.version`` records)."""
         if self._signer is None:
             raise LogError("snapshots are signed with the log key; this store holds only the public key")
-        body = encode_state(state)
+        body = encode_state(state, SNAPSHOT_FORMAT)
         header = SnapshotHeader(
             format=SNAPSHOT_FORMAT, offset=state.version, root=root, last_log_time=last_log_time,
             body_sha256=hashlib.sha256(body).digest(), body_len=len(body), repos=len(state.repos),
@@ -198,8 +302,8 @@ class SnapshotStore:
         header = decode_canonical(signed.header, SnapshotHeader)
         if _NAME_RE.fullmatch(path.name).group(1) != f"{header.offset:020d}":  # type: ignore[union-attr]
             raise EncodingError(f"file name does not match its offset {header.offset}")
-        if header.format != SNAPSHOT_FORMAT:
-            raise EncodingError(f"snapshot format {header.format}, not {SNAPSHOT_FORMAT} (written by another "
+        if header.format not in READABLE_FORMATS:
+            raise EncodingError(f"snapshot format {header.format}, not one of {READABLE_FORMATS} (written by another "
                                 "trustlog version; the state is folded from the log instead)")
         return header, body_start
 
