@@ -28,6 +28,11 @@ to the one stored. The store also holds the version of each tag scope
 (a tag's scope is its row's version column; a value the rows do not say, such as a
 deleted tag's last version, is kept in a small side dict).
 
+:meth:`CTagStore.export_columns` and :meth:`CTagStore.from_columns` write and read a
+snapshot's section of the store (core.tagstore.SnapColumns, the same bytes as the
+pure-Python ``columns_of`` / ``entries_from_columns``) in one pass over the rows, the
+arenas copied whole and every field of an imported section checked.
+
 ``generation`` counts mutations: a reader of the C rows (the compiled chain evaluation)
 recompiles when it moves. While :func:`reading` is held (a reader with the GIL released)
 every mutation raises RuntimeError, so no reader ever sees freed rows.

@@ -30,8 +30,13 @@ in a side table, so the store behaves exactly like a ``dict`` for every value.
 
 :meth:`TagStore.dump` and :meth:`TagStore.load` turn the columns into a few byte
 strings and back with bulk copies (``array.frombytes``), no Python work per tag
-beyond the name table, so a snapshot of a compact state loads in time proportional to
-its size. The module does no I/O (``core/``).
+beyond the name table.
+
+The module also defines the snapshot section of a native repository's tags
+(:class:`SnapColumns`, snapshot format 3: see the comment above :data:`SNAP_ROW`) and
+its pure-Python reference codec (:func:`columns_of`, :func:`entries_from_columns`);
+the compiled store exports and imports the same bytes in C in one pass. The module does
+no I/O (``core/``).
 """
 from __future__ import annotations
 

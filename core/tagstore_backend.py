@@ -23,6 +23,9 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, Final
 
+from .errors import EncodingError
+from .tagstore import SnapColumns, columns_of, entries_from_columns
+
 MODULE: Final = "trustlog.core._tagstore_c"
 BUILD_HINT: Final = ("build it with `pip install -e .` on a machine with a C compiler and Cython "
                      "(e.g. apt-get install build-essential)")
@@ -100,8 +103,6 @@ def export_columns(repo: Any) -> Any:
     fold would not accept). The compiled store exports its C rows in one pass; anything
     else (a dict, a store whose string table filled up, versions not over the store)
     goes through the pure-Python twin, which gives the same bytes."""
-    from .tagstore import SnapColumns, columns_of
-
     if repo.tuf is not None:
         return None
     tags, versions = repo.tags, repo.versions
@@ -121,9 +122,6 @@ def import_columns(name: str, cols: Any, versions: dict[str, int]) -> tuple[Any,
     the versions they do not imply: the compiled store (built from the columns in C)
     when that is the backend, else a dict. Raises EncodingError for damaged columns,
     with either store for exactly the same ones."""
-    from .errors import EncodingError
-    from .tagstore import entries_from_columns
-
     scopes = list(versions)
     if scopes != sorted(scopes):
         raise EncodingError(f"the versions of {name!r} are not in the order of their scopes")

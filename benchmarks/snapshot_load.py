@@ -1,0 +1,140 @@
+"""Loading a snapshot of the compact state: format 3 (tags as columns, imported in C in one
+pass) against format 2 (tags as a map of entries, decoded and then packed into the store),
+same state, same process, alternating runs.
+
+    python benchmarks/snapshot_load.py [--tags 100000,1000000] [--tags-per-repo 20] [--repeat 3] [--json]
+
+For each size the state is folded once (``benchmarks/state_memory.py``'s builder: one
+``RepoCreated`` and ``--tags-per-repo`` ``ImageSigned`` per repository, into the compiled
+compact store), written as a signed snapshot in each format (``SnapshotStore.write``),
+and loaded ``--repeat`` times per format, the formats alternating:
+``SnapshotStore.load`` (read, body digest, decode into the selected store). The format-2
+load is the baseline: it runs the decoder of the previous release (``RepoState``s of
+``TagEntry`` maps, then ``tagstore_backend.adopt``), which is what every snapshot took
+before format 3. Figures: snapshot bytes per tag, load seconds (median) and µs per tag,
+so the two sizes show whether the load is proportional to the size. With ``--json`` the
+last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import msgspec  # noqa: E402
+
+from state_memory import build  # noqa: E402
+from trustlog.core import tagstore_backend  # noqa: E402
+from trustlog.core.keys import SigningKey  # noqa: E402
+from trustlog.core.state import TrustState  # noqa: E402
+from trustlog.ingest import snapshots  # noqa: E402
+
+_legacy = msgspec.msgpack.Decoder(snapshots._Body)   # the format-2 decoder of the previous release
+
+
+def load_legacy(store: snapshots.SnapshotStore, snap: snapshots.Snapshot) -> TrustState:
+    """``SnapshotStore.load`` as it was before format 3 (read, digest, decode, adopt)."""
+    body = store.check_body(snap)
+    gc.disable()
+    try:
+        decoded = _legacy.decode(body)
+    finally:
+        gc.enable()
+    st = TrustState()
+    st.repos = {r.name: tagstore_backend.adopt(r) for r in decoded.repos}
+    st.version = snap.header.offset
+    return st
+
+
+def _timed(fn) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    st = fn()
+    dt = time.perf_counter() - t0
+    assert sum(len(r.tags) for r in st.repos.values()) > 0
+    del st
+    gc.collect()
+    return dt
+
+
+def measure(n_tags: int, per_repo: int, repeat: int, say) -> dict:
+    state, fold_s = build(n_tags, per_repo, say, "compact")
+    tags = sum(len(r.tags) for r in state.repos.values())
+    say(f"{tags:,} tags folded in {fold_s:.1f} s")
+    key = SigningKey.from_seed(b"snapshot-load-bench")
+    with tempfile.TemporaryDirectory(prefix="h5-snapload-") as d:
+        paths = {}
+        for fmt in (2, 3):
+            saved = snapshots.SNAPSHOT_FORMAT
+            snapshots.SNAPSHOT_FORMAT = fmt    # type: ignore[misc]
+            try:
+                store = snapshots.SnapshotStore(Path(d) / f"f{fmt}", key)
+                t0 = time.perf_counter()
+                paths[fmt] = store.write(state, root=bytes(32), last_log_time=1)
+                say(f"format {fmt}: written in {time.perf_counter() - t0:.2f} s, "
+                    f"{paths[fmt].stat().st_size:,} bytes")
+            finally:
+                snapshots.SNAPSHOT_FORMAT = saved   # type: ignore[misc]
+        want = snapshots.encode_state(state)
+        del state
+        gc.collect()
+        stores = {fmt: snapshots.SnapshotStore(Path(d) / f"f{fmt}", key.public_key) for fmt in (2, 3)}
+        snaps = {fmt: stores[fmt].list()[0] for fmt in (2, 3)}
+        # both load the same state (checked once, outside the timings)
+        for fmt, fn in ((3, lambda: stores[3].load(snaps[3])), (2, lambda: load_legacy(stores[2], snaps[2]))):
+            assert snapshots.encode_state(fn()) == want, fmt
+        runs: dict[int, list[float]] = {2: [], 3: []}
+        for _ in range(repeat):
+            runs[3].append(_timed(lambda: stores[3].load(snaps[3])))
+            runs[2].append(_timed(lambda: load_legacy(stores[2], snaps[2])))
+            say(f"  load: format 3 {runs[3][-1]:.3f} s, format 2 {runs[2][-1]:.3f} s")
+        sizes = {fmt: paths[fmt].stat().st_size for fmt in (2, 3)}
+    med = {fmt: statistics.median(v) for fmt, v in runs.items()}
+    return {
+        "tags": tags, "tags_per_repo": per_repo,
+        "load_s": round(med[3], 3), "load_runs_s": [round(x, 3) for x in runs[3]],
+        "load_us_per_tag": round(med[3] / tags * 1e6, 3),
+        "bytes_per_tag": round(sizes[3] / tags, 1),
+        "baseline_format2_load_s": round(med[2], 3), "baseline_format2_load_runs_s": [round(x, 3) for x in runs[2]],
+        "baseline_format2_load_us_per_tag": round(med[2] / tags * 1e6, 3),
+        "baseline_format2_bytes_per_tag": round(sizes[2] / tags, 1),
+        "speedup": round(med[2] / med[3], 2),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tags", default="100000,1000000", help="comma-separated sizes (default 100000,1000000)")
+    p.add_argument("--tags-per-repo", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    if tagstore_backend.BACKEND != "compact":
+        sys.exit("snapshot_load.py measures the compiled compact store: build it (pip install -e .) and do not "
+                 "set TRUSTLOG_PUREPYTHON / TRUSTLOG_TAG_STORE")
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    out = {"load_avg": os.getloadavg()[0], "sizes": []}
+    for n in (int(x) for x in args.tags.split(",")):
+        r = measure(n, args.tags_per_repo, args.repeat, say)
+        out["sizes"].append(r)
+        say(f"{r['tags']:,} tags: format 3 {r['load_s']} s ({r['load_us_per_tag']} µs/tag, {r['bytes_per_tag']} B/tag)"
+            f" vs format 2 {r['baseline_format2_load_s']} s ({r['baseline_format2_load_us_per_tag']} µs/tag, "
+            f"{r['baseline_format2_bytes_per_tag']} B/tag): {r['speedup']}x")
+    out["load_avg_end"] = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
