@@ -1305,7 +1305,7 @@ cdef class CTagStore:
                 e = verbatim[nv]
                 nv += 1
                 name = s.row_name(r)
-                if not _py_verbatim_canonical(s._repo_b, name, e, table, seen):
+                if not _py_verbatim_canonical(repo, name, e, table, seen):
                     raise _refuse(repo, f"the verbatim entry of {name!r} is one a row holds")
                 if s._verbatim is None:
                     s._verbatim = {}

@@ -47,6 +47,8 @@ from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMappi
 from operator import add
 from typing import Final, NamedTuple
 
+import msgspec
+
 from .errors import EncodingError
 from .state import TagEntry
 
@@ -516,18 +518,33 @@ def _name_bytes(s: str) -> bytes:
         return s.encode("utf-8", "surrogatepass")  # as the compiled store keeps such a str
 
 
-def derive_payload(repo_b: bytes, tag_b: bytes, role_b: bytes, digest_raw: bytes, size: int, expires: int,
-                   version: int, issued_at: int) -> bytes:
-    """The canonical ImageSigned payload of a column row (the twin of ``_derive`` in
-    core/_tagstore_c.pyx): ``{kind, repo, version, issued_at, role, tag, digest, size,
-    expires}`` as msgspec writes it."""
+def _derive_exact(repo_b: bytes, tag_b: bytes, role_b: bytes, digest_raw: bytes, size: int, expires: int,
+                  version: int, issued_at: int) -> bytes:
     return b"".join((_P0, _mp_str(repo_b), b"\xa7version", _mp_int(version), b"\xa9issued_at", _mp_int(issued_at),
                      b"\xa4role", _mp_str(role_b), b"\xa3tag", _mp_str(tag_b), b"\xa6digest",
                      _mp_str(b"sha256:" + digest_raw.hex().encode()), b"\xa4size", _mp_int(size), b"\xa7expires",
                      _mp_int(expires)))
 
 
-def row_of_entry(repo_b: bytes, tag: str, e: object) -> tuple[tuple[int, ...], bytes, str, list[tuple[str, bytes]]] | None:
+_payload_encoder = msgspec.msgpack.Encoder()
+
+
+def derive_payload(repo: str, tag: str, role: str, digest_raw: bytes, size: int, expires: int, version: int,
+                   issued_at: int) -> bytes:
+    """The canonical ImageSigned payload of a column row (the twin of ``_derive`` in
+    core/_tagstore_c.pyx): ``{kind, repo, version, issued_at, role, tag, digest, size,
+    expires}`` as msgspec writes it (msgspec itself writes it; a str msgspec refuses,
+    one with a lone surrogate, is written as the compiled store keeps it)."""
+    try:
+        return _payload_encoder.encode({"kind": "ImageSigned", "repo": repo, "version": version,
+                                        "issued_at": issued_at, "role": role, "tag": tag,
+                                        "digest": _PREFIX + digest_raw.hex(), "size": size, "expires": expires})
+    except UnicodeEncodeError:
+        return _derive_exact(_name_bytes(repo), _name_bytes(tag), _name_bytes(role), digest_raw, size, expires,
+                             version, issued_at)
+
+
+def row_of_entry(repo: str, tag: str, e: object) -> tuple[tuple[int, ...], bytes, str, list[tuple[str, bytes]]] | None:
     """``((size, expires, log_time, offset, version, issued_at, grant_id), raw digest, role,
     signatures)`` when a column row re-derives ``e`` exactly, else None (the entry is kept
     verbatim). The same decision as ``CTagStore._pack`` (short of its string table
@@ -548,23 +565,22 @@ def row_of_entry(repo_b: bytes, tag: str, e: object) -> tuple[tuple[int, ...], b
         total += _SIG.size + len(item[1])
     if total > _I32[1]:
         return None
-    tag_b, role_b = _name_bytes(tag), _name_bytes(role)
-    prefix = b"".join((_P0, _mp_str(repo_b), b"\xa7version", _mp_int(e.version), b"\xa9issued_at"))
+    prefix = b"".join((_P0, _mp_str(_name_bytes(repo)), b"\xa7version", _mp_int(e.version), b"\xa9issued_at"))
     if not payload.startswith(prefix):
         return None
     issued = _mp_read_int(payload, len(prefix))
     if issued is None:
         return None
-    if derive_payload(repo_b, tag_b, role_b, raw, e.size, e.expires, e.version, issued) != payload:
+    if derive_payload(repo, tag, role, raw, e.size, e.expires, e.version, issued) != payload:
         return None
     return (e.size, e.expires, e.log_time, e.offset, e.version, issued, e.grant_id), raw, role, list(sigs)
 
 
-def _verbatim_canonical(repo_b: bytes, tag: str, e: object, table: dict[str, int], seen: int) -> bool:
+def _verbatim_canonical(repo: str, tag: str, e: object, table: dict[str, int], seen: int) -> bool:
     """Whether :func:`columns_of` keeps ``e`` verbatim when the string table holds
     ``seen`` strings (``table`` the whole final table): it cannot be a row, or the
     strings it needs no longer fit."""
-    got = row_of_entry(repo_b, tag, e)
+    got = row_of_entry(repo, tag, e)
     if got is None:
         return True
     new = {s for s in [got[2], *(k for k, _ in got[3])] if table.get(s, _MAX_TABLE) >= seen}
@@ -579,7 +595,6 @@ def columns_of(repo: str, tags: Mapping[str, TagEntry],
     ``CTagStore.export_columns``."""
     from .names import is_tag
 
-    repo_b = _name_bytes(repo)
     names, ends, rows, sigs = bytearray(), bytearray(), bytearray(), bytearray()
     strings: list[str] = []
     ix: dict[str, int] = {}
@@ -590,7 +605,7 @@ def columns_of(repo: str, tags: Mapping[str, TagEntry],
             return None
         names += tag.encode("ascii")
         ends += _U32.pack(len(names))
-        got = row_of_entry(repo_b, tag, e)
+        got = row_of_entry(repo, tag, e)
         if got is not None:
             need = [got[2], *(k for k, _ in got[3])]
             if len(strings) + len({s for s in need if s not in ix}) > _MAX_TABLE:
@@ -632,7 +647,6 @@ def entries_from_columns(repo: str, cols: SnapColumns,
     ``CTagStore.from_columns``, which refuses exactly the same columns)."""
     from .names import TAG_RE
 
-    repo_b = _name_bytes(repo)
     names, ends, rows, sigs = cols.names, cols.ends, cols.rows, cols.sigs
     if len(ends) % 4:
         raise _refuse(repo, f"{len(ends)} bytes of name ends is not a whole number of u32s")
@@ -648,7 +662,6 @@ def entries_from_columns(repo: str, cols: SnapColumns,
     for k, s in enumerate(strings):
         if type(s) is not str or table.setdefault(s, k) != k:
             raise _refuse(repo, f"string {k} repeats an earlier one")
-    strs_b = [_name_bytes(s) for s in strings]
     tags: dict[str, TagEntry] = {}
     out_versions: dict[str, int] = {}
     implied: dict[str, int] = {}
@@ -677,7 +690,7 @@ def entries_from_columns(repo: str, cols: SnapColumns,
                 raise _refuse(repo, f"{n_verbatim + 1} or more rows are verbatim, {len(cols.verbatim)} entries given")
             e = cols.verbatim[n_verbatim]
             n_verbatim += 1
-            if not _verbatim_canonical(repo_b, name, e, table, seen):
+            if not _verbatim_canonical(repo, name, e, table, seen):
                 raise _refuse(repo, f"the verbatim entry of {name!r} is one a row holds")
             tags[name] = e
             continue
@@ -698,7 +711,7 @@ def entries_from_columns(repo: str, cols: SnapColumns,
             seen += k == seen
             sig_list.append((strings[k], sigs[at:at + m]))
             at += m
-        payload = derive_payload(repo_b, name_b, strs_b[role], raw, size, expires, version, issued)
+        payload = derive_payload(repo, name, strings[role], raw, size, expires, version, issued)
         tags[name] = TagEntry(name, _PREFIX + raw.hex(), size, expires, strings[role], grant_id, log_time, offset,
                               version, payload, tuple(sig_list))
         implied[name] = version

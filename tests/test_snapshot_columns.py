@@ -210,9 +210,9 @@ def _mutations(cols: SnapColumns, versions: dict[str, int], rng: random.Random):
     yield "no verbatim entry", cols._replace(verbatim=[]), versions
     yield "a verbatim entry too many", cols._replace(verbatim=cols.verbatim * 2), versions
     e0 = entries_from_columns(REPO, cols, versions)[0]["t0"]
-    issued = row_of_entry(REPO.encode(), "t0", e0)[0][5]
-    payload = derive_payload(REPO.encode(), b"odd", e0.role.encode(), bytes.fromhex(e0.digest[7:]), e0.size,
-                             e0.expires, e0.version, issued)
+    issued = row_of_entry(REPO, "t0", e0)[0][5]
+    payload = derive_payload(REPO, "odd", e0.role, bytes.fromhex(e0.digest[7:]), e0.size, e0.expires, e0.version,
+                             issued)
     yield "a verbatim entry a row holds", cols._replace(verbatim=[dataclasses.replace(
         e0, tag="odd", payload=payload)]), versions
     yield "absent unknown", cols._replace(absent=cols.absent + ["zz"]), versions
@@ -317,3 +317,26 @@ def test_a_format_2_snapshot_still_loads(tmp_path: Path, monkeypatch: pytest.Mon
         assert encode_state(tl.state) == want
     r = verify_log(tmp_path)                                  # log verify compares it in its own format
     assert r.ok and r.snapshots_verified == len(list((tmp_path / "snapshots").glob("*.snap"))) >= 1
+
+
+I64 = st.integers(-(1 << 63), (1 << 63) - 1)
+NAMES = st.one_of(st.text(max_size=40), st.text(max_size=300), st.sampled_from(["\udc80", "a\ud800b", "targets"]))
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(repo=NAMES, tag=NAMES, role=NAMES, digest=st.binary(min_size=32, max_size=32), size=I64, expires=I64,
+       version=I64, issued=I64)
+def test_the_derived_payload_is_the_compiled_stores(repo: str, tag: str, role: str, digest: bytes, size: int,
+                                                     expires: int, version: int, issued: int) -> None:
+    """derive_payload (msgspec's encoding; the exact writer for a str msgspec refuses) is the
+    payload the compiled store re-derives from a row: an entry carrying it is a C row."""
+    from trustlog.core.tagstore import _derive_exact, _name_bytes
+
+    mod = compiled()
+    payload = derive_payload(repo, tag, role, digest, size, expires, version, issued)
+    assert payload == _derive_exact(_name_bytes(repo), _name_bytes(tag), _name_bytes(role), digest, size, expires,
+                                    version, issued)
+    e = TagEntry(tag, "sha256:" + digest.hex(), size, expires, role, 3, 1, 2, version, payload, (("k", b"s"),))
+    store = mod.CTagStore(repo, [(tag, e)])
+    assert store.verbatim_count() == 0 and store[tag] == e
+    assert row_of_entry(repo, tag, e) is not None
