@@ -168,6 +168,7 @@ class TrustState:
         # key id -> (that key id's str, the key): the one pair of objects every repository
         # of this state holds for a key (see shared_keys)
         self._keys: dict[str, tuple[str, PublicKey]] = {}
+        self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}   # the key-id tuples of grants, one each
 
     def shared_keys(self, keys: dict[str, PublicKey]) -> dict[str, PublicKey]:
         """``keys`` (key id -> key, as the fold accepted them) with the key-id str and
@@ -186,10 +187,13 @@ class TrustState:
             out[got[0]] = got[1]
         return out
 
-    def shared_ids(self, keyids: tuple[str, ...]) -> tuple[str, ...]:
-        """``keyids`` with the key-id strs :meth:`shared_keys` holds (the signers of a grant)."""
+    def shared_ids(self, keyids: Iterable[str]) -> tuple[str, ...]:
+        """``keyids`` as a tuple of the key-id strs :meth:`shared_keys` holds, itself the
+        one tuple this state holds for that sequence (a grant's keys, its signers, which
+        many repositories have alike)."""
         table = self._keys
-        return tuple(got[0] if (got := table.get(k)) is not None else k for k in keyids)
+        t = tuple(got[0] if (got := table.get(k)) is not None else k for k in keyids)
+        return self._tuples.setdefault(t, t)
 
     # -- the fold ---------------------------------------------------------------------
 
@@ -361,8 +365,9 @@ def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int,
         repo = RepoState(ev.repo, origin)
         repo.keys.update(root_keys)
         repo.keys.update(targets_keys)
-        g_root = Grant(0, ROOT, tuple(root_keys), ev.root_threshold, (), ev.expires, log_time, offset, None, by)
-        g_targets = Grant(1, TARGETS, tuple(targets_keys), ev.targets_threshold, (), ev.expires, log_time, offset, 0, by)
+        g_root = Grant(0, ROOT, st.shared_ids(root_keys), ev.root_threshold, (), ev.expires, log_time, offset, None, by)
+        g_targets = Grant(1, TARGETS, st.shared_ids(targets_keys), ev.targets_threshold, (), ev.expires, log_time, offset,
+                          0, by)
         repo.grants = [g_root, g_targets]   # (not +=: a list grown from empty keeps room for 8)
         repo.roles[ROOT] = 0
         repo.roles[TARGETS] = 1
@@ -388,8 +393,8 @@ def _root_rotated(st: TrustState, env: Envelope, ev: RootRotated, log_time: int,
         keys = st.shared_keys(new)
         repo.keys.update(keys)
         gid = len(repo.grants)
-        repo.grants.append(Grant(gid, ROOT, tuple(keys), ev.root_threshold, (), ev.expires, log_time, offset, old.grant_id,
-                                 st.shared_ids(signers)))
+        repo.grants.append(Grant(gid, ROOT, st.shared_ids(keys), ev.root_threshold, (), ev.expires, log_time, offset,
+                                 old.grant_id, st.shared_ids(signers)))
         repo.roles[ROOT] = gid
 
     return mutate
@@ -426,8 +431,8 @@ def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int
         repo.keys.update(shared)
         gid = len(repo.grants)
         repo.grants.append(
-            Grant(gid, ev.role, tuple(shared), ev.threshold, tuple(ev.paths), ev.expires, log_time, offset, parent.grant_id,
-                  st.shared_ids(signers))
+            Grant(gid, ev.role, st.shared_ids(shared), ev.threshold, tuple(ev.paths), ev.expires, log_time, offset,
+                  parent.grant_id, st.shared_ids(signers))
         )
         repo.roles[ev.role] = gid
 
