@@ -158,6 +158,8 @@ cdef class CompiledTrust:
             for repo in repos:
                 n += self._refresh_one(repo.name, repo)
         else:
+            if self.slots.n == 0:
+                self._reserve_for(st_repos)
             for name, repo in st_repos.items():
                 n += self._refresh_one(name, repo)
             if len(self.by_name) > len(st_repos):
@@ -171,6 +173,18 @@ cdef class CompiledTrust:
         elif self.dead_hdr > self.compact_min and self.dead_hdr > 2 * self.live_hdr:
             self._compact()
         return n
+
+    cdef int _reserve_for(self, dict repos) except -1:
+        """Before the first compilation of a whole state: room for its slots, rows and (one
+        a row) signatures at once, so the tables are not grown by half, copied and left
+        with up to a third unused (a state of millions of tags: tens of MB)."""
+        cdef Py_ssize_t nrows = 0
+        for repo in repos.values():
+            nrows += len(repo.tags)
+        buf_reserve(&self.slots, len(repos))
+        buf_reserve(&self.rows, nrows)
+        buf_reserve(&self.sigs, nrows)
+        return 0
 
     cdef int _refresh_one(self, name, repo) except -1:
         cdef Py_ssize_t slot
@@ -886,6 +900,10 @@ cdef class CompiledTrust:
                         tsig[t] = e.sig_start + j
                         trow[t] = row
                         t += 1
+            if len(self.cache) == 0 and self.pycache is None:
+                # a cold cache gets every verdict of this call: sized once, not grown by half
+                # (each growth copies the table and leaves the old one free in the heap)
+                self.cache.presize(t)
             return self._ensure_chunks(t, tsig, trow)
         finally:
             for i in range(t):          # anything left claimed falls back to unknown
