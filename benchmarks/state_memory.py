@@ -20,11 +20,14 @@ subprocess, so none inherits another's heap:
 * ``tagstore``: the pure-Python :class:`trustlog.core.tagstore.TagStore` (flat columns,
   payload kept), written into in place of the dict (``--store tagstore`` only).
 
-For each: ``python_bytes_per_tag`` after the fold; ``compiled_bytes_per_tag``, what the
-compiled chain evaluation adds once it has compiled the state and swept it (its flat
-arrays, validity cache, and the Python objects its rows hold: a ``TagEntry``, its
-payload and its signature tuple per row, made on access from a compact store);
-``rss_bytes_per_tag``, both together, against the goal of 300 B a tag; and
+For each: ``python_bytes_per_tag`` after the fold (RSS: the store's C memory included);
+``compiled_bytes_per_tag``, what the compiled chain evaluation adds once it has compiled
+the state and swept it (its flat arrays, its validity cache, its per-repository
+bookkeeping; over a dict store also the references each row keeps to its ``TagEntry``);
+``rss_bytes_per_tag``, both together, against the goal of 300 B a tag; a breakdown of
+what the C parts say they hold (``parts``: the compact stores' ``nbytes``, the compiled
+tables' ``nbytes``, the ``SigCache``'s, each a tag; RSS adds allocator overhead and
+the Python objects); and
 ``floor_bytes_per_tag``: the bytes one tag's trust facts need in a flat record (digest
 32, payload hash 32, one signature 64, key index 4, expiry/offset/log time 24, tag name
 as stored). The ratio is compact / dict.
@@ -126,8 +129,14 @@ def measure(args, say) -> dict:
     total = (after_c - base) / tags
     say(f"[{args.store}] compiled chain evaluation ({v.engine}, backend {backend_name()}): "
         f"RSS +{(after_c - after_py) / 2**20:,.0f} MiB in {sweep_s:.1f} s; verdicts {counts}")
+    parts = {"store_c": sum(r.tags.nbytes() for r in state.repos.values() if hasattr(r.tags, "c_view")) / tags}
+    ev = getattr(v, "_compiled", None)
+    if ev is not None:
+        parts.update(compiled_tables=ev.ct.nbytes / tags, sigcache=ev.ct.cache.nbytes / tags)
+    say(f"[{args.store}] bytes a tag the C parts hold: " + ", ".join(f"{k} {b:,.1f}" for k, b in parts.items()))
     return {"store": args.store, "tags": tags, "rss_bytes_per_tag": round(total, 1),
             "python_bytes_per_tag": round(py_b, 1), "compiled_bytes_per_tag": round(c_b, 1),
+            "parts": {k: round(b, 1) for k, b in parts.items()},
             "engine": v.engine, "fold_seconds": round(secs, 1), "sweep_seconds": round(sweep_s, 1),
             "verdicts": counts}
 

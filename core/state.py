@@ -13,6 +13,7 @@ at or after its compromise time falls, and so does everything beneath it.
 from __future__ import annotations
 
 import fnmatch
+import sys
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
 
@@ -164,6 +165,35 @@ class TrustState:
         self.repos: dict[str, RepoState] = {}
         self.version = 0
         self.pins = tuple(pins)
+        # key id -> (that key id's str, the key): the one pair of objects every repository
+        # of this state holds for a key (see shared_keys)
+        self._keys: dict[str, tuple[str, PublicKey]] = {}
+        self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}   # the key-id tuples of grants, one each
+
+    def shared_keys(self, keys: dict[str, PublicKey]) -> dict[str, PublicKey]:
+        """``keys`` (key id -> key, as the fold accepted them) with the key-id str and
+        the key object this state already holds for each, where it holds an equal one.
+
+        Each decoded event carries its own copies, and one signer key (a CI key, an
+        organisation's root) is set in many repositories: sharing them keeps one key
+        object and one 64-character id per key instead of one per repository and role
+        (~300 bytes each). Equality, not identity, is what every reader compares."""
+        out: dict[str, PublicKey] = {}
+        table = self._keys
+        for kid, key in keys.items():
+            got = table.get(kid)
+            if got is None or got[1] != key:
+                got = table[kid] = (kid, key)
+            out[got[0]] = got[1]
+        return out
+
+    def shared_ids(self, keyids: Iterable[str]) -> tuple[str, ...]:
+        """``keyids`` as a tuple of the key-id strs :meth:`shared_keys` holds, itself the
+        one tuple this state holds for that sequence (a grant's keys, its signers, which
+        many repositories have alike)."""
+        table = self._keys
+        t = tuple(got[0] if (got := table.get(k)) is not None else k for k in keyids)
+        return self._tuples.setdefault(t, t)
 
     # -- the fold ---------------------------------------------------------------------
 
@@ -204,7 +234,10 @@ class TrustState:
         mutate = handler(self, env, event, log_time, offset, sigcheck)
         mutate()
         repo = self.repos[event.repo]
-        repo.versions[version_scope(event)] = event.version
+        scope = version_scope(event)
+        if ":" in scope:   # role:R or key:K, a new str per event: one per distinct scope (a tag's is its name)
+            scope = sys.intern(scope)
+        repo.versions[scope] = event.version
         # versions are per scope (core.events); the repository's own moves on every change
         # (the compiled verifier recompiles a repository when it moves) and stays above them all
         repo.version = max(repo.version + 1, event.version)
@@ -328,12 +361,14 @@ def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int,
     signers = count_signers(None, env, root, ev.root_threshold, log_time, sigcheck, "root")
 
     def mutate() -> None:
+        root_keys, targets_keys, by = st.shared_keys(root), st.shared_keys(targets), st.shared_ids(signers)
         repo = RepoState(ev.repo, origin)
-        repo.keys.update(root)
-        repo.keys.update(targets)
-        g_root = Grant(0, ROOT, tuple(root), ev.root_threshold, (), ev.expires, log_time, offset, None, signers)
-        g_targets = Grant(1, TARGETS, tuple(targets), ev.targets_threshold, (), ev.expires, log_time, offset, 0, signers)
-        repo.grants += [g_root, g_targets]
+        repo.keys.update(root_keys)
+        repo.keys.update(targets_keys)
+        g_root = Grant(0, ROOT, st.shared_ids(root_keys), ev.root_threshold, (), ev.expires, log_time, offset, None, by)
+        g_targets = Grant(1, TARGETS, st.shared_ids(targets_keys), ev.targets_threshold, (), ev.expires, log_time, offset,
+                          0, by)
+        repo.grants = [g_root, g_targets]   # (not +=: a list grown from empty keeps room for 8)
         repo.roles[ROOT] = 0
         repo.roles[TARGETS] = 1
         repo.versions["role:" + TARGETS] = ev.version
@@ -355,9 +390,11 @@ def _root_rotated(st: TrustState, env: Envelope, ev: RootRotated, log_time: int,
     count_signers(repo, env, new, ev.root_threshold, log_time, sigcheck, "root rotation (new root keys)", Reject.ROOT_NEW_THRESHOLD)
 
     def mutate() -> None:
-        repo.keys.update(new)
+        keys = st.shared_keys(new)
+        repo.keys.update(keys)
         gid = len(repo.grants)
-        repo.grants.append(Grant(gid, ROOT, tuple(new), ev.root_threshold, (), ev.expires, log_time, offset, old.grant_id, signers))
+        repo.grants.append(Grant(gid, ROOT, st.shared_ids(keys), ev.root_threshold, (), ev.expires, log_time, offset,
+                                 old.grant_id, st.shared_ids(signers)))
         repo.roles[ROOT] = gid
 
     return mutate
@@ -390,10 +427,12 @@ def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int
                             f"{ev.role} (signed by {parent.role})")
 
     def mutate() -> None:
-        repo.keys.update(keys)
+        shared = st.shared_keys(keys)
+        repo.keys.update(shared)
         gid = len(repo.grants)
         repo.grants.append(
-            Grant(gid, ev.role, tuple(keys), ev.threshold, tuple(ev.paths), ev.expires, log_time, offset, parent.grant_id, signers)
+            Grant(gid, ev.role, st.shared_ids(shared), ev.threshold, tuple(ev.paths), ev.expires, log_time, offset,
+                  parent.grant_id, st.shared_ids(signers))
         )
         repo.roles[ev.role] = gid
 

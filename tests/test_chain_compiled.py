@@ -311,3 +311,23 @@ def test_row_index_survives_churn() -> None:
         assert BatchVerifier(s.state, ref_time=NOW, engine="c").verify_all(all_requests(s.state)) == \
             py.verify_all(all_requests(s.state))
     assert ev.ct.compactions >= 1 and ev.ct.live_rows == len(s.state.repos[s.repo].tags)
+
+
+def test_sigcache_grows_by_half_and_keeps_every_verdict() -> None:
+    """The table takes any size (a slot is the hash modulo it) and grows by half before
+    it passes 80 % full, so a cached signature costs 21 to 32 bytes once it has grown;
+    every verdict survives the growths, and a key never put is absent."""
+    assert SigCache(5000).capacity == 5000 and SigCache(10).capacity == 1024
+    cache = SigCache()
+    keys = [os.urandom(16) for _ in range(60_000)]
+    sizes = [cache.capacity]
+    for i, k in enumerate(keys):
+        cache.put(k, i % 3 != 0)
+        if cache.capacity != sizes[-1]:
+            sizes.append(cache.capacity)
+        assert len(cache) * 5 <= cache.capacity * 4
+    assert len(sizes) > 5 and all(b == a + (a >> 1) for a, b in zip(sizes, sizes[1:]))
+    assert any(c & (c - 1) for c in sizes)            # not only powers of two
+    assert 21 <= cache.nbytes / len(cache) <= 32
+    assert len(cache) == len(keys) and all(cache.get(k) is (i % 3 != 0) for i, k in enumerate(keys))
+    assert all(cache.get(os.urandom(16)) is None for _ in range(1000))

@@ -177,3 +177,33 @@ def test_a_compromise_report_against_one_form_takes_every_form_down(crypto, kt: 
         assert s.verify("o1") == "KEY_COMPROMISED"
         assert s.sign_tag("v2", [k], role="targets/ci") == "KEY_COMPROMISED"
 
+
+
+def test_a_key_set_in_many_repositories_is_held_once() -> None:
+    """A key set in many repositories (a CI key, an organisation's root) is held once by
+    the state: one key object, one key-id str and one key-id tuple per grant shape
+    (``TrustState.shared_keys`` / ``shared_ids``), however many decoded copies the events
+    carried; the verdicts are those of unshared keys (readers compare by equality)."""
+    from sim import NOW
+    from trustlog.core.evaluate import Request
+    from trustlog.verifier.batch import BatchVerifier
+
+    root, targets, ci = key("hold-root"), key("hold-targets"), key("hold-ci")
+    s = Sim()
+    names = [f"registry.example.com/hold/app{i}" for i in range(3)]
+    for name in names:
+        s.repo = name
+        assert s.create([root], [targets]) == "OK"
+        assert s.set_role("targets/ci", [ci], [targets]) == "OK"
+        assert s.sign_tag("v1", [ci], role="targets/ci") == "OK"
+    first, *others = [s.state.repos[n] for n in names]
+    for repo in others:
+        for kid, k in repo.keys.items():
+            assert k is first.keys[kid]                                      # one key object
+            assert next(x for x in first.keys if x == kid) is kid             # one key-id str
+        for g, g0 in zip(repo.grants, first.grants, strict=True):
+            assert g.keyids is g0.keyids and g.signers is g0.signers          # one tuple each
+        signed_by = repo.tags["v1"].signatures[0][0]
+        assert next(x for x in first.keys if x == signed_by) is signed_by    # the tag's too
+    reqs = [Request(n, "v1") for n in names]
+    assert {v.code for v in BatchVerifier(s.state, ref_time=NOW, engine="py").verify_all(reqs)} == {"VALID"}

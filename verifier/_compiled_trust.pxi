@@ -14,28 +14,42 @@ from array import array as _array
 
 from trustlog.core.keys import ALG_BY_KEYTYPE as _ALG_BY_KEYTYPE, key_material_id as _key_material_id
 
+cdef enum:
+    _ENSURE_CHUNK = 8192    # signatures hashed, looked up and verified at a time (ensure)
+
+cdef object _NO_VIEW = object()
+
 
 cdef class _Rec:
-    """Python-side bookkeeping of one slot (local index maps, references)."""
+    """Python-side bookkeeping of one slot (references, and what its compilation saw).
 
-    cdef public object name, repo, version, shape, error
-    cdef public dict key_idx, mat_idx, role_idx
-    cdef public list key_refs
+    Kept small (one per repository: ~150 bytes and the key references): the maps from
+    key ids, key materials and roles to local indices are rebuilt at each compilation,
+    except ``key_idx`` while the slot has rows compiled from TagEntrys, whose validity
+    bytes are carried over to the next compilation by local key index."""
+
+    cdef public object name, repo, version, error
+    cdef public dict key_idx        # key id -> local key index (None: rebuilt at the next compilation)
+    cdef public tuple key_refs      # the public key bytes the slot's KeyC point into
     cdef public object store        # the compact tag store its rows were compiled from in place (or None)
-    cdef public object store_gen    # ... and that store's generation then
+    cdef unsigned long long store_gen   # ... and that store's generation then
+    cdef int64_t shape[6]           # _shape_of the repository when compiled
 
     def __init__(self, name):
         self.name = name
         self.store = None
-        self.store_gen = None
+        self.store_gen = 0
         self.repo = None
         self.version = None
-        self.shape = None
-        self.key_idx = {}
-        self.mat_idx = {}
-        self.role_idx = {}
-        self.key_refs = []
+        self.key_idx = None
+        self.key_refs = ()
         self.error = None
+        self.shape[5] = -2          # matches no repository: compiled on first sight
+
+    cdef bint same_shape(self, repo) except -1:
+        cdef int64_t now[6]
+        _shape_of(repo, now)
+        return memcmp(now, self.shape, sizeof(now)) == 0
 
 
 cdef class CompiledTrust:
@@ -49,11 +63,12 @@ cdef class CompiledTrust:
     cdef object pycache             # an optional CryptoCache consulted and filled on misses
     cdef object crypto              # an optional batch crypto function (else the C one)
     cdef readonly int nthreads
-    cdef Buf slots, keys, mats, grants, gsig, roles, rows, sigs
+    cdef Buf slots, keys, mats, grants, gsig, roles, rows, sigs, xrows
     cdef PtrMap pm
     cdef list recs
     cdef dict by_name
     cdef readonly Py_ssize_t live_rows, live_sigs, dead_rows, dead_sigs, dead_hdr, live_hdr
+    cdef Py_ssize_t dead_x          # freed RowX entries (reclaimed by compaction)
     cdef readonly Py_ssize_t compact_min
     cdef readonly unsigned long long recompiled, compactions, verified, cache_hits
 
@@ -66,6 +81,7 @@ cdef class CompiledTrust:
         buf_init(&self.roles, sizeof(int64_t))
         buf_init(&self.rows, sizeof(RowC))
         buf_init(&self.sigs, sizeof(SigC))
+        buf_init(&self.xrows, sizeof(RowX))
         self.pm.keys = NULL
         self.pm.vals = NULL
         self.pm.cap = 0
@@ -88,12 +104,11 @@ cdef class CompiledTrust:
 
     def __dealloc__(self):
         cdef Py_ssize_t i
-        cdef RowC *R = <RowC *>self.rows.p
-        for i in range(self.rows.n):
-            if not (R[i].flags & ROW_DEAD):
-                Py_XDECREF(R[i].obj)
-                Py_XDECREF(R[i].payload)
-                Py_XDECREF(R[i].sigtuple)
+        cdef RowX *X = <RowX *>self.xrows.p
+        for i in range(self.xrows.n):
+            Py_XDECREF(X[i].obj)
+            Py_XDECREF(X[i].payload)
+            Py_XDECREF(X[i].sigtuple)
         buf_free(&self.slots)
         buf_free(&self.keys)
         buf_free(&self.mats)
@@ -102,7 +117,22 @@ cdef class CompiledTrust:
         buf_free(&self.roles)
         buf_free(&self.rows)
         buf_free(&self.sigs)
+        buf_free(&self.xrows)
         pm_free(&self.pm)
+
+    cdef inline PyObject *_entry_of(self, int64_t row) noexcept:
+        """The TagEntry row ``row`` was compiled from (NULL: a compact store's C row)."""
+        cdef int32_t x = (<RowC *>self.rows.p)[row].ext
+        return NULL if x < 0 else (<RowX *>self.xrows.p)[x].obj
+
+    cdef bint _has_entries(self, int64_t start, int64_t n) noexcept:
+        """Whether rows ``start`` .. ``start + n`` include one compiled from a TagEntry."""
+        cdef RowC *R = <RowC *>self.rows.p
+        cdef int64_t i
+        for i in range(start, start + n):
+            if R[i].ext >= 0:
+                return True
+        return False
 
     cdef void _view(self, CT *c) noexcept:
         c.slots = <SlotC *>self.slots.p
@@ -128,6 +158,8 @@ cdef class CompiledTrust:
             for repo in repos:
                 n += self._refresh_one(repo.name, repo)
         else:
+            if self.slots.n == 0:
+                self._reserve_for(st_repos)
             for name, repo in st_repos.items():
                 n += self._refresh_one(name, repo)
             if len(self.by_name) > len(st_repos):
@@ -136,9 +168,23 @@ cdef class CompiledTrust:
         self.recompiled += n
         if self.dead_rows > self.compact_min and self.dead_rows > self.live_rows:
             self._compact()
+        elif self.dead_x > self.compact_min and 2 * self.dead_x > self.xrows.n:
+            self._compact()
         elif self.dead_hdr > self.compact_min and self.dead_hdr > 2 * self.live_hdr:
             self._compact()
         return n
+
+    cdef int _reserve_for(self, dict repos) except -1:
+        """Before the first compilation of a whole state: room for its slots, rows and (one
+        a row) signatures at once, so the tables are not grown by half, copied and left
+        with up to a third unused (a state of millions of tags: tens of MB)."""
+        cdef Py_ssize_t nrows = 0
+        for repo in repos.values():
+            nrows += len(repo.tags)
+        buf_reserve(&self.slots, len(repos))
+        buf_reserve(&self.rows, nrows)
+        buf_reserve(&self.sigs, nrows)
+        return 0
 
     cdef int _refresh_one(self, name, repo) except -1:
         cdef Py_ssize_t slot
@@ -152,25 +198,30 @@ cdef class CompiledTrust:
             self._compile(slot, rec, repo)
             return 1
         rec = self.recs[got]
-        if rec.repo is not repo or rec.version != repo.version or rec.shape != _shape(repo):
+        if rec.repo is not repo or rec.version != repo.version or not rec.same_shape(repo):
             self._compile(got, rec, repo)
             return 1
         return 0
 
     cdef void _release_rows(self, int64_t start, int64_t n) noexcept:
         cdef RowC *R = <RowC *>self.rows.p
+        cdef RowX *X
         cdef int64_t i
         for i in range(start, start + n):
             if R[i].flags & ROW_DEAD:
                 continue
-            if R[i].obj != NULL and pm_get(&self.pm, <uint64_t>R[i].obj) == i:
-                pm_del(&self.pm, <uint64_t>R[i].obj)
-            Py_XDECREF(R[i].obj)
-            Py_XDECREF(R[i].payload)
-            Py_XDECREF(R[i].sigtuple)
-            R[i].obj = NULL
-            R[i].payload = NULL
-            R[i].sigtuple = NULL
+            if R[i].ext >= 0:
+                X = &(<RowX *>self.xrows.p)[R[i].ext]
+                if X.obj != NULL and pm_get(&self.pm, <uint64_t>X.obj) == i:
+                    pm_del(&self.pm, <uint64_t>X.obj)
+                Py_XDECREF(X.obj)
+                Py_XDECREF(X.payload)
+                Py_XDECREF(X.sigtuple)
+                X.obj = NULL
+                X.payload = NULL
+                X.sigtuple = NULL
+                self.dead_x += 1
+                R[i].ext = -1
             R[i].flags = ROW_DEAD
 
     cdef void _drop(self, Py_ssize_t slot):
@@ -196,6 +247,7 @@ cdef class CompiledTrust:
         cdef Py_ssize_t row0 = self.rows.n, sig0 = self.sigs.n
         cdef CT c
         old_refs = rec.key_refs
+        role_idx = {}
         rec.error = None
         broken = False
         try:
@@ -208,13 +260,13 @@ cdef class CompiledTrust:
         s.sig_start = sig0
         if not broken:
             try:
-                self._compile_rows(slot, rec, repo, old.row_start, old.nrows)
+                self._compile_rows(slot, rec, repo, old.row_start, old.nrows, role_idx)
             except Exception as e:  # noqa: BLE001
                 rec.error = f"{type(e).__name__}: {e}"
                 broken = True
         if not broken:
             try:
-                self._compile_roles(slot, rec, repo)
+                self._compile_roles(slot, rec, repo, role_idx)
             except Exception as e:  # noqa: BLE001
                 rec.error = f"{type(e).__name__}: {e}"
                 broken = True
@@ -236,7 +288,9 @@ cdef class CompiledTrust:
         self.dead_hdr += hdr_old
         rec.repo = repo
         rec.version = repo.version
-        rec.shape = _shape(repo)
+        _shape_of(repo, rec.shape)
+        if not self._has_entries(s.row_start, s.nrows):
+            rec.key_idx = None      # nothing to carry over by key index next time
         del old_refs
         return 0
 
@@ -249,6 +303,8 @@ cdef class CompiledTrust:
         cdef Py_ssize_t kb, mb, gb, gsb, i, j, nk, ng, ngs
         cdef bint bad
         keys = repo.keys
+        if rec.key_idx is None:
+            rec.key_idx = {}
         key_idx = rec.key_idx
         for keyid in keys:
             if keyid not in key_idx:
@@ -256,7 +312,7 @@ cdef class CompiledTrust:
         nk = len(key_idx)
         kb = buf_grow(&self.keys, nk)
         refs = [None] * nk
-        mat_idx = rec.mat_idx
+        mat_idx = {}
         for keyid, i in key_idx.items():
             key = keys.get(keyid)
             K = &(<KeyC *>self.keys.p)[kb + i]
@@ -275,7 +331,7 @@ cdef class CompiledTrust:
             if m is None:
                 m = mat_idx[mat] = len(mat_idx)
             K.mat = <int32_t>m
-        rec.key_refs = refs
+        rec.key_refs = tuple(refs)
         # compromised_since per key material
         mb = buf_grow(&self.mats, len(mat_idx))
         compromised = repo.compromised
@@ -341,26 +397,31 @@ cdef class CompiledTrust:
         s.role_base = self.roles.n
         return 0
 
-    cdef int _compile_roles(self, Py_ssize_t slot, _Rec rec, repo) except -1:
-        cdef Py_ssize_t rb = buf_grow(&self.roles, len(rec.role_idx))
+    cdef int _compile_roles(self, Py_ssize_t slot, _Rec rec, repo, dict role_idx) except -1:
+        cdef Py_ssize_t rb = buf_grow(&self.roles, len(role_idx))
         cdef SlotC *s
         cdef int64_t *RO = <int64_t *>self.roles.p
-        for name, i in rec.role_idx.items():
+        for name, i in role_idx.items():
             g = repo.role_grant(name)
             RO[rb + i] = INT64_MAX if g is None else _i64(g.expires)
         s = &(<SlotC *>self.slots.p)[slot]
         s.role_base = rb
-        s.nroles = <int32_t>len(rec.role_idx)
+        s.nroles = <int32_t>len(role_idx)
         g = repo.role_grant("root")
         s.root_exp = INT64_MAX if g is None else _i64(g.expires)
         g = repo.role_grant("targets")
         s.targets_exp = INT64_MAX if g is None else _i64(g.expires)
         return 0
 
-    cdef int _compile_rows(self, Py_ssize_t slot, _Rec rec, repo, int64_t old_start, int64_t old_n) except -1:
-        cdef Py_ssize_t ri, si, j, nsig, oi, r, nstore = 0
+    cdef int _compile_rows(self, Py_ssize_t slot, _Rec rec, repo, int64_t old_start, int64_t old_n,
+                           dict role_idx) except -1:
+        """The rows of one repository; ``role_idx`` gets the local index of each role its
+        tags name (other than targets)."""
+        cdef Py_ssize_t ri, si, j, nsig, oi, r, nstore = 0, xi
         cdef RowC *e
         cdef RowC *o
+        cdef RowX *X
+        cdef RowX *OX
         cdef SigC *S
         cdef SigC *OS
         cdef SlotC *sl = &(<SlotC *>self.slots.p)[slot]
@@ -379,10 +440,9 @@ cdef class CompiledTrust:
         current = {}            # role -> (threshold now, matcher of its current paths or None)
         grants = repo.grants
         key_idx = rec.key_idx
-        role_idx = rec.role_idx
         tags = repo.tags
         rec.store = None
-        rec.store_gen = None
+        rec.store_gen = 0
         strs = None
         if hasattr(tags, "c_view"):
             if tags.dead_rows():
@@ -417,14 +477,10 @@ cdef class CompiledTrust:
             e.repo = <int32_t>slot
             e.sig_start = self.sigs.n
             e.role = -1
+            e.ext = -1
             bad = False
             if sr != NULL:
                 # -- a C row of the store: no Python object kept, the signatures in its arena
-                e.obj = NULL
-                e.payload = NULL
-                e.sigtuple = NULL
-                e.pay = NULL
-                e.pay_len = 0
                 try:
                     gid = sr.grant_id
                     if not 0 <= gid < ngr:
@@ -458,7 +514,9 @@ cdef class CompiledTrust:
                         memcpy(&n32, sarena + at + 2, 4)
                         at += 6 + n32
                         nsig += 1
-                    e.nsig = <int32_t>nsig
+                    if nsig > 0xFFFF:
+                        raise ValueError(f"{nsig} signatures on one tag")
+                    e.nsig = <uint16_t>nsig
                     si = buf_grow(&self.sigs, nsig)
                     e = &(<RowC *>self.rows.p)[ri]
                     at = sr.sig_off
@@ -469,8 +527,6 @@ cdef class CompiledTrust:
                         S.member = 0
                         memcpy(&k16, sarena + at, 2)
                         memcpy(&n32, sarena + at + 2, 4)
-                        S.ptr = sarena + at + 6
-                        S.len = n32
                         at += 6 + n32
                         keyid = strs[k16]
                         k = key_idx.get(keyid)
@@ -489,8 +545,11 @@ cdef class CompiledTrust:
                     e.flags |= ROW_ERROR
                 continue
             # -- a TagEntry (a dict's, or one a compact store keeps verbatim)
+            xi = buf_grow(&self.xrows, 1)
+            X = &(<RowX *>self.xrows.p)[xi]
             Py_INCREF(entry)
-            e.obj = <PyObject *>entry
+            X.obj = <PyObject *>entry
+            e.ext = <int32_t>xi
             try:
                 gid = entry.grant_id
                 if not 0 <= gid < ngr:
@@ -521,14 +580,15 @@ cdef class CompiledTrust:
                     e.thr = <int32_t>cur[0]
                 if cur[1] is not None and cur[1](entry.tag) is None:
                     e.flags |= ROW_OUTSIDE
+                X = &(<RowX *>self.xrows.p)[xi]
                 Py_INCREF(payload)
-                e.payload = <PyObject *>payload
-                e.pay = <const uint8_t *>PyBytes_AS_STRING(payload)
-                e.pay_len = PyBytes_GET_SIZE(payload)
+                X.payload = <PyObject *>payload
                 Py_INCREF(sigs)
-                e.sigtuple = <PyObject *>sigs
+                X.sigtuple = <PyObject *>sigs
                 nsig = len(sigs)
-                e.nsig = <int32_t>nsig
+                if nsig > 0xFFFF:
+                    raise ValueError(f"{nsig} signatures on one tag")
+                e.nsig = <uint16_t>nsig
                 si = buf_grow(&self.sigs, nsig)
                 e = &(<RowC *>self.rows.p)[ri]
                 for j in range(nsig):
@@ -543,8 +603,6 @@ cdef class CompiledTrust:
                     if type(sig) is not bytes or PyBytes_GET_SIZE(sig) > 0xFFFFFFFF:
                         bad = True
                         continue
-                    S.ptr = <const uint8_t *>PyBytes_AS_STRING(sig)
-                    S.len = <uint32_t>PyBytes_GET_SIZE(sig)
                     k = key_idx.get(keyid)
                     if k is None:
                         bad = True
@@ -558,7 +616,9 @@ cdef class CompiledTrust:
                 oi = pm_get(&self.pm, <uint64_t><PyObject *>entry)
                 if oi >= old_start and oi < old_start + old_n and not bad:
                     o = &(<RowC *>self.rows.p)[oi]
-                    if o.payload == e.payload and o.sigtuple == e.sigtuple and o.nsig == e.nsig:
+                    X = &(<RowX *>self.xrows.p)[xi]
+                    OX = &(<RowX *>self.xrows.p)[o.ext] if o.ext >= 0 else NULL
+                    if OX != NULL and OX.payload == X.payload and OX.sigtuple == X.sigtuple and o.nsig == e.nsig:
                         OS = <SigC *>self.sigs.p + o.sig_start
                         S = <SigC *>self.sigs.p + e.sig_start
                         for j in range(nsig):
@@ -580,8 +640,9 @@ cdef class CompiledTrust:
 
     cdef int _compact(self) except -1:
         """Copy every live segment into fresh tables, slot by slot."""
-        cdef Buf nkeys, nmats, ngrants, ngsig, nroles, nrows, nsigs
+        cdef Buf nkeys, nmats, ngrants, ngsig, nroles, nrows, nsigs, nx
         cdef SlotC *s
+        cdef RowX *X
         cdef Py_ssize_t slot, i, at
         cdef int64_t d
         cdef RowC *R
@@ -592,6 +653,7 @@ cdef class CompiledTrust:
         buf_init(&nroles, sizeof(int64_t))
         buf_init(&nrows, sizeof(RowC))
         buf_init(&nsigs, sizeof(SigC))
+        buf_init(&nx, sizeof(RowX))
         try:
             buf_reserve(&nrows, self.live_rows)
             buf_reserve(&nsigs, self.live_sigs)
@@ -628,6 +690,13 @@ cdef class CompiledTrust:
                 R = <RowC *>nrows.p
                 for i in range(at, at + s.nrows):
                     R[i].sig_start += d
+            # the live rows' references move to fresh RowX entries (copied, not counted again)
+            R = <RowC *>nrows.p
+            for i in range(nrows.n):
+                if R[i].ext >= 0:
+                    at = buf_grow(&nx, 1)
+                    (<RowX *>nx.p)[at] = (<RowX *>self.xrows.p)[R[i].ext]
+                    R[i].ext = <int32_t>at
         except BaseException:
             buf_free(&nkeys)
             buf_free(&nmats)
@@ -636,6 +705,7 @@ cdef class CompiledTrust:
             buf_free(&nroles)
             buf_free(&nrows)
             buf_free(&nsigs)
+            buf_free(&nx)
             raise
         # dead rows hold no references (released when they died)
         buf_free(&self.keys)
@@ -645,6 +715,7 @@ cdef class CompiledTrust:
         buf_free(&self.roles)
         buf_free(&self.rows)
         buf_free(&self.sigs)
+        buf_free(&self.xrows)
         self.keys = nkeys
         self.mats = nmats
         self.grants = ngrants
@@ -652,11 +723,14 @@ cdef class CompiledTrust:
         self.roles = nroles
         self.rows = nrows
         self.sigs = nsigs
+        self.xrows = nx
         pm_free(&self.pm)
         R = <RowC *>self.rows.p
+        X = <RowX *>self.xrows.p
         for i in range(self.rows.n):
-            if not (R[i].flags & ROW_DEAD) and R[i].obj != NULL:
-                pm_put(&self.pm, <uint64_t>R[i].obj, i)
+            if not (R[i].flags & ROW_DEAD) and R[i].ext >= 0 and X[R[i].ext].obj != NULL:
+                pm_put(&self.pm, <uint64_t>X[R[i].ext].obj, i)
+        self.dead_x = 0
         self.dead_rows = 0
         self.dead_sigs = 0
         self.dead_hdr = 0
@@ -675,7 +749,7 @@ cdef class CompiledTrust:
         for i in range(n):
             e = entries[i]
             row = pm_get(&self.pm, <uint64_t><PyObject *>e)
-            if row >= 0 and R[row].obj != <PyObject *>e:
+            if row >= 0 and self._entry_of(row) != <PyObject *>e:
                 row = -1
             o[i] = row
         return out
@@ -696,7 +770,7 @@ cdef class CompiledTrust:
         for i in range(n):
             repo, e = items[i]
             row = pm_get(&self.pm, <uint64_t><PyObject *>e)
-            if row >= 0 and R[row].obj != <PyObject *>e:
+            if row >= 0 and self._entry_of(row) != <PyObject *>e:
                 row = -1
             if row < 0 and hasattr(repo.tags, "row_index"):
                 slot = self.by_name.get(repo.name)
@@ -704,15 +778,15 @@ cdef class CompiledTrust:
                     rec = self.recs[slot]
                     sl = &(<SlotC *>self.slots.p)[<Py_ssize_t>slot]
                     store = repo.tags
-                    if (rec.repo is repo and rec.shape == _shape(repo) and not (sl.flags & SLOT_DEAD)
+                    if (rec.repo is repo and rec.same_shape(repo) and not (sl.flags & SLOT_DEAD)
                             and store.dead_rows() == 0 and type(e.tag) is str):
                         r = store.row_index(e.tag)
                         if 0 <= r < sl.nrows:
                             row = sl.row_start + r
                             if R[row].flags & ROW_DEAD:
                                 row = -1
-                            elif R[row].obj != NULL:       # compiled from an entry the store keeps verbatim
-                                if not (<object>R[row].obj == e):
+                            elif self._entry_of(row) != NULL:   # compiled from an entry the store keeps verbatim
+                                if not (<object>self._entry_of(row) == e):
                                     row = -1
                             elif not (self._store_current(rec) and store.entry_at(r) == e):
                                 row = -1
@@ -728,8 +802,8 @@ cdef class CompiledTrust:
         if e.flags & ROW_DEAD:
             raise KeyError(f"row {row} is dead")
         rec = self.recs[e.repo]
-        if e.obj != NULL:
-            return rec.name, <object>e.obj, e.sig_start, e.nsig
+        if e.ext >= 0:
+            return rec.name, <object>self._entry_of(row), e.sig_start, e.nsig
         # a compact store's C row: its entry made now, from the store as it was compiled
         if not self._store_current(rec):
             raise RuntimeError(f"the tags of {rec.name} changed since they were compiled; refresh and sweep again")
@@ -751,7 +825,7 @@ cdef class CompiledTrust:
         cdef RowC *R = <RowC *>self.rows.p
         cdef Py_ssize_t i, n = 0
         for i in range(self.rows.n):
-            if not (R[i].flags & ROW_DEAD) and R[i].obj == NULL:
+            if not (R[i].flags & ROW_DEAD) and R[i].ext < 0:
                 n += 1
         return n
 
@@ -773,7 +847,7 @@ cdef class CompiledTrust:
         return (self.slots.cap * self.slots.item + self.keys.cap * self.keys.item + self.mats.cap * self.mats.item
                 + self.grants.cap * self.grants.item + self.gsig.cap * self.gsig.item
                 + self.roles.cap * self.roles.item + self.rows.cap * self.rows.item
-                + self.sigs.cap * self.sigs.item + self.pm.cap * 16)
+                + self.sigs.cap * self.sigs.item + self.xrows.cap * self.xrows.item + self.pm.cap * 16)
 
     # -- crypto validity ----------------------------------------------------------------
 
@@ -807,18 +881,11 @@ cdef class CompiledTrust:
             return 0, 0, 0
         cdef int64_t *tsig = <int64_t *>PyMem_RawMalloc(n * 8)
         cdef int64_t *trow = <int64_t *>PyMem_RawMalloc(n * 8)
-        cdef uint8_t *hk = <uint8_t *>PyMem_RawMalloc(n * 16)
-        cdef uint8_t *res = <uint8_t *>PyMem_RawMalloc(n)
-        cdef int64_t *midx = <int64_t *>PyMem_RawMalloc(n * 8)
         cdef Py_ssize_t t = 0
-        cdef uint8_t *cur = NULL         # per slot: 0 not looked at, 1 its store is current, 2 stale
-        cdef bint stored = False
         try:
-            if tsig == NULL or trow == NULL or hk == NULL or res == NULL or midx == NULL:
+            if tsig == NULL or trow == NULL:
                 raise MemoryError()
-            # (1) the signatures that need a byte; each claimed once (a row may repeat). A
-            #     compact store's row is claimed only while the store is as it was compiled
-            #     (its signature bytes are read in place); a stale one stays unverified (ERROR)
+            # (1) the signatures that need a byte; each claimed once (a row may repeat)
             for i in range(nr):
                 row = i if all_rows else rv[i]
                 if row < 0 or row >= self.rows.n:
@@ -826,16 +893,6 @@ cdef class CompiledTrust:
                 e = &R[row]
                 if e.flags & (ROW_DEAD | ROW_ERROR):
                     continue
-                if e.obj == NULL:
-                    if cur == NULL:
-                        cur = <uint8_t *>PyMem_RawCalloc(self.slots.n if self.slots.n else 1, 1)
-                        if cur == NULL:
-                            raise MemoryError()
-                    if cur[e.repo] == 0:
-                        cur[e.repo] = 1 if self._store_current(<_Rec>self.recs[e.repo]) else 2
-                    if cur[e.repo] != 1:
-                        continue
-                    stored = True
                 for j in range(e.nsig):
                     if S[e.sig_start + j].member and S[e.sig_start + j].valid > 1 \
                             and S[e.sig_start + j].valid != S_MISS:
@@ -843,69 +900,158 @@ cdef class CompiledTrust:
                         tsig[t] = e.sig_start + j
                         trow[t] = row
                         t += 1
-            if not stored:
-                return self._ensure(t, tsig, trow, hk, res, midx)
-            return self._ensure_stored(t, tsig, trow, hk, res, midx)
+            if len(self.cache) == 0 and self.pycache is None:
+                # a cold cache gets every verdict of this call: sized once, not grown by half
+                # (each growth copies the table and leaves the old one free in the heap)
+                self.cache.presize(t)
+            return self._ensure_chunks(t, tsig, trow)
         finally:
-            PyMem_RawFree(cur)
             for i in range(t):          # anything left claimed falls back to unknown
                 if S[tsig[i]].valid == S_MISS:
                     S[tsig[i]].valid = S_UNKNOWN
             PyMem_RawFree(tsig)
             PyMem_RawFree(trow)
-            PyMem_RawFree(hk)
-            PyMem_RawFree(res)
-            PyMem_RawFree(midx)
 
-    cdef tuple _ensure_stored(self, Py_ssize_t n, const int64_t *tsig, const int64_t *trow, uint8_t *hk,
-                              uint8_t *res, int64_t *midx):
-        """:meth:`_ensure` over claimed signatures some of whose rows are a compact store's:
-        in chunks, each with the payloads of its store rows re-derived by their stores
-        (the scratch stays small), with every store refusing to change meanwhile."""
+    cdef tuple _ensure_chunks(self, Py_ssize_t n, const int64_t *tsig, const int64_t *trow):
+        """:meth:`_ensure` over the claimed signatures, in chunks (the scratch stays small),
+        each with the bytes its signatures and payloads are read from found first: a
+        TagEntry row's in its signature tuple and payload (RowX); a compact store's C row's
+        in the store's signature arena, with the payload re-derived by the store, while
+        every store refuses to change (``reading``) and only if the store is as it was
+        compiled (else the signature stays unverified: an ERROR verdict)."""
         cdef RowC *R = <RowC *>self.rows.p
+        cdef RowX *XR = <RowX *>self.xrows.p
         cdef SlotC *SL = <SlotC *>self.slots.p
-        cdef Py_ssize_t lo = 0, hi, i, k
+        cdef const StoreRowC *SR
+        cdef const StoreRowC *sr
+        cdef const uint8_t *arena
+        cdef const RowC *e
+        cdef RowX *X
+        cdef Py_ssize_t lo = 0, hi, i, k, m, q, jj, c = _ENSURE_CHUNK if n > _ENSURE_CHUNK else n
         cdef int64_t row
+        cdef uint32_t at, n32
         cdef long long[::1] ov
         cdef Py_ssize_t looked = 0, hits = 0, verified = 0
-        from trustlog.core._tagstore_c import reading
-        while lo < n:
-            hi = lo + 4096 if lo + 4096 < n else n        # small chunks: the scratch is reused, RSS stays flat
-            by_slot = {}
-            for i in range(lo, hi):
-                row = trow[i]
-                if R[row].obj == NULL and R[row].pay == NULL:
-                    R[row].pay_len = -1        # marks the row as collected once
-                    by_slot.setdefault(R[row].repo, []).append(row)
-                    R[row].pay = <const uint8_t *>_EMPTY
-            blobs = []
-            try:
-                for slot, rows in by_slot.items():
-                    rec = <_Rec>self.recs[slot]
-                    base = SL[<Py_ssize_t>slot].row_start
-                    blob, offs = rec.store.derive_payloads([r - base for r in rows])
-                    blobs.append(blob)
-                    ov = offs
-                    for k in range(len(rows)):
-                        row = rows[k]
-                        R[row].pay = <const uint8_t *>PyBytes_AS_STRING(blob) + ov[k]
-                        R[row].pay_len = ov[k + 1] - ov[k]
-                with reading():
-                    got = self._ensure(hi - lo, tsig + lo, trow + lo, hk, res, midx)
+        cdef bint stored
+        cdef int64_t *csig = <int64_t *>PyMem_RawMalloc(c * 8)
+        cdef int64_t *crow = <int64_t *>PyMem_RawMalloc(c * 8)
+        cdef int64_t *cdx = <int64_t *>PyMem_RawMalloc(c * 8)       # a store row's index among the chunk's
+        cdef const uint8_t **cpay = <const uint8_t **>PyMem_RawMalloc(c * sizeof(void *))
+        cdef int64_t *cplen = <int64_t *>PyMem_RawMalloc(c * 8)
+        cdef const uint8_t **csp = <const uint8_t **>PyMem_RawMalloc(c * sizeof(void *))
+        cdef uint32_t *csl = <uint32_t *>PyMem_RawMalloc(c * 4)
+        cdef const uint8_t **ppay = <const uint8_t **>PyMem_RawMalloc(c * sizeof(void *))
+        cdef int64_t *pplen = <int64_t *>PyMem_RawMalloc(c * 8)
+        cdef uint8_t *hk = <uint8_t *>PyMem_RawMalloc(c * 16)
+        cdef uint8_t *res = <uint8_t *>PyMem_RawMalloc(c)
+        cdef int64_t *midx = <int64_t *>PyMem_RawMalloc(c * 8)
+        reading = None
+        try:
+            if (csig == NULL or crow == NULL or cdx == NULL or cpay == NULL or cplen == NULL or csp == NULL
+                    or csl == NULL or ppay == NULL or pplen == NULL or hk == NULL or res == NULL or midx == NULL):
+                raise MemoryError()
+            while lo < n:
+                hi = lo + c if lo + c < n else n
+                stored = False
+                for i in range(lo, hi):
+                    if R[trow[i]].ext < 0:
+                        stored = True
+                        break
+                if stored and reading is None:
+                    from trustlog.core._tagstore_c import reading
+                guard = reading() if stored else None
+                if guard is not None:
+                    guard.__enter__()
+                try:
+                    views = {}          # slot -> (store rows, signature arena) as compiled, or None: stale
+                    by_slot = {}        # slot -> the chunk's store rows of that slot, in order
+                    order = {}          # store row -> its index among the chunk's store rows
+                    m = 0
+                    for i in range(lo, hi):
+                        row = trow[i]
+                        e = &R[row]
+                        jj = tsig[i] - e.sig_start
+                        if e.ext >= 0:
+                            X = &XR[e.ext]
+                            sig = (<tuple>(<tuple><object>X.sigtuple)[jj])[1]
+                            csp[m] = <const uint8_t *>PyBytes_AS_STRING(sig)
+                            csl[m] = <uint32_t>PyBytes_GET_SIZE(sig)
+                            cpay[m] = <const uint8_t *>PyBytes_AS_STRING(<object>X.payload)
+                            cplen[m] = PyBytes_GET_SIZE(<object>X.payload)
+                            cdx[m] = -1
+                        else:
+                            v = views.get(e.repo, _NO_VIEW)
+                            if v is _NO_VIEW:
+                                rec = <_Rec>self.recs[e.repo]
+                                v = None
+                                if self._store_current(rec):
+                                    view = rec.store.c_view()
+                                    v = (view[1], view[3])
+                                views[e.repo] = v
+                            if v is None:
+                                continue
+                            SR = <const StoreRowC *><Py_ssize_t>v[0]
+                            arena = <const uint8_t *><Py_ssize_t>v[1]
+                            sr = &SR[row - SL[e.repo].row_start]
+                            at = sr.sig_off
+                            for q in range(jj):
+                                memcpy(&n32, arena + at + 2, 4)
+                                at += 6 + n32
+                            memcpy(&n32, arena + at + 2, 4)
+                            csp[m] = arena + at + 6
+                            csl[m] = n32
+                            k = order.get(row, -1)
+                            if k < 0:
+                                k = order[row] = len(order)
+                                by_slot.setdefault(e.repo, []).append(row)
+                            cdx[m] = k
+                        csig[m] = tsig[i]
+                        crow[m] = row
+                        m += 1
+                    blobs = []
+                    for slot, rws in by_slot.items():
+                        rec = <_Rec>self.recs[slot]
+                        base = SL[<Py_ssize_t>slot].row_start
+                        blob, offs = rec.store.derive_payloads([r - base for r in rws])
+                        blobs.append(blob)
+                        ov = offs
+                        for q in range(len(rws)):
+                            k = order[rws[q]]
+                            ppay[k] = <const uint8_t *>PyBytes_AS_STRING(blob) + ov[q]
+                            pplen[k] = ov[q + 1] - ov[q]
+                    for i in range(m):
+                        if cdx[i] >= 0:
+                            cpay[i] = ppay[cdx[i]]
+                            cplen[i] = pplen[cdx[i]]
+                    got = self._ensure(m, csig, crow, cpay, cplen, csp, csl, hk, res, midx)
+                    del blobs
+                finally:
+                    if guard is not None:
+                        guard.__exit__(None, None, None)
                 looked += got[0]
                 hits += got[1]
                 verified += got[2]
-            finally:
-                for rows in by_slot.values():
-                    for row in rows:
-                        R[row].pay = NULL
-                        R[row].pay_len = 0
-                del blobs
-            lo = hi
+                lo = hi
+        finally:
+            PyMem_RawFree(csig)
+            PyMem_RawFree(crow)
+            PyMem_RawFree(cdx)
+            PyMem_RawFree(cpay)
+            PyMem_RawFree(cplen)
+            PyMem_RawFree(csp)
+            PyMem_RawFree(csl)
+            PyMem_RawFree(ppay)
+            PyMem_RawFree(pplen)
+            PyMem_RawFree(hk)
+            PyMem_RawFree(res)
+            PyMem_RawFree(midx)
         return looked, hits, verified
 
-    cdef tuple _ensure(self, Py_ssize_t n, const int64_t *tsig, const int64_t *trow, uint8_t *hk,
+    cdef tuple _ensure(self, Py_ssize_t n, const int64_t *tsig, const int64_t *trow, const uint8_t **tpay,
+                       const int64_t *tplen, const uint8_t **tsp, const uint32_t *tsl, uint8_t *hk,
                        uint8_t *res, int64_t *midx):
+        """Validity bytes of ``n`` claimed signatures (``tsig``, of rows ``trow``), each with
+        its payload (``tpay``, ``tplen``) and signature bytes (``tsp``, ``tsl``)."""
         cdef RowC *R = <RowC *>self.rows.p
         cdef SigC *S = <SigC *>self.sigs.p
         cdef SlotC *SL = <SlotC *>self.slots.p
@@ -918,6 +1064,8 @@ cdef class CompiledTrust:
         cdef ThreadState *st = NULL
         cdef int nt = self.nthreads if n >= 64 * self.nthreads else 1
         cdef int rc = 0
+        if n == 0:
+            return 0, 0, 0
         # (2) content hash and cache lookup, in parallel under the cache's read lock
         with nogil:
             cache.rdlock()
@@ -925,7 +1073,7 @@ cdef class CompiledTrust:
                 er = &R[trow[i]]
                 sg = &S[tsig[i]]
                 k = &K[SL[er.repo].key_base + sg.key]
-                if cache_key16(k.alg, k.ptr, <size_t>k.len, er.pay, <size_t>er.pay_len, sg.ptr, sg.len, hk + 16 * i):
+                if cache_key16(k.alg, k.ptr, <size_t>k.len, tpay[i], <size_t>tplen[i], tsp[i], tsl[i], hk + 16 * i):
                     res[i] = cache.find(hk + 16 * i)
                     res[i] = S_MISS if res[i] == 0 else res[i] - 1
                 else:
@@ -959,8 +1107,8 @@ cdef class CompiledTrust:
                     er = &R[trow[i]]
                     sg = &S[tsig[i]]
                     k = &K[SL[er.repo].key_base + sg.key]
-                    res[i] = <uint8_t>verify_item(st, k.alg, k.ptr, <size_t>k.len, er.pay, <size_t>er.pay_len,
-                                                  sg.ptr, sg.len)
+                    res[i] = <uint8_t>verify_item(st, k.alg, k.ptr, <size_t>k.len, tpay[i], <size_t>tplen[i],
+                                                  tsp[i], tsl[i])
                 state_free(st)
         elif nmiss:
             items = []
@@ -969,8 +1117,8 @@ cdef class CompiledTrust:
                 er = &R[trow[i]]
                 sg = &S[tsig[i]]
                 k = &K[SL[er.repo].key_base + sg.key]
-                items.append((k.alg, (<const char *>k.ptr)[:k.len], (<const char *>er.pay)[:er.pay_len],
-                              (<const char *>sg.ptr)[:sg.len]))
+                items.append((k.alg, (<const char *>k.ptr)[:k.len], (<const char *>tpay[i])[:tplen[i]],
+                              (<const char *>tsp[i])[:tsl[i]]))
             out = self.crypto(items)
             if len(out) != nmiss:
                 raise ValueError(f"crypto function returned {len(out)} results for {nmiss} items")
@@ -1070,8 +1218,16 @@ cdef inline uint8_t *_bytes_ptr(bytearray b):
 
 
 
-def _shape(repo):
+cdef int _shape_of(repo, int64_t *out) except -1:
     """A cheap fingerprint of a repository besides its version (guards against a state
-    mutated without going through the fold)."""
-    return (len(repo.keys), len(repo.grants), len(repo.roles), len(repo.compromised), len(repo.tags),
-            getattr(repo.tags, "generation", None))   # a compact tag store counts its changes
+    mutated without going through the fold): the sizes of its maps, and the generation of
+    a compact tag store, which counts its changes (-1: a plain mapping)."""
+    tags = repo.tags
+    out[0] = len(repo.keys)
+    out[1] = len(repo.grants)
+    out[2] = len(repo.roles)
+    out[3] = len(repo.compromised)
+    out[4] = len(tags)
+    gen = getattr(tags, "generation", None)
+    out[5] = -1 if gen is None else <int64_t>(gen & 0x7FFFFFFFFFFFFFFF)
+    return 0

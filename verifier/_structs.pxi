@@ -13,13 +13,15 @@
 #                  now, whether the current paths still cover it (re-delegation rules of
 #                  core.evaluate: policy changes apply to every tag; rotation keeps them)
 #   sigs    SigC   one per signature of a tag: key, member of the grant?, validity byte
+#   xrows   RowX   the Python references of a row compiled from a TagEntry (none for a
+#                  compact store's C row)
 #
 # Rows and signatures refer to keys, grants and roles by *local* index (the slot adds its
 # bases), so a changed repository is recompiled alone: its new segments are appended, the
 # old ones become dead space, and compaction copies the live segments when dead space
-# outgrows live. A row keeps references to its TagEntry, payload and signature tuple, so
-# the raw pointers it holds stay valid, and so that a TagEntry's address (the key of the
-# row index) cannot be reused while the row lives.
+# outgrows live. A row compiled from a TagEntry keeps references to the entry, its payload
+# and signature tuple (RowX), so the bytes are there when it is verified, and so that a
+# TagEntry's address (the key of the row index) cannot be reused while the row lives.
 #
 # The verdict bytes (V_*) and their details (E_*, X_*) come from _codes.pxi, generated
 # from core/verdict_codes.py; the flags below are internal to the compiled state.
@@ -85,29 +87,34 @@ cdef struct RowC:
     int64_t log_time
     int64_t expires
     int64_t sig_start       # global index into sigs
-    PyObject *obj           # the TagEntry (a reference)
-    PyObject *payload       # its payload bytes (a reference)
-    PyObject *sigtuple      # its signatures tuple (a reference)
-    const uint8_t *pay      # the payload's bytes
-    int64_t pay_len
     int32_t repo            # slot
     int32_t grant           # local grant index
     int32_t role            # local role index, -1: "targets"
-    int32_t nsig
     int32_t thr             # threshold of the role's current grant (the signing grant's if none)
+    int32_t ext             # index into xrows of a row compiled from a TagEntry; -1: a compact store's C row
+    uint16_t nsig           # (a TagEntry of more signatures is ERROR: the fold keeps at most 128)
     uint8_t flags
 
+# What a row compiled from a TagEntry (a dict's, or one a compact store keeps verbatim)
+# holds besides: references that keep the bytes its signatures and payload are read from
+# alive, and that keep the entry's address (the key of the row index) from being reused.
+# A compact store's C row has none (RowC.ext -1): 48 bytes a row instead of 88.
+cdef struct RowX:
+    PyObject *obj           # the TagEntry (a reference; NULL: free)
+    PyObject *payload       # its payload bytes (a reference)
+    PyObject *sigtuple      # its signatures tuple (a reference)
+
 cdef struct SigC:
-    const uint8_t *ptr      # signature bytes (owned by the row's signature tuple)
-    uint32_t len
     int32_t key             # local key index, -1: missing
     uint8_t member          # keyid is one of the entry's grant keys
     uint8_t valid           # 0, 1, 2 (check failed) or S_UNKNOWN
+    # the signature's bytes are found when it is verified: in the row's signature tuple
+    # (RowX.sigtuple) or in the compact store's signature arena
 
 # A row of a compiled compact tag store (core/_tagstore_c.pyx, its tl_row): a repository
 # whose tags are in one is compiled from these rows in place, with no Python object per
-# tag (RowC.obj/payload/sigtuple NULL; SigC.ptr into the store's signature arena; the
-# payload re-derived by the store when a signature is hashed). The store's c_view()
+# tag (RowC.ext -1; a signature's bytes read from the store's arena and the payload
+# re-derived by the store when it is hashed). The store's c_view()
 # names its layout; a store with another one is compiled through its entries instead.
 cdef struct StoreRowC:
     int64_t size
