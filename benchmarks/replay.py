@@ -204,7 +204,7 @@ class TrustedAppend:
             env = edec(raw)
             event = vdec(env.payload)
             log_time = clock.next()
-            body = encode_record(LogRecord(log_time, raw, None))
+            body = encode_record(LogRecord(log_time, raw, None), env, event)
             postings = event_postings(state, env, event)
             offset = log.next_offset
             apply(env, event, log_time, offset)  # raises RejectedEventError: the generator is wrong

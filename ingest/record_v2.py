@@ -39,6 +39,9 @@ from trustlog.core.encoding import canonical_bytes
 from trustlog.core.errors import EncodingError
 from trustlog.core.events import Envelope, Event, ImageSigned, Signature
 
+# records imports this module after defining these (either module may be imported first)
+from .records import KafkaPosition, LogRecord
+
 MARKER = 0xC1
 MARKER_BYTE = b"\xc1"
 _TARGETS = "targets"
@@ -74,40 +77,46 @@ _decoder = msgspec.msgpack.Decoder(_Body)
 _encoder = msgspec.msgpack.Encoder()
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _event_decoder = msgspec.msgpack.Decoder(Event)
-_HEX = frozenset("0123456789abcdef")
-
-
 def _raw_hex32(s: str) -> bytes | None:
     """The 32 bytes whose lowercase hex ``s`` is, or None (then ``s`` is kept as text)."""
-    if len(s) == 64 and _HEX.issuperset(s):
-        return bytes.fromhex(s)
-    return None
-
-
-def _bodies(log_time: int, envelope: bytes, source) -> list[_Body]:  # source: KafkaPosition | None
-    """The v2 forms of a record to try, most compact first: an ImageSigned's fields,
-    then the payload verbatim; none when its envelope is not an Envelope."""
+    if len(s) != 64:
+        return None
     try:
-        env = _envelope_decoder.decode(envelope)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return []
+        raw = bytes.fromhex(s)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 and raw.hex() == s else None  # fromhex also takes capitals and spaces
+
+
+def _bodies(log_time: int, envelope: bytes, source: KafkaPosition | None, env: Envelope | None = None,
+            event: Event | None = None) -> list[_Body]:
+    """The v2 forms of a record to try, most compact first: an ImageSigned's fields,
+    then the payload verbatim; none when its envelope is not an Envelope. ``env`` and
+    ``event``: the envelope and event already decoded, if the caller has them (a wrong
+    one only makes the re-derivation fail: the record then stays v1)."""
+    if env is None:
+        try:
+            env = _envelope_decoder.decode(envelope)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return []
     sigs = []
     for s in env.signatures:
         raw = _raw_hex32(s.keyid)
         sigs.append((s.keyid if raw is None else raw, s.sig))
     src = None if source is None else _Source(source.topic, source.partition, source.offset)
     out = []
-    if env.payload[:1] == b"\x89":  # a 9-entry map: possibly an ImageSigned
+    ev = event
+    if ev is None and env.payload[:1] == b"\x89":  # a 9-entry map: possibly an ImageSigned
         try:
             ev = _event_decoder.decode(env.payload)
         except (msgspec.ValidationError, msgspec.DecodeError):
             ev = None
-        if type(ev) is ImageSigned:
-            d = ev.digest
-            raw = _raw_hex32(d[7:]) if d.startswith(_SHA256) else None
-            out.append(_Body(log_time, src, sigs, _Image(
-                ev.repo, ev.version, ev.issued_at, None if ev.role == _TARGETS else ev.role, ev.tag,
-                d if raw is None else raw, ev.size, ev.expires)))
+    if type(ev) is ImageSigned:
+        d = ev.digest  # type: ignore[union-attr]
+        raw = _raw_hex32(d[7:]) if d.startswith(_SHA256) else None
+        out.append(_Body(log_time, src, sigs, _Image(
+            ev.repo, ev.version, ev.issued_at, None if ev.role == _TARGETS else ev.role,  # type: ignore[union-attr]
+            ev.tag, d if raw is None else raw, ev.size, ev.expires)))  # type: ignore[union-attr]
     out.append(_Body(log_time, src, sigs, env.payload))
     return out
 
@@ -161,12 +170,12 @@ def _parse(data: bytes | memoryview) -> _Body:
         raise EncodingError(f"v2 record is not valid MessagePack: {e}") from e
 
 
-def encode_v2(log_time: int, envelope: bytes, source, v1: bytes) -> bytes | None:
+def encode_v2(log_time: int, envelope: bytes, source: KafkaPosition | None, v1: bytes, env: Envelope | None = None,
+              event: Event | None = None) -> bytes | None:
     """The v2 bytes of the record whose canonical v1 bytes are ``v1``, or None if v2
-    would not re-derive exactly those bytes (then the record stays v1)."""
-    from .records import KafkaPosition, LogRecord  # records imports this module
-
-    for body in _bodies(log_time, envelope, source):
+    would not re-derive exactly those bytes (then the record stays v1): each candidate
+    form is decoded back (:func:`decode_v2_trusted`'s steps) and must give ``v1``."""
+    for body in _bodies(log_time, envelope, source, env, event):
         data = _pack(body)
         if data is None:
             continue
@@ -182,12 +191,10 @@ def encode_v2(log_time: int, envelope: bytes, source, v1: bytes) -> bytes | None
     return None
 
 
-def decode_v2_trusted(data: bytes | memoryview):  # -> tuple[LogRecord, Envelope, Event]
+def decode_v2_trusted(data: bytes | memoryview) -> tuple[LogRecord, Envelope, Event]:
     """Decode a v2 record of a trusted log (no canonical-form re-check, as
     ``replay.decode_trusted``): the record, its envelope and its event. Raises
     :class:`EncodingError` for bytes that are not a v2 record."""
-    from .records import KafkaPosition, LogRecord
-
     body = _parse(data)
     env_bytes, env, ev = _expand(body)
     if ev is None:
@@ -200,12 +207,10 @@ def decode_v2_trusted(data: bytes | memoryview):  # -> tuple[LogRecord, Envelope
     return LogRecord(body.log_time, env_bytes, src), env, ev
 
 
-def decode_v2(data: bytes | memoryview):  # -> LogRecord
+def decode_v2(data: bytes | memoryview) -> LogRecord:
     """Decode a v2 record to the :class:`LogRecord` it re-derives, insisting that
     ``data`` is exactly what :func:`encode_v2` writes for it; raises
     :class:`EncodingError` otherwise."""
-    from .records import KafkaPosition, LogRecord
-
     body = _parse(data)
     env_bytes, _, _ = _expand(body)
     s = body.source

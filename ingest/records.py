@@ -32,8 +32,6 @@ from trustlog.core.encoding import canonical_bytes, decode_canonical
 from trustlog.core.errors import EncodingError
 from trustlog.core.events import Envelope, Event
 
-from . import record_v2
-
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
@@ -67,11 +65,13 @@ class RejectRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: KafkaPosition | None = None
 
 
-def encode_record(record: LogRecord) -> bytes:
+def encode_record(record: LogRecord, env: Envelope | None = None, event: Event | None = None) -> bytes:
     """The record's bytes as the log stores them: v2 when it re-derives exactly the
-    canonical v1 bytes, else v1 (see the module docstring)."""
+    canonical v1 bytes, else v1 (see the module docstring). ``env`` and ``event``: the
+    record's envelope and event if the caller has them decoded (saves decoding them
+    again; ones that do not match the record only make it stay v1)."""
     v1 = canonical_bytes(record)
-    v2 = record_v2.encode_v2(record.log_time, record.envelope, record.source, v1)
+    v2 = record_v2.encode_v2(record.log_time, record.envelope, record.source, v1, env, event)
     return v1 if v2 is None else v2
 
 
@@ -110,6 +110,8 @@ def decode_record_trusted(data: bytes | memoryview) -> tuple[LogRecord, Envelope
 _record_decoder = msgspec.msgpack.Decoder(LogRecord)
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _event_decoder = msgspec.msgpack.Decoder(Event)
+
+from . import record_v2  # noqa: E402  (it imports LogRecord and KafkaPosition from here)
 
 
 def encode_reject(record: RejectRecord) -> bytes:

@@ -100,6 +100,17 @@ def test_every_kind_round_trips(rec: LogRecord) -> None:
     assert record_format(v1) == 1 and decode_record(v1) == rec and decode_record_trusted(v1) == (t_rec, env, ev)
 
 
+@settings(max_examples=200, deadline=None)
+@given(records, envelopes)
+def test_the_decoded_envelope_a_writer_passes_is_only_a_shortcut(rec: LogRecord, other: Envelope) -> None:
+    """``encode_record(rec, env, event)`` is ``encode_record(rec)`` when they are the
+    record's; wrong ones can only make the record stay v1, never store another record."""
+    env = decode_envelope(rec.envelope, max_bytes=1 << 30)
+    assert encode_record(rec, env, decode_event(env.payload)) == encode_record(rec)
+    data = encode_record(rec, other, decode_event(other.payload))
+    assert decode_record(data) == rec
+
+
 def test_no_v1_record_starts_with_the_marker() -> None:
     """A v1 record is a MessagePack map (fixmap, map16, map32): never 0xC1."""
     rec = LogRecord(1, b"e")
@@ -301,7 +312,7 @@ def test_a_log_of_both_formats_opens_replays_and_verifies(tmp_path: Path, monkey
     events = history(12)
     d = tmp_path / "log"
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "encode_record", encode_record_v1)  # the writer before v2
+        m.setattr(pipeline, "encode_record", lambda rec, *_: encode_record_v1(rec))  # the writer before v2
         with TrustLog(d, checkpoint_every=10, snapshot_every=None) as tl:
             tl.ingest_batch([(e.to_bytes(), None) for e in events[:13]])
     with TrustLog(d, checkpoint_every=10, snapshot_every=None) as tl:
