@@ -186,7 +186,7 @@ class TrustedAppend:
         from trustlog.ingest.replay import TrustedFold
 
         self.tl, self.checkpoint_every = tl, checkpoint_every
-        self.encode = encode_record_v1 if record_format == "v1" else encode_record
+        self.encode = (lambda rec, _env, _event: encode_record_v1(rec)) if record_format == "v1" else encode_record
         self.fold = TrustedFold(tl.state)
         self.last_checkpoint = tl.log.next_offset
 
