@@ -170,11 +170,13 @@ def _parse(data: bytes | memoryview) -> _Body:
         raise EncodingError(f"v2 record is not valid MessagePack: {e}") from e
 
 
-def encode_v2(log_time: int, envelope: bytes, source: KafkaPosition | None, v1: bytes, env: Envelope | None = None,
+def encode_v2(log_time: int, envelope: bytes, source: KafkaPosition | None, env: Envelope | None = None,
               event: Event | None = None) -> bytes | None:
-    """The v2 bytes of the record whose canonical v1 bytes are ``v1``, or None if v2
-    would not re-derive exactly those bytes (then the record stays v1): each candidate
-    form is decoded back (:func:`decode_v2_trusted`'s steps) and must give ``v1``."""
+    """The v2 bytes of the record ``LogRecord(log_time, envelope, source)``, or None if
+    v2 would not re-derive exactly its v1 bytes (then the record stays v1): each
+    candidate form is decoded back (:func:`decode_v2_trusted`'s steps) and must give the
+    same log time, source and envelope bytes, which are what the v1 bytes are the
+    canonical encoding of."""
     for body in _bodies(log_time, envelope, source, env, event):
         data = _pack(body)
         if data is None:
@@ -184,9 +186,7 @@ def encode_v2(log_time: int, envelope: bytes, source: KafkaPosition | None, v1: 
             env_bytes, _, _ = _expand(back)
         except EncodingError:
             continue
-        s = back.source
-        src = None if s is None else KafkaPosition(s.topic, s.partition, s.offset)
-        if canonical_bytes(LogRecord(back.log_time, env_bytes, src)) == v1:
+        if env_bytes == envelope and back.log_time == log_time and back.source == body.source:
             return data
     return None
 
@@ -216,6 +216,6 @@ def decode_v2(data: bytes | memoryview) -> LogRecord:
     s = body.source
     src = None if s is None else KafkaPosition(s.topic, s.partition, s.offset)
     rec = LogRecord(body.log_time, env_bytes, src)
-    if encode_v2(rec.log_time, rec.envelope, rec.source, canonical_bytes(rec)) != bytes(data):
+    if encode_v2(rec.log_time, rec.envelope, rec.source) != bytes(data):
         raise EncodingError("v2 record is not in canonical form (re-encoding gives different bytes)")
     return rec

@@ -70,9 +70,8 @@ def encode_record(record: LogRecord, env: Envelope | None = None, event: Event |
     canonical v1 bytes, else v1 (see the module docstring). ``env`` and ``event``: the
     record's envelope and event if the caller has them decoded (saves decoding them
     again; ones that do not match the record only make it stay v1)."""
-    v1 = canonical_bytes(record)
-    v2 = record_v2.encode_v2(record.log_time, record.envelope, record.source, v1, env, event)
-    return v1 if v2 is None else v2
+    v2 = record_v2.encode_v2(record.log_time, record.envelope, record.source, env, event)
+    return canonical_bytes(record) if v2 is None else v2
 
 
 def encode_record_v1(record: LogRecord) -> bytes:
