@@ -49,7 +49,7 @@ FAR = 4_102_444_800
 TAGS_PER_REPO = 20
 REPO_EVENTS = 200          # events per repository on average
 CI_SHARE = 20              # repositories per CI key
-FORMAT = "v1"
+FORMAT = "v2"               # the record format written (ingest/record_v2.py); --format v1 for the old one
 
 
 def trust_all(items):
@@ -181,28 +181,30 @@ class TrustedAppend:
     The result is an ordinary log (``trustlog log verify`` re-checks every signature
     and rule; ``tests/test_bench_generate.py`` does so on a small one)."""
 
-    def __init__(self, tl, checkpoint_every: int = 100_000) -> None:
+    def __init__(self, tl, checkpoint_every: int = 100_000, record_format: str = FORMAT) -> None:
+        from trustlog.ingest.records import encode_record, encode_record_v1
         from trustlog.ingest.replay import TrustedFold
 
         self.tl, self.checkpoint_every = tl, checkpoint_every
+        self.encode = (lambda rec, _env, _event: encode_record_v1(rec)) if record_format == "v1" else encode_record
         self.fold = TrustedFold(tl.state)
         self.last_checkpoint = tl.log.next_offset
 
     def extend(self, raws: list[bytes]) -> None:
         from trustlog.core.merkle import leaf_hash
         from trustlog.ingest.logindex import event_postings
-        from trustlog.ingest.records import LogRecord, encode_record
+        from trustlog.ingest.records import LogRecord
         from trustlog.ingest.replay import _envelope_decoder, _event_decoder
 
         tl = self.tl
         state, log, index, clock, apply = tl.state, tl.log, tl.index, tl.clock, self.fold.apply
-        edec, vdec = _envelope_decoder.decode, _event_decoder.decode
+        edec, vdec, encode_record = _envelope_decoder.decode, _event_decoder.decode, self.encode
         leaves = []
         for raw in raws:
             env = edec(raw)
             event = vdec(env.payload)
             log_time = clock.next()
-            body = encode_record(LogRecord(log_time, raw, None))
+            body = encode_record(LogRecord(log_time, raw, None), env, event)
             postings = event_postings(state, env, event)
             offset = log.next_offset
             apply(env, event, log_time, offset)  # raises RejectedEventError: the generator is wrong
@@ -218,10 +220,12 @@ class TrustedAppend:
             self.last_checkpoint = log.next_offset
 
 
-def generate(d: Path, n: int, progress: bool, workers: int | None = None, batch: int = 16_384) -> dict:
+def generate(d: Path, n: int, progress: bool, workers: int | None = None, batch: int = 16_384,
+             record_format: str = FORMAT) -> dict:
     """Write a log of ``n`` events in ``d`` (see :class:`Plan`, :class:`TrustedAppend`);
     returns its description. ``workers``: signing processes (default: one per CPU
-    beyond this one, at least one)."""
+    beyond this one, at least one); ``record_format``: ``v2`` (what ingest writes) or
+    ``v1`` (what logs written before v2 hold)."""
     from trustlog.ingest.pipeline import TrustLog
 
     if workers is None:
@@ -231,7 +235,7 @@ def generate(d: Path, n: int, progress: bool, workers: int | None = None, batch:
     since = None
     made = 0
     with TrustLog(d, crypto=trust_all, checkpoint_every=None, snapshot_every=None) as tl:
-        app = TrustedAppend(tl)
+        app = TrustedAppend(tl, record_format=record_format)
         pending: list[bytes] = []
         for raw in signed_envelopes(n, workers):
             if made == n // 2:
@@ -249,7 +253,7 @@ def generate(d: Path, n: int, progress: bool, workers: int | None = None, batch:
         app.extend(pending)
         events = tl.log.next_offset
     assert events == n, (events, n)
-    info = {"format": FORMAT, "events": events, "repos": plan.repos, "ci_keys": len(plan.ci), "since": since,
+    info = {"format": record_format, "events": events, "repos": plan.repos, "ci_keys": len(plan.ci), "since": since,
             "audit_key": plan.ci[1].keyid, "generate_s": round(time.perf_counter() - t0, 1), "sign_workers": workers,
             "log_bytes": sum(f.stat().st_size for f in (d / "log").glob("*.seg"))}
     (d / "bench.json").write_text(json.dumps(info))
@@ -315,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     p.add_argument("--sign-workers", type=int, default=None,
                    help="processes that sign the generated events (default: one per CPU beyond this one; 0: none)")
+    p.add_argument("--format", choices=["v1", "v2"], default=FORMAT,
+                   help=f"the record format of the generated log (default {FORMAT}, what ingest writes)")
     p.add_argument("--generate-only", action="store_true",
                    help="make (or find) the cached log of --n events and stop (for profiling the open)")
     args = p.parse_args(argv)
@@ -324,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     from trustlog.services.audit import audit_key, audit_scan
     from trustlog.verifier.batch import backend_name
 
-    d = Path(args.cache) / f"n{args.n}-{FORMAT}"
+    d = Path(args.cache) / f"n{args.n}-{args.format}"
     info_path = d / "bench.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text())
@@ -336,12 +342,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         print(f"generating {args.n:,} signed events in {d} (once; reused next time) ...", file=sys.stderr)
-        info = generate(d, args.n, progress=True, workers=args.sign_workers)
+        info = generate(d, args.n, progress=True, workers=args.sign_workers, record_format=args.format)
     if args.generate_only:
         print(f"log of {info['events']:,} events in {d} ({info['generate_s']} s to generate)", file=sys.stderr)
         return 0
     n = info["events"]
-    out: dict = {"events": n, "repos": info["repos"], "log_bytes": info["log_bytes"],
+    out: dict = {"events": n, "format": info.get("format", "v1"), "repos": info["repos"], "log_bytes": info["log_bytes"],
                  "log_bytes_per_event": round(info["log_bytes"] / n, 1), "backend": backend_name(),
                  "cpus": os.cpu_count()}
 

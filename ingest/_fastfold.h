@@ -3,7 +3,7 @@
  * - CRC-32C (Castagnoli) as the `crc32c` package computes it: SSE4.2 instructions when
  *   the CPU has them (checked once at run time), a table otherwise.
  * - The RFC 9162 leaf hash SHA-256(0x00 || body), with OpenSSL's one-shot SHA-256.
- * - A reader of the v1 record layout: msgpack(LogRecord{log_time, envelope=msgpack(
+ * - A reader of the v1 record layout (the v2 one is in _record_v2.h, on the same helpers): msgpack(LogRecord{log_time, envelope=msgpack(
  *   Envelope{payload=msgpack(Event), signatures}), source}) as the canonical encoder
  *   writes it (struct fields in declaration order). It recognises exactly that layout,
  *   with every ImageSigned field; anything else (another kind, another key order, a
@@ -200,6 +200,16 @@ static int tl_key(tl_mp *m, const char *lit) {
 
 typedef struct { const char *s; uint32_t n; } tl_sv;
 
+/* A v2 record (_record_v2.h) stores no payload, key ids as raw bytes and the digest as raw
+ * bytes: its reader re-derives them into this scratch space, and the tl_rec fields point
+ * here. A payload that does not fit makes the reader answer "not the fast layout". */
+#define TL_V2_PAYLOAD_MAX 2048
+typedef struct {
+    unsigned char payload[TL_V2_PAYLOAD_MAX];
+    char keyid[TL_MAX_SIGS][64];
+    char digest[71];
+} tl_v2_scratch;
+
 typedef struct {
     int64_t log_time;
     int has_source;
@@ -213,6 +223,7 @@ typedef struct {
     uint32_t sig_len[TL_MAX_SIGS];
     tl_sv repo, role, tag, digest;
     int64_t version, issued_at, size, expires;
+    tl_v2_scratch v2;
 } tl_rec;
 
 /* 0: `body` is a v1 record of an ImageSigned event in the canonical layout, parsed into

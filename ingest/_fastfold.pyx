@@ -2,8 +2,9 @@
 """The compiled trusted fold: :class:`trustlog.ingest.replay.TrustedFold` with the
 record reading in C.
 
-It reads segments of v1 records in C (frame, CRC-32C or the RFC 9162 leaf hash, then
-the record, envelope and ``ImageSigned`` layers, without building msgspec objects) and
+It reads segments of records in C (frame, CRC-32C or the RFC 9162 leaf hash, then a v1
+record's record, envelope and ``ImageSigned`` layers, or a v2 record's fields with the
+payload re-derived (``_record_v2.pxi``), without building msgspec objects) and
 applies ``ImageSigned`` records on the fast path, making exactly the state changes that
 ``TrustedFold.apply``'s fast path makes. Every other record — any other kind, a layout
 the C reader does not recognise, an ``ImageSigned`` off the fast path — is decoded by
@@ -54,6 +55,8 @@ cdef extern from "_fastfold.h":
     int tl_parse_image_signed(const unsigned char *body, size_t length, tl_rec *r) nogil
     int tl_is_tag(tl_sv t, uint32_t max_len) nogil
     int tl_is_digest(tl_sv d) nogil
+
+include "_record_v2.pxi"
 
 tl_crc_init()
 if MAX_SIGNATURES_PER_ENVELOPE != TL_MAX_SIGS:
@@ -400,7 +403,7 @@ cdef class CompiledFold:
 
     cdef int _one(self, dict repos, const unsigned char *body, size_t n, long long offset, dict positions) except -1:
         self.offset = offset
-        if tl_parse_image_signed(body, n, &self.rec) == 0 and self._fast(repos, offset):
+        if tl_parse_record(body, n, &self.rec) == 0 and self._fast(repos, offset):
             self.fast += 1
             self.last_log_time = self.rec.log_time
             if positions is not None and self.rec.has_source:

@@ -557,7 +557,7 @@ class TrustLog(Closing):
                 # the record is built before the fold: one that the log cannot hold is
                 # refused here, never folded and then failed at the append (an imported
                 # metadata file just under its own limit, a JSON envelope's signatures)
-                body = encode_record(LogRecord(log_time, canonical, src))
+                body = encode_record(LogRecord(log_time, canonical, src), env, event)
                 postings = event_postings(self.state, env, event)
                 try:
                     if len(body) > self.log.max_record_bytes:

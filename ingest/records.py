@@ -1,8 +1,19 @@
-"""What the append-only logs store: one canonical MessagePack body per record.
+"""What the append-only logs store: one canonical body per record.
 
-Bodies use :func:`trustlog.core.encoding.canonical_bytes`, so a record has exactly one
-byte form; decoding re-encodes and refuses anything else. The Merkle tree hashes these
+An accepted event's record is written in one of two formats, each with exactly one byte
+form (decoding re-encodes and refuses anything else). The Merkle tree hashes these
 bytes, so determinism here is what makes a checkpoint reproducible.
+
+* v1: :func:`trustlog.core.encoding.canonical_bytes` of a :class:`LogRecord` (a MessagePack
+  map, so its first byte is 0x80-0x8F or 0xDE/0xDF);
+* v2 (``ingest/record_v2.py``): the marker byte 0xC1 (never used by MessagePack) and the
+  record's fields without the nested layers, from which the v1 bytes are re-derived.
+  :func:`encode_record` writes v2 whenever that re-derivation is exact, v1 otherwise;
+  both decode to the same :class:`LogRecord`, so old logs open unchanged.
+
+Every reader decodes records here (:func:`decode_record`, or :func:`decode_record_trusted`
+for a replay that trusts the Merkle tree); the compiled fold's C reader parses both
+formats (``ingest/_fastfold.h``, ``ingest/_record_v2.h``).
 
 ``log_time`` is integer nanoseconds since the Unix epoch, assigned by the log writer
 (see :class:`LogClock`) and strictly increasing within one log. It is the time trust
@@ -18,6 +29,8 @@ from typing import Annotated
 import msgspec
 
 from trustlog.core.encoding import canonical_bytes, decode_canonical
+from trustlog.core.errors import EncodingError
+from trustlog.core.events import Envelope, Event
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -52,13 +65,52 @@ class RejectRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: KafkaPosition | None = None
 
 
-def encode_record(record: LogRecord) -> bytes:
+def encode_record(record: LogRecord, env: Envelope | None = None, event: Event | None = None) -> bytes:
+    """The record's bytes as the log stores them: v2 when it re-derives exactly the
+    canonical v1 bytes, else v1 (see the module docstring). ``env`` and ``event``: the
+    record's envelope and event if the caller has them decoded (saves decoding them
+    again; ones that do not match the record only make it stay v1)."""
+    v2 = record_v2.encode_v2(record.log_time, record.envelope, record.source, env, event)
+    return canonical_bytes(record) if v2 is None else v2
+
+
+def encode_record_v1(record: LogRecord) -> bytes:
+    """The v1 bytes of a record (what logs written before v2 hold; tests and migration)."""
     return canonical_bytes(record)
 
 
-def decode_record(data: bytes) -> LogRecord:
-    """Decode a canonical :class:`LogRecord`; raises ``EncodingError`` otherwise."""
-    return decode_canonical(data, LogRecord)
+def record_format(data: bytes | memoryview) -> int:
+    """2 for a v2 record (first byte 0xC1), else 1 (a v1 record, or not a record)."""
+    return 2 if data[:1] == record_v2.MARKER_BYTE else 1
+
+
+def decode_record(data: bytes | memoryview) -> LogRecord:
+    """Decode a record of either format in its one canonical form; raises
+    ``EncodingError`` otherwise."""
+    if data[:1] == record_v2.MARKER_BYTE:
+        return record_v2.decode_v2(data)  # type: ignore[no-any-return]
+    return decode_canonical(bytes(data) if type(data) is not bytes else data, LogRecord)
+
+
+def decode_record_trusted(data: bytes | memoryview) -> tuple[LogRecord, Envelope, Event]:
+    """A record of a trusted log with its envelope and event, without the
+    canonical-form re-checks (the bytes are covered by the Merkle tree; ``trustlog log
+    verify`` checks the canonical form). Raises ``EncodingError``."""
+    if data[:1] == record_v2.MARKER_BYTE:
+        return record_v2.decode_v2_trusted(data)  # type: ignore[no-any-return]
+    try:
+        rec = _record_decoder.decode(data)
+        env = _envelope_decoder.decode(rec.envelope)
+        return rec, env, _event_decoder.decode(env.payload)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise EncodingError(str(e)) from e
+
+
+_record_decoder = msgspec.msgpack.Decoder(LogRecord)
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_event_decoder = msgspec.msgpack.Decoder(Event)
+
+from . import record_v2  # noqa: E402  (it imports LogRecord and KafkaPosition from here)
 
 
 def encode_reject(record: RejectRecord) -> bytes:

@@ -38,7 +38,8 @@ from trustlog.core.names import is_digest, is_tag
 from trustlog.core.state import RejectedEventError, TagEntry, TrustState
 
 from . import fold_backend
-from .records import LogRecord
+from .record_v2 import MARKER_BYTE as V2_MARKER
+from .records import LogRecord, decode_record_trusted
 from .segment_log import SegmentLog
 
 _record_decoder = msgspec.msgpack.Decoder(LogRecord)
@@ -51,14 +52,10 @@ def _trusted(_key: PublicKey, _message: bytes, _signature: bytes) -> bool:
 
 
 def decode_trusted(body: bytes | memoryview) -> tuple[LogRecord, Envelope, Event]:
-    """Decode a record of a trusted log (no canonical-form re-check: the bytes are
-    covered by the Merkle tree; ``trustlog log verify`` checks the canonical form)."""
-    try:
-        rec = _record_decoder.decode(body)
-        env = _envelope_decoder.decode(rec.envelope)
-        return rec, env, _event_decoder.decode(env.payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise EncodingError(str(e)) from e
+    """Decode a record of a trusted log, either format (no canonical-form re-check: the
+    bytes are covered by the Merkle tree; ``trustlog log verify`` checks the canonical
+    form). ``records.decode_record_trusted``."""
+    return decode_record_trusted(body)
 
 
 @contextmanager
@@ -182,9 +179,13 @@ class TrustedFold:
         offset = first
         try:
             for body in bodies:
-                rec = rdec(body)
-                env = edec(rec.envelope)
-                apply(env, vdec(env.payload), rec.log_time, offset)
+                if body[:1] == V2_MARKER:  # a v2 record (records.py): its fields, the payload re-derived
+                    rec, env, ev = decode_record_trusted(body)
+                    apply(env, ev, rec.log_time, offset)
+                else:
+                    rec = rdec(body)
+                    env = edec(rec.envelope)
+                    apply(env, vdec(env.payload), rec.log_time, offset)
                 offset += 1
         except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
             raise LogError(f"{where}: record {offset} cannot be replayed ({e}); the log was altered — "
@@ -352,7 +353,7 @@ def offset_at_time(log: SegmentLog, log_time: int) -> int:
     lo, hi = 0, log.durable_offset
     while lo < hi:
         mid = (lo + hi) // 2
-        if _record_decoder.decode(log.read(mid)).log_time <= log_time:
+        if decode_record_trusted(log.read(mid))[0].log_time <= log_time:
             lo = mid + 1
         else:
             hi = mid

@@ -51,7 +51,7 @@ from trustlog.core.state import Pin, RejectedEventError, TrustState, default_sig
 from .closing import Closing
 from .logindex import LogIndex, event_postings
 from .merkle_store import CHECKPOINTS_FILE, _scan_frames, level_file_name
-from .replay import TrustedFold, _envelope_decoder, _event_decoder, _record_decoder, gc_paused, new_fold, resolve_target
+from .replay import TrustedFold, decode_trusted, gc_paused, new_fold, resolve_target
 from .segment_log import DEFAULT_MAX_RECORD_BYTES, HEADER, HEADER_SIZE, OffsetOutOfRangeError, segment_name
 from .snapshot_index import SnapshotIndexError, load_repos
 from .pinpolicy import POLICY_FILE, PinPolicy, PinPolicyError, same_pins
@@ -468,9 +468,7 @@ class LogView(Closing):
         try:
             with gc_paused():
                 for offset, body in got:  # with needles, only records that name a wanted repository
-                    rec = _record_decoder.decode(body)
-                    env = _envelope_decoder.decode(rec.envelope)
-                    ev = _event_decoder.decode(env.payload)
+                    rec, env, ev = decode_trusted(body)
                     if only is not None and ev.repo not in only:
                         continue
                     if type(ev) is ImageSigned:
@@ -649,9 +647,7 @@ def _index_for(view: LogView) -> LogIndex:
         state = view.state_at(offset=idx.covered) if idx.covered else TrustState(view.pins)
         fold = TrustedFold(state)
         for off, body in view.tail.scan(idx.covered, view.version):
-            rec = _record_decoder.decode(body)
-            env = _envelope_decoder.decode(rec.envelope)
-            ev = _event_decoder.decode(env.payload)
+            rec, env, ev = decode_trusted(body)
             grant, keys = event_postings(state, env, ev)
             fold.apply(env, ev, rec.log_time, off)
             idx.add_event(off, rec.log_time, ev, grant, keys)

@@ -313,26 +313,26 @@ def lost_trust(tl: TrustLog, report: AuditReport) -> list[dict[str, Any]]:
 def audit_scan(directory: str, keyid: str, since: int | None = None) -> list[tuple[int, int, bool]]:
     """The naive way: scan the whole log for events carrying a signature by ``keyid``.
     Returns ``(offset, log_time, after)`` for each. No index, no state."""
-    import msgspec
-
-    from trustlog.ingest.records import LogRecord
-    from trustlog.core.events import Envelope
+    from trustlog.ingest.records import decode_record_trusted
     from trustlog.ingest.segment_log import SegmentLog
 
     cut = 0 if since is None else since
-    rec_dec = msgspec.msgpack.Decoder(LogRecord)
-    env_dec = msgspec.msgpack.Decoder(Envelope)
     needle = keyid.encode()
+    # a v2 record holds a 64-character lowercase hex key id as its 32 raw bytes
+    raw = bytes.fromhex(keyid) if len(keyid) == 64 and _is_hex(keyid) else None
     out = []
     log = SegmentLog.open(f"{directory}/log", create=False)
     try:
         for off, body in log.scan(0):
-            if needle not in body:      # cheap pre-filter; then decode to be exact
+            if needle not in body and (raw is None or raw not in body):  # cheap pre-filter; then decode to be exact
                 continue
-            rec = rec_dec.decode(body)
-            env = env_dec.decode(rec.envelope)
+            rec, env, _ = decode_record_trusted(body)
             if any(s.keyid == keyid for s in env.signatures):
                 out.append((off, rec.log_time, rec.log_time >= cut))
     finally:
         log.close()
     return out
+
+
+def _is_hex(s: str) -> bool:
+    return all(c in "0123456789abcdef" for c in s)

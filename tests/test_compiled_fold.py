@@ -33,7 +33,7 @@ from trustlog.core.keys import SigningKey
 from trustlog.core.merkle import leaf_hash
 from trustlog.core.state import RejectedEventError, TrustState
 from trustlog.ingest import fold_backend
-from trustlog.ingest.records import KafkaPosition, LogRecord, encode_record
+from trustlog.ingest.records import KafkaPosition, LogRecord, encode_record, encode_record_v1
 from trustlog.ingest.replay import TrustedFold, decode_trusted, fold_log, new_fold
 
 REPOS = ["registry.example.com/team/app", "registry.example.com/team/db"]
@@ -104,8 +104,9 @@ class Three:
         return got["c"]
 
 
-def _body(env: Envelope, log_time: int, source: KafkaPosition | None = None) -> bytes:
-    return encode_record(LogRecord(log_time, env.to_bytes(), source))
+def _body(env: Envelope, log_time: int, source: KafkaPosition | None = None, fmt: str = "v2") -> bytes:
+    """The record as the writer stores it (v2), or in the v1 format of older logs."""
+    return (encode_record_v1 if fmt == "v1" else encode_record)(LogRecord(log_time, env.to_bytes(), source))
 
 
 def _relaid(env: Envelope, log_time: int, how: str) -> bytes:
@@ -212,9 +213,10 @@ def _event(data, three: Three, repo_name: str):
     return ev, signers
 
 
+@pytest.mark.parametrize("fmt", ["v1", "v2"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_the_three_folds_agree_over_generated_histories(compiled, data) -> None:
+def test_the_three_folds_agree_over_generated_histories(compiled, data, fmt: str) -> None:
     three = Three(compiled)
     sent: list[bytes] = []           # every body fed
     envelopes: list[bytes] = []      # the envelopes of the well-formed ones (to replay one)
@@ -224,16 +226,18 @@ def test_the_three_folds_agree_over_generated_histories(compiled, data) -> None:
         for name in REPOS:
             log_time += 1_000_000
             outcomes.append(three.feed(_body(sign_event(
-                RepoCreated(name, 1, 0, [ROOTS[0].public_key], 1, [T.public_key], 1, FAR), [ROOTS[0]]), log_time)))
+                RepoCreated(name, 1, 0, [ROOTS[0].public_key], 1, [T.public_key], 1, FAR), [ROOTS[0]]), log_time,
+                fmt=fmt)))
             for v, role in enumerate(ROLES, start=2):
                 log_time += 1_000_000
                 ev = RoleKeysSet(name, v, 0, role, [k.public_key for k in ROLES[role]], 1, FAR, PATHS[role])
-                outcomes.append(three.feed(_body(sign_event(ev, [T]), log_time)))
+                outcomes.append(three.feed(_body(sign_event(ev, [T]), log_time, fmt=fmt)))
     for _ in range(data.draw(st.integers(5, 60), label="length")):
         log_time += 1_000_000
         what = data.draw(st.sampled_from(["event"] * 6 + ["replay", "flip", "cut", "relaid"]), label="what")
         if what == "replay" and envelopes:
-            body = encode_record(LogRecord(log_time, data.draw(st.sampled_from(envelopes))))
+            body = _body(msgspec.msgpack.decode(data.draw(st.sampled_from(envelopes)), type=Envelope), log_time,
+                         fmt=fmt)
         elif what in ("flip", "cut") and any(sent):
             body = data.draw(st.sampled_from([b for b in sent if b]))
             i = data.draw(st.integers(0, len(body) - 1))
@@ -252,7 +256,7 @@ def test_the_three_folds_agree_over_generated_histories(compiled, data) -> None:
                 body = _relaid(env, log_time, data.draw(st.sampled_from(RELAYOUTS)))
             else:
                 src = data.draw(st.sampled_from([None, KafkaPosition("topic", 1, log_time)]))
-                body = _body(env, log_time, src)
+                body = _body(env, log_time, src, fmt=fmt)
                 envelopes.append(env.to_bytes())
         sent.append(body)
         outcomes.append(three.feed(body))
@@ -353,7 +357,7 @@ def small_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     d = tmp_path_factory.mktemp("cfold")
     reg = SyntheticRegistry(repos=8, tags=120, ref_time=1_900_000_000)
-    with TrustLog(d, checkpoint_every=50, snapshot_every=None, segment_bytes=20_000) as tl:
+    with TrustLog(d, checkpoint_every=50, snapshot_every=None, segment_bytes=10_000) as tl:  # v2: >2 segments
         envs = list(reg.phase1())
         tl.ingest(((e.to_bytes(), KafkaPosition("events", i % 3, i)) for i, e in enumerate(envs)), batch_size=32)
         since = tl.clock.last + 1

@@ -1,0 +1,212 @@
+/* The compiled fold's reader of v2 records (ingest/record_v2.py is the layout and its
+ * Python twin; tests/test_record_v2.py holds the two together).
+ *
+ *   0xC1, msgpack [log_time, source, signatures, event]
+ *   source      nil | [topic, partition, offset]
+ *   signatures  [[keyid (bin 32 = lowercase hex | str), sig (bin)], ...]
+ *   event       [repo, version, issued_at, role (nil = "targets" | str), tag,
+ *                digest (bin 32 = "sha256:" + lowercase hex | str), size, expires]
+ *
+ * tl_parse_v2_image_signed fills a tl_rec exactly as tl_parse_image_signed does for the
+ * v1 record that the v2 one re-derives: the payload (the canonical MessagePack of the
+ * ImageSigned, as msgspec writes it), the key ids and the digest are re-derived into
+ * r->v2 and the tl_sv fields point there. Like the v1 reader it answers -1 ("not the fast
+ * layout": the caller hands the record to the Python decoder, which then decides) for
+ * anything it is unsure of: an event stored as a verbatim payload (any other kind), a
+ * raw key id or digest that is not 32 bytes, an integer outside int64, a wrong type, a
+ * wrong array length, trailing bytes, a payload over TL_V2_PAYLOAD_MAX. Like the trusted
+ * Python decoder (record_v2.decode_v2_trusted) it does not insist on the canonical form:
+ * the bytes are covered by the Merkle tree, and `trustlog log verify` checks the form.
+ */
+#ifndef TRUSTLOG_RECORD_V2_H
+#define TRUSTLOG_RECORD_V2_H
+
+#include "_fastfold.h"
+
+#define TL_V2_MARKER 0xC1
+
+/* ---- a canonical MessagePack writer (msgspec's choices: the shortest header) ---- */
+
+typedef struct {
+    unsigned char *p, *end;
+} tl_w;
+
+static inline int tl_w_raw(tl_w *w, const void *s, size_t n) {
+    if ((size_t)(w->end - w->p) < n) return -1;
+    memcpy(w->p, s, n);
+    w->p += n;
+    return 0;
+}
+
+static inline int tl_w_byte(tl_w *w, unsigned char b) { return tl_w_raw(w, &b, 1); }
+
+static int tl_w_be(tl_w *w, unsigned char head, uint64_t v, int n) {
+    unsigned char b[9];
+    b[0] = head;
+    for (int i = 0; i < n; i++) b[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    return tl_w_raw(w, b, 1 + (size_t)n);
+}
+
+static int tl_w_str(tl_w *w, const char *s, uint32_t n) {
+    int rc;
+    if (n < 32) rc = tl_w_byte(w, (unsigned char)(0xa0 | n));
+    else if (n < 256) rc = tl_w_be(w, 0xd9, n, 1);
+    else if (n < 65536) rc = tl_w_be(w, 0xda, n, 2);
+    else rc = tl_w_be(w, 0xdb, n, 4);
+    return rc ? rc : tl_w_raw(w, s, n);
+}
+
+static inline int tl_w_lit(tl_w *w, const char *lit) { return tl_w_str(w, lit, (uint32_t)strlen(lit)); }
+
+static int tl_w_int(tl_w *w, int64_t v) {
+    if (v >= 0) {
+        uint64_t u = (uint64_t)v;
+        if (u < 128) return tl_w_byte(w, (unsigned char)u);
+        if (u < 256) return tl_w_be(w, 0xcc, u, 1);
+        if (u < 65536) return tl_w_be(w, 0xcd, u, 2);
+        if (u <= 0xffffffffu) return tl_w_be(w, 0xce, u, 4);
+        return tl_w_be(w, 0xcf, u, 8);
+    }
+    if (v >= -32) return tl_w_byte(w, (unsigned char)(int8_t)v);
+    if (v >= -128) return tl_w_be(w, 0xd0, (uint64_t)v & 0xff, 1);
+    if (v >= -32768) return tl_w_be(w, 0xd1, (uint64_t)v & 0xffff, 2);
+    if (v >= -2147483648LL) return tl_w_be(w, 0xd2, (uint64_t)v & 0xffffffffu, 4);
+    return tl_w_be(w, 0xd3, (uint64_t)v, 8);
+}
+
+/* ---- the v2 layout --------------------------------------------------------------- */
+
+static const char tl_hexdig[] = "0123456789abcdef";
+
+static void tl_hex32(const unsigned char *raw, char *out) {
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = tl_hexdig[raw[i] >> 4];
+        out[2 * i + 1] = tl_hexdig[raw[i] & 15];
+    }
+}
+
+static inline int tl_is_nil(tl_mp *m) {
+    if (m->p < m->end && *m->p == 0xc0) { m->p++; return 1; }
+    return 0;
+}
+
+static inline int tl_peek_bin(tl_mp *m) {
+    return m->p < m->end && (*m->p == 0xc4 || *m->p == 0xc5 || *m->p == 0xc6);
+}
+
+/* A bin of exactly 32 bytes, as lowercase hex into out[64]; or a str; -1 otherwise. */
+static int tl_hex32_or_str(tl_mp *m, char *out, tl_sv *v) {
+    if (tl_peek_bin(m)) {
+        const unsigned char *b;
+        uint32_t n;
+        if (tl_bin(m, &b, &n) || n != 32) return -1;
+        tl_hex32(b, out);
+        v->s = out;
+        v->n = 64;
+        return 0;
+    }
+    return tl_str(m, &v->s, &v->n);
+}
+
+/* The canonical payload of the ImageSigned in *r into r->v2.payload (msgspec's encoding of
+ * core.events.ImageSigned: a 9-entry map in field order, "kind" first). */
+static int tl_v2_payload(tl_rec *r) {
+    tl_w w = {r->v2.payload, r->v2.payload + TL_V2_PAYLOAD_MAX};
+    if (tl_w_byte(&w, 0x89) || tl_w_lit(&w, "kind") || tl_w_lit(&w, "ImageSigned")) return -1;
+    if (tl_w_lit(&w, "repo") || tl_w_str(&w, r->repo.s, r->repo.n)) return -1;
+    if (tl_w_lit(&w, "version") || tl_w_int(&w, r->version)) return -1;
+    if (tl_w_lit(&w, "issued_at") || tl_w_int(&w, r->issued_at)) return -1;
+    if (tl_w_lit(&w, "role") || tl_w_str(&w, r->role.s, r->role.n)) return -1;
+    if (tl_w_lit(&w, "tag") || tl_w_str(&w, r->tag.s, r->tag.n)) return -1;
+    if (tl_w_lit(&w, "digest") || tl_w_str(&w, r->digest.s, r->digest.n)) return -1;
+    if (tl_w_lit(&w, "size") || tl_w_int(&w, r->size)) return -1;
+    if (tl_w_lit(&w, "expires") || tl_w_int(&w, r->expires)) return -1;
+    r->payload = r->v2.payload;
+    r->payload_len = (uint32_t)(w.p - r->v2.payload);
+    return 0;
+}
+
+/* 0: `body` is a v2 record of an ImageSigned stored as fields, parsed into *r (with the
+ * payload re-derived); -1: anything else (the caller decodes it in Python). */
+static int tl_parse_v2_image_signed(const unsigned char *body, size_t len, tl_rec *r) {
+    if (len < 1 || body[0] != TL_V2_MARKER) return -1;
+    tl_mp m = {body + 1, body + len};
+    uint32_t n;
+    if (tl_array(&m, &n) || n != 4) return -1;
+    if (tl_int(&m, &r->log_time) || r->log_time < 0) return -1;
+    if (tl_is_nil(&m)) {
+        r->has_source = 0;
+    } else {
+        if (tl_array(&m, &n) || n != 3) return -1;
+        if (tl_str(&m, &r->topic.s, &r->topic.n)) return -1;
+        if (tl_int(&m, &r->partition) || r->partition < 0) return -1;
+        if (tl_int(&m, &r->src_offset) || r->src_offset < 0) return -1;
+        r->has_source = 1;
+    }
+    if (tl_array(&m, &r->nsigs) || r->nsigs > TL_MAX_SIGS) return -1;
+    for (uint32_t i = 0; i < r->nsigs; i++) {
+        if (tl_array(&m, &n) || n != 2) return -1;
+        if (tl_hex32_or_str(&m, r->v2.keyid[i], &r->keyid[i])) return -1;
+        if (tl_bin(&m, &r->sig[i], &r->sig_len[i])) return -1;
+    }
+    if (tl_array(&m, &n) || n != 8) return -1;  /* a bin here: a verbatim payload, not for the fast path */
+    if (tl_str(&m, &r->repo.s, &r->repo.n)) return -1;
+    if (tl_int(&m, &r->version) || tl_int(&m, &r->issued_at)) return -1;
+    if (tl_is_nil(&m)) {
+        r->role.s = "targets";
+        r->role.n = 7;
+    } else if (tl_str(&m, &r->role.s, &r->role.n)) {
+        return -1;
+    }
+    if (tl_str(&m, &r->tag.s, &r->tag.n)) return -1;
+    if (tl_peek_bin(&m)) {
+        const unsigned char *b;
+        if (tl_bin(&m, &b, &n) || n != 32) return -1;
+        memcpy(r->v2.digest, "sha256:", 7);
+        tl_hex32(b, r->v2.digest + 7);
+        r->digest.s = r->v2.digest;
+        r->digest.n = 71;
+    } else if (tl_str(&m, &r->digest.s, &r->digest.n)) {
+        return -1;
+    }
+    if (tl_int(&m, &r->size) || tl_int(&m, &r->expires)) return -1;
+    if (m.p != m.end) return -1;
+    return tl_v2_payload(r);
+}
+
+/* Well-formed UTF-8 as Python's strict decoder takes it (no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+static int tl_utf8_ok(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t k;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) { k = 1; cp = c & 0x1f; }
+        else if (c >= 0xe0 && c <= 0xef) { k = 2; cp = c & 0x0f; }
+        else if (c >= 0xf0 && c <= 0xf4) { k = 3; cp = c & 0x07; }
+        else return 0;
+        if (n - i <= k) return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + j] & 0x3f);
+        }
+        if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* Either format: 0 if `body` is an ImageSigned record the fast path can read. The topic
+ * of its source is checked here (the fast path records the position after applying the
+ * event; every other text field it matches against names it holds, or checks itself). */
+static int tl_parse_record(const unsigned char *body, size_t len, tl_rec *r) {
+    int rc = (len >= 1 && body[0] == TL_V2_MARKER) ? tl_parse_v2_image_signed(body, len, r)
+                                                   : tl_parse_image_signed(body, len, r);
+    if (rc == 0 && r->has_source && !tl_utf8_ok((const unsigned char *)r->topic.s, r->topic.n)) return -1;
+    return rc;
+}
+
+#endif
