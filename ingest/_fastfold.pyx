@@ -19,6 +19,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, int64_t, uint32_t
@@ -107,11 +108,14 @@ cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
     #define TL_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    #define TL_PREFETCH_W(p) __builtin_prefetch((const void *)(p), 1)
     #else
     #define TL_PREFETCH(p) ((void)(p))
+    #define TL_PREFETCH_W(p) ((void)(p))
     #endif
     """
     void TL_PREFETCH(const void *p) noexcept nogil
+    void TL_PREFETCH_W(const void *p) noexcept nogil
 
 cdef enum:
     HINT_STAGES = 5     # _peek, then _hint stages 1..4 (each loads what the next one reads) ...
@@ -699,12 +703,19 @@ cdef class CompiledFold:
                 TL_PREFETCH(<PyObject *>g.role_b)
                 TL_PREFETCH(<PyObject *>g._kbuf)
                 TL_PREFETCH(<char *>(<PyObject *>g._kbuf) + 64)
+                TL_PREFETCH(<PyObject *>g.keyids)
                 if not g.is_targets:
                     TL_PREFETCH(<PyObject *>g.may_sign)
             if c.store and _PREFETCH is not NULL:
                 _PREFETCH(<PyObject *>c.tags, r.tag.s, r.tag.n, 1)
-        elif c.store and _PREFETCH is not NULL:
-            _PREFETCH(<PyObject *>c.tags, r.tag.s, r.tag.n, 2)
+        else:
+            ng = PyList_GET_SIZE(c.grants)
+            for i in range(ng if ng < 4 else 4):
+                g = <_Grant>PyList_GET_ITEM(c.grants, i)
+                if g._nkeys > 0:    # the key id str keyid_of returns (and counts a reference on)
+                    TL_PREFETCH_W(PyTuple_GET_ITEM(g.keyids, 0))
+            if c.store and _PREFETCH is not NULL:
+                _PREFETCH(<PyObject *>c.tags, r.tag.s, r.tag.n, 2)
 
 
 cdef int _check_frames(const unsigned char *d, Py_ssize_t size, long long base, long long start, long long stop,
