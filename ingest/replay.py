@@ -381,8 +381,9 @@ def _raise_for(m, status: int, name: str, data: bytes, pos: int, stop: int, off:
 
 def fold_log(directory: str | os.PathLike[str], end: int | None = None) -> TrustState:
     """The state folded from ``DIR/log`` from offset 0, with no snapshot, index or
-    tree (the benchmark's baseline for a full rebuild)."""
-    log = SegmentLog.open(os.path.join(directory, "log"), create=False, verify=False)
+    tree (the benchmark's baseline for a full rebuild). Opened read-only: a fold writes
+    nothing (no writer lock taken, a torn tail is not cut but not read either)."""
+    log = SegmentLog.open(os.path.join(directory, "log"), create=False, verify=False, read_only=True)
     try:
         stop = log.durable_offset if end is None else min(end, log.durable_offset)
         return fold_range(TrustState(), log, 0, stop, where=str(directory))
