@@ -418,6 +418,20 @@ def test_open_and_fold_log_agree_on_both_backends(compiled, small_log: Path, mon
     assert encode_state(fold_log(small_log)) == a == c[0]
 
 
+def test_fold_log_reads_a_log_that_a_writer_holds(compiled, small_log: Path, tmp_path: Path, monkeypatch) -> None:
+    """fold_log only reads: it takes no writer lock, so it folds a log open for writing."""
+    from trustlog.ingest.pipeline import TrustLog
+    from trustlog.ingest.snapshots import encode_state
+
+    copy = tmp_path / "held"
+    shutil.copytree(small_log, copy)
+    with TrustLog(copy, snapshot_every=None) as tl:
+        want = encode_state(tl.state)
+        for backend in ("c", "py"):
+            monkeypatch.setattr(fold_backend, "BACKEND", backend)
+            assert encode_state(fold_log(copy)) == want, backend
+
+
 def _damaged_errors(d: Path, tmp_path: Path, monkeypatch, damage) -> dict[str, str]:
     out = {}
     for backend in ("c", "py"):
