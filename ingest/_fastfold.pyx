@@ -19,6 +19,8 @@ back, so a reject always comes from the Python code, with its reason.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, int64_t, uint32_t
@@ -64,11 +66,17 @@ if MAX_SIGNATURES_PER_ENVELOPE != TL_MAX_SIGS:
                       f"core.bounds says {MAX_SIGNATURES_PER_ENVELOPE}: rebuild it (pip install -e .)")
 
 # fold_segment's status codes (the caller turns them into LogCorruptionError / leaf errors)
-DONE = 0
-SHORT = 1          # the segment ends before `stop`
-PAST_END = 2       # a frame's length runs past the end of the segment
-CRC_MISMATCH = 3
-LEAF_MISMATCH = 4
+cdef enum:
+    DONE_C = 0
+    SHORT_C = 1
+    PAST_END_C = 2
+    CRC_MISMATCH_C = 3
+    LEAF_MISMATCH_C = 4
+DONE = DONE_C
+SHORT = SHORT_C            # the segment ends before `stop`
+PAST_END = PAST_END_C      # a frame's length runs past the end of the segment
+CRC_MISMATCH = CRC_MISMATCH_C
+LEAF_MISMATCH = LEAF_MISMATCH_C
 
 # The compiled compact tag store's C calls (core/_tagstore_c.pyx, the same struct): the fast
 # path checks a tag's version and writes an ImageSigned into a store without a TagEntry.
@@ -80,7 +88,10 @@ ctypedef struct tl_store_api:
                int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
                const char *payload, Py_ssize_t payload_n) except -1
 
+ctypedef void (*tl_store_prefetch)(PyObject *store, const char *name, Py_ssize_t n, int stage) noexcept
+
 cdef const tl_store_api *_STORE = NULL
+cdef tl_store_prefetch _PREFETCH = NULL   # the store's hints for the records read ahead (a capsule of its own)
 _CTagStore = _TagVersions = None
 try:
     from trustlog.core import _tagstore_c
@@ -92,8 +103,39 @@ else:
         _STORE = NULL
     else:
         _CTagStore, _TagVersions = _tagstore_c.CTagStore, _tagstore_c.TagVersions
+        if hasattr(_tagstore_c, "_C_PREFETCH"):
+            _PREFETCH = <tl_store_prefetch>PyCapsule_GetPointer(_tagstore_c._C_PREFETCH,
+                                                                b"trustlog.core._tagstore_c._C_PREFETCH")
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define TL_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    #define TL_PREFETCH_W(p) __builtin_prefetch((const void *)(p), 1)
+    #else
+    #define TL_PREFETCH(p) ((void)(p))
+    #define TL_PREFETCH_W(p) ((void)(p))
+    #endif
+    """
+    void TL_PREFETCH(const void *p) noexcept nogil
+    void TL_PREFETCH_W(const void *p) noexcept nogil
+
+cdef enum:
+    HINT_STAGES = 5     # _peek, then _hint stages 1..4 (each loads what the next one reads) ...
+    HINT_GAP = 2        # ... HINT_GAP records apart (time for a line to arrive from memory)
+    AHEAD = HINT_STAGES * HINT_GAP  # records read ahead of the one applied
+    RING = 16           # ring slots of fold_segment's read-ahead (> AHEAD)
+    DATA_AHEAD = 1024   # bytes past a record's end its reader prefetches from (the records after next)
 
 cdef str _TARGETS = "targets"
+cdef long long INT64_MAX = 0x7fffffffffffffff
+
+
+cdef inline bint _fits(repo):
+    """The repository's version and last log time fit the C fields of a ``_Repo``
+    (always, for a log within core.bounds; else it stays off the fast path)."""
+    v, t = repo.version, repo.last_log_time
+    return type(v) is int and type(t) is int and 0 <= v < INT64_MAX and 0 <= t <= INT64_MAX
 cdef const unsigned char *_EMPTY = <const unsigned char *>""
 
 
@@ -140,8 +182,8 @@ cdef class _Grant:
     cdef long long threshold
     cdef bint is_targets
     cdef bytes _kbuf           # the key ids' UTF-8 bytes, one after the other
+    cdef Py_ssize_t _nkeys     # (before _kstart: the fields the fast path reads share the first lines)
     cdef Py_ssize_t _kstart[65]  # where each starts in _kbuf (the end of the last at [n])
-    cdef Py_ssize_t _nkeys
 
     def __init__(self, role, gid, grant):
         self.role = role
@@ -175,14 +217,26 @@ cdef class _Grant:
 
 
 cdef class _Repo:
-    """A repository as the fast path reads it: its dicts and active roles."""
+    """A repository as the fast path reads it: its dicts and active roles, and its
+    ``version`` / ``last_log_time`` as the fast path moves them (written back to the
+    ``RepoState`` by ``CompiledFold._flush``, not per event: two attribute writes and
+    a cache miss on the ``RepoState`` saved per event)."""
     cdef object repo, tags, versions
     cdef bint tags_is_dict, versions_is_dict, store     # store: a compact tag store holding its versions too
     cdef dict deleted_tags, compromised
     cdef list grants
+    cdef long long version, last_log_time   # the RepoState's, as the fast path left them
+    cdef bint dirty                         # ... not yet written back (in CompiledFold._dirty)
+    cdef bint has_compromised               # compromised was not empty (it changes only off the fast path)
+    cdef bint has_deleted                   # deleted_tags may not be empty (the fast path only empties it)
 
     def __init__(self, repo):
         self.repo = repo
+        self.version = repo.version
+        self.last_log_time = repo.last_log_time
+        self.dirty = False
+        self.has_compromised = bool(repo.compromised)
+        self.has_deleted = bool(repo.deleted_tags)
         self.tags = repo.tags
         self.tags_is_dict = type(repo.tags) is dict
         self.versions = repo.versions
@@ -209,8 +263,20 @@ cdef class CompiledFold:
     cdef public long long fast            # records applied on the fast path
     cdef public long long slow            # records handed to the Python fold
     cdef dict _rcache      # repository name (UTF-8 bytes) -> _Repo, or None (not on the fast path)
+    cdef list _dirty       # the _Repos whose version / last_log_time _flush must write back
     cdef long long _next_version
-    cdef tl_rec rec
+    cdef tl_rec *rec                      # the record being applied (one of _ring)
+    # fold_segment runs AHEAD records ahead of the one it applies, parsing each and
+    # prefetching what applying it will touch (see _hint); slot k of the ring holds record
+    # number k mod RING of the segment: parsed, and its repository view if one was cached
+    cdef tl_rec _ring[RING]
+    cdef Py_ssize_t _rpos[RING]           # where its frame starts
+    cdef uint32_t _rlen[RING]             # its body's length
+    cdef long long _roff[RING]            # its offset
+    cdef int _rrc[RING]                   # _parse's answer (0: the fast layout)
+    cdef PyObject *_rview[RING]           # its repository's cached _Repo (borrowed), or NULL
+    cdef unsigned long long _repoch[RING] # self._epoch when _rview was taken
+    cdef unsigned long long _epoch        # moves whenever a cached view may be released
 
     def __init__(self, py_fold, decode):
         """``decode``: body -> (LogRecord, Envelope, Event), as ``replay.decode_trusted``."""
@@ -221,6 +287,9 @@ cdef class CompiledFold:
         self._material_fn = py_fold._material
         self._decode = decode
         self._rcache = {}
+        self._dirty = []
+        self._epoch = 0
+        self.rec = &self._ring[0]
         self._next_version = -1
         self.offset = 0
         self.last_log_time = -1
@@ -229,9 +298,14 @@ cdef class CompiledFold:
 
     def apply(self, env, ev, log_time, offset):
         """A decoded record: as ``TrustedFold.apply``."""
-        self._flush()
         self._invalidate()
         self.py_fold.apply(env, ev, log_time, offset)
+
+    def flush(self):
+        """Write back what the fast path holds in C (each repository's ``version`` and
+        ``last_log_time``, ``state.version``). Every call but ``fold_segment(...,
+        defer_flush=True)`` does it before it returns; a run of such calls ends with this."""
+        self._flush()
 
     # -- the fast path --------------------------------------------------------------
 
@@ -247,22 +321,36 @@ cdef class CompiledFold:
         c = None
         if s is not None:
             p = PyDict_GetItem(repos, s)
-            if p is not NULL and (<object>p).tuf is None:
+            if p is not NULL and (<object>p).tuf is None and _fits(<object>p):
                 c = _Repo(<object>p)
         PyDict_SetItem(self._rcache, key, c)
         return c
 
-    cdef void _invalidate(self):
-        """Forget every cached repository view: after any change the fast path did
-        not make itself (the Python fold's), and at the start of every call."""
+    cdef int _invalidate(self) except -1:
+        """Forget every cached repository view (after writing back what they hold): at
+        the start of every call that may follow a change the fast path did not make."""
+        self._flush()
         if self._rcache:
             self._rcache = {}
+            self._epoch += 1
+        return 0
 
-    cdef int _fast(self, dict repos, long long offset) except -1:
+    cdef int _forget(self, str name) except -1:
+        """Forget the cached view of repository ``name`` (after writing back what the
+        views hold): the Python fold changed it. An event changes only its own
+        repository (``TrustState.apply`` and every handler write ``repos[event.repo]``
+        alone), so the other views stay right."""
+        self._flush()
+        self._rcache.pop(name.encode("utf-8", "surrogatepass"), None)
+        self._epoch += 1
+        return 0
+
+    cdef int _fast(self, dict repos, long long offset, PyObject *view) except -1:
         """Apply ``self.rec`` (a parsed ImageSigned) if it is on the fast path: 1 if
         applied, 0 if the Python fold must decide. The same conditions and the same
-        changes as ``TrustedFold.apply``'s fast path."""
-        cdef tl_rec *r = &self.rec
+        changes as ``TrustedFold.apply``'s fast path. ``view``: its repository's cached
+        view, found ahead (valid: no view was released since), or NULL."""
+        cdef tl_rec *r = self.rec
         cdef PyObject *p
         cdef _Repo c
         cdef _Grant g = None
@@ -274,8 +362,8 @@ cdef class CompiledFold:
             return 0
         if r.expires <= r.issued_at or r.size < 0 or r.nsigs == 0 or r.version <= 0:
             return 0
-        c = self._repo(repos, r.repo)
-        if c is None:
+        c = <_Repo>view if view is not NULL else self._repo(repos, r.repo)
+        if c is None or c.version >= INT64_MAX:   # (its next version would not fit the C field)
             return 0
         for i in range(len(c.grants)):
             g = <_Grant>c.grants[i]
@@ -310,7 +398,7 @@ cdef class CompiledFold:
             kid = g.keyid_of(r.keyid[0])
             if kid is None:
                 return 0
-            if c.compromised:
+            if c.has_compromised:
                 since = c.compromised.get(self._material(c.repo, kid))
                 if since is not None and since <= log_time:
                     return 0
@@ -329,8 +417,6 @@ cdef class CompiledFold:
                 ok = <object>p
             if not ok:
                 return 0
-        repo = c.repo
-        version = r.version
         # a compact store takes the parsed fields (it re-derives the payload and compares it
         # with the record's); else, or when it cannot, the TagEntry as TrustedFold makes it
         if not (one and c.store and 0 <= g.gid <= 0x7fffffff and _STORE.put(
@@ -341,6 +427,7 @@ cdef class CompiledFold:
                 tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
             if signatures is None:
                 signatures = ((kid, PyBytes_FromStringAndSize(<const char *>r.sig[0], r.sig_len[0])),)
+            version = r.version
             digest = PyUnicode_DecodeASCII(r.digest.s, r.digest.n, NULL)
             payload = PyBytes_FromStringAndSize(<const char *>r.payload, r.payload_len)
             entry = TagEntry(tag, digest, r.size, r.expires, g.role, g.gid, log_time, offset, version, payload,
@@ -353,17 +440,32 @@ cdef class CompiledFold:
                 PyDict_SetItem(c.versions, tag, version)
             else:
                 c.versions[tag] = version
-        if c.deleted_tags:
+        if c.has_deleted:
             if tag is None:
                 tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
             c.deleted_tags.pop(tag, None)
-        v = repo.version + 1
-        repo.version = v if v > version else version
-        repo.last_log_time = log_time
-        self._next_version = offset + 1  # state.version, written by _flush (a dict write per event saved)
+            c.has_deleted = bool(c.deleted_tags)
+        # repo.version = max(repo.version + 1, version); repo.last_log_time = log_time: held
+        # in the view and written back by _flush, as state.version (offset + 1) is
+        if c.version + 1 > r.version:
+            c.version = c.version + 1
+        else:
+            c.version = r.version
+        c.last_log_time = log_time
+        if not c.dirty:
+            c.dirty = True
+            self._dirty.append(c)
+        self._next_version = offset + 1
         return 1
 
     cdef int _flush(self) except -1:
+        cdef _Repo c
+        if self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for c in dirty:
+                c.dirty = False
+                c.repo.version = c.version
+                c.repo.last_log_time = c.last_log_time
         if self._next_version >= 0:
             self.state.version = self._next_version
             self._next_version = -1
@@ -385,7 +487,7 @@ cdef class CompiledFold:
     cdef object _counted(self, _Repo c, _Grant g, long long log_time):
         """``TrustedFold._counted`` over the parsed signatures: None if the threshold
         is not met (the Python fold then decides)."""
-        cdef tl_rec *r = &self.rec
+        cdef tl_rec *r = self.rec
         cdef uint32_t i
         kids = []
         for i in range(r.nsigs):
@@ -401,9 +503,19 @@ cdef class CompiledFold:
 
     # -- records ----------------------------------------------------------------------
 
-    cdef int _one(self, dict repos, const unsigned char *body, size_t n, long long offset, dict positions) except -1:
+    cdef int _parse(self, const unsigned char *body, size_t n, tl_rec *r) noexcept:
+        """The record-dispatch point: 0 if ``body`` is in a layout the fast path reads
+        (parsed into ``r``), else nonzero (the Python decoder takes it)."""
+        return tl_parse_record(body, n, r)
+
+    cdef int _one(self, dict repos, const unsigned char *body, size_t n, long long offset, dict positions,
+                  int parsed, PyObject *view) except -1:
+        """Apply one record; ``parsed``: ``_parse``'s answer for it into ``self.rec``,
+        or -1 to parse it here; ``view`` as for ``_fast``."""
         self.offset = offset
-        if tl_parse_record(body, n, &self.rec) == 0 and self._fast(repos, offset):
+        if parsed < 0:
+            parsed = self._parse(body, n, self.rec)
+        if parsed == 0 and self._fast(repos, offset, view):
             self.fast += 1
             self.last_log_time = self.rec.log_time
             if positions is not None and self.rec.has_source:
@@ -414,9 +526,15 @@ cdef class CompiledFold:
             return 0
         self.slow += 1
         self._flush()
-        self._invalidate()
         rec, env, ev = self._decode(PyBytes_FromStringAndSize(<const char *>body, n))
-        self.py_fold.apply(env, ev, rec.log_time, offset)
+        try:
+            self.py_fold.apply(env, ev, rec.log_time, offset)
+        finally:
+            name = getattr(ev, "repo", None)
+            if type(name) is str:
+                self._forget(name)
+            else:   # not reached: every event names its repository as a str
+                self._invalidate()
         self.last_log_time = rec.log_time
         if positions is not None and rec.source is not None:
             positions[(rec.source.topic, rec.source.partition)] = rec.source.offset
@@ -435,7 +553,8 @@ cdef class CompiledFold:
             for body in bodies:
                 mv = body
                 p = &mv[0] if mv.shape[0] else _EMPTY
-                self._one(repos, p, mv.shape[0], off, positions)
+                self.rec = &self._ring[0]
+                self._one(repos, p, mv.shape[0], off, positions, -1, NULL)
                 off += 1
         except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
             raise replay_error(where, self.offset, e) from e
@@ -443,14 +562,21 @@ cdef class CompiledFold:
             self._flush()
 
     def fold_segment(self, bytes data, long long base, long long start, long long stop, bint crc,
-                     leaves=None, positions=None, where="log"):
+                     leaves=None, positions=None, where="log", *, bint keep_views=False, bint defer_flush=False):
         """Fold the records ``[start, stop)`` of one segment (``data``, whose first
         record is at offset ``base``), checking each CRC (``crc``) and/or each body
         against its packed leaf hash (``leaves``: 32 bytes per record from ``start``).
 
         Returns ``(status, pos, offset)``: ``DONE``, or where and why it stopped
         (``SHORT``, ``PAST_END``, ``CRC_MISMATCH``, ``LEAF_MISMATCH``); the caller
-        raises. A record that cannot be replayed raises ``LogError`` here."""
+        raises. A record that cannot be replayed raises ``LogError`` here.
+
+        For a run of calls over consecutive segments that nothing else touches the
+        state between (``replay.fold_segments``): ``keep_views`` keeps the repository
+        views the previous call built (else they are rebuilt from the state, as they
+        must be after any outside change), and ``defer_flush`` leaves the write-back of
+        the repositories' versions to the next call or :meth:`flush` when this one
+        ends with ``DONE`` (a run ends with ``flush()``; any other end writes back)."""
         cdef const unsigned char *d = <const unsigned char *>PyBytes_AS_STRING(data)
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         cdef const unsigned char *lv = NULL
@@ -459,35 +585,197 @@ cdef class CompiledFold:
         cdef uint32_t length, want
         cdef unsigned char h[32]
         cdef dict repos = self.state.repos
-        self._invalidate()
+        cdef bint done = False
+        cdef int status = DONE_C
+        cdef long long head = 0, tail = 0, j      # records read ahead / applied (ring numbers)
+        cdef Py_ssize_t k, x
+        cdef int st
+        cdef bint reading = True
+        if not keep_views:
+            self._invalidate()
         if leaves is not None:
             if PyBytes_GET_SIZE(leaves) < 32 * (stop - start):
                 raise ValueError("fewer leaf hashes than records")
             lv = <const unsigned char *>PyBytes_AS_STRING(leaves)
         try:
-            while off < stop:
-                if pos + 8 > size:
-                    return SHORT, pos, off
-                length = (<uint32_t>d[pos] << 24) | (<uint32_t>d[pos + 1] << 16) | (<uint32_t>d[pos + 2] << 8) | d[pos + 3]
-                want = (<uint32_t>d[pos + 4] << 24) | (<uint32_t>d[pos + 5] << 16) | (<uint32_t>d[pos + 6] << 8) | d[pos + 7]
-                b1 = pos + 8 + <Py_ssize_t>length
-                if b1 > size:
-                    return PAST_END, pos, off
-                if off >= start:
-                    if crc and tl_crc32c(tl_crc32c(0, d + pos, 4), d + pos + 8, length) != want:
-                        return CRC_MISMATCH, pos, off
-                    if lv is not NULL:
-                        tl_leaf_hash(d + pos + 8, length, h)
-                        if memcmp(h, lv + 32 * (off - start), 32) != 0:
-                            return LEAF_MISMATCH, pos, off
-                    self._one(repos, d + pos + 8, length, off, positions)
-                pos = b1
-                off += 1
+            while True:
+                # read (frame, checks, parse) up to AHEAD records ahead of the one applied next
+                while reading and head - tail <= AHEAD:
+                    if off >= stop:
+                        reading = False
+                        break
+                    if pos + 8 > size:
+                        status, reading = SHORT_C, False
+                        break
+                    length = (<uint32_t>d[pos] << 24) | (<uint32_t>d[pos + 1] << 16) | (<uint32_t>d[pos + 2] << 8) | d[pos + 3]
+                    want = (<uint32_t>d[pos + 4] << 24) | (<uint32_t>d[pos + 5] << 16) | (<uint32_t>d[pos + 6] << 8) | d[pos + 7]
+                    b1 = pos + 8 + <Py_ssize_t>length
+                    if b1 > size:
+                        status, reading = PAST_END_C, False
+                        break
+                    if off >= start:
+                        if crc and tl_crc32c(tl_crc32c(0, d + pos, 4), d + pos + 8, length) != want:
+                            status, reading = CRC_MISMATCH_C, False
+                            break
+                        if lv is not NULL:
+                            tl_leaf_hash(d + pos + 8, length, h)
+                            if memcmp(h, lv + 32 * (off - start), 32) != 0:
+                                status, reading = LEAF_MISMATCH_C, False
+                                break
+                        k = head % RING
+                        self._rpos[k], self._rlen[k], self._roff[k] = pos, length, off
+                        self._rrc[k] = self._parse(d + pos + 8, length, &self._ring[k])
+                        self._rview[k] = NULL
+                        if self._rrc[k] == 0:
+                            self._peek(k)
+                        # the records read before this one, each a stage further
+                        for st in range(1, HINT_STAGES):
+                            j = head - st * HINT_GAP
+                            if j < tail:
+                                break
+                            self._hint(j % RING, st)
+                        head += 1
+                        if b1 + DATA_AHEAD + 512 <= size:
+                            for x in range(0, 512, 64):
+                                TL_PREFETCH(d + b1 + DATA_AHEAD + x)
+                    pos = b1
+                    off += 1
+                if tail == head:
+                    break
+                k = tail % RING
+                tail += 1
+                self.rec = &self._ring[k]
+                self._one(repos, d + self._rpos[k] + 8, self._rlen[k], self._roff[k], positions, self._rrc[k],
+                          self._rview[k] if self._repoch[k] == self._epoch else NULL)
+            done = status == DONE_C
         except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
             raise replay_error(where, self.offset, e) from e
         finally:
-            self._flush()
-        return DONE, pos, off
+            self.rec = &self._ring[0]
+            if not (done and defer_flush):
+                self._flush()
+        return status, pos, off
+
+    cdef void _peek(self, Py_ssize_t k) noexcept:
+        """Hint stage 0 for ring slot ``k``: its repository's view, if one is cached
+        (kept with the epoch, for applying it), and the first lines of that object."""
+        cdef tl_rec *r = &self._ring[k]
+        cdef PyObject *p
+        key = PyBytes_FromStringAndSize(r.repo.s, r.repo.n)
+        p = PyDict_GetItem(self._rcache, key)
+        if p is NULL or p == <PyObject *>None:
+            return
+        self._rview[k] = p
+        self._repoch[k] = self._epoch
+        TL_PREFETCH(p)
+        TL_PREFETCH(<char *>p + 64)
+        TL_PREFETCH(<char *>p + 128)
+
+    cdef void _hint(self, Py_ssize_t k, int stage) noexcept:
+        """Hint stage ``stage`` (1..HINT_STAGES-1) for ring slot ``k``: each loads what
+        the next one reads (the view, then its store and grants, then the store's slot,
+        row and name); only a hint, never a change (a view released since is skipped)."""
+        cdef PyObject *p = self._rview[k]
+        cdef _Repo c
+        cdef _Grant g
+        cdef tl_rec *r = &self._ring[k]
+        cdef Py_ssize_t i, ng
+        if p is NULL or self._repoch[k] != self._epoch:
+            return
+        c = <_Repo>p
+        if stage == 1:
+            TL_PREFETCH(<PyObject *>c.grants)
+            if c.store:
+                TL_PREFETCH(<PyObject *>c.tags)
+                TL_PREFETCH(<char *>(<PyObject *>c.tags) + 64)
+                TL_PREFETCH(<char *>(<PyObject *>c.tags) + 128)
+                TL_PREFETCH(<char *>(<PyObject *>c.tags) + 192)
+        elif stage == 2:
+            ng = PyList_GET_SIZE(c.grants)
+            for i in range(ng if ng < 4 else 4):
+                p = PyList_GET_ITEM(c.grants, i)
+                TL_PREFETCH(p)
+                TL_PREFETCH(<char *>p + 64)
+                TL_PREFETCH(<char *>p + 128)
+            if c.store and _PREFETCH is not NULL:
+                _PREFETCH(<PyObject *>c.tags, r.tag.s, r.tag.n, 0)
+        elif stage == 3:
+            ng = PyList_GET_SIZE(c.grants)
+            for i in range(ng if ng < 4 else 4):
+                g = <_Grant>PyList_GET_ITEM(c.grants, i)
+                TL_PREFETCH(<PyObject *>g.role_b)
+                TL_PREFETCH(<PyObject *>g._kbuf)
+                TL_PREFETCH(<char *>(<PyObject *>g._kbuf) + 64)
+                TL_PREFETCH(<PyObject *>g.keyids)
+                if not g.is_targets:
+                    TL_PREFETCH(<PyObject *>g.may_sign)
+            if c.store and _PREFETCH is not NULL:
+                _PREFETCH(<PyObject *>c.tags, r.tag.s, r.tag.n, 1)
+        else:
+            ng = PyList_GET_SIZE(c.grants)
+            for i in range(ng if ng < 4 else 4):
+                g = <_Grant>PyList_GET_ITEM(c.grants, i)
+                if g._nkeys > 0:    # the key id str keyid_of returns (and counts a reference on)
+                    TL_PREFETCH_W(PyTuple_GET_ITEM(g.keyids, 0))
+            if c.store and _PREFETCH is not NULL:
+                _PREFETCH(<PyObject *>c.tags, r.tag.s, r.tag.n, 2)
+
+
+cdef int _check_frames(const unsigned char *d, Py_ssize_t size, long long base, long long start, long long stop,
+                       bint crc, const unsigned char *lv, Py_ssize_t *pos_out, long long *off_out) noexcept nogil:
+    """fold_segment's walk and checks without the fold (its status; where it stopped)."""
+    cdef Py_ssize_t pos = 0, b1
+    cdef long long off = base
+    cdef uint32_t length, want
+    cdef unsigned char h[32]
+    cdef int status = DONE_C
+    while off < stop:
+        if pos + 8 > size:
+            status = SHORT_C
+            break
+        length = (<uint32_t>d[pos] << 24) | (<uint32_t>d[pos + 1] << 16) | (<uint32_t>d[pos + 2] << 8) | d[pos + 3]
+        want = (<uint32_t>d[pos + 4] << 24) | (<uint32_t>d[pos + 5] << 16) | (<uint32_t>d[pos + 6] << 8) | d[pos + 7]
+        b1 = pos + 8 + <Py_ssize_t>length
+        if b1 > size:
+            status = PAST_END_C
+            break
+        if off >= start:
+            if crc and tl_crc32c(tl_crc32c(0, d + pos, 4), d + pos + 8, length) != want:
+                status = CRC_MISMATCH_C
+                break
+            if lv != NULL:
+                tl_leaf_hash(d + pos + 8, length, h)
+                if memcmp(h, lv + 32 * (off - start), 32) != 0:
+                    status = LEAF_MISMATCH_C
+                    break
+        pos = b1
+        off += 1
+    pos_out[0] = pos
+    off_out[0] = off
+    return status
+
+
+def check_frames(bytes data, long long base, long long start, long long stop, bint crc, leaves=None):
+    """The checks :meth:`CompiledFold.fold_segment` makes of records ``[start, stop)``
+    (frames, each CRC if ``crc``, each body against ``leaves``), without folding and
+    with the GIL released: a helper thread runs them on the next segment while the
+    fold works on this one, which is then folded unchecked if they all passed (and
+    with the checks, to stop where they fail, if not). Returns ``(status, pos,
+    offset)`` as ``fold_segment`` would stop."""
+    cdef const unsigned char *d = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data), pos = 0
+    cdef const unsigned char *lv = NULL
+    cdef long long off = base
+    cdef int status
+    if leaves is not None:
+        if type(leaves) is not bytes:
+            raise TypeError(f"leaves are packed in bytes, not {type(leaves).__name__}")
+        if PyBytes_GET_SIZE(leaves) < 32 * (stop - start):
+            raise ValueError("fewer leaf hashes than records")
+        lv = <const unsigned char *>PyBytes_AS_STRING(leaves)
+    with nogil:
+        status = _check_frames(d, size, base, start, stop, crc, lv, &pos, &off)
+    return status, pos, off
 
 
 # -- segment frames (SegmentLog's open) ------------------------------------------------
@@ -539,7 +827,6 @@ def scan_frames(bytes data, Py_ssize_t end, long long max_record_bytes, Py_ssize
 # -- the ingest append: a batch's frames, leaf hashes and tree nodes in one call -----------
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.string cimport memcpy
 
 cdef extern from "<openssl/sha.h>":

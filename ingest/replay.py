@@ -262,13 +262,9 @@ def new_fold(state: TrustState, backend: str | None = None):  # -> TrustedFold |
     return mod.CompiledFold(py, decode_trusted)
 
 
-def iter_segments(log: SegmentLog, start: int, end: int) -> Iterator[tuple[str, bytes, int, int]]:
-    """``(name, data, base, stop)`` of each segment holding records of ``[start, end)``:
-    its bytes, the offset of its first record and where the range stops in it.
-
-    Each segment is read in one go, the next one by a helper thread while the caller
-    works on this one (the read releases the GIL, so on a second core the copy from the
-    page cache overlaps the fold); at most two segments are held at a time."""
+def _segment_plan(log: SegmentLog, start: int, end: int) -> list[tuple[str, int, int]]:
+    """``(name, base, stop)`` of each segment holding records of ``[start, end)``: the
+    offset of its first record and where the range stops in it."""
     names = log.segment_names
     bases = [int(n.split(".", 1)[0]) for n in names]
     todo: list[tuple[str, int, int]] = []
@@ -277,6 +273,17 @@ def iter_segments(log: SegmentLog, start: int, end: int) -> Iterator[tuple[str, 
         if base >= end:
             break
         todo.append((names[si], base, min(end, bases[si + 1]) if si + 1 < len(bases) else end))
+    return todo
+
+
+def iter_segments(log: SegmentLog, start: int, end: int) -> Iterator[tuple[str, bytes, int, int]]:
+    """``(name, data, base, stop)`` of each segment holding records of ``[start, end)``:
+    its bytes, the offset of its first record and where the range stops in it.
+
+    Each segment is read in one go, the next one by a helper thread while the caller
+    works on this one (the read releases the GIL, so on a second core the copy from the
+    page cache overlaps the fold); at most two segments are held at a time."""
+    todo = _segment_plan(log, start, end)
     directory = log.directory
     if len(todo) < 2:
         for name, base, stop in todo:
@@ -297,19 +304,56 @@ def fold_segments(fold, log: SegmentLog, start: int, end: int, *, crc: bool = Tr
     """Fold records ``[start, end)`` with the compiled fold, segment by segment: each
     CRC checked (``crc``) and/or each body compared with its Merkle leaf (``leaves(first,
     count)`` -> packed hashes; a mismatch raises ``on_leaf_mismatch(offset)``); the
-    Kafka positions of the records go to ``positions``."""
+    Kafka positions of the records go to ``positions``.
+
+    Each segment is read, and its frames, CRCs and leaf hashes checked
+    (``check_frames``, without the GIL), by a helper thread while the fold works on
+    the one before, so on two cores the checks cost the fold nothing. A segment whose
+    checks all passed is folded without repeating them; one where a check failed is
+    folded with them, so the fold stops at that record with the same error as
+    without the helper. The fold's repository views are kept from one segment to the
+    next (nothing else touches the state meanwhile) and written back at the end."""
     m = importlib.import_module(type(fold).__module__)  # the compiled fold's module: its status codes
-    with ThreadPoolExecutor(1, thread_name_prefix="trustlog-key-check") as helper:
-        for name, data, base, stop in iter_segments(log, start, end):
-            first = max(start, base)
-            lv = leaves(first, stop - first) if leaves is not None else None
-            done = threading.Event()
-            helper.submit(_warm_key_checks, data, done)
-            try:
-                status, pos, off = fold.fold_segment(data, base, first, stop, crc, lv, positions, where)
-            finally:
-                done.set()
-            _raise_for(m, status, name, data, pos, stop, off, on_leaf_mismatch)
+    todo = _segment_plan(log, start, end)
+    directory = log.directory
+
+    def read_and_check(name: str, base: int, stop: int, lv: bytes | None) -> tuple[bytes, int]:
+        data = (directory / name).read_bytes()
+        return data, m.check_frames(data, base, max(start, base), stop, crc, lv)[0]
+
+    def submit(i: int):
+        name, base, stop = todo[i]
+        first = max(start, base)
+        lv = leaves(first, stop - first) if leaves is not None else None
+        return reader.submit(read_and_check, name, base, stop, lv), lv
+
+    with ThreadPoolExecutor(1, thread_name_prefix="trustlog-key-check") as helper, \
+            ThreadPoolExecutor(1, thread_name_prefix="trustlog-segment-read") as reader:
+        ahead = submit(0) if todo else None
+        try:
+            for i, (name, base, stop) in enumerate(todo):
+                assert ahead is not None
+                job, lv = ahead
+                data, checked = job.result()
+                ahead = submit(i + 1) if i + 1 < len(todo) else None
+                first = max(start, base)
+                done = threading.Event()
+                helper.submit(_warm_key_checks, data, done)
+                try:
+                    if checked == m.DONE:  # every check passed: not again
+                        status, pos, off = fold.fold_segment(data, base, first, stop, False, None, positions, where,
+                                                             keep_views=i > 0, defer_flush=True)
+                    else:
+                        status, pos, off = fold.fold_segment(data, base, first, stop, crc, lv, positions, where,
+                                                             keep_views=i > 0, defer_flush=True)
+                finally:
+                    done.set()
+                _raise_for(m, status, name, data, pos, stop, off, on_leaf_mismatch)
+                del data
+        finally:
+            fold.flush()
+            if ahead is not None:
+                ahead[0].cancel()
 
 
 def _warm_key_checks(data: bytes, done: threading.Event) -> None:
@@ -338,8 +382,9 @@ def _raise_for(m, status: int, name: str, data: bytes, pos: int, stop: int, off:
 
 def fold_log(directory: str | os.PathLike[str], end: int | None = None) -> TrustState:
     """The state folded from ``DIR/log`` from offset 0, with no snapshot, index or
-    tree (the benchmark's baseline for a full rebuild)."""
-    log = SegmentLog.open(os.path.join(directory, "log"), create=False, verify=False)
+    tree (the benchmark's baseline for a full rebuild). Opened read-only: a fold writes
+    nothing (no writer lock taken, a torn tail is not cut but not read either)."""
+    log = SegmentLog.open(os.path.join(directory, "log"), create=False, verify=False, read_only=True)
     try:
         stop = log.durable_offset if end is None else min(end, log.durable_offset)
         return fold_range(TrustState(), log, 0, stop, where=str(directory))

@@ -66,6 +66,7 @@ class Three:
         self.py = TrustedFold(self.py_state)
         self.c = compiled.CompiledFold(TrustedFold(self.c_state), decode_trusted)
         self.offset = 0
+        self.accepted: list[bytes] = []   # the bodies all three accepted, in order
 
     @staticmethod
     def _run(step) -> str:
@@ -97,6 +98,8 @@ class Three:
 
         got = {"full": self._run(full), "py": self._run(py), "c": self._run(c)}
         assert len(set(got.values())) == 1, (got, off)
+        if got["c"] == "OK":
+            self.accepted.append(body)
         assert self.c_state.repos == self.py_state.repos == self.full.repos, off
         assert self.c_state.version == self.py_state.version == self.full.version, off
         if got["c"] == "OK":
@@ -261,6 +264,37 @@ def test_the_three_folds_agree_over_generated_histories(compiled, data, fmt: str
         sent.append(body)
         outcomes.append(three.feed(body))
     assert three.c.fast + three.c.slow == len(outcomes)
+    # the accepted records again, in one run of fold_segment calls over "segments" cut
+    # anywhere (the read-ahead, the views kept across calls, the write-back at the end)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(three.accepted)), max_size=3), label="cuts"))
+    chained = _fold_in_segments(compiled, three.accepted, cuts)
+    py = TrustedFold(TrustState())
+    py.fold_bodies(0, three.accepted)
+    assert chained.repos == py.state.repos
+    assert chained.version == py.state.version == len(three.accepted)
+
+
+def _frame(body: bytes) -> bytes:
+    head = len(body).to_bytes(4, "big")
+    return head + crc32c.crc32c(body, crc32c.crc32c(head)).to_bytes(4, "big") + body
+
+
+def _fold_in_segments(compiled, bodies: list[bytes], cuts: list[int]) -> TrustState:
+    """``bodies`` folded by one compiled fold as ``replay.fold_segments`` runs it: one
+    ``fold_segment`` call a segment (cut at ``cuts``), views kept, write-back deferred,
+    then ``flush()``."""
+    state = TrustState()
+    fold = compiled.CompiledFold(TrustedFold(state), decode_trusted)
+    edges = [0, *cuts, len(bodies)]
+    for i, (a, b) in enumerate(zip(edges, edges[1:])):
+        data = b"".join(_frame(x) for x in bodies[a:b])
+        leaves = b"".join(leaf_hash(x) for x in bodies[a:b])
+        assert compiled.check_frames(data, a, a, b, True, leaves) == (compiled.DONE, len(data), b)
+        got = fold.fold_segment(data, a, a, b, i % 2 == 0, leaves if i % 3 == 1 else None, None, "test",
+                                keep_views=i > 0, defer_flush=True)
+        assert got == (compiled.DONE, len(data), b)
+    fold.flush()
+    return state
 
 
 @pytest.mark.parametrize("how", RELAYOUTS)
@@ -388,6 +422,20 @@ def test_open_and_fold_log_agree_on_both_backends(compiled, small_log: Path, mon
     assert encode_state(fold_log(small_log)) == a == c[0]
 
 
+def test_fold_log_reads_a_log_that_a_writer_holds(compiled, small_log: Path, tmp_path: Path, monkeypatch) -> None:
+    """fold_log only reads: it takes no writer lock, so it folds a log open for writing."""
+    from trustlog.ingest.pipeline import TrustLog
+    from trustlog.ingest.snapshots import encode_state
+
+    copy = tmp_path / "held"
+    shutil.copytree(small_log, copy)
+    with TrustLog(copy, snapshot_every=None) as tl:
+        want = encode_state(tl.state)
+        for backend in ("c", "py"):
+            monkeypatch.setattr(fold_backend, "BACKEND", backend)
+            assert encode_state(fold_log(copy)) == want, backend
+
+
 def _damaged_errors(d: Path, tmp_path: Path, monkeypatch, damage) -> dict[str, str]:
     out = {}
     for backend in ("c", "py"):
@@ -422,6 +470,43 @@ def test_a_damaged_segment_fails_alike(compiled, small_log: Path, tmp_path: Path
 
     got = _damaged_errors(small_log, tmp_path, monkeypatch, do)
     assert got["c"] == got["py"] and got["c"] != "OK", got
+
+
+@pytest.mark.parametrize("damage", ["none", "flip", "truncate", "length", "leaf"])
+@pytest.mark.parametrize("crc", [True, False])
+def test_the_helpers_checks_stop_where_the_fold_does(compiled, small_log: Path, damage: str, crc: bool) -> None:
+    """``check_frames`` (the checks fold_segments runs on a helper thread) ends with the
+    status, position and offset of ``fold_segment`` over the same damaged segment."""
+    data = bytearray(_seg(small_log, 0).read_bytes())
+    bodies, pos = [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        bodies.append(bytes(data[pos + 8:pos + 8 + n]))
+        pos += 8 + n
+    leaves = bytearray(b"".join(leaf_hash(b) for b in bodies))
+    mid = len(bodies) // 2
+    at = sum(8 + len(b) for b in bodies[:mid])       # where record `mid` starts
+    if damage == "flip":
+        data[at + 20] ^= 0x10
+    elif damage == "truncate":
+        del data[at + 10:]
+    elif damage == "length":
+        data[at:at + 4] = (len(data)).to_bytes(4, "big")
+    elif damage == "leaf":
+        leaves[32 * mid + 5] ^= 1
+    data = bytes(data)
+    lv = bytes(leaves) if damage == "leaf" or not crc else None   # (no check at all is not a case)
+    want = compiled.check_frames(data, 0, 0, len(bodies), crc, lv)
+    fold = compiled.CompiledFold(TrustedFold(TrustState()), decode_trusted)
+    got = fold.fold_segment(data, 0, 0, len(bodies), crc, lv, None, "test")
+    assert got == want
+    if damage == "none":
+        assert got == (compiled.DONE, len(data), len(bodies))
+    else:
+        expected = {"flip": compiled.CRC_MISMATCH if crc else compiled.LEAF_MISMATCH, "truncate": compiled.PAST_END,
+                    "length": compiled.PAST_END, "leaf": compiled.LEAF_MISMATCH}[damage]
+        assert got == (expected, at, mid)
+    assert fold.fast + fold.slow == got[2]   # every record before the damage folded, none after
 
 
 def test_a_record_that_does_not_replay_fails_alike(compiled, small_log: Path, tmp_path: Path, monkeypatch) -> None:
