@@ -131,7 +131,12 @@ def _check_jobs(planned: Future) -> dict[Any, PreparedBatch]:
     crypto backend releases the GIL, so the next batch is decoded and the previous one
     folded meanwhile)."""
     out: dict[Any, PreparedBatch] = {}
-    for tp, prep, checks in planned.result():
+    try:
+        jobs = planned.result()
+    except Exception as e:  # noqa: BLE001 - as below
+        log.debug("pre-verification failed (the fold will check): %r", e)
+        return out
+    for tp, prep, checks in jobs:
         try:
             checks.run()
         except Exception as e:  # noqa: BLE001 - as above: the fold verifies what is not in the cache
