@@ -209,7 +209,7 @@ class TimedCrypto:
 
 
 def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profile: bool,
-           preverify: bool = True, outcomes: bool = True) -> dict:
+           preverify: bool = True, outcomes: bool = True, prefetch: int | None = None) -> dict:
     from trustlog.ingest.kafka_worker import KafkaIngestWorker
 
     crypto = TimedCrypto()
@@ -219,6 +219,8 @@ def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profil
                           fetch_max_bytes=fetch["fetch_max_bytes"],
                           log_options={"crypto": crypto}, install_signal_handlers=False, preverify=preverify,
                           outcomes="" if outcomes else None)
+    if prefetch is not None:
+        w.prefetch = prefetch
     prof = None
     if profile:
         import cProfile
@@ -271,6 +273,8 @@ def _main(stack: ExitStack) -> int:
     ap.add_argument("--no-outcomes", action="store_true", help="the worker writes no outcome messages")
     ap.add_argument("--outcomes-ab", action="store_true",
                     help="also run the worker with outcome messages the other way (off, or on with --no-outcomes)")
+    ap.add_argument("--prefetch", type=int, help="poll batches the worker decodes and pre-verifies ahead of the "
+                    "one it folds (default: the worker's, kafka_worker.PREFETCH_BATCHES)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = ap.parse_args()
 
@@ -322,7 +326,7 @@ def _main(stack: ExitStack) -> int:
         print(f"bare consume: {bare_s:.2f} s ({args.n / bare_s:,.0f}/s)", file=sys.stderr)
         measure_limit()
         ing = ingest(bootstrap, topic, args.n, tmp / "logs", fetch, args.profile, not args.no_preverify,
-                     not args.no_outcomes)
+                     not args.no_outcomes, args.prefetch)
         oab = None
         if args.outcomes_ab:
             oab = ingest(bootstrap, topic, args.n, tmp / "logs-oab", fetch, False, not args.no_preverify,
@@ -421,7 +425,7 @@ def _main(stack: ExitStack) -> int:
             "crypto_seconds": round(ing["crypto_s"], 3), "crypto_in_worker_thread_seconds": round(ing["crypto_main_s"], 3), "fsync_seconds": round(ing["fsync_s"], 3),
             "other_ingest_seconds": round(other, 3), "signatures": ing["signatures"],
             "accepted": ing["accepted"], "rejected": ing["rejected"], "duplicates": ing["duplicates"],
-            "outcomes": not args.no_outcomes, **(budget or {}),
+            "outcomes": not args.no_outcomes, "prefetch": args.prefetch, **(budget or {}),
             **({"ingest_outcomes_flipped_per_s": round(oab["messages"] / oab["seconds"], 1)} if oab else {}),
         }))
     return 0

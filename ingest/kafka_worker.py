@@ -35,11 +35,13 @@ Exactly once, with the log as the truth:
   every few seconds, so a grown topic's new partitions are assigned promptly and a
   notice is logged; repositories stay where their history is.
 
-Throughput: while batch k is folded and appended, the signatures of batch k+1 (already
-polled) are checked in a background thread into the log's validity cache (the crypto
-backend releases the GIL). That only warms a cache of facts about (key, message,
-signature); every trust decision is still the fold's. A rebalance drops the polled
-batch (it is read again from the log position).
+Throughput: while batch k is folded and appended, the two batches polled after it are
+decoded (one background thread) and their signatures checked into the log's validity
+cache (another; the crypto backend releases the GIL), so the checks of k+1 overlap the
+decoding of k+2 and the fold of k. That only warms a cache of facts about (key, message,
+signature); every trust decision is still the fold's, and batches are folded, appended
+and committed one at a time in poll order, as before. A rebalance drops the batches
+polled before it (they are read again from the log position).
 
 Run it as ``python -m trustlog.cli.kafka_worker`` or ``trustlog ingest --kafka`` (its
 command line is ``trustlog.cli.kafka_worker``, the progress line it feeds through a
@@ -665,7 +667,7 @@ class KafkaIngestWorker:
                     prepared = fut.result() if fut is not None else None
                     if gen0 == self._generation:  # else: a rebalance re-seeked; they come again
                         self._ingest_and_commit(records, prepared)
-                    else:  # every later one was polled before the rebalance too
+                    else:  # and so are the later ones polled before the rebalance
                         self._drop_held(held)
                 now = time.monotonic()
                 if now - last_status >= 0.5:
