@@ -102,7 +102,7 @@ def _extensions() -> list[Extension]:
     fold = Extension(
         "trustlog.ingest._fastfold",
         ["ingest/_fastfold.pyx"],
-        depends=["ingest/_fastfold.h", "ingest/_record_v2.h", "ingest/_record_v2.pxi"],
+        depends=["ingest/_fastfold.h", "ingest/_record_v2.h", "ingest/_record_v2.pxi", "ingest/_ingestfold.pxi"],
         include_dirs=["ingest"],
         libraries=["crypto"],
         define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],

@@ -952,3 +952,6 @@ def compact_append(list peaks, long long size, leaves, list nodes):
         peaks.append(PyBytes_FromStringAndSize(<const char *>h, 32))
         size += 1
     return size
+
+
+include "_ingestfold.pxi"

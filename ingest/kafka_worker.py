@@ -35,11 +35,13 @@ Exactly once, with the log as the truth:
   every few seconds, so a grown topic's new partitions are assigned promptly and a
   notice is logged; repositories stay where their history is.
 
-Throughput: while batch k is folded and appended, the signatures of batch k+1 (already
-polled) are checked in a background thread into the log's validity cache (the crypto
-backend releases the GIL). That only warms a cache of facts about (key, message,
-signature); every trust decision is still the fold's. A rebalance drops the polled
-batch (it is read again from the log position).
+Throughput: while batch k is folded and appended, the two batches polled after it are
+decoded (one background thread) and their signatures checked into the log's validity
+cache (another; the crypto backend releases the GIL), so the checks of k+1 overlap the
+decoding of k+2 and the fold of k. That only warms a cache of facts about (key, message,
+signature); every trust decision is still the fold's, and batches are folded, appended
+and committed one at a time in poll order, as before. A rebalance drops the batches
+polled before it (they are read again from the log position).
 
 Run it as ``python -m trustlog.cli.kafka_worker`` or ``trustlog ingest --kafka`` (its
 command line is ``trustlog.cli.kafka_worker``, the progress line it feeds through a
@@ -75,7 +77,7 @@ from .partitioning import (
 )
 from .batch_decode import PreparedBatch
 from . import gcpolicy
-from .pipeline import BatchResult, TrustLog
+from .pipeline import BatchResult, PlannedChecks, TrustLog
 from .records import KafkaPosition
 from .rejects import RejectsLog
 
@@ -85,6 +87,10 @@ EXIT_OK = 0
 EXIT_BAD_SETUP = 2
 EXIT_LOG_FAILURE = 3
 LOCK_RETRY_SECONDS = 0.2
+# poll batches decoded and pre-verified ahead of the one being folded: with two, the
+# signatures of batch k+1 are checked (GIL released) while batch k+2 is decoded and
+# batch k folded, so the crypto overlaps Python work instead of waiting for it
+PREFETCH_BATCHES = 2
 
 
 class StatusSink(Protocol):
@@ -110,14 +116,34 @@ def _batch_inputs(tp: Any, records: list[Any]) -> list[tuple[bytes, KafkaPositio
     return [(r.value if r.value is not None else b"", KafkaPosition(topic, partition, r.offset)) for r in records]
 
 
-def _preverify_jobs(jobs: list[tuple[TrustLog, Any, list[Any]]]) -> dict[Any, PreparedBatch]:
-    """Decode and pre-verify each partition's batch (on the background thread)."""
-    out: dict[Any, PreparedBatch] = {}
+def _plan_jobs(jobs: list[tuple[TrustLog, Any, list[Any]]]) -> list[tuple[Any, PreparedBatch, PlannedChecks]]:
+    """Decode each partition's batch and plan its signature checks (on the decoding
+    thread, in poll order: a batch's plan may use keys an earlier one introduces)."""
+    out: list[tuple[Any, PreparedBatch, PlannedChecks]] = []
     for tl, tp, records in jobs:
         try:
-            out[tp] = tl.prepare(_batch_inputs(tp, records))
+            out.append((tp, *tl.plan_prepare(_batch_inputs(tp, records))))
         except Exception as e:  # noqa: BLE001 - only a head start: ingest_batch decodes and checks everything itself
             log.debug("pre-verification failed (the fold will check): %r", e)
+    return out
+
+
+def _check_jobs(planned: Future) -> dict[Any, PreparedBatch]:
+    """Run the planned signature checks of one poll batch (on the checking thread; the
+    crypto backend releases the GIL, so the next batch is decoded and the previous one
+    folded meanwhile)."""
+    out: dict[Any, PreparedBatch] = {}
+    try:
+        jobs = planned.result()
+    except Exception as e:  # noqa: BLE001 - as below
+        log.debug("pre-verification failed (the fold will check): %r", e)
+        return out
+    for tp, prep, checks in jobs:
+        try:
+            checks.run()
+        except Exception as e:  # noqa: BLE001 - as above: the fold verifies what is not in the cache
+            log.debug("pre-verification failed (the fold will check): %r", e)
+        out[tp] = prep
     return out
 
 
@@ -279,7 +305,9 @@ class KafkaIngestWorker:
         self.install_signal_handlers = install_signal_handlers
         self.log_options = dict(log_options or {})
         self.preverify = preverify
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = None   # decoding and planning (see _preverify_async)
+        self._check_executor: ThreadPoolExecutor | None = None   # the planned signature checks
+        self.prefetch = PREFETCH_BATCHES
         self._generation = 0
         self.commit_timeout_ms = 30_000
         self.stats = WorkerStats()
@@ -558,14 +586,26 @@ class KafkaIngestWorker:
             log.warning("offset commit failed (%s); the log keeps the position", e)
 
     def _preverify_async(self, polled: dict[Any, list[Any]]) -> Future | None:
+        """Decode and plan ``polled`` on the decoding thread, then check its signatures
+        on the checking thread; the future gives each partition's PreparedBatch. Each
+        stage is one thread, so batches go through both in poll order."""
         if not self.preverify:
             return None
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustlog-preverify")
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustlog-decode")
+            self._check_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustlog-preverify")
+        assert self._check_executor is not None
         with self._lock:
             jobs = [(self._logs[tp.partition], tp, recs) for tp, recs in polled.items()
                     if recs and tp.topic == self.topic and tp.partition in self._logs]
-        return self._executor.submit(_preverify_jobs, jobs)
+        return self._check_executor.submit(_check_jobs, self._executor.submit(_plan_jobs, jobs))
+
+    def _drop_held(self, held: deque[tuple[int, dict[Any, list[Any]], Future | None]]) -> None:
+        """Forget the batches polled before a rebalance (the consumer seeks each
+        partition by its log again, so they are read again); their pre-verification is
+        let finish, as it only adds facts to the validity caches."""
+        while held and held[0][0] != self._generation:
+            held.popleft()
 
     def run(self) -> int:
         from kafka import KafkaProducer
@@ -600,10 +640,13 @@ class KafkaIngestWorker:
                 self._outcomes = OutcomeWriter(self.producer, self.outcomes_topic)
             self.consumer.subscribe([self.topic], listener=_Listener(self))
             last_status = 0.0
-            # (generation, records, pre-verification) of the batch polled but not yet ingested
-            held: tuple[int, dict[Any, list[Any]], Future | None] | None = None
+            # (generation, records, pre-verification) of each batch polled but not yet
+            # ingested, oldest first: up to self.prefetch of them are held while the
+            # oldest is folded, appended and committed
+            held: deque[tuple[int, dict[Any, list[Any]], Future | None]] = deque()
             while True:
                 stopping = self._stop.is_set()
+                polled: dict[Any, list[Any]] = {}
                 if not stopping:
                     if self._pending:
                         self._activate_pending()
@@ -611,31 +654,32 @@ class KafkaIngestWorker:
                         self._catch_up()
                     # a batch already in hand is appended without waiting for more (its
                     # outcomes are awaited by publishers); otherwise wait a little for records
-                    wait_ms = 0 if held is not None else LOCK_RETRY_SECONDS * 1000 if self._pending else 500
+                    wait_ms = 0 if held else LOCK_RETRY_SECONDS * 1000 if self._pending else 500
                     polled = self.consumer.poll(timeout_ms=wait_ms, max_records=self.max_poll_records)
-                    gen = self._generation
-                    # the signatures of this batch are checked in the background while the
-                    # previous one is folded and appended (the backend releases the GIL)
-                    nxt = (gen, polled, self._preverify_async(polled)) if polled else None
-                else:
-                    nxt = None
-                if held is not None:
-                    gen0, records, fut = held
+                    if polled:
+                        # decoded and pre-verified in the background while older batches
+                        # are folded and appended (the crypto backend releases the GIL)
+                        held.append((self._generation, polled, self._preverify_async(polled)))
+                # the oldest batch is ingested once more than `prefetch` are held, or when
+                # no more records came (nothing to overlap it with), or when stopping
+                if held and (len(held) > max(0, self.prefetch) or not polled or stopping):
+                    gen0, records, fut = held.popleft()
                     prepared = fut.result() if fut is not None else None
                     if gen0 == self._generation:  # else: a rebalance re-seeked; they come again
                         self._ingest_and_commit(records, prepared)
-                held = nxt
+                    else:  # and so are the later ones polled before the rebalance
+                        self._drop_held(held)
                 now = time.monotonic()
                 if now - last_status >= 0.5:
                     last_status = now
                     self._update_gauges()
                     self._check_partition_count(now)
                     progress.update(self._status_line())
-                if stopping and held is None:
+                if stopping and not held:
                     break
                 if self.max_messages is not None and self.stats.messages >= self.max_messages:
                     break
-                if self.idle_exit is not None and not self._pending and held is None:
+                if self.idle_exit is not None and not self._pending and not held:
                     since = max(self.stats.last_message_at or started, self._assigned_at or started)
                     if now - since >= self.idle_exit:
                         log.info("idle for %.1f s: stopping", now - since)
@@ -649,9 +693,10 @@ class KafkaIngestWorker:
             self.stats.error = str(e)
             log.error("log failure, stopping without committing: %s", e)
         finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+            for ex in (self._executor, self._check_executor):
+                if ex is not None:
+                    ex.shutdown(wait=True)
+            self._executor = self._check_executor = None
             try:
                 if self.consumer is not None:
                     self.consumer.close(autocommit=False)

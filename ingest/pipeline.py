@@ -49,7 +49,7 @@ from trustlog.core.state import Pin, RejectedEventError, TrustState
 from trustlog.core.crypto_hook import CryptoFn, default_crypto
 from trustlog.core.sigcache import CachedSigCheck, CryptoCache, remember
 
-from . import precheck
+from . import fold_backend, precheck
 from .closing import Closing
 from .batch_decode import PreparedBatch, decode_batch
 from .logindex import LogIndex, event_postings
@@ -162,6 +162,9 @@ class TrustLog(Closing):
         self._sigcheck = CachedSigCheck(self.cache, self.crypto)
         self.fast_fold = True   # see _fast_fold_ok; False: every event through TrustState.apply
         self.fast_folded = 0    # events that took TrustedFold's path at ingest
+        # which fold takes that path: "c" its compiled twin (_fastfold.IngestFold), "py" TrustedFold
+        self.ingest_fold = fold_backend.BACKEND
+        self.compiled_folded = 0  # of fast_folded, those the compiled one applied itself
         self._introduced: dict[str, PublicKey] = {}
         self.pins: tuple[Pin, ...] = ()
         self.state = TrustState()
@@ -456,27 +459,52 @@ class TrustLog(Closing):
         another thread while a batch is ingested: it only reads the state and adds
         cache entries, which are facts about (key, message, signature), not trust; the
         fold verifies itself whatever was missed because the state moved on meanwhile."""
+        prepared, checks = self.plan_prepare(raws)
+        checks.run()
+        return prepared
+
+    def plan_prepare(self, raws: Sequence[tuple[bytes, KafkaPosition | SourceLine | None]]
+                     ) -> tuple[PreparedBatch, PlannedChecks]:
+        """The first half of :meth:`prepare`: decode ``raws`` and plan their signature
+        checks, without running them. The Kafka worker runs the returned
+        :class:`PlannedChecks` on another thread (the backend releases the GIL), so the
+        next batch can be decoded, and the current one folded, meanwhile. Plans must be
+        made in stream order (keys an earlier batch introduces are candidates for a
+        later one); the checks may run in any order, or not at all (the fold then
+        verifies what it needs itself)."""
         decoded = decode_batch(raws, self.max_event_bytes, self.admit)
-        return PreparedBatch(self, raws, decoded, self._precheck_decoded(decoded))
+        sig_cks, checks = self._plan_decoded(decoded)
+        return PreparedBatch(self, raws, decoded, sig_cks), checks
 
     def _precheck_decoded(self, decoded: list) -> list[list[bytes | None] | None]:
         """:meth:`_precheck` of the inputs of a decoded batch that decoded; returns, per
         input, the cache keys of its pre-checked signatures (see ``precheck.plan``)."""
+        sig_cks, checks = self._plan_decoded(decoded)
+        checks.run()
+        return sig_cks
+
+    def _plan_decoded(self, decoded: list) -> tuple[list[list[bytes | None] | None], PlannedChecks]:
         pairs, where = [], []
         for i, (_, _, env, ev, err, _) in enumerate(decoded):
             if env is not None and err is None:
                 pairs.append((env, ev))
                 where.append(i)
         per: list[list[bytes | None] | None] = []
-        self._precheck(pairs, per)
+        checks = self._plan(pairs, per)
         out: list[list[bytes | None] | None] = [None] * len(decoded)
         for i, cks in zip(where, per, strict=True):
             out[i] = cks
-        return out
+        return out, checks
 
     def _precheck(self, decoded: Sequence[tuple[Envelope, Event | None]],
                   sig_cks: list[list[bytes | None] | None] | None = None) -> None:
-        """Verify, in one backend call, every signature the fold will ask about.
+        """Verify, in one backend call, every signature the fold will ask about
+        (:meth:`_plan`, then the checks run here)."""
+        self._plan(decoded, sig_cks).run()
+
+    def _plan(self, decoded: Sequence[tuple[Envelope, Event | None]],
+              sig_cks: list[list[bytes | None] | None] | None = None) -> PlannedChecks:
+        """Which signatures the fold will ask about, to be verified in one backend call.
 
         Candidate keys are those the repository knows plus every valid key that an event
         seen so far introduces, in this batch or an earlier one not yet folded: a key id
@@ -486,8 +514,7 @@ class TrustLog(Closing):
         if len(introduced) > MAX_REMEMBERED_KEYS:
             introduced.clear()  # only a hint; the state holds every accepted key anyway
         cks, items = precheck.plan(self.state, decoded, introduced, self.cache, sig_cks)
-        if items:
-            remember(self.cache, cks, self.crypto(items))  # a failed check is not stored: the fold checks it again
+        return PlannedChecks(self.cache, self.crypto, cks, items)
 
     # -- ingest -------------------------------------------------------------------------
 
@@ -530,6 +557,10 @@ class TrustLog(Closing):
         # valid are folded by TrustedFold (see _fast_fold_ok); one per batch, so its
         # caches stay small
         fast = TrustedFold(self.state) if self.fast_fold else None
+        # ... on the compiled backend by its twin in C over the record body (see
+        # _ingestfold.pxi), which leaves whatever is off its fast path to `fast`
+        cfold = self._compiled_fold(fast)
+        dirty = False  # the state changed since cfold last looked (its repository views are stale)
         index, tree = self.index, self.tree
         fates = res.fates
         # accepted records are framed, leaf-hashed and appended in one call after the
@@ -565,9 +596,18 @@ class TrustLog(Closing):
                                                  f"the log holds records of at most {self.log.max_record_bytes}")
                     if fast is not None and type(event) is ImageSigned and self._fast_fold_ok(env, event,
                                                                                             sig_cks[item]):
-                        fast.apply(env, event, log_time, base + len(bodies))
+                        if cfold is None:
+                            fast.apply(env, event, log_time, base + len(bodies))
+                        else:
+                            if dirty:
+                                cfold.changed()
+                                dirty = False
+                            if not cfold.apply_record(body, base + len(bodies)):
+                                dirty = True
+                                fast.apply(env, event, log_time, base + len(bodies))
                         self.fast_folded += 1
                     else:
+                        dirty = True
                         self.state.apply(env, log_time=log_time, offset=base + len(bodies), sigcheck=self._sigcheck,
                                          event=event)
                 except RejectedEventError as e:
@@ -605,6 +645,8 @@ class TrustLog(Closing):
             res.reasons[err.reason] += 1
             res.last_reject = (err.reason, err.message + where)
             res.rejected_items[item] = res.last_reject
+        if cfold is not None:
+            self.compiled_folded += cfold.fast
         leaves = bytearray()
         if bodies and self.log.append_batch(bodies, leaves) != base:
             raise LogError(f"{self.dir}: the log's end moved during the batch")  # nothing else appends
@@ -620,6 +662,16 @@ class TrustLog(Closing):
                 f"every record up to offset {self.log.durable_offset - 1} is durable, but writing "
                 f"{e.filename or self.dir} failed ({e.strerror or e}); the rest was not ingested. The next open "
                 "rebuilds the derived files from the log") from e
+
+    def _compiled_fold(self, fast: TrustedFold | None):  # -> _fastfold.IngestFold | None
+        """The compiled ingest fold over ``fast`` (None: use ``fast`` itself) when the
+        compiled fold backend is selected (``ingest_fold``, ``fold_backend.BACKEND`` by
+        default) and built with it."""
+        if fast is None or self.ingest_fold != "c":
+            return None
+        mod = fold_backend.compiled if fold_backend.compiled is not None else fold_backend.load()
+        cls = getattr(mod, "IngestFold", None)
+        return cls(fast, decode_trusted) if cls is not None else None
 
     def _fast_fold_ok(self, env: Envelope, event: ImageSigned, cks: list[bytes | None] | None) -> bool:
         """May ``event`` go to ``TrustedFold.apply`` instead of ``TrustState.apply``?
@@ -643,6 +695,12 @@ class TrustLog(Closing):
             return False
         keyids = repo.grants[gid].keyids
         valid = self.cache.get
+        sigs = env.signatures
+        if len(sigs) == 1 and len(cks) == 1:  # the common case, without the generator
+            if sigs[0].keyid not in keyids:
+                return True
+            ck = cks[0]
+            return ck is not None and valid(ck) is True
         return all(ck is not None and valid(ck) is True
                    for s, ck in zip(env.signatures, cks, strict=True) if s.keyid in keyids)
 
@@ -830,6 +888,23 @@ class TrustLog(Closing):
             finally:
                 self.rejects.close()
                 self.log.close()
+
+
+@dataclass(slots=True)
+class PlannedChecks:
+    """Signature checks planned by :meth:`TrustLog.plan_prepare`: ``run`` verifies
+    ``items`` in one backend call and stores each verdict under its cache key. Only
+    facts about (key, message, signature) go into the cache: a check that is never
+    run, or that fails, costs the fold its own verification, never a different verdict."""
+
+    cache: CryptoCache
+    crypto: CryptoFn
+    cks: list[bytes]
+    items: list[precheck.Item]
+
+    def run(self) -> None:
+        if self.items:
+            remember(self.cache, self.cks, self.crypto(self.items))  # a failed check is not stored: the fold checks it again
 
 
 def _reject_hash(raw: bytes) -> bytes:
