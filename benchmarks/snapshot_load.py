@@ -41,9 +41,9 @@ from state_memory import build  # noqa: E402
 from trustlog.core import tagstore_backend  # noqa: E402
 from trustlog.core.keys import SigningKey  # noqa: E402
 from trustlog.core.state import TrustState  # noqa: E402
-from trustlog.ingest import snapshots  # noqa: E402
+from trustlog.ingest import snapshot_body, snapshots  # noqa: E402
 
-_legacy = msgspec.msgpack.Decoder(snapshots._Body)   # the format-2 decoder of the previous release
+_legacy = msgspec.msgpack.Decoder(snapshot_body._Body)   # the format-2 decoder of the previous release
 
 
 def load_legacy(store: snapshots.SnapshotStore, snap: snapshots.Snapshot) -> TrustState:

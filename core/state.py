@@ -39,6 +39,7 @@ from .events import (
 from .keys import PublicKey, crypto_valid, key_material_id, validate_public_key
 from .names import MAX_REPO_LEN, is_delegated_role, is_digest, is_pattern, is_repo, is_tag
 from .reasons import Reject
+from .tag_entry import TagEntry
 from .tuf_model import TufRepo
 
 SigCheck = Callable[[PublicKey, bytes, bytes], bool]
@@ -76,23 +77,6 @@ class Grant:
     parent: int | None          # grant whose keys signed this one (None: first root)
     signers: tuple[str, ...]     # keyids of the parent grant that signed, counted
     removed_offset: int | None = None
-
-
-@dataclass(slots=True)
-class TagEntry:
-    """The current signed binding of a tag, with what is needed to re-verify it."""
-
-    tag: str
-    digest: str
-    size: int
-    expires: int
-    role: str
-    grant_id: int
-    log_time: int
-    offset: int
-    version: int
-    payload: bytes
-    signatures: tuple[tuple[str, bytes], ...]
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from .errors import EncodingError
-from .state import TagEntry
+from .tag_entry import TagEntry
 
 _Q: Final = 6          # int64 columns per row: size, expires, log_time, offset, version, arena start
 _I: Final = 4          # int32 columns per row: grant_id, role index, payload length, signatures length

@@ -40,7 +40,7 @@ from trustlog.core.errors import EncodingError
 from trustlog.core.events import Envelope, Event, ImageSigned, Signature
 
 # records imports this module after defining these (either module may be imported first)
-from .records import KafkaPosition, LogRecord
+from .record_types import KafkaPosition, LogRecord
 
 MARKER = 0xC1
 MARKER_BYTE = b"\xc1"

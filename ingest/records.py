@@ -32,23 +32,10 @@ from trustlog.core.encoding import canonical_bytes, decode_canonical
 from trustlog.core.errors import EncodingError
 from trustlog.core.events import Envelope, Event
 
+from . import record_v2
+from .record_types import KafkaPosition, LogRecord
+
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class KafkaPosition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Where a record came from upstream, so a redelivered message is recognised."""
-
-    topic: str
-    partition: NonNegative
-    offset: NonNegative
-
-
-class LogRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """An accepted event: its canonical envelope bytes (``Envelope.to_bytes()``)."""
-
-    log_time: NonNegative
-    envelope: bytes
-    source: KafkaPosition | None = None
 
 
 class RejectRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -109,8 +96,6 @@ def decode_record_trusted(data: bytes | memoryview) -> tuple[LogRecord, Envelope
 _record_decoder = msgspec.msgpack.Decoder(LogRecord)
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _event_decoder = msgspec.msgpack.Decoder(Event)
-
-from . import record_v2  # noqa: E402  (it imports LogRecord and KafkaPosition from here)
 
 
 def encode_reject(record: RejectRecord) -> bytes:

@@ -7,7 +7,7 @@ without reading and hashing the whole body.
 
 * entries: MessagePack ``[[repository, start, end], ...]``: the byte range of each
   repository's encoding inside the snapshot body (of any format: the body is
-  ``{"repos": [...]}`` in each, and a repository is decoded by ``snapshots.decode_repo``);
+  ``{"repos": [...]}`` in each, and a repository is decoded by ``snapshot_body.decode_repo``);
 * header: a canonical :class:`IndexHeader` — the snapshot's offset, body length and body
   SHA-256 (which bind the index to exactly one snapshot), the SHA-256 of each
   ``chunk_bytes`` chunk of the body, the SHA-256 and length of the entries — signed by
@@ -37,6 +37,7 @@ from trustlog.core.keys import PublicKey, SigningKey
 from trustlog.core.state import RepoState
 
 from .signed_file import read_signed_header, write_signed_file
+from .snapshot_body import decode_repo
 
 MAGIC: Final = b"TLSIDX01"
 CONTEXT: Final = b"trustlog snapshot index v1\n"
@@ -70,20 +71,8 @@ class _RepoName(msgspec.Struct, frozen=True):
     name: str
 
 
-class _RepoDecoder:
-    """``decode(raw)``: one repository of a snapshot body (format 2 or 3) as a
-    :class:`RepoState`, its tags in the selected store (``snapshots.decode_repo``)."""
-
-    @staticmethod
-    def decode(raw: bytes | memoryview) -> RepoState:
-        from .snapshots import decode_repo
-
-        return decode_repo(raw)
-
-
 _raw_body = msgspec.msgpack.Decoder(_RawBody)
 _repo_name = msgspec.msgpack.Decoder(_RepoName)
-_repo_state = _RepoDecoder()
 _entries = msgspec.msgpack.Decoder(list[tuple[str, int, int]])
 
 
@@ -184,7 +173,7 @@ def load_repos(snapshot_path: Path, body_start: int, body_len: int, body_sha256:
                 parts.append(chunk)
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             try:
-                repo = _repo_state.decode(memoryview(data)[s - c0 * cb:e - c0 * cb])
+                repo = decode_repo(memoryview(data)[s - c0 * cb:e - c0 * cb])
             except (msgspec.ValidationError, msgspec.DecodeError, TrustlogError) as err:
                 raise SnapshotIndexError(f"{path.name}: {name!r} does not decode: {err}") from err
             if repo.name != name:

@@ -34,13 +34,12 @@ protection) is skipped and the state folded from the log.
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -49,20 +48,14 @@ import msgspec
 from trustlog.core.encoding import canonical_bytes, decode_canonical
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.keys import PublicKey, SigningKey
-from trustlog.core import tagstore_backend
-from trustlog.core.state import Grant, Pin, RepoState, TagEntry, TrustState
-from trustlog.core.tuf_model import TufRepo
+from trustlog.core.state import Pin, TrustState
 
 from .signed_file import read_signed_header, write_signed_file
+from .snapshot_body import READABLE_FORMATS, SNAPSHOT_FORMAT, decode_state, encode_state
 
 MAGIC: Final = b"TLSNAP01"
 SNAPSHOT_CONTEXT: Final = b"trustlog snapshot v1\n"
 _NAME_RE: Final = re.compile(r"([0-9]{20})\.snap")
-# 2: RepoState.versions (the last accepted version of each scope, core.events.version_scope);
-# a format-1 snapshot lacks it and would forget replay protection, so it is skipped and rebuilt.
-# 3: the tags of a native repository as columns (core.tagstore.SnapColumns); 2 still loads.
-SNAPSHOT_FORMAT: Final = 3
-READABLE_FORMATS: Final = (2, 3)
 
 
 class SnapshotHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -85,63 +78,6 @@ class SignedSnapshotHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     sig: bytes
 
 
-class _Body(msgspec.Struct, frozen=True):
-    repos: list[RepoState]
-
-
-class _Columns(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    """:class:`~trustlog.core.tagstore.SnapColumns` in a snapshot (an array, no field names)."""
-
-    names: bytes
-    ends: bytes
-    rows: bytes
-    sigs: bytes
-    strings: list[str]
-    verbatim: list[TagEntry]
-    absent: list[str]
-
-
-class _Repo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A repository in a snapshot body: the fields of :class:`RepoState` (a format-2
-    repository is one of these without ``columns``) and, for a native one, ``columns``:
-    its tags (``tags`` is then empty) and its versions only where they do not imply."""
-
-    name: str
-    origin: str
-    version: int = 0
-    keys: dict[str, PublicKey] = msgspec.field(default_factory=dict)
-    grants: list[Grant] = msgspec.field(default_factory=list)
-    roles: dict[str, int] = msgspec.field(default_factory=dict)
-    compromised: dict[bytes, int] = msgspec.field(default_factory=dict)
-    compromised_keyids: dict[str, int] = msgspec.field(default_factory=dict)
-    tags: dict[str, TagEntry] = msgspec.field(default_factory=dict)
-    deleted_tags: dict[str, int] = msgspec.field(default_factory=dict)
-    last_log_time: int = 0
-    tuf: TufRepo | None = None
-    versions: dict[str, int] = msgspec.field(default_factory=dict)
-    columns: _Columns | None = None
-
-
-class _Body3(msgspec.Struct, frozen=True):
-    repos: list[_Repo]
-
-
-_body_decoder = msgspec.msgpack.Decoder(_Body3)      # formats 2 and 3
-_repo_decoder = msgspec.msgpack.Decoder(_Repo)
-
-
-def _enc_hook(obj: object) -> object:
-    # a compact per-tag store (core.tagstore, core._tagstore_c) and the versions over one are
-    # written as the maps they stand for, so a snapshot's bytes do not depend on how the
-    # state holds its tags
-    if isinstance(obj, Mapping):
-        return dict(obj.items())
-    raise NotImplementedError(f"a snapshot cannot hold {type(obj).__name__}")
-
-
-_body_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
-
-
 def pins_key(pins: Iterable[Pin]) -> list[tuple[str, list[str]]]:
     return [(p.pattern, sorted(p.keyids)) for p in pins]
 
@@ -154,78 +90,6 @@ def snapshot_name(offset: int) -> str:
 class Snapshot:
     path: Path
     header: SnapshotHeader
-
-
-def _repo_v3(r: RepoState) -> _Repo:
-    got = tagstore_backend.export_columns(r)
-    if got is None:   # imported metadata, or a tag name the fold would not accept: a map
-        tags, versions, columns = r.tags, dict(sorted(r.versions.items())), None
-    else:
-        cols, versions = got
-        tags, columns = {}, _Columns(*cols)
-    return _Repo(r.name, r.origin, r.version, r.keys, r.grants, r.roles, r.compromised, r.compromised_keyids,
-                 tags, r.deleted_tags, r.last_log_time, r.tuf, versions, columns)   # type: ignore[arg-type]
-
-
-def encode_state(state: TrustState, fmt: int | None = None) -> bytes:
-    """The snapshot body of ``state`` in format ``fmt`` (default: :data:`SNAPSHOT_FORMAT`;
-    ``log verify`` compares an older snapshot in its own format). The bytes depend only on
-    the state's values, never on which store holds its tags: each repository's versions
-    are written in the order of their scopes (a compact store does not keep a dict's
-    insertion order for them, and nothing reads that order), and the columns of format 3
-    are canonical (core.tagstore)."""
-    if (SNAPSHOT_FORMAT if fmt is None else fmt) >= 3:
-        return _body_encoder.encode(_Body3([_repo_v3(r) for r in state.repos.values()]))
-    return _body_encoder.encode(_Body([replace(r, versions=dict(sorted(r.versions.items())))
-                                       for r in state.repos.values()]))
-
-
-def _repo_state(s: _Repo) -> RepoState:
-    """The :class:`RepoState` of a decoded repository, its tags in the selected store:
-    columns imported in one pass (compiled) or as entries (pure Python); a map adopted."""
-    repo = RepoState(s.name, s.origin, s.version, s.keys, s.grants, s.roles, s.compromised, s.compromised_keyids,
-                     s.tags, s.deleted_tags, s.last_log_time, s.tuf, s.versions)
-    if s.columns is None:
-        return tagstore_backend.adopt(repo)
-    if s.tuf is not None or s.tags:
-        raise EncodingError(f"{s.name!r} carries its tags both as columns and as a map, or is imported metadata")
-    repo.tags, repo.versions = tagstore_backend.import_columns(s.name, s.columns, s.versions)
-    return repo
-
-
-def decode_repo(raw: bytes | memoryview) -> RepoState:
-    """One repository of a snapshot body (format 2 or 3); EncodingError if it does not
-    decode or its columns do not check out."""
-    try:
-        s = _repo_decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise EncodingError(f"a repository of the snapshot body does not decode: {e}") from e
-    return _repo_state(s)
-
-
-def decode_state(body: bytes, pins: Iterable[Pin] = ()) -> TrustState:
-    """A :class:`TrustState` from a snapshot body of format 2 or 3 (the collector is
-    paused while the objects are made: it would otherwise rescan them repeatedly).
-    Raises :class:`EncodingError` when anything in it does not check out; nothing of a
-    refused body is kept."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        try:
-            decoded = _body_decoder.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise EncodingError(f"snapshot body does not decode: {e}") from e
-        repos = {}
-        for s in decoded.repos:
-            if s.name in repos:
-                raise EncodingError(f"snapshot body holds {s.name!r} twice")
-            repos[s.name] = _repo_state(s)
-    finally:
-        if enabled:
-            gc.enable()
-    st = TrustState(pins)
-    st.repos = repos
-    return st
 
 
 class SnapshotStore:

@@ -27,7 +27,7 @@ from trustlog.core import tagstore_backend
 from trustlog.core.errors import EncodingError
 from trustlog.core.state import RejectedEventError, RepoState, TagEntry, TrustState
 from trustlog.core.tagstore import SnapColumns, columns_of, derive_payload, entries_from_columns, row_of_entry
-from trustlog.ingest import snapshots
+from trustlog.ingest import snapshot_body, snapshots
 from trustlog.ingest.logcheck import verify_log
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.snapshots import decode_state, encode_state
@@ -96,7 +96,7 @@ def test_states_of_generated_histories_round_trip(setup: dict, ops: list[tuple])
     dict_state, compact_state = _fold(envs, "dict"), _fold(envs, "compact")
     body = _round_trip(dict_state, compact_state)
     # every native repository went into columns; their versions hold only what the rows do not imply
-    decoded = msgspec.msgpack.decode(body, type=snapshots._Body3)
+    decoded = msgspec.msgpack.decode(body, type=snapshot_body._Body3)
     for r in decoded.repos:
         assert r.columns is not None and r.tags == {}
         assert all(":" in s or s not in dict_state.repos[r.name].tags for s in r.versions)
@@ -290,12 +290,12 @@ def test_a_signed_snapshot_with_damaged_columns_is_refused_and_the_log_replayed(
             path = tl.snapshot()
             want = encode_state(tl.state)
         snap = next(x for x in tl.snapshots.list() if x.path == path)
-        decoded = msgspec.msgpack.decode(tl.snapshots.check_body(snap), type=snapshots._Body3)
+        decoded = msgspec.msgpack.decode(tl.snapshots.check_body(snap), type=snapshot_body._Body3)
         repo = next(r for r in decoded.repos if r.columns is not None and r.columns.ends)
         ends = bytearray(repo.columns.ends)
         ends[0] ^= 0x40                                       # the first name now ends past the names
         bad = msgspec.structs.replace(repo, columns=msgspec.structs.replace(repo.columns, ends=bytes(ends)))
-        body = msgspec.msgpack.encode(snapshots._Body3([bad if r is repo else r for r in decoded.repos]))
+        body = msgspec.msgpack.encode(snapshot_body._Body3([bad if r is repo else r for r in decoded.repos]))
         _resign(path, tmp_path, body)
         with TrustLog(tmp_path, snapshot_every=None) as tl:
             assert tl.snapshot_used is None
