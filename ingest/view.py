@@ -59,7 +59,8 @@ from .snapshots import SnapshotStore, pins_key
 from .transparency import LOG_KEY_NAME, load_public_key, origin_for
 
 from .segment_log import _SEGMENT_NAME as _SEGMENT_RE  # one grammar for segment file names (full match)
-from .snapshot_index import _raw_body, _repo_name, _repo_state  # the snapshot body's layout, read once
+from .snapshot_body import decode_repo
+from .snapshot_index import _raw_body, _repo_name  # the snapshot body's layout, read once
 _READ = 8 * 1024 * 1024  # bytes read per pread while following
 
 
@@ -442,7 +443,7 @@ class LogView(Closing):
                         if needles is None or any(n in b for n in needles):  # most are not asked for
                             name = _repo_name.decode(b).name
                             if name in only:
-                                st.repos[name] = _repo_state.decode(b)
+                                st.repos[name] = decode_repo(b)
                 st.version = h.offset
                 return st, h
             except (TrustlogError, msgspec.ValidationError, msgspec.DecodeError) as e:
