@@ -40,14 +40,21 @@ static inline int tl_w_raw(tl_w *w, const void *s, size_t n) {
 
 static inline int tl_w_byte(tl_w *w, unsigned char b) { return tl_w_raw(w, &b, 1); }
 
-static int tl_w_be(tl_w *w, unsigned char head, uint64_t v, int n) {
-    unsigned char b[9];
-    b[0] = head;
-    for (int i = 0; i < n; i++) b[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
-    return tl_w_raw(w, b, 1 + (size_t)n);
+static inline int tl_w_be(tl_w *w, unsigned char head, uint64_t v, int n) {
+    if ((size_t)(w->end - w->p) < 1 + (size_t)n) return -1;
+    unsigned char *p = w->p;
+    p[0] = head;
+    switch (n) {  /* constant sizes: the compiler writes them without a loop */
+    case 1: p[1] = (unsigned char)v; break;
+    case 2: p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)v; break;
+    case 4: for (int i = 0; i < 4; i++) p[1 + i] = (unsigned char)(v >> (8 * (3 - i))); break;
+    default: for (int i = 0; i < n; i++) p[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i))); break;
+    }
+    w->p += 1 + (size_t)n;
+    return 0;
 }
 
-static int tl_w_str(tl_w *w, const char *s, uint32_t n) {
+static inline int tl_w_str(tl_w *w, const char *s, uint32_t n) {
     int rc;
     if (n < 32) rc = tl_w_byte(w, (unsigned char)(0xa0 | n));
     else if (n < 256) rc = tl_w_be(w, 0xd9, n, 1);
@@ -56,9 +63,17 @@ static int tl_w_str(tl_w *w, const char *s, uint32_t n) {
     return rc ? rc : tl_w_raw(w, s, n);
 }
 
-static inline int tl_w_lit(tl_w *w, const char *lit) { return tl_w_str(w, lit, (uint32_t)strlen(lit)); }
+/* A str literal of under 32 bytes (a fixstr), its length known when compiled. */
+static inline int tl_w_fix(tl_w *w, const char *s, size_t n) {
+    if (n >= 32 || (size_t)(w->end - w->p) < n + 1) return -1;
+    *w->p++ = (unsigned char)(0xa0 | n);
+    memcpy(w->p, s, n);
+    w->p += n;
+    return 0;
+}
+#define tl_w_lit(w, lit) tl_w_fix((w), "" lit, sizeof(lit) - 1)
 
-static int tl_w_int(tl_w *w, int64_t v) {
+static inline int tl_w_int(tl_w *w, int64_t v) {
     if (v >= 0) {
         uint64_t u = (uint64_t)v;
         if (u < 128) return tl_w_byte(w, (unsigned char)u);
@@ -212,7 +227,7 @@ static int tl_parse_record(const unsigned char *body, size_t len, tl_rec *r) {
 
 /* ---- the writer: v1 bytes to v2 bytes (record_v2.encode_v2's choice, in C) ---------- */
 
-static int tl_w_bin(tl_w *w, const unsigned char *s, uint32_t n) {
+static inline int tl_w_bin(tl_w *w, const unsigned char *s, uint32_t n) {
     int rc;
     if (n < 256) rc = tl_w_be(w, 0xc4, n, 1);
     else if (n < 65536) rc = tl_w_be(w, 0xc5, n, 2);
@@ -220,7 +235,7 @@ static int tl_w_bin(tl_w *w, const unsigned char *s, uint32_t n) {
     return rc ? rc : tl_w_raw(w, s, n);
 }
 
-static int tl_w_array(tl_w *w, uint32_t n) {
+static inline int tl_w_array(tl_w *w, uint32_t n) {
     if (n < 16) return tl_w_byte(w, (unsigned char)(0x90 | n));
     if (n < 65536) return tl_w_be(w, 0xdc, n, 2);
     return tl_w_be(w, 0xdd, n, 4);
@@ -228,21 +243,39 @@ static int tl_w_array(tl_w *w, uint32_t n) {
 
 static inline int tl_sv_eq(tl_sv a, tl_sv b) { return a.n == b.n && (a.n == 0 || !memcmp(a.s, b.s, a.n)); }
 
-/* The 32 bytes whose lowercase hex the 64 bytes at s are (record_v2._raw_hex32); -1 if
+/* A lowercase hex digit's value + 1 (0: not one); a table, as tl_hex_lower, since the
+ * digits are random and a branch per digit would mispredict about every other one. */
+static const unsigned char tl_unhex_tab[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* The 32 bytes whose lowercase hex the 64 bytes of v are (record_v2._raw_hex32); -1 if
  * they are not exactly that (capitals, other characters, another length). */
 static int tl_unhex32(tl_sv v, unsigned char *raw) {
     if (v.n != 64) return -1;
+    unsigned ok = 1;
     for (int i = 0; i < 32; i++) {
-        unsigned char hi = (unsigned char)v.s[2 * i], lo = (unsigned char)v.s[2 * i + 1];
-        if (!tl_hex_lower[hi] || !tl_hex_lower[lo]) return -1;
-        hi = hi <= '9' ? hi - '0' : hi - 'a' + 10;
-        lo = lo <= '9' ? lo - '0' : lo - 'a' + 10;
-        raw[i] = (unsigned char)(hi << 4 | lo);
+        unsigned hi = tl_unhex_tab[(unsigned char)v.s[2 * i]], lo = tl_unhex_tab[(unsigned char)v.s[2 * i + 1]];
+        ok &= (hi != 0) & (lo != 0);
+        raw[i] = (unsigned char)((hi - 1) << 4 | ((lo - 1) & 15));
     }
-    return 0;
+    return ok ? 0 : -1;
 }
 
-static inline int tl_sv_utf8(tl_sv v) { return tl_utf8_ok((const unsigned char *)v.s, v.n); }
+/* UTF-8 (tl_utf8_ok), with ASCII text (most names) checked 8 bytes at a time. */
+static inline int tl_sv_utf8(tl_sv v) {
+    const unsigned char *p = (const unsigned char *)v.s;
+    size_t i = 0;
+    uint64_t hi = 0;
+    for (; i + 8 <= v.n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        hi |= x;
+    }
+    for (; i < v.n; i++) hi |= p[i];
+    return (hi & 0x8080808080808080ull) == 0 || tl_utf8_ok(p, v.n);
+}
 
 /* The canonical v1 bytes (msgspec's encoding of LogRecord{log_time, envelope=Envelope{
  * payload, signatures}, source}) of the fields in *r, into buf (cap bytes): the envelope
