@@ -1,11 +1,14 @@
 # The compiled fold's dispatch over the record formats (included by _fastfold.pyx after
 # its declarations of _fastfold.h): v1 (tl_parse_image_signed, _fastfold.h) or v2
-# (_record_v2.h; its layout and Python twin in record_v2.py), and the tests' view of it.
+# (_record_v2.h; its layout and Python twin in record_v2.py), the tests' view of it, and
+# the writer's C encoder of v2 (encode_v2, record_v2.encode_v2's choice for ImageSigned).
 
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 
 cdef extern from "_record_v2.h":
     int tl_parse_record(const unsigned char *body, size_t length, tl_rec *r) nogil
+    long tl_encode_v2(const unsigned char *v1, size_t length, tl_rec *a, tl_rec *b, unsigned char *out,
+                      size_t cap, unsigned char *tmp, size_t tmp_cap) nogil
 
 
 cdef inline bytes _sv_bytes(tl_sv v):
@@ -32,3 +35,37 @@ def parse_record(body):
         return (r.log_time, source, sigs, PyBytes_FromStringAndSize(<const char *>r.payload, r.payload_len))
     finally:
         PyMem_Free(r)
+
+
+# encode_v2's scratch: two readings and a buffer (output, then the re-derived v1 bytes),
+# allocated once and grown; used only while the GIL is held (it is never released here).
+cdef tl_rec *_enc_recs = NULL
+cdef unsigned char *_enc_buf = NULL
+cdef size_t _enc_cap = 0
+
+
+def encode_v2(bytes v1_body):
+    """The v2 bytes that ``record_v2.encode_v2`` writes for the canonical v1 record
+    ``v1_body`` of an ``ImageSigned`` (its event stored as fields), or None: not such a
+    record, or anything the C reader is unsure of (then the Python encoder decides; see
+    ``tl_encode_v2`` in ``_record_v2.h`` for what it checks before answering bytes).
+    ``tests/test_record_v2.py`` holds it equal to the Python encoder."""
+    global _enc_recs, _enc_buf, _enc_cap
+    cdef size_t n = <size_t>PyBytes_GET_SIZE(v1_body)
+    cdef size_t need = 3 * n + 64  # the output (shorter than the v1 bytes), then the v1 bytes re-derived
+    cdef unsigned char *grown
+    cdef long got
+    if _enc_recs == NULL:
+        _enc_recs = <tl_rec *>PyMem_Malloc(2 * sizeof(tl_rec))
+        if _enc_recs == NULL:
+            raise MemoryError()
+    if need > _enc_cap:
+        grown = <unsigned char *>PyMem_Realloc(_enc_buf, need)
+        if grown == NULL:
+            raise MemoryError()
+        _enc_buf, _enc_cap = grown, need
+    got = tl_encode_v2(<const unsigned char *>PyBytes_AS_STRING(v1_body), n, &_enc_recs[0], &_enc_recs[1],
+                       _enc_buf, n + 32, _enc_buf + n + 32, _enc_cap - n - 32)
+    if got < 0:
+        return None
+    return PyBytes_FromStringAndSize(<const char *>_enc_buf, got)

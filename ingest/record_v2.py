@@ -28,6 +28,14 @@ other bytes (as v1 decoding does), so a v2 record has one byte form, and it is t
 the writer produces for its LogRecord. The C reader of the compiled fold
 (``ingest/_record_v2.h``) parses the same layout; ``tests/test_record_v2.py`` holds the
 two together.
+
+:func:`encode_v2` is the reference writer. With the compiled fold in use the ingest
+writer (``records.encode_record``) first asks its C twin, ``_fastfold.encode_v2`` (in
+``_record_v2.h``), which writes an ImageSigned's v2 bytes from the v1 bytes
+(``encode_record`` about five times less CPU, ``benchmarks/encode_record.py``). It
+answers only when the v2 reader gives back the same fields and those fields re-encode
+canonically to exactly the v1 bytes, and otherwise leaves the choice to this module;
+``tests/test_record_v2.py`` checks the two write the same bytes.
 """
 from __future__ import annotations
 

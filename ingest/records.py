@@ -32,7 +32,7 @@ from trustlog.core.encoding import canonical_bytes, decode_canonical
 from trustlog.core.errors import EncodingError
 from trustlog.core.events import Envelope, Event
 
-from . import record_v2
+from . import fold_backend, record_v2
 from .record_types import KafkaPosition, LogRecord
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
@@ -54,11 +54,38 @@ class RejectRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def encode_record(record: LogRecord, env: Envelope | None = None, event: Event | None = None) -> bytes:
     """The record's bytes as the log stores them: v2 when it re-derives exactly the
-    canonical v1 bytes, else v1 (see the module docstring). ``env`` and ``event``: the
-    record's envelope and event if the caller has them decoded (saves decoding them
-    again; ones that do not match the record only make it stay v1)."""
+    canonical v1 bytes, else v1 (see the module docstring). They depend on the record
+    alone, whichever backend encodes it:
+
+    * the compiled fold's C encoder (``_fastfold.encode_v2``, when the compiled fold is
+      in use) answers an ``ImageSigned``'s v2 bytes from the v1 bytes, or None when it
+      is unsure (any other kind, anything its reader does not take); then
+    * the Python encoder (``record_v2.encode_v2``) decides. ``env`` and ``event``: the
+      record's envelope and event if the caller has them decoded (saves decoding them
+      again); ones that do not match the record make its re-derivation fail, and it is
+      then tried once more from the record's bytes alone, so they never change the
+      result (``tests/test_record_v2.py`` holds both encoders and both ways equal)."""
+    if _c_encode_v2 is not None:
+        v1 = canonical_bytes(record)
+        v2 = _c_encode_v2(v1)
+        if v2 is not None:
+            return v2  # type: ignore[no-any-return]
+        return _encode_py(record, env, event) or v1
+    return _encode_py(record, env, event) or canonical_bytes(record)
+
+
+def encode_record_py(record: LogRecord, env: Envelope | None = None, event: Event | None = None) -> bytes:
+    """:func:`encode_record` by the Python encoder alone (the C encoder's twin; tests and
+    the benchmark compare the two)."""
+    return _encode_py(record, env, event) or canonical_bytes(record)
+
+
+def _encode_py(record: LogRecord, env: Envelope | None, event: Event | None) -> bytes | None:
+    """The v2 bytes of ``record`` by ``record_v2.encode_v2``, or None (it stays v1)."""
     v2 = record_v2.encode_v2(record.log_time, record.envelope, record.source, env, event)
-    return canonical_bytes(record) if v2 is None else v2
+    if v2 is None and (env is not None or event is not None):
+        v2 = record_v2.encode_v2(record.log_time, record.envelope, record.source)  # the hints may be wrong
+    return v2  # type: ignore[no-any-return]
 
 
 def encode_record_v1(record: LogRecord) -> bytes:
@@ -96,6 +123,10 @@ def decode_record_trusted(data: bytes | memoryview) -> tuple[LogRecord, Envelope
 _record_decoder = msgspec.msgpack.Decoder(LogRecord)
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _event_decoder = msgspec.msgpack.Decoder(Event)
+
+# the C encoder of the compiled fold when it is in use (a build before it: None, Python encodes)
+_c_encode_v2: Callable[[bytes], bytes | None] | None = (
+    None if fold_backend.compiled is None else getattr(fold_backend.compiled, "encode_v2", None))
 
 
 def encode_reject(record: RejectRecord) -> bytes:

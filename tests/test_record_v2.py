@@ -23,6 +23,7 @@ from trustlog.core.events import (
 from trustlog.core.keys import SigningKey
 from trustlog.core.state import TrustState
 from trustlog.ingest import pipeline, record_v2
+from trustlog.ingest import records as records_mod
 from trustlog.ingest.logcheck import verify_log
 from trustlog.ingest.pipeline import TrustLog
 from trustlog.ingest.records import (
@@ -380,3 +381,167 @@ def test_compiled_fold_refuses_a_malformed_v2_record(compiled) -> None:
     fold = compiled.CompiledFold(TrustedFold(TrustState()), decode_trusted)
     with pytest.raises(LogError, match="cannot be replayed"):
         fold.fold_bodies(0, [bad])
+
+
+# -- the C encoder (_fastfold.encode_v2, what encode_record uses with the compiled fold) --
+
+def _python_v2(rec: LogRecord) -> bytes | None:
+    """What the Python encoder writes as v2 for ``rec`` (None: it stays v1)."""
+    return record_v2.encode_v2(rec.log_time, rec.envelope, rec.source)
+
+
+many_signatures = st.lists(st.builds(Signature, keyid=keyids, sig=st.binary(max_size=80)), min_size=12,
+                           max_size=132)
+odd_names = st.one_of(texts, st.text(alphabet=st.characters(min_codepoint=0x80, blacklist_categories=("Cs",)), max_size=20),
+                      st.sampled_from(["\x00", "é" * 40, "\U0001f600", "sha256:", "a" * 255, "b" * 256]))
+odd_images = st.builds(
+    ImageSigned, repo=odd_names, version=i64, issued_at=i64, role=odd_names | st.just("targets"), tag=odd_names,
+    digest=digests | odd_names, size=i64, expires=i64)
+odd_image_records = st.builds(
+    lambda t, ev, sigs, src: LogRecord(t, Envelope(canonical_bytes(ev), sigs).to_bytes(), src),
+    u63, odd_images, st.one_of(signatures, many_signatures), st.none() | positions)
+
+
+def _fits_the_c_reader(rec: LogRecord) -> bool:
+    """An ImageSigned the C reader takes: every integer in int64, at most 128 signatures,
+    a payload within the v2 reader's scratch space."""
+    env = decode_envelope(rec.envelope, max_bytes=1 << 30)
+    return (type(decode_event(env.payload)) is ImageSigned and len(env.signatures) <= 128
+            and len(env.payload) <= 2048)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(records, image_records, odd_image_records))
+def test_c_encoder_writes_what_the_python_encoder_writes(compiled, rec: LogRecord) -> None:
+    """Every kind, odd names, many signatures, hex and other key ids, with and without a
+    source: the C encoder answers the Python encoder's v2 bytes, or None (then Python
+    decides); for an ImageSigned within the C reader's bounds it always answers."""
+    got = compiled.encode_v2(encode_record_v1(rec))
+    want = _python_v2(rec)
+    if got is not None:
+        assert got == want
+        assert type(record_v2._parse(got).event) is record_v2._Image
+    elif _fits_the_c_reader(rec):
+        pytest.fail(f"the C encoder declined an ImageSigned it can read: {rec!r}")
+    else:
+        env = decode_envelope(rec.envelope, max_bytes=1 << 30)
+        assert type(decode_event(env.payload)) is not ImageSigned or len(env.signatures) > 128 \
+            or len(env.payload) > 2048
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(records, image_records, odd_image_records), envelopes)
+def test_encode_record_is_the_same_on_both_backends(rec: LogRecord, other: Envelope) -> None:
+    """``encode_record`` (the C encoder first when the compiled fold is in use) stores
+    exactly what the Python encoder alone stores, with the record's own decoded envelope
+    and event, with wrong ones, or with none."""
+    want = records_mod.encode_record_py(rec)
+    assert encode_record(rec) == want
+    env = decode_envelope(rec.envelope, max_bytes=1 << 30)
+    ev = decode_event(env.payload)
+    assert encode_record(rec, env, ev) == want and records_mod.encode_record_py(rec, env, ev) == want
+    wrong = decode_event(other.payload)
+    assert encode_record(rec, other, wrong) == want and records_mod.encode_record_py(rec, other, wrong) == want
+    assert decode_record(want) == rec
+
+
+def test_encode_record_uses_the_c_encoder_exactly_with_the_compiled_fold() -> None:
+    from trustlog.ingest import fold_backend
+
+    if fold_backend.BACKEND == "c":
+        assert records_mod._c_encode_v2 is fold_backend.compiled.encode_v2  # type: ignore[union-attr]
+    else:
+        assert records_mod._c_encode_v2 is None
+
+
+@st.composite
+def v1_spellings(draw) -> bytes:
+    """v1 bytes of an ImageSigned record, canonical or not: the envelope or the payload
+    not canonical, an integer or a header in a longer form, keys reordered, trailing
+    bytes, or a few bytes flipped, cut, inserted or deleted."""
+    rec = draw(image_records)
+    v1 = encode_record_v1(rec)
+    how = draw(st.sampled_from(["canonical", "envelope", "long-log-time", "map16", "str8-key", "reordered",
+                                "trailing", "mutated"]))
+    if how == "envelope":
+        return encode_record_v1(LogRecord(rec.log_time, draw(maybe_canonical_envelopes()), rec.source))
+    if how == "long-log-time":  # log_time in 9 bytes, whatever its value
+        at = len(b"\x83\xa8log_time")
+        head = v1[at]
+        width = {0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8}.get(head, 0)
+        value = head if head < 0x80 else int.from_bytes(v1[at + 1:at + 1 + width], "big")
+        return v1[:at] + b"\xcf" + value.to_bytes(8, "big") + v1[at + 1 + width:]
+    if how == "map16":
+        return b"\xde\x00\x03" + v1[1:]
+    if how == "str8-key":
+        return v1[:1] + b"\xd9\x08" + v1[2:]
+    if how == "reordered":
+        m = msgspec.msgpack.decode(v1)
+        return msgspec.msgpack.encode(dict(reversed(list(m.items()))))
+    if how == "trailing":
+        return v1 + b"\xc0"
+    if how == "mutated":
+        return draw(mutated(st.just(rec), encode_record_v1))
+    return v1
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(v1_spellings())
+def test_c_encoder_answers_only_for_the_canonical_v1_bytes(compiled, data: bytes) -> None:
+    """The C encoder writes v2 only for bytes that are the one canonical v1 form of the
+    record they decode to, and then what the Python encoder writes for that record: a
+    spelling the v1 reader tolerates never becomes the v2 of a record with other bytes."""
+    got = compiled.encode_v2(data)
+    if got is None:
+        return
+    rec = decode_record(data)  # raises (the test fails) for bytes that are not a canonical v1 record
+    assert encode_record_v1(rec) == data
+    assert got == _python_v2(rec)
+
+
+def _with_bad_utf8(rec: LogRecord, text: str) -> bytes:
+    """The v1 bytes of ``rec`` with the UTF-8 text ``text`` (which it holds once) spoilt
+    by one byte that is never UTF-8 (same length, so every header stays right)."""
+    v1 = encode_record_v1(rec)
+    raw = text.encode()
+    assert v1.count(raw) == 1
+    return v1.replace(raw, raw[:1] + b"\xff" + raw[2:])
+
+
+@pytest.mark.parametrize("where", ["repo", "role", "tag", "digest", "keyid", "topic"])
+def test_c_encoder_declines_text_that_is_not_utf8(compiled, where: str) -> None:
+    """msgspec refuses such text, so the Python encoder writes such a record as v1 or
+    with its payload verbatim; the C encoder leaves it to the Python one."""
+    ev = ImageSigned("QQrepoQQ", 1, 2, "QQroleQQ", "QQtagQQ", "QQdigestQQ", 3, 4)
+    env = Envelope(canonical_bytes(ev), [Signature("QQkeyidQQ", b"s")])
+    rec = LogRecord(5, env.to_bytes(), KafkaPosition("QQtopicQQ", 0, 1))
+    assert compiled.encode_v2(encode_record_v1(rec)) == _python_v2(rec) is not None
+    bad = _with_bad_utf8(rec, f"QQ{where}QQ")
+    assert compiled.encode_v2(bad) is None
+    if where == "topic":  # not a LogRecord at all: nothing to write
+        with pytest.raises(EncodingError):
+            decode_record(bad)
+        return
+    spoilt = decode_record(bad)  # the envelope is bytes: only its decoding meets the text
+    data = encode_record(spoilt)
+    assert data == records_mod.encode_record_py(spoilt)
+    assert record_format(data) == 1 or type(record_v2._parse(data).event) is bytes  # never as fields
+
+
+def test_c_encoder_declines_what_its_reader_does_not_take(compiled) -> None:
+    """Beyond the C reader (129 signatures, an integer above int64, another kind, a
+    payload over its scratch space) it answers None, and encode_record still writes what
+    the Python encoder writes."""
+    ev = ImageSigned("r", 1, 2, "targets", "t", "sha256:" + "ab" * 32, 3, 4)
+    cases = {
+        "129 signatures": LogRecord(1, Envelope(canonical_bytes(ev), [Signature("k", b"s")] * 129).to_bytes()),
+        "uint64": LogRecord(1, Envelope(canonical_bytes(msgspec.structs.replace(ev, size=2**63)), []).to_bytes()),
+        "another kind": LogRecord(1, Envelope(canonical_bytes(RoleRemoved("r", 1, 2, "x")), []).to_bytes()),
+        "long payload": LogRecord(1, Envelope(canonical_bytes(msgspec.structs.replace(ev, repo="r" * 3000)),
+                                              []).to_bytes()),
+    }
+    for name, rec in cases.items():
+        assert compiled.encode_v2(encode_record_v1(rec)) is None, name
+        assert encode_record(rec) == records_mod.encode_record_py(rec), name
+        assert record_format(encode_record(rec)) == 2, name  # the Python encoder still writes v2
+    assert compiled.encode_v2(b"") is None and compiled.encode_v2(b"\xc1") is None
