@@ -38,11 +38,17 @@ def _envelopes(setup: dict, ops: list[tuple]) -> list[bytes]:
     return [s.env.to_bytes() for s in h.trace]
 
 
-def _ingest(directory: Path, raws: list[bytes], sizes: list[int], ahead: bool, fast: bool) -> tuple:
+def _ingest(directory: Path, raws: list[bytes], sizes: list[int], ahead: bool, fast: bool,
+            fold: str | None = None) -> tuple:
     """Ingest ``raws`` in batches of ``sizes`` (cycled); with ``ahead``, each batch is
-    prepared before the previous one is folded."""
+    prepared before the previous one is folded (as the Kafka worker does). ``fold`` picks
+    which twin takes the fast path ("c" or "py"; default: the selected backend's).
+    Returns (fates, records, rejects, state, fast-folded count, Merkle root,
+    compiled-folded count, one repository's index postings)."""
     with TrustLog(directory, clock=LogClock(lambda: 0), checkpoint_every=None, snapshot_every=None) as tl:
         tl.fast_fold = fast
+        if fold is not None:
+            tl.ingest_fold = fold
         batches, i, k = [], 0, 0
         while i < len(raws):
             n = sizes[k % len(sizes)]
@@ -56,7 +62,8 @@ def _ingest(directory: Path, raws: list[bytes], sizes: list[int], ahead: bool, f
             prepared = nxt
         records = list(tl.log.scan(0))
         rejects = [(r.reason, r.detail, r.raw) for r in tl.rejects]
-        return fates, records, rejects, tl.state, tl.fast_folded, tl.tree.merkle.root()
+        return (fates, records, rejects, tl.state, tl.fast_folded, tl.tree.merkle.root(), tl.compiled_folded,
+                list(tl.index.repo_postings("registry.example.com/team/app")))
 
 
 @settings(max_examples=120, **SETTINGS)

@@ -25,8 +25,7 @@ from conftest import require_compiled_fold
 from histories import START, run_op, start
 from state_compare import assert_same_state
 from test_fast_fold import HISTORY, SETTINGS, _accepted_tags, _envelopes
-from trustlog.ingest.pipeline import TrustLog
-from trustlog.ingest.records import KafkaPosition, LogClock
+from test_fast_fold import _ingest as ingest_batches
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,27 +34,9 @@ def compiled():
 
 
 def _ingest(directory: Path, raws: list[bytes], sizes: list[int], ahead: bool, fold: str | None) -> tuple:
-    """Ingest ``raws`` in batches of ``sizes`` (cycled), the fast path folded by ``fold``
-    ("c" or "py"; None: no fast path); with ``ahead``, each batch is prepared before the
-    previous one is folded (as the Kafka worker does)."""
-    with TrustLog(directory, clock=LogClock(lambda: 0), checkpoint_every=None, snapshot_every=None) as tl:
-        tl.fast_fold = fold is not None
-        tl.ingest_fold = fold or "py"
-        batches, i, k = [], 0, 0
-        while i < len(raws):
-            n = sizes[k % len(sizes)]
-            batches.append([(r, KafkaPosition("t", 0, i + j)) for j, r in enumerate(raws[i:i + n])])
-            i, k = i + n, k + 1
-        fates = []
-        prepared = tl.prepare(batches[0]) if ahead and batches else None
-        for b, batch in enumerate(batches):
-            nxt = tl.prepare(batches[b + 1]) if ahead and b + 1 < len(batches) else None
-            fates += tl.ingest_batch(batch, prepared).fates
-            prepared = nxt
-        records = list(tl.log.scan(0))
-        rejects = [(r.reason, r.detail, r.raw) for r in tl.rejects]
-        return (fates, records, rejects, tl.state, tl.fast_folded, tl.tree.merkle.root(), tl.compiled_folded,
-                list(tl.index.repo_postings("registry.example.com/team/app")))
+    """test_fast_fold's ingest with the fast path folded by ``fold`` ("c" or "py";
+    None: no fast path)."""
+    return ingest_batches(directory, raws, sizes, ahead, fold is not None, fold or "py")
 
 
 def _same(a: tuple, b: tuple, what: str) -> None:
