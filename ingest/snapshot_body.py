@@ -19,6 +19,7 @@ from trustlog.core import tagstore_backend
 from trustlog.core.errors import EncodingError
 from trustlog.core.keys import PublicKey
 from trustlog.core.state import Grant, Pin, RepoState, TagEntry, TrustState
+from trustlog.core.tagstore import SnapColumns
 from trustlog.core.tuf_model import TufRepo
 
 # 2: RepoState.versions (the last accepted version of each scope, core.events.version_scope);
@@ -30,18 +31,6 @@ READABLE_FORMATS: Final = (2, 3)
 
 class _Body(msgspec.Struct, frozen=True):
     repos: list[RepoState]
-
-
-class _Columns(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    """:class:`~trustlog.core.tagstore.SnapColumns` in a snapshot (an array, no field names)."""
-
-    names: bytes
-    ends: bytes
-    rows: bytes
-    sigs: bytes
-    strings: list[str]
-    verbatim: list[TagEntry]
-    absent: list[str]
 
 
 class _Repo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,7 +51,7 @@ class _Repo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     last_log_time: int = 0
     tuf: TufRepo | None = None
     versions: dict[str, int] = msgspec.field(default_factory=dict)
-    columns: _Columns | None = None
+    columns: SnapColumns | None = None   # an array (a NamedTuple), no field names
 
 
 class _Body3(msgspec.Struct, frozen=True):
@@ -91,7 +80,7 @@ def _repo_v3(r: RepoState) -> _Repo:
         tags, versions, columns = r.tags, dict(sorted(r.versions.items())), None
     else:
         cols, versions = got
-        tags, columns = {}, _Columns(*cols)
+        tags, columns = {}, SnapColumns(*cols)
     return _Repo(r.name, r.origin, r.version, r.keys, r.grants, r.roles, r.compromised, r.compromised_keyids,
                  tags, r.deleted_tags, r.last_log_time, r.tuf, versions, columns)   # type: ignore[arg-type]
 

@@ -294,7 +294,7 @@ def test_a_signed_snapshot_with_damaged_columns_is_refused_and_the_log_replayed(
         repo = next(r for r in decoded.repos if r.columns is not None and r.columns.ends)
         ends = bytearray(repo.columns.ends)
         ends[0] ^= 0x40                                       # the first name now ends past the names
-        bad = msgspec.structs.replace(repo, columns=msgspec.structs.replace(repo.columns, ends=bytes(ends)))
+        bad = msgspec.structs.replace(repo, columns=repo.columns._replace(ends=bytes(ends)))
         body = msgspec.msgpack.encode(snapshot_body._Body3([bad if r is repo else r for r in decoded.repos]))
         _resign(path, tmp_path, body)
         with TrustLog(tmp_path, snapshot_every=None) as tl:
