@@ -101,3 +101,46 @@ def test_log_verify_passes_and_the_state_is_the_validating_folds(generated) -> N
     finally:
         log.close()
     assert encode_state(state) == trusted
+
+
+def test_log_bytes_accounts_for_every_stored_byte(generated, capsys) -> None:
+    """benchmarks/log_bytes.py: its stored figure is the segment files' size, the fields of
+    the records it splits add up to their framed size, and neither floor is above what is
+    stored (the v2 records here are ImageSigned fields except the set-up events)."""
+    import json
+
+    import log_bytes
+
+    d = generated[0]
+    assert log_bytes.main(["--log", str(d), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    seg_bytes = sum(f.stat().st_size for f in (d / "log").glob("*.seg"))
+    assert out["records"] == N
+    assert round(seg_bytes / N, 1) == out["bytes_per_event"]
+    assert out["format_counts"] == {"v2": N}
+    assert out["records_counted_whole"] == 30  # the RepoCreated and RoleKeysSet of 15 repositories
+    fields = out["image_signed_field_bytes"]
+    assert fields["frame"] == 8.0 and fields["digest"] == 34.0 and fields["signatures"] == 66.0
+    assert fields["headers"] == 5.0  # marker, the record's, signatures', signature's and event's array headers
+    assert out["floor_with_references_bytes_per_event"] < out["floor_self_contained_bytes_per_event"]
+    assert out["floor_self_contained_bytes_per_event"] < out["bytes_per_event"] < out["v1_bytes_per_event"]
+    assert out["distinct_repos"] == 15
+
+
+def test_log_bytes_splits_fields_to_their_framed_size(generated) -> None:
+    """Per record, what is left after the fields is exactly the MessagePack array headers
+    (one signature: the marker and four one-byte headers), and the floor is below it."""
+    import log_bytes
+
+    log = SegmentLog.open(generated[0] / "log", create=False, read_only=True)
+    try:
+        for _, body in log.scan(0):
+            t = log_bytes.Tally()
+            t.add(body)
+            if t.whole:
+                assert t.whole_bytes == 8 + len(body)
+            else:
+                assert t.fields["headers"] == 5
+                assert t.floor_alone < 8 + len(body)
+    finally:
+        log.close()
