@@ -321,7 +321,7 @@ def audit_scan(directory: str, keyid: str, since: int | None = None) -> list[tup
     # a v2 record holds a 64-character lowercase hex key id as its 32 raw bytes
     raw = bytes.fromhex(keyid) if len(keyid) == 64 and _is_hex(keyid) else None
     out = []
-    log = SegmentLog.open(f"{directory}/log", create=False)
+    log = SegmentLog.open(f"{directory}/log", create=False, read_only=True)  # a reader: no lock, no tail repair
     try:
         for off, body in log.scan(0):
             if needle not in body and (raw is None or raw not in body):  # cheap pre-filter; then decode to be exact
