@@ -45,7 +45,7 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -167,6 +167,17 @@ cdef bytes _utf8(object s):
         return (<str>s).encode("utf-8")
     except UnicodeEncodeError:
         return (<str>s).encode("utf-8", "surrogatepass")   # lone surrogates: still one byte string per str
+
+
+cdef bint _strict_utf8(str s) except -1:
+    """Whether ``s`` encodes as UTF-8 (no lone surrogates); it then caches its UTF-8 (none
+    to cache for an ASCII str, whose own bytes are), which the store reads in place."""
+    cdef Py_ssize_t n
+    try:
+        PyUnicode_AsUTF8AndSize(s, &n)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 cdef inline object _decode_name(const char *s, Py_ssize_t n):
@@ -417,7 +428,7 @@ cdef class CTagStore:
     """``dict[str, TagEntry]`` of one repository as C rows (see the module docstring)."""
 
     cdef readonly object repo          # the repository name (str) payloads are re-derived with
-    cdef bytes _repo_b                 # ... as UTF-8
+    cdef bytes _repo_b                 # ... as UTF-8 when it is not strictly UTF-8 (lone surrogates), else None
     cdef tl_row *rows
     cdef Py_ssize_t nrows, cap_rows, live
     cdef tl_wide *wide                 # the narrow columns of wide rows (ROWF_WIDE)
@@ -428,8 +439,8 @@ cdef class CTagStore:
     cdef Py_ssize_t names_len, names_cap
     cdef char *sigs
     cdef Py_ssize_t sigs_len, sigs_cap, sigs_dead
-    cdef list _strs                    # roles and key ids, by index
-    cdef list _strs_b                  # ... as UTF-8 bytes
+    cdef list _strs                    # roles and key ids, by index (read as UTF-8 in place: _str_u8)
+    cdef dict _strs_fb                 # index -> UTF-8 (surrogatepass) of a string with lone surrogates (None: none)
     cdef dict _strs_ix
     cdef dict _verbatim                # row -> entry kept as given (None when empty)
     cdef dict _vover                   # tag -> version (or _ABSENT) the rows do not say (None when empty)
@@ -439,7 +450,6 @@ cdef class CTagStore:
     def __cinit__(self, *args, **kwargs):
         # Cython zeroes a new object's C fields: no rows, no table, empty arenas
         self._strs = []
-        self._strs_b = []
         self._strs_ix = None
         self._verbatim = None
         self._vover = None
@@ -449,7 +459,7 @@ cdef class CTagStore:
         if type(repo) is not str:
             raise TypeError(f"a tag store's repository is a str, not {type(repo).__name__}")
         self.repo = repo
-        self._repo_b = _utf8(repo)
+        self._repo_b = None if _strict_utf8(repo) else _utf8(repo)
         if entries:
             self.update(entries)
 
@@ -701,11 +711,32 @@ cdef class CTagStore:
                 return <int><object>p
         if len(self._strs) >= MAX_TABLE:
             return -1
+        if not _strict_utf8(s):
+            if self._strs_fb is None:
+                self._strs_fb = {}
+            self._strs_fb[len(self._strs)] = _utf8(s)
         if self._strs_ix is not None:
             self._strs_ix[s] = len(self._strs)
         self._strs.append(s)
-        self._strs_b.append(_utf8(s))
         return <int>(len(self._strs) - 1)
+
+    cdef inline const char *_str_u8(self, Py_ssize_t k, Py_ssize_t *n) except NULL:
+        """String ``k`` of the table as UTF-8: its own bytes for an ASCII str (no copy),
+        else the UTF-8 the str caches (made when it was interned), or for a str with lone
+        surrogates the bytes kept beside the table."""
+        cdef PyObject *p
+        if self._strs_fb is not None:
+            p = PyDict_GetItem(self._strs_fb, k)
+            if p is not NULL:
+                n[0] = PyBytes_GET_SIZE(<object>p)
+                return PyBytes_AS_STRING(<object>p)
+        return PyUnicode_AsUTF8AndSize(<object>PyList_GET_ITEM(self._strs, k), n)
+
+    cdef inline const char *_repo_u8(self, Py_ssize_t *n) except NULL:
+        if self._repo_b is not None:
+            n[0] = PyBytes_GET_SIZE(self._repo_b)
+            return PyBytes_AS_STRING(self._repo_b)
+        return PyUnicode_AsUTF8AndSize(self.repo, n)
 
     # -- versions of tag scopes -------------------------------------------------------
 
@@ -800,7 +831,9 @@ cdef class CTagStore:
         cdef tl_row row
         cdef tl_wide v
         cdef int role, k
-        cdef Py_ssize_t total, plen, n, at
+        cdef Py_ssize_t total, plen, n, at, rn, repo_n
+        cdef const char *rp
+        cdef const char *repo
         cdef const uint8_t *pl
         cdef const uint8_t *p
         cdef uint8_t *scratch
@@ -842,16 +875,16 @@ cdef class CTagStore:
         # the payload: the prefix up to issued_at, then issued_at, then all of it derived and compared
         pl = <const uint8_t *>PyBytes_AS_STRING(payload)
         plen = PyBytes_GET_SIZE(payload)
-        rb = self._strs_b[role]
-        n = _bound(PyBytes_GET_SIZE(self._repo_b), PyBytes_GET_SIZE(rb), name_n)
+        rp = self._str_u8(role, &rn)
+        repo = self._repo_u8(&repo_n)
+        n = _bound(repo_n, rn, name_n)
         if plen > n:
             return 0
         scratch = <uint8_t *>malloc(n)
         if scratch == NULL:
             raise MemoryError()
         try:
-            at = _wstr(<uint8_t *>memcpy(scratch, _P0, P0_LEN) + P0_LEN, PyBytes_AS_STRING(self._repo_b),
-                       PyBytes_GET_SIZE(self._repo_b)) - scratch
+            at = _wstr(<uint8_t *>memcpy(scratch, _P0, P0_LEN) + P0_LEN, repo, repo_n) - scratch
             at = _wstr(scratch + at, b"version", 7) - scratch
             at = _wint(scratch + at, v.version) - scratch
             at = _wstr(scratch + at, b"issued_at", 9) - scratch
@@ -861,8 +894,7 @@ cdef class CTagStore:
             if p == NULL:
                 return 0
             v.issued_at = issued
-            if _derive(scratch, PyBytes_AS_STRING(self._repo_b), PyBytes_GET_SIZE(self._repo_b), &row, &v,
-                       PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), name, name_n) != plen:
+            if _derive(scratch, repo, repo_n, &row, &v, rp, rn, name, name_n) != plen:
                 return 0
             if memcmp(scratch, pl, plen) != 0:
                 return 0
@@ -1005,7 +1037,7 @@ cdef class CTagStore:
             del self[t]
         self._reset()
         self._strs = []
-        self._strs_b = []
+        self._strs_fb = None
         self._strs_ix = None
 
     def __iter__(self):
@@ -1126,20 +1158,22 @@ cdef class CTagStore:
         cdef tl_wide v
         cdef char dg[71]
         cdef uint8_t *scratch
-        cdef Py_ssize_t n, at, end
+        cdef Py_ssize_t n, at, end, rn, repo_n
+        cdef const char *rp
+        cdef const char *repo
         cdef uint16_t k16
         cdef uint32_t n32
         if row.role < 0:
             return self._verbatim[r]
         _row_vals(row, self.wide, &v)
-        rb = self._strs_b[row.role]
-        n = _bound(PyBytes_GET_SIZE(self._repo_b), PyBytes_GET_SIZE(rb), _nlen(row))
+        rp = self._str_u8(row.role, &rn)
+        repo = self._repo_u8(&repo_n)
+        n = _bound(repo_n, rn, _nlen(row))
         scratch = <uint8_t *>malloc(n)
         if scratch == NULL:
             raise MemoryError()
         try:
-            n = _derive(scratch, PyBytes_AS_STRING(self._repo_b), PyBytes_GET_SIZE(self._repo_b), row, &v,
-                        PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), self.names + row.name_off, _nlen(row))
+            n = _derive(scratch, repo, repo_n, row, &v, rp, rn, self.names + row.name_off, _nlen(row))
             payload = PyBytes_FromStringAndSize(<char *>scratch, n)
         finally:
             free(scratch)
@@ -1191,14 +1225,17 @@ cdef class CTagStore:
         cdef Py_ssize_t n = len(rows), i, r, total = 0, at = 0
         cdef tl_row *row
         cdef tl_wide v
-        cdef Py_ssize_t repo_n = PyBytes_GET_SIZE(self._repo_b)
+        cdef Py_ssize_t repo_n, rn
+        cdef const char *repo = self._repo_u8(&repo_n)
+        cdef const char *rp
         offs = array("q", bytes(8 * (n + 1)))
         cdef long long[::1] ov = offs
         rl = [int(x) for x in rows]
         for i in range(n):
             r = rl[i]
             if 0 <= r < self.nrows and self.rows[r].role >= 0:
-                total += _bound(repo_n, PyBytes_GET_SIZE(self._strs_b[self.rows[r].role]), _nlen(&self.rows[r]))
+                self._str_u8(self.rows[r].role, &rn)
+                total += _bound(repo_n, rn, _nlen(&self.rows[r]))
         cdef uint8_t *buf = <uint8_t *>malloc(total if total else 1)
         if buf == NULL:
             raise MemoryError()
@@ -1208,10 +1245,9 @@ cdef class CTagStore:
                 r = rl[i]
                 if 0 <= r < self.nrows and self.rows[r].role >= 0:
                     row = &self.rows[r]
-                    rb = self._strs_b[row.role]
+                    rp = self._str_u8(row.role, &rn)
                     _row_vals(row, self.wide, &v)
-                    at += _derive(buf + at, PyBytes_AS_STRING(self._repo_b), repo_n, row, &v, PyBytes_AS_STRING(rb),
-                                  PyBytes_GET_SIZE(rb), self.names + row.name_off, _nlen(row))
+                    at += _derive(buf + at, repo, repo_n, row, &v, rp, rn, self.names + row.name_off, _nlen(row))
             ov[n] = at
             blob = PyBytes_FromStringAndSize(<char *>buf, at)
         finally:
@@ -1373,8 +1409,12 @@ cdef class CTagStore:
             t = strings[k]
             if type(t) is not str or table.setdefault(t, k) != k:
                 raise _refuse(repo, f"string {k} repeats an earlier one")
+        for k in range(nstr):
+            if not _strict_utf8(strings[k]):
+                if s._strs_fb is None:
+                    s._strs_fb = {}
+                s._strs_fb[k] = _utf8(strings[k])
         s._strs = list(strings)
-        s._strs_b = [_utf8(t) for t in strings]
         if nstr >= 8:
             s._strs_ix = dict(table)
         if n:
@@ -1551,7 +1591,9 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     cdef tl_wide vals
     cdef int k_role, k_key, i, hi, lo = 0
     cdef uint8_t *scratch
-    cdef Py_ssize_t bound, got, r
+    cdef Py_ssize_t bound, got, r, rn, repo_n
+    cdef const char *rp
+    cdef const char *repo
     cdef uint32_t h
     cdef uint16_t k16
     cdef uint32_t n32
@@ -1579,8 +1621,9 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
         return 0
     vals.size, vals.offset, vals.version, vals.issued_at = size, offset, version, issued_at
     row.expires, row.log_time, row.grant_id, row.role = expires, log_time, grant_id, k_role
-    rb = s._strs_b[k_role]
-    bound = _bound(PyBytes_GET_SIZE(s._repo_b), PyBytes_GET_SIZE(rb), n)
+    rp = s._str_u8(k_role, &rn)
+    repo = s._repo_u8(&repo_n)
+    bound = _bound(repo_n, rn, n)
     if payload_n > bound:
         return 0
     if bound <= 1024:
@@ -1589,8 +1632,7 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
         scratch = <uint8_t *>malloc(bound)
         if scratch == NULL:
             raise MemoryError()
-    got = _derive(scratch, PyBytes_AS_STRING(s._repo_b), PyBytes_GET_SIZE(s._repo_b), &row, &vals,
-                  PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), name, n)
+    got = _derive(scratch, repo, repo_n, &row, &vals, rp, rn, name, n)
     i = got == payload_n and memcmp(scratch, payload, payload_n) == 0
     if scratch != &stack[0]:
         free(scratch)
@@ -1762,9 +1804,8 @@ cdef void _api_prefetch(PyObject *o, const char *name, Py_ssize_t n, int stage) 
         TL_PREFETCH(&s.slots[i])
         TL_PREFETCH(s.sigs + s.sigs_len)
         TL_PREFETCH((<PyListObject *>s._strs).ob_item)
-        TL_PREFETCH((<PyListObject *>s._strs_b).ob_item)
-        TL_PREFETCH(<PyObject *>s._repo_b)
-        TL_PREFETCH(<char *>(<PyObject *>s._repo_b) + 64)
+        TL_PREFETCH(<PyObject *>s.repo)
+        TL_PREFETCH(<char *>(<PyObject *>s.repo) + 64)
         return
     r = s.slots[i]
     if r < 0 or r >= s.nrows:

@@ -376,6 +376,32 @@ def test_wide_rows_are_dropped_by_compaction() -> None:
     assert store.nbytes() < 4096 and store["v1"].offset == 999 << 33 and store.verbatim_count() == 0
 
 
+def test_strings_are_read_in_place_and_odd_ones_kept_beside() -> None:
+    """The string table's roles and key ids are read as UTF-8 from the str objects
+    themselves (no bytes copy per store); a str with lone surrogates, which has no
+    strict UTF-8, keeps its bytes beside the table and is still a C row's."""
+    from trustlog.core.tagstore import columns_of, derive_payload
+
+    odd_repo = "registry.example.com/odd\udc80"
+    for repo, role, kid in [(REPO, "targets", "k\udc80"), (REPO, "targets/\u00e9\udc80", "ab" * 32),
+                            (odd_repo, "targets", "k\u00e9")]:
+        store, model = compiled_store()(repo), {}
+        for i in range(3):
+            payload = derive_payload(repo, f"v{i}", role, bytes([i]) * 32, 10, 1 << 40, i + 1, 7)  # (msgspec refuses such strs)
+            model[f"v{i}"] = store[f"v{i}"] = TagEntry(f"v{i}", "sha256:" + f"{i:02x}" * 32, 10, 1 << 40, role, 1, 5,
+                                                       i, i + 1, payload, ((kid, b"s" * 64),))
+        assert store.verbatim_count() == 0 and store == model
+        assert pickle.loads(pickle.dumps(store)) == model
+        blob, offs = store.derive_payloads([0, 1, 2])
+        assert [blob[offs[i]:offs[i + 1]] for i in range(3)] == [e.payload for e in model.values()]
+        got, want = store.export_columns(), columns_of(repo, model, {t: e.version for t, e in model.items()})
+        assert got is not None and want is not None and got[:6] == tuple(want[0])[:6]
+        back = compiled_store().from_columns(repo, *got)
+        assert back == model and back.verbatim_count() == 0
+        store.clear()
+        assert not store and store.export_columns()[4] == []
+
+
 # -- as RepoState.tags under the real fold ---------------------------------------------
 
 
