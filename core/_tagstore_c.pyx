@@ -7,9 +7,12 @@ repository as C data:
 
 * tag names, UTF-8, in one byte arena, found through an open-addressing hash table of
   row numbers (linear probing; a deleted slot is a tombstone until the table is rebuilt);
-* one C row per tag (``tl_row`` in the .pxd, 112 bytes): the digest as its 32 raw bytes,
-  size / expiry / log time / offset / version / issued_at as int64, the grant id, the
-  role as an index into a per-store string table, and where its signatures are;
+* one C row per tag (``tl_row``, 88 bytes): the digest as its 32 raw bytes, expiry and
+  log time as int64 (the compiled chain evaluation reads them in place), size / offset /
+  version / issued_at as uint32 (a row where one of them is outside ``[0, 2**32)`` is
+  *wide*: the four are int64 in a side array, ``tl_wide``, so every int64 the fold
+  accepts is still held in a row), the grant id, the role as an index into a per-store
+  string table, and where its name and signatures are;
 * signatures in a second arena as ``(u16 index of the key id in the string table, u32
   length, bytes)``;
 * **no payload**: an ImageSigned payload is exactly the canonical MessagePack of
@@ -42,7 +45,7 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -55,27 +58,42 @@ from trustlog.core.state import TagEntry
 from trustlog.core.tagstore import _verbatim_canonical as _py_verbatim_canonical
 
 ctypedef struct tl_row:
-    int64_t size
-    int64_t expires
     int64_t log_time
-    int64_t offset
-    int64_t version
-    int64_t issued_at
+    int64_t expires
     uint8_t digest[32]
     int32_t grant_id
     int32_t role          # >= 0: index into the string table; ROW_VERBATIM; ROW_DEAD
     uint32_t name_off     # the tag's UTF-8 name in the name arena
-    uint32_t name_len
+    uint32_t name_len     # its length (NAME_MASK) and the flags ROWF_COLON, ROWF_WIDE
     uint32_t sig_off      # (u16 key index, u32 length, bytes)* in the signature arena
     uint32_t sig_len
-    uint32_t hash
-    uint32_t flags        # ROWF_COLON: the name has a ':' (not a tag scope of the versions)
+    uint32_t size         # the narrow columns (ROWF_WIDE: ``size`` is the index of the
+    uint32_t offset       # row's tl_wide, which holds all four as int64, and the
+    uint32_t version      # other three are 0)
+    uint32_t issued_at
 
+# The four narrow columns of a row as int64: in the row itself, or for a wide row in the
+# store's side array (an entry of a released wide row is dead until compact()).
+ctypedef struct tl_wide:
+    int64_t size
+    int64_t offset
+    int64_t version
+    int64_t issued_at
 
 
 DEF ROW_VERBATIM = -1
 DEF ROW_DEAD = -2
-DEF ROWF_COLON = 1
+cdef extern from *:
+    """
+    #define TL_ROWF_COLON ((uint32_t)0x40000000u)
+    #define TL_ROWF_WIDE ((uint32_t)0x80000000u)
+    #define TL_NAME_MASK ((uint32_t)0x3fffffffu)
+    #define TL_U32_MAX ((int64_t)0xffffffffLL)
+    """
+    const uint32_t ROWF_COLON "TL_ROWF_COLON"   # (in name_len) the name has a ':': not a tag scope of the versions
+    const uint32_t ROWF_WIDE "TL_ROWF_WIDE"     # (in name_len) the narrow columns are in the side array
+    const uint32_t NAME_MASK "TL_NAME_MASK"     # (in name_len) the name's length: names are under 1 GiB
+    const int64_t U32_MAX "TL_U32_MAX"
 DEF SLOT_EMPTY = -1
 DEF SLOT_DUMMY = -2
 DEF MAX_TABLE = 65536
@@ -84,7 +102,7 @@ DEF COMPACT_MIN = 65536
 
 # The row struct as a reader of c_view() must declare it (verifier/_structs.pxi StoreRowC):
 # its name, its size and the offsets of the fields the reader uses.
-ROW_LAYOUT = ("tl_row/1", sizeof(tl_row), <Py_ssize_t>&(<tl_row *>0).log_time, <Py_ssize_t>&(<tl_row *>0).expires,
+ROW_LAYOUT = ("tl_row/2", sizeof(tl_row), <Py_ssize_t>&(<tl_row *>0).log_time, <Py_ssize_t>&(<tl_row *>0).expires,
               <Py_ssize_t>&(<tl_row *>0).grant_id, <Py_ssize_t>&(<tl_row *>0).role,
               <Py_ssize_t>&(<tl_row *>0).sig_off, <Py_ssize_t>&(<tl_row *>0).sig_len)
 
@@ -149,6 +167,17 @@ cdef bytes _utf8(object s):
         return (<str>s).encode("utf-8")
     except UnicodeEncodeError:
         return (<str>s).encode("utf-8", "surrogatepass")   # lone surrogates: still one byte string per str
+
+
+cdef bint _strict_utf8(str s) except -1:
+    """Whether ``s`` encodes as UTF-8 (no lone surrogates); it then caches its UTF-8 (none
+    to cache for an ASCII str, whose own bytes are), which the store reads in place."""
+    cdef Py_ssize_t n
+    try:
+        PyUnicode_AsUTF8AndSize(s, &n)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 cdef inline object _decode_name(const char *s, Py_ssize_t n):
@@ -264,18 +293,37 @@ cdef inline void _digest_hex(const uint8_t *d, char *out) noexcept nogil:
         out[8 + 2 * i] = _HEX[d[i] & 15]
 
 
-cdef Py_ssize_t _derive(uint8_t *out, const char *repo, Py_ssize_t repo_n, const tl_row *r,
+cdef inline uint32_t _nlen(const tl_row *row) noexcept nogil:
+    """The length of a row's name (``name_len`` without its flags)."""
+    return row.name_len & NAME_MASK
+
+
+cdef inline void _row_vals(const tl_row *row, const tl_wide *wide, tl_wide *out) noexcept nogil:
+    """The four narrow columns of ``row`` as int64 (``wide``: the store's side array)."""
+    if row.name_len & ROWF_WIDE:
+        out[0] = wide[row.size]
+    else:
+        out.size, out.offset, out.version, out.issued_at = row.size, row.offset, row.version, row.issued_at
+
+
+cdef inline bint _narrow(const tl_wide *v) noexcept nogil:
+    return (0 <= v.size <= U32_MAX and 0 <= v.offset <= U32_MAX and 0 <= v.version <= U32_MAX
+            and 0 <= v.issued_at <= U32_MAX)
+
+
+cdef Py_ssize_t _derive(uint8_t *out, const char *repo, Py_ssize_t repo_n, const tl_row *r, const tl_wide *v,
                         const char *role, Py_ssize_t role_n, const char *tag, Py_ssize_t tag_n) noexcept nogil:
-    """Write the canonical payload of row ``r`` into ``out`` (at least :func:`_bound` bytes)."""
+    """Write the canonical payload of row ``r`` (its narrow columns ``v``) into ``out``
+    (at least :func:`_bound` bytes)."""
     cdef uint8_t *p = out
     cdef char dg[71]
     memcpy(p, _P0, P0_LEN)
     p += P0_LEN
     p = _wstr(p, repo, repo_n)
     p = _wstr(p, b"version", 7)
-    p = _wint(p, r.version)
+    p = _wint(p, v.version)
     p = _wstr(p, b"issued_at", 9)
-    p = _wint(p, r.issued_at)
+    p = _wint(p, v.issued_at)
     p = _wstr(p, b"role", 4)
     p = _wstr(p, role, role_n)
     p = _wstr(p, b"tag", 3)
@@ -284,7 +332,7 @@ cdef Py_ssize_t _derive(uint8_t *out, const char *repo, Py_ssize_t repo_n, const
     _digest_hex(r.digest, dg)
     p = _wstr(p, dg, 71)
     p = _wstr(p, b"size", 4)
-    p = _wint(p, r.size)
+    p = _wint(p, v.size)
     p = _wstr(p, b"expires", 7)
     p = _wint(p, r.expires)
     return p - out
@@ -380,17 +428,19 @@ cdef class CTagStore:
     """``dict[str, TagEntry]`` of one repository as C rows (see the module docstring)."""
 
     cdef readonly object repo          # the repository name (str) payloads are re-derived with
-    cdef bytes _repo_b                 # ... as UTF-8
+    cdef bytes _repo_b                 # ... as UTF-8 when it is not strictly UTF-8 (lone surrogates), else None
     cdef tl_row *rows
     cdef Py_ssize_t nrows, cap_rows, live
+    cdef tl_wide *wide                 # the narrow columns of wide rows (ROWF_WIDE)
+    cdef Py_ssize_t nwide, cap_wide, wide_dead
     cdef int32_t *slots
     cdef Py_ssize_t nslots, used_slots
     cdef char *names
     cdef Py_ssize_t names_len, names_cap
     cdef char *sigs
     cdef Py_ssize_t sigs_len, sigs_cap, sigs_dead
-    cdef list _strs                    # roles and key ids, by index
-    cdef list _strs_b                  # ... as UTF-8 bytes
+    cdef list _strs                    # roles and key ids, by index (read as UTF-8 in place: _str_u8)
+    cdef dict _strs_fb                 # index -> UTF-8 (surrogatepass) of a string with lone surrogates (None: none)
     cdef dict _strs_ix
     cdef dict _verbatim                # row -> entry kept as given (None when empty)
     cdef dict _vover                   # tag -> version (or _ABSENT) the rows do not say (None when empty)
@@ -400,7 +450,6 @@ cdef class CTagStore:
     def __cinit__(self, *args, **kwargs):
         # Cython zeroes a new object's C fields: no rows, no table, empty arenas
         self._strs = []
-        self._strs_b = []
         self._strs_ix = None
         self._verbatim = None
         self._vover = None
@@ -410,12 +459,13 @@ cdef class CTagStore:
         if type(repo) is not str:
             raise TypeError(f"a tag store's repository is a str, not {type(repo).__name__}")
         self.repo = repo
-        self._repo_b = _utf8(repo)
+        self._repo_b = None if _strict_utf8(repo) else _utf8(repo)
         if entries:
             self.update(entries)
 
     def __dealloc__(self):
         free(self.rows)
+        free(self.wide)
         free(self.slots)
         free(self.names)
         free(self.sigs)
@@ -437,7 +487,7 @@ cdef class CTagStore:
                 return -1
             if r >= 0:
                 row = &self.rows[r]
-                if row.hash == h and row.name_len == n and memcmp(self.names + row.name_off, name, n) == 0:
+                if _nlen(row) == n and memcmp(self.names + row.name_off, name, n) == 0:
                     return i
             i = (i + 1) & mask
 
@@ -457,7 +507,7 @@ cdef class CTagStore:
         mask = size - 1
         for r in range(self.nrows):
             if self.rows[r].role != ROW_DEAD:
-                i = self.rows[r].hash & mask
+                i = _hash(self.names + self.rows[r].name_off, _nlen(&self.rows[r])) & mask
                 while slots[i] != SLOT_EMPTY:
                     i = (i + 1) & mask
                 slots[i] = <int32_t>r
@@ -496,6 +546,8 @@ cdef class CTagStore:
         cdef tl_row *rows
         if self.nrows >= 0x7fffffff:
             raise MemoryError("a compact tag store holds at most 2**31 rows")
+        if n > NAME_MASK:
+            raise MemoryError("a compact tag store's tag names are limited to 1 GiB")
         if (self.used_slots + 1) * 3 >= self.nslots * 2:
             self._rebuild_slots(self.live + 1)
         if self.nrows == self.cap_rows:
@@ -510,10 +562,9 @@ cdef class CTagStore:
         memset(&self.rows[r], 0, sizeof(tl_row))
         self.rows[r].name_off = <uint32_t>self.names_len
         self.rows[r].name_len = <uint32_t>n
-        self.rows[r].hash = h
         self.rows[r].role = ROW_VERBATIM
         if memchr_colon(name, n):
-            self.rows[r].flags = ROWF_COLON
+            self.rows[r].name_len |= ROWF_COLON
         memcpy(self.names + self.names_len, name, n)
         self.names_len += n
         mask = self.nslots - 1
@@ -528,24 +579,61 @@ cdef class CTagStore:
 
     cdef int _maybe_compact(self) except -1:
         cdef Py_ssize_t dead = self.nrows - self.live
-        if (dead >= 16 and dead > self.live) or (self.sigs_dead > COMPACT_MIN and self.sigs_dead * 2 > self.sigs_len):
+        if ((dead >= 16 and dead > self.live) or (self.sigs_dead > COMPACT_MIN and self.sigs_dead * 2 > self.sigs_len)
+                or (self.wide_dead >= 16 and self.wide_dead * 2 > self.nwide)):
             self.compact()
         return 0
+
+    cdef int _reserve_wide(self) except -1:
+        """Room for one more entry of the side array (so that :meth:`_set_vals` cannot fail)."""
+        cdef Py_ssize_t c
+        cdef tl_wide *w
+        if self.nwide < self.cap_wide:
+            return 0
+        if self.nwide >= U32_MAX:
+            raise MemoryError("a compact tag store holds at most 2**32 wide rows")
+        c = self.cap_wide + (self.cap_wide >> 1) + 4
+        w = <tl_wide *>realloc(self.wide, c * sizeof(tl_wide))
+        if w == NULL:
+            raise MemoryError()
+        self.wide = w
+        self.cap_wide = c
+        return 0
+
+    cdef void _set_vals(self, tl_row *row, const tl_wide *v) noexcept:
+        """Write the narrow columns ``v`` into ``row`` (a new row: no ROWF_WIDE yet), in
+        the row when they fit, else in the side array (reserved by :meth:`_reserve_wide`)."""
+        if _narrow(v):
+            row.size, row.offset, row.version, row.issued_at = <uint32_t>v.size, <uint32_t>v.offset, \
+                <uint32_t>v.version, <uint32_t>v.issued_at
+        else:
+            self.wide[self.nwide] = v[0]
+            row.size = <uint32_t>self.nwide
+            row.offset = row.version = row.issued_at = 0
+            row.name_len |= ROWF_WIDE
+            self.nwide += 1
+
+    cdef inline int64_t _version(self, Py_ssize_t r) noexcept:
+        cdef tl_row *row = &self.rows[r]
+        return self.wide[row.size].version if row.name_len & ROWF_WIDE else <int64_t>row.version
 
     def compact(self):
         """Drop deleted rows and dead arena bytes (row numbers change; the order stays)."""
         _check_writable()
-        cdef Py_ssize_t r, k = 0, nl = 0, sl = 0
+        cdef Py_ssize_t r, k = 0, nl = 0, sl = 0, nw = 0
         cdef tl_row *rows = NULL
         cdef char *names = NULL
         cdef char *sigs = NULL
+        cdef tl_wide *wide = NULL
         cdef Py_ssize_t ncap = 0, scap = 0
         cdef dict verbatim = None
         for r in range(self.nrows):
             if self.rows[r].role != ROW_DEAD:
-                nl += self.rows[r].name_len
+                nl += _nlen(&self.rows[r])
                 if self.rows[r].role >= 0:
                     sl += self.rows[r].sig_len
+                    if self.rows[r].name_len & ROWF_WIDE:
+                        nw += 1
         try:
             if self.live:
                 rows = <tl_row *>malloc(self.live * sizeof(tl_row))
@@ -553,18 +641,26 @@ cdef class CTagStore:
                 sigs = <char *>malloc(sl if sl else 1)
                 if rows == NULL or names == NULL or sigs == NULL:
                     raise MemoryError()
-            nl = sl = 0
+            if nw:
+                wide = <tl_wide *>malloc(nw * sizeof(tl_wide))
+                if wide == NULL:
+                    raise MemoryError()
+            nl = sl = nw = 0
             for r in range(self.nrows):
                 if self.rows[r].role == ROW_DEAD:
                     continue
                 rows[k] = self.rows[r]
-                memcpy(names + nl, self.names + self.rows[r].name_off, self.rows[r].name_len)
+                memcpy(names + nl, self.names + self.rows[r].name_off, _nlen(&self.rows[r]))
                 rows[k].name_off = <uint32_t>nl
-                nl += self.rows[r].name_len
+                nl += _nlen(&self.rows[r])
                 if self.rows[r].role >= 0:
                     memcpy(sigs + sl, self.sigs + self.rows[r].sig_off, self.rows[r].sig_len)
                     rows[k].sig_off = <uint32_t>sl
                     sl += self.rows[r].sig_len
+                    if self.rows[r].name_len & ROWF_WIDE:
+                        wide[nw] = self.wide[self.rows[r].size]
+                        rows[k].size = <uint32_t>nw
+                        nw += 1
                 elif self._verbatim is not None:
                     if verbatim is None:
                         verbatim = {}
@@ -574,11 +670,15 @@ cdef class CTagStore:
             free(rows)
             free(names)
             free(sigs)
+            free(wide)
             raise
         free(self.rows)
         free(self.names)
         free(self.sigs)
-        self.rows, self.names, self.sigs = rows, names, sigs
+        free(self.wide)
+        self.rows, self.names, self.sigs, self.wide = rows, names, sigs, wide
+        self.nwide = self.cap_wide = nw
+        self.wide_dead = 0
         self.nrows = self.cap_rows = self.live
         self.names_len = self.names_cap = nl
         self.sigs_len = self.sigs_cap = sl
@@ -611,19 +711,40 @@ cdef class CTagStore:
                 return <int><object>p
         if len(self._strs) >= MAX_TABLE:
             return -1
+        if not _strict_utf8(s):
+            if self._strs_fb is None:
+                self._strs_fb = {}
+            self._strs_fb[len(self._strs)] = _utf8(s)
         if self._strs_ix is not None:
             self._strs_ix[s] = len(self._strs)
         self._strs.append(s)
-        self._strs_b.append(_utf8(s))
         return <int>(len(self._strs) - 1)
+
+    cdef inline const char *_str_u8(self, Py_ssize_t k, Py_ssize_t *n) except NULL:
+        """String ``k`` of the table as UTF-8: its own bytes for an ASCII str (no copy),
+        else the UTF-8 the str caches (made when it was interned), or for a str with lone
+        surrogates the bytes kept beside the table."""
+        cdef PyObject *p
+        if self._strs_fb is not None:
+            p = PyDict_GetItem(self._strs_fb, k)
+            if p is not NULL:
+                n[0] = PyBytes_GET_SIZE(<object>p)
+                return PyBytes_AS_STRING(<object>p)
+        return PyUnicode_AsUTF8AndSize(<object>PyList_GET_ITEM(self._strs, k), n)
+
+    cdef inline const char *_repo_u8(self, Py_ssize_t *n) except NULL:
+        if self._repo_b is not None:
+            n[0] = PyBytes_GET_SIZE(self._repo_b)
+            return PyBytes_AS_STRING(self._repo_b)
+        return PyUnicode_AsUTF8AndSize(self.repo, n)
 
     # -- versions of tag scopes -------------------------------------------------------
 
     cdef inline bint _implicit(self, Py_ssize_t r):
-        return r >= 0 and self.rows[r].role >= 0 and not (self.rows[r].flags & ROWF_COLON)
+        return r >= 0 and self.rows[r].role >= 0 and not (self.rows[r].name_len & ROWF_COLON)
 
     cdef object _implicit_obj(self, Py_ssize_t r):
-        return self.rows[r].version if self._implicit(r) else _ABSENT
+        return self._version(r) if self._implicit(r) else _ABSENT
 
     cdef int _versions_moved(self, object tag, object before, Py_ssize_t r_after) except -1:
         """Keep ``versions[tag]`` as it was when a write changed what the row says."""
@@ -648,11 +769,11 @@ cdef class CTagStore:
             if p is not NULL:
                 return default if <object>p is _ABSENT else <object>p
         cdef Py_ssize_t r = self._row_of(tag, _utf8(tag))
-        return self.rows[r].version if self._implicit(r) else default
+        return self._version(r) if self._implicit(r) else default
 
     def _vset(self, tag, value):
         cdef Py_ssize_t r = self._row_of(tag, _utf8(tag))
-        if self._implicit(r) and type(value) is int and value == self.rows[r].version:
+        if self._implicit(r) and type(value) is int and value == self._version(r):
             if self._vover is not None:
                 self._vover.pop(tag, None)
                 if not self._vover:
@@ -690,7 +811,7 @@ cdef class CTagStore:
         for r in range(self.nrows):
             if self._implicit(r):
                 row = &self.rows[r]
-                name = _decode_name(self.names + row.name_off, row.name_len)
+                name = _decode_name(self.names + row.name_off, _nlen(row))
                 if vo is not None:
                     p = PyDict_GetItem(vo, name)
                     if p is not NULL and <object>p is _ABSENT:
@@ -708,8 +829,11 @@ cdef class CTagStore:
         """Write ``e`` into row ``r`` (its name already there): 1, or 0 when the row
         cannot hold it exactly (the caller keeps it verbatim)."""
         cdef tl_row row
+        cdef tl_wide v
         cdef int role, k
-        cdef Py_ssize_t total, plen, n, at
+        cdef Py_ssize_t total, plen, n, at, rn, repo_n
+        cdef const char *rp
+        cdef const char *repo
         cdef const uint8_t *pl
         cdef const uint8_t *p
         cdef uint8_t *scratch
@@ -745,32 +869,32 @@ cdef class CTagStore:
         role = self._intern(erole)
         if role < 0:
             return 0
-        row.size, row.expires, row.log_time, row.offset, row.version = size, expires, log_time, offset, version
+        row.expires, row.log_time = expires, log_time
+        v.size, v.offset, v.version = size, offset, version
         row.grant_id = grant_id
         # the payload: the prefix up to issued_at, then issued_at, then all of it derived and compared
         pl = <const uint8_t *>PyBytes_AS_STRING(payload)
         plen = PyBytes_GET_SIZE(payload)
-        rb = self._strs_b[role]
-        n = _bound(PyBytes_GET_SIZE(self._repo_b), PyBytes_GET_SIZE(rb), name_n)
+        rp = self._str_u8(role, &rn)
+        repo = self._repo_u8(&repo_n)
+        n = _bound(repo_n, rn, name_n)
         if plen > n:
             return 0
         scratch = <uint8_t *>malloc(n)
         if scratch == NULL:
             raise MemoryError()
         try:
-            at = _wstr(<uint8_t *>memcpy(scratch, _P0, P0_LEN) + P0_LEN, PyBytes_AS_STRING(self._repo_b),
-                       PyBytes_GET_SIZE(self._repo_b)) - scratch
+            at = _wstr(<uint8_t *>memcpy(scratch, _P0, P0_LEN) + P0_LEN, repo, repo_n) - scratch
             at = _wstr(scratch + at, b"version", 7) - scratch
-            at = _wint(scratch + at, row.version) - scratch
+            at = _wint(scratch + at, v.version) - scratch
             at = _wstr(scratch + at, b"issued_at", 9) - scratch
             if plen < at or memcmp(scratch, pl, at) != 0:
                 return 0
             p = _rint(pl + at, pl + plen, &issued)
             if p == NULL:
                 return 0
-            row.issued_at = issued
-            if _derive(scratch, PyBytes_AS_STRING(self._repo_b), PyBytes_GET_SIZE(self._repo_b), &row,
-                       PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), name, name_n) != plen:
+            v.issued_at = issued
+            if _derive(scratch, repo, repo_n, &row, &v, rp, rn, name, name_n) != plen:
                 return 0
             if memcmp(scratch, pl, plen) != 0:
                 return 0
@@ -783,6 +907,8 @@ cdef class CTagStore:
             if k < 0:
                 return 0
             kix.append(k)
+        if not _narrow(&v):
+            self._reserve_wide()
         self._reserve(&self.sigs, &self.sigs_cap, self.sigs_len + total)
         at = self.sigs_len
         for i in range(len(kix)):
@@ -799,8 +925,7 @@ cdef class CTagStore:
         row.role = role
         row.name_off = self.rows[r].name_off
         row.name_len = self.rows[r].name_len
-        row.hash = self.rows[r].hash
-        row.flags = self.rows[r].flags
+        self._set_vals(&row, &v)
         self.rows[r] = row
         return 1
 
@@ -808,6 +933,10 @@ cdef class CTagStore:
         """Forget what row ``r`` holds (its name stays)."""
         if self.rows[r].role >= 0:
             self.sigs_dead += self.rows[r].sig_len
+            if self.rows[r].name_len & ROWF_WIDE:
+                self.wide_dead += 1
+                self.rows[r].name_len &= ~ROWF_WIDE
+                self.rows[r].size = 0
         elif self._verbatim is not None:
             self._verbatim.pop(r, None)
             if not self._verbatim:
@@ -860,7 +989,7 @@ cdef class CTagStore:
                 self._verbatim = {}
             self._verbatim[r] = entry
         self._versions_moved(tag, before, r)
-        if self.sigs_dead:
+        if self.sigs_dead or self.wide_dead:
             self._maybe_compact()
 
     def __delitem__(self, tag):
@@ -890,9 +1019,12 @@ cdef class CTagStore:
         free(self.slots)
         free(self.names)
         free(self.sigs)
+        free(self.wide)
         self.rows = NULL
         self.slots = NULL
         self.names = self.sigs = NULL
+        self.wide = NULL
+        self.nwide = self.cap_wide = self.wide_dead = 0
         self.nrows = self.cap_rows = self.live = self.nslots = self.used_slots = 0
         self.names_len = self.names_cap = self.sigs_len = self.sigs_cap = self.sigs_dead = 0
         self._verbatim = None
@@ -905,7 +1037,7 @@ cdef class CTagStore:
             del self[t]
         self._reset()
         self._strs = []
-        self._strs_b = []
+        self._strs_fb = None
         self._strs_ix = None
 
     def __iter__(self):
@@ -1019,25 +1151,29 @@ cdef class CTagStore:
     # -- entries ----------------------------------------------------------------------
 
     cdef object row_name(self, Py_ssize_t r):
-        return _decode_name(self.names + self.rows[r].name_off, self.rows[r].name_len)
+        return _decode_name(self.names + self.rows[r].name_off, _nlen(&self.rows[r]))
 
     cdef object make_entry(self, Py_ssize_t r):
         cdef tl_row *row = &self.rows[r]
+        cdef tl_wide v
         cdef char dg[71]
         cdef uint8_t *scratch
-        cdef Py_ssize_t n, at, end
+        cdef Py_ssize_t n, at, end, rn, repo_n
+        cdef const char *rp
+        cdef const char *repo
         cdef uint16_t k16
         cdef uint32_t n32
         if row.role < 0:
             return self._verbatim[r]
-        rb = self._strs_b[row.role]
-        n = _bound(PyBytes_GET_SIZE(self._repo_b), PyBytes_GET_SIZE(rb), row.name_len)
+        _row_vals(row, self.wide, &v)
+        rp = self._str_u8(row.role, &rn)
+        repo = self._repo_u8(&repo_n)
+        n = _bound(repo_n, rn, _nlen(row))
         scratch = <uint8_t *>malloc(n)
         if scratch == NULL:
             raise MemoryError()
         try:
-            n = _derive(scratch, PyBytes_AS_STRING(self._repo_b), PyBytes_GET_SIZE(self._repo_b), row,
-                        PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), self.names + row.name_off, row.name_len)
+            n = _derive(scratch, repo, repo_n, row, &v, rp, rn, self.names + row.name_off, _nlen(row))
             payload = PyBytes_FromStringAndSize(<char *>scratch, n)
         finally:
             free(scratch)
@@ -1050,8 +1186,8 @@ cdef class CTagStore:
             sigs.append((self._strs[k16], PyBytes_FromStringAndSize(self.sigs + at + SIG_HDR, n32)))
             at += SIG_HDR + n32
         _digest_hex(row.digest, dg)
-        return TagEntry(self.row_name(r), PyUnicode_DecodeASCII(dg, 71, NULL), row.size, row.expires,
-                        self._strs[row.role], row.grant_id, row.log_time, row.offset, row.version,
+        return TagEntry(self.row_name(r), PyUnicode_DecodeASCII(dg, 71, NULL), v.size, row.expires,
+                        self._strs[row.role], row.grant_id, row.log_time, v.offset, v.version,
                         payload, tuple(sigs))
 
     # -- rows, for the readers of the C rows ----------------------------------------------
@@ -1088,14 +1224,18 @@ cdef class CTagStore:
         live C row gets an empty payload."""
         cdef Py_ssize_t n = len(rows), i, r, total = 0, at = 0
         cdef tl_row *row
-        cdef Py_ssize_t repo_n = PyBytes_GET_SIZE(self._repo_b)
+        cdef tl_wide v
+        cdef Py_ssize_t repo_n, rn
+        cdef const char *repo = self._repo_u8(&repo_n)
+        cdef const char *rp
         offs = array("q", bytes(8 * (n + 1)))
         cdef long long[::1] ov = offs
         rl = [int(x) for x in rows]
         for i in range(n):
             r = rl[i]
             if 0 <= r < self.nrows and self.rows[r].role >= 0:
-                total += _bound(repo_n, PyBytes_GET_SIZE(self._strs_b[self.rows[r].role]), self.rows[r].name_len)
+                self._str_u8(self.rows[r].role, &rn)
+                total += _bound(repo_n, rn, _nlen(&self.rows[r]))
         cdef uint8_t *buf = <uint8_t *>malloc(total if total else 1)
         if buf == NULL:
             raise MemoryError()
@@ -1105,9 +1245,9 @@ cdef class CTagStore:
                 r = rl[i]
                 if 0 <= r < self.nrows and self.rows[r].role >= 0:
                     row = &self.rows[r]
-                    rb = self._strs_b[row.role]
-                    at += _derive(buf + at, PyBytes_AS_STRING(self._repo_b), repo_n, row, PyBytes_AS_STRING(rb),
-                                  PyBytes_GET_SIZE(rb), self.names + row.name_off, row.name_len)
+                    rp = self._str_u8(row.role, &rn)
+                    _row_vals(row, self.wide, &v)
+                    at += _derive(buf + at, repo, repo_n, row, &v, rp, rn, self.names + row.name_off, _nlen(row))
             ov[n] = at
             blob = PyBytes_FromStringAndSize(<char *>buf, at)
         finally:
@@ -1117,8 +1257,9 @@ cdef class CTagStore:
     # -- size -------------------------------------------------------------------------
 
     def nbytes(self):
-        """Bytes of C memory the store holds (rows, hash table, arenas)."""
-        return self.cap_rows * sizeof(tl_row) + self.nslots * sizeof(int32_t) + self.names_cap + self.sigs_cap
+        """Bytes of C memory the store holds (rows, hash table, arenas, wide columns)."""
+        return (self.cap_rows * sizeof(tl_row) + self.nslots * sizeof(int32_t) + self.names_cap + self.sigs_cap
+                + self.cap_wide * sizeof(tl_wide))
 
     def verbatim_count(self):
         """How many entries are kept as given (not in the C rows)."""
@@ -1136,6 +1277,7 @@ cdef class CTagStore:
         are rows depend on history: the caller takes ``columns_of``'s way)."""
         cdef Py_ssize_t r, n = 0, nl = 0, sl = 0, w = 0, o = 0, at, end, nstr = len(self._strs)
         cdef tl_row *row
+        cdef tl_wide vals
         cdef uint8_t *p
         cdef uint8_t *sp
         cdef uint8_t *np_
@@ -1150,10 +1292,10 @@ cdef class CTagStore:
             row = &self.rows[r]
             if row.role == ROW_DEAD:
                 continue
-            if not _is_tag_name(self.names + row.name_off, row.name_len):
+            if not _is_tag_name(self.names + row.name_off, _nlen(row)):
                 return None
             n += 1
-            nl += row.name_len
+            nl += _nlen(row)
             if row.role >= 0:
                 sl += row.sig_len
         names = PyBytes_FromStringAndSize(NULL, nl)
@@ -1175,8 +1317,8 @@ cdef class CTagStore:
                 row = &self.rows[r]
                 if row.role == ROW_DEAD:
                     continue
-                memcpy(np_ + o, self.names + row.name_off, row.name_len)
-                o += row.name_len
+                memcpy(np_ + o, self.names + row.name_off, _nlen(row))
+                o += _nlen(row)
                 _put_le(ep, <uint64_t>o, 4)
                 ep += 4
                 memset(p, 0, SNAP_ROW)
@@ -1190,12 +1332,13 @@ cdef class CTagStore:
                     k = remap[row.role] = seen
                     seen += 1
                     strings.append(self._strs[row.role])
-                _put_le(p, <uint64_t>row.size, 8)
+                _row_vals(row, self.wide, &vals)
+                _put_le(p, <uint64_t>vals.size, 8)
                 _put_le(p + 8, <uint64_t>row.expires, 8)
                 _put_le(p + 16, <uint64_t>row.log_time, 8)
-                _put_le(p + 24, <uint64_t>row.offset, 8)
-                _put_le(p + 32, <uint64_t>row.version, 8)
-                _put_le(p + 40, <uint64_t>row.issued_at, 8)
+                _put_le(p + 24, <uint64_t>vals.offset, 8)
+                _put_le(p + 32, <uint64_t>vals.version, 8)
+                _put_le(p + 40, <uint64_t>vals.issued_at, 8)
                 memcpy(p + 48, row.digest, 32)
                 _put_le(p + 80, <uint64_t><uint32_t>row.grant_id, 4)
                 _put_le(p + 84, <uint64_t><uint32_t>k, 4)
@@ -1226,7 +1369,7 @@ cdef class CTagStore:
                 if v is _ABSENT:
                     if self._implicit(r):
                         absent.append(t)
-                elif not (self._implicit(r) and type(v) is int and v == self.rows[r].version):
+                elif not (self._implicit(r) and type(v) is int and v == self._version(r)):
                     tag_versions.append((t, v))
         absent.sort()
         tag_versions.sort()
@@ -1247,6 +1390,7 @@ cdef class CTagStore:
         cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(rows)
         cdef const uint8_t *sp = <const uint8_t *>PyBytes_AS_STRING(sigs)
         cdef tl_row *row
+        cdef tl_wide vals
         cdef int32_t role, seen = 0
         cdef uint32_t sig_len, n32
         cdef uint16_t k16
@@ -1265,8 +1409,12 @@ cdef class CTagStore:
             t = strings[k]
             if type(t) is not str or table.setdefault(t, k) != k:
                 raise _refuse(repo, f"string {k} repeats an earlier one")
+        for k in range(nstr):
+            if not _strict_utf8(strings[k]):
+                if s._strs_fb is None:
+                    s._strs_fb = {}
+                s._strs_fb[k] = _utf8(strings[k])
         s._strs = list(strings)
-        s._strs_b = [_utf8(t) for t in strings]
         if nstr >= 8:
             s._strs_ix = dict(table)
         if n:
@@ -1290,8 +1438,7 @@ cdef class CTagStore:
             row = &s.rows[r]
             memset(row, 0, sizeof(tl_row))
             row.name_off = <uint32_t>start
-            row.name_len = <uint32_t>(end - start)
-            row.hash = _hash(s.names + start, end - start)
+            row.name_len = <uint32_t>(end - start)     # (a tag name: no ':', under 1 GiB)
             start = end
             s.nrows = s.live = r + 1
             role = <int32_t><uint32_t>_get_le(p + 84, 4)
@@ -1334,12 +1481,15 @@ cdef class CTagStore:
                 memcpy(s.sigs + at + 2, &n32, 4)
                 memcpy(s.sigs + at + SIG_HDR, sp + at + SIG_HDR, n32)
                 at += SIG_HDR + n32
-            row.size = <int64_t>_get_le(p, 8)
+            vals.size = <int64_t>_get_le(p, 8)
             row.expires = <int64_t>_get_le(p + 8, 8)
             row.log_time = <int64_t>_get_le(p + 16, 8)
-            row.offset = <int64_t>_get_le(p + 24, 8)
-            row.version = <int64_t>_get_le(p + 32, 8)
-            row.issued_at = <int64_t>_get_le(p + 40, 8)
+            vals.offset = <int64_t>_get_le(p + 24, 8)
+            vals.version = <int64_t>_get_le(p + 32, 8)
+            vals.issued_at = <int64_t>_get_le(p + 40, 8)
+            if not _narrow(&vals):
+                s._reserve_wide()
+            s._set_vals(row, &vals)
             memcpy(row.digest, p + 48, 32)
             row.grant_id = <int32_t><uint32_t>_get_le(p + 80, 4)
             row.role = role
@@ -1364,7 +1514,7 @@ cdef class CTagStore:
             prev = t
         for t, v in tag_versions:
             r = s._row_of(t, _utf8(t))
-            if t in vover or (s._implicit(r) and type(v) is int and v == s.rows[r].version):
+            if t in vover or (s._implicit(r) and type(v) is int and v == s._version(r)):
                 raise _refuse(repo, f"the version of {t!r} is said twice")
             vover[t] = v
         s._vover = vover or None
@@ -1388,11 +1538,11 @@ cdef class CTagStore:
         mask = size - 1
         for r in range(self.nrows):
             row = &self.rows[r]
-            i = row.hash & mask
+            i = _hash(self.names + row.name_off, _nlen(row)) & mask
             while self.slots[i] != SLOT_EMPTY:
                 q = self.slots[i]
-                if self.rows[q].hash == row.hash and self.rows[q].name_len == row.name_len and \
-                        memcmp(self.names + self.rows[q].name_off, self.names + row.name_off, row.name_len) == 0:
+                if _nlen(&self.rows[q]) == _nlen(row) and \
+                        memcmp(self.names + self.rows[q].name_off, self.names + row.name_off, _nlen(row)) == 0:
                     return r
                 i = (i + 1) & mask
             self.slots[i] = <int32_t>r
@@ -1423,7 +1573,7 @@ cdef int _api_tag_version(PyObject *o, const char *name, Py_ssize_t n, int64_t *
         return 2
     r = s.find(name, n, _hash(name, n))
     if s._implicit(r):
-        out[0] = s.rows[r].version
+        out[0] = s._version(r)
         return 1
     return 0
 
@@ -1438,9 +1588,12 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     payload is not the one the row re-derives): the caller then writes the TagEntry."""
     cdef CTagStore s = <CTagStore>o
     cdef tl_row row
+    cdef tl_wide vals
     cdef int k_role, k_key, i, hi, lo = 0
     cdef uint8_t *scratch
-    cdef Py_ssize_t bound, got, r
+    cdef Py_ssize_t bound, got, r, rn, repo_n
+    cdef const char *rp
+    cdef const char *repo
     cdef uint32_t h
     cdef uint16_t k16
     cdef uint32_t n32
@@ -1466,10 +1619,11 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     k_key = _intern_fast(s, keyid)
     if k_role < 0 or k_key < 0:
         return 0
-    row.size, row.expires, row.issued_at, row.version = size, expires, issued_at, version
-    row.log_time, row.offset, row.grant_id, row.role = log_time, offset, grant_id, k_role
-    rb = s._strs_b[k_role]
-    bound = _bound(PyBytes_GET_SIZE(s._repo_b), PyBytes_GET_SIZE(rb), n)
+    vals.size, vals.offset, vals.version, vals.issued_at = size, offset, version, issued_at
+    row.expires, row.log_time, row.grant_id, row.role = expires, log_time, grant_id, k_role
+    rp = s._str_u8(k_role, &rn)
+    repo = s._repo_u8(&repo_n)
+    bound = _bound(repo_n, rn, n)
     if payload_n > bound:
         return 0
     if bound <= 1024:
@@ -1478,14 +1632,15 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
         scratch = <uint8_t *>malloc(bound)
         if scratch == NULL:
             raise MemoryError()
-    got = _derive(scratch, PyBytes_AS_STRING(s._repo_b), PyBytes_GET_SIZE(s._repo_b), &row,
-                  PyBytes_AS_STRING(rb), PyBytes_GET_SIZE(rb), name, n)
+    got = _derive(scratch, repo, repo_n, &row, &vals, rp, rn, name, n)
     i = got == payload_n and memcmp(scratch, payload, payload_n) == 0
     if scratch != &stack[0]:
         free(scratch)
     if not i:
         return 0
     s._reserve(&s.sigs, &s.sigs_cap, s.sigs_len + SIG_HDR + sig_n)
+    if not _narrow(&vals):
+        s._reserve_wide()
     h = _hash(name, n)
     r = s.find(name, n, h)
     if r < 0:
@@ -1502,11 +1657,10 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     s.sigs_len += SIG_HDR + sig_n
     row.name_off = s.rows[r].name_off
     row.name_len = s.rows[r].name_len
-    row.hash = s.rows[r].hash
-    row.flags = s.rows[r].flags
+    s._set_vals(&row, &vals)
     s.rows[r] = row
     s.generation += 1
-    if s.sigs_dead:
+    if s.sigs_dead or s.wide_dead:
         s._maybe_compact()
     return 1
 
@@ -1650,16 +1804,15 @@ cdef void _api_prefetch(PyObject *o, const char *name, Py_ssize_t n, int stage) 
         TL_PREFETCH(&s.slots[i])
         TL_PREFETCH(s.sigs + s.sigs_len)
         TL_PREFETCH((<PyListObject *>s._strs).ob_item)
-        TL_PREFETCH((<PyListObject *>s._strs_b).ob_item)
-        TL_PREFETCH(<PyObject *>s._repo_b)
-        TL_PREFETCH(<char *>(<PyObject *>s._repo_b) + 64)
+        TL_PREFETCH(<PyObject *>s.repo)
+        TL_PREFETCH(<char *>(<PyObject *>s.repo) + 64)
         return
     r = s.slots[i]
     if r < 0 or r >= s.nrows:
         return
     if stage == 1:
         TL_PREFETCH(&s.rows[r])
-        TL_PREFETCH(<char *>&s.rows[r] + 64)
+        TL_PREFETCH(<char *>&s.rows[r] + sizeof(tl_row) - 1)
     else:
         TL_PREFETCH(s.names + s.rows[r].name_off)
 

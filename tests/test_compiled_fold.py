@@ -208,9 +208,11 @@ def _event(data, three: Three, repo_name: str):
         return RootRotated(repo_name, 0, 0, [k.public_key for k in new], 1, FAR), [ROOTS[0], ROOTS[1]]
     if kind == "imported":
         return MetadataImported(repo_name, 0, 0, "root", data.draw(st.sampled_from([b"{}", b"not json"]))), []
-    exp = data.draw(st.sampled_from([FAR] * 5 + [5]))
-    ev = ImageSigned(repo_name, 0, 10, role, tag, data.draw(st.sampled_from(DIGESTS)),
-                     data.draw(st.sampled_from([1, 1, 0, 7, -1])), exp)
+    exp = data.draw(st.sampled_from([FAR] * 5 + [5, 2**63 - 1]))
+    # (values either side of 2**32: a compact store's row keeps them narrow or wide)
+    ev = ImageSigned(repo_name, 0, data.draw(st.sampled_from([10] * 4 + [2**32 - 1, 2**32 + 10])), role, tag,
+                     data.draw(st.sampled_from(DIGESTS)),
+                     data.draw(st.sampled_from([1, 1, 0, 7, -1, 2**32 - 1, 2**32, 2**63 - 1])), exp)
     keys = _signers(role)
     signers = data.draw(st.sampled_from([keys] * 4 + [keys[:1], [], keys + [T2], keys[::-1], [T2]]))
     return ev, signers
@@ -252,7 +254,7 @@ def test_the_three_folds_agree_over_generated_histories(compiled, data, fmt: str
             repo = three.full.repos.get(repo_name)
             cur = repo.versions.get(version_scope(ev), 0) if repo is not None else 0
             if type(ev) is not RepoCreated:
-                version = data.draw(st.sampled_from([cur + 1, cur + 1, cur, max(cur - 1, 1), cur + 1000]))
+                version = data.draw(st.sampled_from([cur + 1, cur + 1, cur, max(cur - 1, 1), cur + 1000, cur + 2**32]))
                 ev = ev.__class__(**{**{f: getattr(ev, f) for f in ev.__struct_fields__}, "version": version})
             env = sign_event(ev, signers)
             if what == "relaid" and type(ev) is ImageSigned:

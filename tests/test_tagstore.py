@@ -302,6 +302,106 @@ def test_dump_is_bulk_and_keeps_order() -> None:
     assert list(back.items()) == list(store.items())
 
 
+# -- the narrow columns at the bounds --------------------------------------------------
+# A compiled row holds size, offset, version and issued_at as uint32 and keeps a row where
+# one of them is outside [0, 2**32) "wide" (the four as int64 beside the rows): every value
+# the fold accepts (core.bounds: int64) must still be a C row, equal on every read, in the
+# snapshot columns and after compaction, whichever side of the boundary it is on.
+
+EDGES = st.sampled_from([-(1 << 63), -(1 << 32), -1, 0, 1, (1 << 31) - 1, 1 << 31, (1 << 32) - 1, 1 << 32,
+                         (1 << 63) - 1])
+EDGE_INTS = st.one_of(EDGES, EDGES, I64, st.integers(0, 300))
+
+
+@st.composite
+def edge_entries(draw: st.DrawFn, tag: str) -> TagEntry:
+    """A fold entry of REPO (its payload the canonical ImageSigned of its fields) whose
+    integers sit at the int64 and uint32 bounds."""
+    ev = ImageSigned(REPO, draw(EDGE_INTS), draw(EDGE_INTS), "targets", tag, draw(_canonical_digest()),
+                     draw(EDGE_INTS), draw(EDGE_INTS))
+    return TagEntry(tag, ev.digest, ev.size, ev.expires, ev.role, draw(st.integers(0, 40)), draw(EDGE_INTS),
+                    draw(EDGE_INTS), ev.version, encode_event(ev), draw(signatures))
+
+
+@st.composite
+def edge_operations(draw: st.DrawFn) -> list[tuple]:
+    ops = []
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(st.sampled_from(["set"] * 6 + ["del", "compact"]))
+        tag = draw(st.sampled_from(TAGS))
+        ops.append((kind, tag, draw(edge_entries(tag)) if kind == "set" else None))
+    return ops
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=edge_operations())
+def test_fold_entries_at_the_int64_bounds_are_c_rows(ops: list[tuple]) -> None:
+    from trustlog.core.tagstore import columns_of
+
+    store, model = compiled_store()(REPO), {}
+    for op, tag, entry in ops:
+        if op == "set":
+            store[tag] = entry
+            model[tag] = entry
+        elif op == "del" and tag in model:
+            del store[tag]
+            del model[tag]
+        elif op == "compact":
+            store.compact()
+        assert store.verbatim_count() == 0           # wide or narrow, a C row
+        _same(store, model)
+    rows = [store.row_index(t) for t in model]
+    blob, offs = store.derive_payloads(rows)
+    assert [blob[offs[i]:offs[i + 1]] for i in range(len(rows))] == [e.payload for e in model.values()]
+    assert pickle.loads(pickle.dumps(store)) == model
+    got = store.export_columns()
+    want = columns_of(REPO, model, {t: e.version for t, e in model.items()})
+    assert want is not None and got is not None
+    cols, rest = want
+    assert (got[0], got[1], got[2], got[3], got[4], got[5]) == tuple(cols)[:6] and not rest
+    back = compiled_store().from_columns(REPO, *got)
+    assert back == model and back.verbatim_count() == 0 and back.export_columns() == got
+    store.compact()
+    assert store == model and store.export_columns() == got
+
+
+def test_wide_rows_are_dropped_by_compaction() -> None:
+    """Overwriting a wide row leaves its int64 columns dead beside the rows until the
+    store compacts: the dead ones never outgrow the live ones for long."""
+    store = compiled_store()(REPO)
+    ev = ImageSigned(REPO, 1 << 40, 7, "targets", "v1", "sha256:" + "ab" * 32, 1 << 50, 1 << 60)
+    for i in range(1000):
+        store["v1"] = TagEntry("v1", ev.digest, ev.size, ev.expires, "targets", 1, i, i << 33, ev.version,
+                               encode_event(ev), ())
+    assert store.nbytes() < 4096 and store["v1"].offset == 999 << 33 and store.verbatim_count() == 0
+
+
+def test_strings_are_read_in_place_and_odd_ones_kept_beside() -> None:
+    """The string table's roles and key ids are read as UTF-8 from the str objects
+    themselves (no bytes copy per store); a str with lone surrogates, which has no
+    strict UTF-8, keeps its bytes beside the table and is still a C row's."""
+    from trustlog.core.tagstore import columns_of, derive_payload
+
+    odd_repo = "registry.example.com/odd\udc80"
+    for repo, role, kid in [(REPO, "targets", "k\udc80"), (REPO, "targets/\u00e9\udc80", "ab" * 32),
+                            (odd_repo, "targets", "k\u00e9")]:
+        store, model = compiled_store()(repo), {}
+        for i in range(3):
+            payload = derive_payload(repo, f"v{i}", role, bytes([i]) * 32, 10, 1 << 40, i + 1, 7)  # (msgspec refuses such strs)
+            model[f"v{i}"] = store[f"v{i}"] = TagEntry(f"v{i}", "sha256:" + f"{i:02x}" * 32, 10, 1 << 40, role, 1, 5,
+                                                       i, i + 1, payload, ((kid, b"s" * 64),))
+        assert store.verbatim_count() == 0 and store == model
+        assert pickle.loads(pickle.dumps(store)) == model
+        blob, offs = store.derive_payloads([0, 1, 2])
+        assert [blob[offs[i]:offs[i + 1]] for i in range(3)] == [e.payload for e in model.values()]
+        got, want = store.export_columns(), columns_of(repo, model, {t: e.version for t, e in model.items()})
+        assert got is not None and want is not None and got[:6] == tuple(want[0])[:6]
+        back = compiled_store().from_columns(repo, *got)
+        assert back == model and back.verbatim_count() == 0
+        store.clear()
+        assert not store and store.export_columns()[4] == []
+
+
 # -- as RepoState.tags under the real fold ---------------------------------------------
 
 

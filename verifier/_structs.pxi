@@ -117,23 +117,21 @@ cdef struct SigC:
 # re-derived by the store when it is hashed). The store's c_view()
 # names its layout; a store with another one is compiled through its entries instead.
 cdef struct StoreRowC:
-    int64_t size
-    int64_t expires
     int64_t log_time
-    int64_t offset
-    int64_t version
-    int64_t issued_at
+    int64_t expires
     uint8_t digest[32]
     int32_t grant_id
     int32_t role            # >= 0: index into the store's string table; < 0: kept verbatim
     uint32_t name_off
-    uint32_t name_len
+    uint32_t name_len       # (and flags)
     uint32_t sig_off
     uint32_t sig_len
-    uint32_t hash
-    uint32_t flags
+    uint32_t size           # the narrow columns, which the evaluation does not read
+    uint32_t offset
+    uint32_t version
+    uint32_t issued_at
 
-STORE_ROW_LAYOUT = ("tl_row/1", sizeof(StoreRowC), <Py_ssize_t>&(<StoreRowC *>0).log_time,
+STORE_ROW_LAYOUT = ("tl_row/2", sizeof(StoreRowC), <Py_ssize_t>&(<StoreRowC *>0).log_time,
                     <Py_ssize_t>&(<StoreRowC *>0).expires, <Py_ssize_t>&(<StoreRowC *>0).grant_id,
                     <Py_ssize_t>&(<StoreRowC *>0).role, <Py_ssize_t>&(<StoreRowC *>0).sig_off,
                     <Py_ssize_t>&(<StoreRowC *>0).sig_len)
