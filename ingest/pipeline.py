@@ -570,6 +570,11 @@ class TrustLog(Closing):
         in_batch: dict[bytes, tuple[int, KafkaPosition | None]] = {}
         rejected_in_batch: dict[bytes, Fate] = {}
         sha256 = hashlib.sha256
+        # the whole fast path of an ImageSigned in one C call (None: not on it; see
+        # _ingestfold.pxi), else the steps below one by one
+        one_pass = getattr(cfold, "ingest_image_signed", None)
+        cache_get = self.cache.get
+        max_bytes = self.log.max_record_bytes
         for item, (raw, src, env, event, err, canonical) in enumerate(decoded):
             where = ""
             if isinstance(src, SourceLine):
@@ -585,6 +590,22 @@ class TrustLog(Closing):
                     fates.append(self._duplicate_fate(src, eid_hex, at))
                     continue
                 log_time = self.clock.next()
+                if one_pass is not None and type(event) is ImageSigned:
+                    if dirty:
+                        cfold.changed()
+                        dirty = False
+                    offset = base + len(bodies)
+                    done = one_pass(canonical, src, log_time, offset, sig_cks[item], cache_get, max_bytes)
+                    if done is not None:
+                        body, grant, keys = done
+                        self.fast_folded += 1
+                        bodies.append(body)
+                        index.add_event(offset, log_time, event, grant, keys)
+                        self.event_ids.add(eid)
+                        in_batch[eid] = (offset, src)
+                        res.accepted += 1
+                        fates.append(Fate("accepted", src, eid_hex, offset, src))
+                        continue
                 # the record is built before the fold: one that the log cannot hold is
                 # refused here, never folded and then failed at the append (an imported
                 # metadata file just under its own limit, a JSON envelope's signatures)
@@ -670,7 +691,7 @@ class TrustLog(Closing):
         if fast is None or self.ingest_fold != "c":
             return None
         mod = fold_backend.compiled if fold_backend.compiled is not None else fold_backend.load()
-        cls = getattr(mod, "IngestFold", None)
+        cls = getattr(mod, "IngestBatchFold", None) or getattr(mod, "IngestFold", None)
         return cls(fast, decode_trusted) if cls is not None else None
 
     def _fast_fold_ok(self, env: Envelope, event: ImageSigned, cks: list[bytes | None] | None) -> bool:
