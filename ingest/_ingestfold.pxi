@@ -135,12 +135,69 @@ def ingest_body(long long log_time, bytes canonical, src):
     return _ingest_body(log_time, canonical, src)
 
 
+cdef inline bytes _entry(unsigned long long a, unsigned long long b, unsigned int c, unsigned int d):
+    """``logindex._ENTRY.pack(a, b, c, d)`` (``>QQII``)."""
+    cdef unsigned char e[24]
+    cdef int i
+    for i in range(8):
+        e[i] = <unsigned char>(a >> (56 - 8 * i))
+        e[8 + i] = <unsigned char>(b >> (56 - 8 * i))
+    for i in range(4):
+        e[16 + i] = <unsigned char>(c >> (24 - 8 * i))
+        e[20 + i] = <unsigned char>(d >> (24 - 8 * i))
+    return PyBytes_FromStringAndSize(<const char *>e, 24)
+
+
+cdef inline list _pending_list(dict pend, nid):
+    cdef PyObject *p = PyDict_GetItem(pend, nid)
+    if p is not NULL:
+        return <list>p
+    lst = []
+    PyDict_SetItem(pend, nid, lst)
+    return lst
+
+
+cdef int _index_add(index, long long offset, long long log_time, unsigned int kind, str repo, grant,
+                    list keys) except -1:
+    """``index.add_postings(offset, log_time, kind, repo, grant, keys)`` (``logindex``), the
+    same entries and names; any value its ``>QQII`` entries cannot hold is left to it (it
+    raises as it does)."""
+    cdef dict ids = index.ids
+    cdef dict pend = index._pending
+    cdef PyObject *p
+    cdef unsigned int kb = kind << 8
+    if offset < <long long>index.covered:
+        return 0
+    if offset < 0 or log_time < 0 or type(grant) is not int or not (0 <= grant <= 0xffffffff) or kind > 0xff:
+        index.add_postings(offset, log_time, kind, repo, grant, keys)
+        return 0
+    for kid, flags in keys:   # every value fits before anything is added
+        if type(flags) is not int or not (0 <= flags <= 0xff):
+            index.add_postings(offset, log_time, kind, repo, grant, keys)
+            return 0
+    name = "r:" + repo
+    p = PyDict_GetItem(ids, name)
+    rid = <object>p if p is not NULL else index._id(name)
+    if not (0 <= rid <= 0xffffffff):
+        index.add_postings(offset, log_time, kind, repo, grant, keys)   # (names beyond 2**32: not reached)
+        return 0
+    _pending_list(pend, rid).append(_entry(offset, log_time, grant, kind))
+    for kid, flags in keys:
+        name = "k:" + kid
+        p = PyDict_GetItem(ids, name)
+        nid = <object>p if p is not NULL else index._id(name)
+        _pending_list(pend, nid).append(_entry(offset, log_time, rid, <unsigned int>flags | kb))
+    index._pending_count += 1 + len(keys)
+    index.covered = offset + 1
+    return 0
+
+
 cdef class IngestBatchFold(IngestFold):
     """:class:`IngestFold` with :meth:`ingest_image_signed`, the whole fast path of one
     accepted ``ImageSigned`` in one call (see ``TrustLog._ingest_decoded``)."""
 
     def ingest_image_signed(self, bytes canonical, src, long long log_time, long long offset, cks, cache_get,
-                            Py_ssize_t max_bytes):
+                            Py_ssize_t max_bytes, index, unsigned int kind, str repo):
         """For the ``ImageSigned`` whose canonical envelope is ``canonical``, to be
         appended at ``offset`` with ``log_time`` from ``src``, what the Python path of
         ``TrustLog._ingest_decoded`` computes when the event is on the fast path:
@@ -153,11 +210,13 @@ cdef class IngestBatchFold(IngestFold):
           True for;
         * applied by the fast path (``IngestFold.apply_record``);
 
-        and then returns ``(body, grant, keys)``, the body and the index postings
-        (``logindex.event_postings``: the role's grant id and ``(key id, SIGNED)`` per
-        distinct key of the grant that signed, in signature order). None when any of
-        that does not hold: then nothing was changed (but ``cache_get`` may have been
-        asked, which counts a hit or miss) and the caller's Python path decides."""
+        and then adds its index postings to ``index`` (``LogIndex.add_event`` with
+        ``logindex.event_postings``: the role's grant id and ``(key id, SIGNED)`` per
+        distinct key of the grant that signed, in signature order; ``kind`` is the
+        ImageSigned kind code, ``repo`` the event's repository) and returns the body.
+        None when any of that does not hold: then nothing was changed (but
+        ``cache_get`` may have been asked, which counts a hit or miss) and the caller's
+        Python path decides."""
         cdef tl_rec *r
         cdef _Repo c
         cdef _Grant g = None
@@ -200,4 +259,5 @@ cdef class IngestBatchFold(IngestFold):
         self.fast += 1
         self.last_log_time = r.log_time
         self._flush()
-        return body, g.gid, keys
+        _index_add(index, offset, log_time, kind, repo, g.gid, keys)
+        return body

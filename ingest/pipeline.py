@@ -52,7 +52,7 @@ from trustlog.core.sigcache import CachedSigCheck, CryptoCache, remember
 from . import fold_backend, precheck
 from .closing import Closing
 from .batch_decode import PreparedBatch, decode_batch
-from .logindex import LogIndex, event_postings
+from .logindex import KIND_CODE, LogIndex, event_postings
 from .pinpolicy import PinPolicy, PinPolicyEntry, PinPolicyError, contradictions, same_pins
 from .records import KafkaPosition, LogClock, LogRecord, decode_record, decode_reject, encode_record
 from .rejects import DEFAULT_MAX_RAW_BYTES, RejectsLog
@@ -575,6 +575,7 @@ class TrustLog(Closing):
         one_pass = getattr(cfold, "ingest_image_signed", None)
         cache_get = self.cache.get
         max_bytes = self.log.max_record_bytes
+        image_kind = KIND_CODE[ImageSigned.__struct_config__.tag]  # type: ignore[attr-defined]
         for item, (raw, src, env, event, err, canonical) in enumerate(decoded):
             where = ""
             if isinstance(src, SourceLine):
@@ -595,12 +596,11 @@ class TrustLog(Closing):
                         cfold.changed()
                         dirty = False
                     offset = base + len(bodies)
-                    done = one_pass(canonical, src, log_time, offset, sig_cks[item], cache_get, max_bytes)
-                    if done is not None:
-                        body, grant, keys = done
+                    body = one_pass(canonical, src, log_time, offset, sig_cks[item], cache_get, max_bytes,
+                                    index, image_kind, event.repo)
+                    if body is not None:
                         self.fast_folded += 1
                         bodies.append(body)
-                        index.add_event(offset, log_time, event, grant, keys)
                         self.event_ids.add(eid)
                         in_batch[eid] = (offset, src)
                         res.accepted += 1
