@@ -35,8 +35,10 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from trustlog.core.errors import EncodingError, LogError, TrustlogError
 from trustlog.core.events import (
@@ -82,14 +84,17 @@ class _LeafMismatchError(LogError):
     the record is wrong, which the root over the records decides."""
 
 
-@dataclass(frozen=True, slots=True)
-class Fate:
+class Fate(msgspec.Struct, frozen=True):
     """What became of one input of a batch (the Kafka worker's outcome messages).
 
     A redelivered input gets the fate of the copy already stored: ``status``,
     ``log_offset``/``reason`` and ``stored_source`` (where that copy came from) are the
     original's, so a repeated outcome says the same thing. ``status`` is "duplicate"
-    only when the stored copy could not be located."""
+    only when the stored copy could not be located.
+
+    A frozen msgspec Struct rather than a frozen dataclass: one is made per input on
+    the ingest thread, and a frozen dataclass's ``__init__`` (an ``object.__setattr__``
+    per field) costs about 1 µs against 0.1 µs."""
 
     status: str                              # "accepted" | "rejected" | "duplicate"
     source: KafkaPosition | None             # this input's own position
@@ -655,7 +660,8 @@ class TrustLog(Closing):
             if prior is not None:
                 res.duplicates += 1
                 same = rejected_in_batch.get(h)
-                fates.append(replace(same, source=src) if same is not None else self._rejected_fate(src, prior))
+                fates.append(msgspec.structs.replace(same, source=src) if same is not None
+                             else self._rejected_fate(src, prior))
                 continue
             eid_hex = sha256(canonical).hexdigest() if env is not None else ""
             self._reject_hashes[h] = self.rejects.record(err.reason, err.message + where, raw, event_id=eid_hex,
