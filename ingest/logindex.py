@@ -264,10 +264,17 @@ class LogIndex:
 
     def add_event(self, offset: int, log_time: int, event: Event, grant: int, keys: list[tuple[str, int]]) -> None:
         """Index one record at ``offset`` (offsets must be added in order)."""
+        self.add_postings(offset, log_time, KIND_CODE[type(event).__struct_config__.tag],  # type: ignore[attr-defined]
+                          event.repo, grant, keys)
+
+    def add_postings(self, offset: int, log_time: int, kind: int, repo: str, grant: int,
+                     keys: list[tuple[str, int]]) -> None:
+        """:meth:`add_event` of an event of kind code ``kind`` in repository ``repo``.
+        Its compiled twin is ``_fastfold``'s ``_index_add`` (the ingest fold's fast
+        path), which must add the very same entries and names."""
         if offset < self.covered:
             return
-        kind = KIND_CODE[type(event).__struct_config__.tag]  # type: ignore[attr-defined]
-        rid = self._id(repo_name(event.repo))
+        rid = self._id(repo_name(repo))
         pend = self._pending
         entry = _ENTRY.pack
         lst = pend.get(rid)

@@ -44,7 +44,7 @@ def _ingest(directory: Path, raws: list[bytes], sizes: list[int], ahead: bool, f
     prepared before the previous one is folded (as the Kafka worker does). ``fold`` picks
     which twin takes the fast path ("c" or "py"; default: the selected backend's).
     Returns (fates, records, rejects, state, fast-folded count, Merkle root,
-    compiled-folded count, one repository's index postings)."""
+    compiled-folded count, every index name (in id order) with its postings)."""
     with TrustLog(directory, clock=LogClock(lambda: 0), checkpoint_every=None, snapshot_every=None) as tl:
         tl.fast_fold = fast
         if fold is not None:
@@ -63,7 +63,7 @@ def _ingest(directory: Path, raws: list[bytes], sizes: list[int], ahead: bool, f
         records = list(tl.log.scan(0))
         rejects = [(r.reason, r.detail, r.raw) for r in tl.rejects]
         return (fates, records, rejects, tl.state, tl.fast_folded, tl.tree.merkle.root(), tl.compiled_folded,
-                list(tl.index.repo_postings("registry.example.com/team/app")))
+                [(name, list(tl.index.postings(name))) for name in tl.index.names])
 
 
 @settings(max_examples=120, **SETTINGS)
@@ -77,6 +77,7 @@ def test_the_fast_path_decides_as_the_validating_fold(setup: dict, ops: list[tup
     assert fast[0] == slow[0]          # fates: status, offsets, reasons, details
     assert fast[1:3] == slow[1:3]      # records and rejects, byte for byte
     assert fast[5] == slow[5]          # Merkle root
+    assert fast[7] == slow[7]          # every index name and its postings
     assert_same_state(fast[3], slow[3], "fast path vs TrustState.apply")
     assert slow[4] == 0
     assert fast[4] <= _accepted_tags(fast[0], raws)  # only accepted ImageSigned events take it
