@@ -314,6 +314,8 @@ def test_a_log_of_both_formats_opens_replays_and_verifies(tmp_path: Path, monkey
     d = tmp_path / "log"
     with monkeypatch.context() as m:
         m.setattr(pipeline, "encode_record", lambda rec, *_: encode_record_v1(rec))  # the writer before v2
+        # ... which had no one-pass C ingest of an ImageSigned (that writes v2 itself)
+        m.setattr(pipeline.fold_backend, "BACKEND", "python")
         with TrustLog(d, checkpoint_every=10, snapshot_every=None) as tl:
             tl.ingest_batch([(e.to_bytes(), None) for e in events[:13]])
     with TrustLog(d, checkpoint_every=10, snapshot_every=None) as tl:
