@@ -39,6 +39,9 @@ from pathlib import Path
 
 import msgspec
 
+from trustlog.ingest import record_v2
+from trustlog.ingest.records import decode_record, encode_record_v1, record_format
+
 FIELDS = ("frame", "log_time", "source", "key_ids", "signatures", "repo", "tag", "digest", "integers", "headers")
 
 
@@ -79,9 +82,6 @@ class Tally:
         self.prev_time = 0
 
     def add(self, body: bytes) -> None:
-        from trustlog.ingest import record_v2
-        from trustlog.ingest.records import decode_record, encode_record_v1, record_format
-
         framed = 8 + len(body)
         self.records += 1
         self.stored += framed
