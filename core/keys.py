@@ -139,6 +139,14 @@ def warm_ed25519_checks(publics: Iterable[bytes], stop: Callable[[], bool]) -> i
     return n
 
 
+def clear_key_caches() -> None:
+    """Empty this module's process-wide caches (point checks, key identities, parsed
+    RSA/P-256 keys): afterwards a fold pays what it pays in a fresh process. For
+    benchmarks, so that a repeated measurement is not flattered by the run before it."""
+    for f in (_ed25519_point_ok, _material_id, _rsa_key, _p256_key):
+        f.cache_clear()
+
+
 def validate_public_key(key: PublicKey) -> PublicKey:
     """Check that ``key`` is a usable key of its type; return it in its one accepted
     encoding (which the fold then requires: a key in any other form is refused).

@@ -219,3 +219,24 @@ def test_warm_checks_are_the_checks_and_stop_when_asked() -> None:
         validate_public_key(PublicKey("ed25519", bad))
     stop_after = iter([False, True])
     assert keys.warm_ed25519_checks([bad, bad, bad], lambda: next(stop_after)) == 1
+
+
+def test_clearing_the_key_caches_makes_the_next_check_a_miss_with_the_same_answer() -> None:
+    """What the replay benchmark relies on for a fresh-process figure: after
+    clear_key_caches() a check is computed again (a miss), and answers as before."""
+    from trustlog.core import keys
+    from trustlog.core.keys import PublicKey, SigningKey, key_material_id, validate_public_key
+
+    pub = SigningKey.from_seed(b"clear-caches").public_key.public
+    bad = b"\x01" + b"\x00" * 31
+    ident = key_material_id(PublicKey("ed25519", pub))
+    validate_public_key(PublicKey("ed25519", pub))
+    keys.clear_key_caches()
+    for f in (keys._ed25519_point_ok, keys._material_id, keys._rsa_key, keys._p256_key):
+        assert f.cache_info().currsize == 0
+    misses = keys._ed25519_point_ok.cache_info().misses
+    assert validate_public_key(PublicKey("ed25519", pub)).public == pub
+    assert keys._ed25519_point_ok.cache_info().misses == misses + 1
+    assert key_material_id(PublicKey("ed25519", pub)) == ident
+    with pytest.raises(keys.InvalidKeyError):
+        validate_public_key(PublicKey("ed25519", bad))
