@@ -162,8 +162,9 @@ class WorkerStats:
     reasons: dict[str, int] = field(default_factory=dict)
     fsync_seconds: float = 0.0
     ingest_seconds: float = 0.0
-    first_message_at: float | None = None
+    first_message_at: float | None = None   # monotonic: when the first batch was committed
     last_message_at: float | None = None
+    first_batch_messages: int = 0            # the messages of that first batch
     partitions_seen: set[int] = field(default_factory=set)
     by_partition: dict[int, int] = field(default_factory=dict)
     outcomes: int = 0
@@ -525,6 +526,7 @@ class KafkaIngestWorker:
         now = time.monotonic()
         if s.first_message_at is None:
             s.first_message_at = now
+            s.first_batch_messages = n
         s.last_message_at = now
         s.messages += n
         s.by_partition[partition] = s.by_partition.get(partition, 0) + n
