@@ -91,6 +91,11 @@ LOCK_RETRY_SECONDS = 0.2
 # signatures of batch k+1 are checked (GIL released) while batch k+2 is decoded and
 # batch k folded, so the crypto overlaps Python work instead of waiting for it
 PREFETCH_BATCHES = 2
+# how long a poll waits for records when none are in hand. Short, because an assignment
+# (at start or in a rebalance) made inside a poll leaves its partitions paused until
+# their logs are open, and kafka-python sits out the rest of the timeout before the
+# worker can open them: 500 ms cost every start and every rebalance ~0.4 s of idling
+IDLE_POLL_MS = 100
 
 
 class StatusSink(Protocol):
@@ -656,7 +661,7 @@ class KafkaIngestWorker:
                         self._catch_up()
                     # a batch already in hand is appended without waiting for more (its
                     # outcomes are awaited by publishers); otherwise wait a little for records
-                    wait_ms = 0 if held else LOCK_RETRY_SECONDS * 1000 if self._pending else 500
+                    wait_ms = 0 if held else LOCK_RETRY_SECONDS * 1000 if self._pending else IDLE_POLL_MS
                     polled = self.consumer.poll(timeout_ms=wait_ms, max_records=self.max_poll_records)
                     if polled:
                         # decoded and pre-verified in the background while older batches
