@@ -126,6 +126,13 @@ def _extensions() -> list[Extension]:
         define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],
         extra_compile_args=["-O3"],
     )
+    # The records of fetched Kafka batches, read in C (ingest/kafka_records.py puts it
+    # under kafka-python's fetcher; kafka-python's own loop is its twin and its fallback).
+    kafka_records = Extension(
+        "trustlog.ingest._kafkarecords",
+        ["ingest/_kafkarecords.pyx"],
+        extra_compile_args=["-O3"],
+    )
     try:
         from Cython.Build import cythonize
     except ImportError as e:
@@ -135,14 +142,15 @@ def _extensions() -> list[Extension]:
         return []
     try:
         return cythonize(
-            [ext, fold, store, scan],
+            [ext, fold, store, scan, kafka_records],
             language_level=3,
             compiler_directives={"boundscheck": False, "wraparound": False},
         )
     except Exception as e:  # Cython's CompileError, or a missing source in an sdist
         if REQUIRE:
             raise
-        _warn("could not cythonize verifier/_cverify.pyx, ingest/_fastfold.pyx, core/_tagstore_c.pyx or ingest/_logscan.pyx", e)
+        _warn("could not cythonize verifier/_cverify.pyx, ingest/_fastfold.pyx, core/_tagstore_c.pyx, ingest/_logscan.pyx "
+              "or ingest/_kafkarecords.pyx", e)
         return []
 
 

@@ -78,6 +78,7 @@ from .partitioning import (
 from .batch_decode import PreparedBatch
 from . import gcpolicy
 from .pipeline import BatchResult, PlannedChecks, TrustLog
+from .kafka_records import install as install_fast_records
 from .records import KafkaPosition
 from .rejects import RejectsLog
 
@@ -302,6 +303,7 @@ class KafkaIngestWorker:
         self.layout: Layout | None = None
         self._outcomes: OutcomeWriter | None = None
         self._checked_partitions_at = 0.0
+        self.fast_records = False   # whether the consumer reads fetched batches in C (_make_consumer)
         self.instance_id = instance_id
         self.max_messages = max_messages
         self.idle_exit = idle_exit
@@ -484,6 +486,8 @@ class KafkaIngestWorker:
         from kafka import KafkaConsumer
 
         c = KafkaConsumer(**self._consumer_config)
+        # fetched batches read in C where that fits (ingest.kafka_records); else kafka-python's loop
+        self.fast_records = install_fast_records(c)
         return c
 
     def _ingest_polled(self, polled: dict[Any, list[Any]],

@@ -26,6 +26,7 @@ import msgspec
 
 from trustlog.core.evaluate import Request, Verdict
 from trustlog.core.reasons import Code
+from trustlog.ingest.kafka_records import install as install_fast_records
 from trustlog.ingest.kafka_servers import bootstrap_servers
 from trustlog.ingest.partitioning import check_ownership, load_log_layout
 from trustlog.ingest.view import ViewSet
@@ -111,6 +112,7 @@ class KafkaVerifyService:
                                  enable_auto_commit=False, auto_offset_reset="earliest",
                                  max_poll_records=self.max_poll_records, session_timeout_ms=6000,
                                  heartbeat_interval_ms=2000, client_id=f"trustlog-verify-{os.getpid()}")
+        install_fast_records(consumer)  # fetched batches read in C where that fits (ingest.kafka_records)
         producer = KafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True,
                                  linger_ms=5, client_id=f"trustlog-verify-{os.getpid()}")
         views, verifier, state, results = self.views, self.verifier, self.state, self.results_topic
