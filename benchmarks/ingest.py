@@ -18,7 +18,9 @@ In one run, on a fresh 4-partition topic:
    per-partition fsynced logs, every signature checked by the selected backend,
    offsets committed after each group commit, each input's outcome message produced
    before the commit), messages over wall time from start to the last commit (group
-   join and log creation included); ``--outcomes-ab`` also runs it without outcomes;
+   join and log creation included), its consumer reading the fetched records in C
+   (``ingest/kafka_records.py``); ``--outcomes-ab`` also runs it without outcomes,
+   ``--reader-ab`` with kafka-python's own record loop (``kafka_python_reader_*``);
 4. ``raw_verify_limit_per_s``: the ceiling, since every event carries a signature: the
    raw C loop (``_cverify.raw_verify_loop``, GIL released) on two threads at once over
    the same signatures (the ones the worker pre-verifies, per algorithm, weighted by
@@ -215,7 +217,8 @@ class TimedCrypto:
 
 
 def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profile: bool,
-           preverify: bool = True, outcomes: bool = True, prefetch: int | None = None) -> dict:
+           preverify: bool = True, outcomes: bool = True, prefetch: int | None = None,
+           records_in_c: bool = True) -> dict:
     from trustlog.ingest.kafka_worker import KafkaIngestWorker
 
     crypto = TimedCrypto()
@@ -224,7 +227,7 @@ def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profil
                           max_partition_fetch_bytes=fetch["max_partition_fetch_bytes"],
                           fetch_max_bytes=fetch["fetch_max_bytes"],
                           log_options={"crypto": crypto}, install_signal_handlers=False, preverify=preverify,
-                          outcomes="" if outcomes else None)
+                          outcomes="" if outcomes else None, read_records_in_c=records_in_c)
     if prefetch is not None:
         w.prefetch = prefetch
     prof = None
@@ -285,6 +288,8 @@ def _main(stack: ExitStack) -> int:
     ap.add_argument("--no-outcomes", action="store_true", help="the worker writes no outcome messages")
     ap.add_argument("--outcomes-ab", action="store_true",
                     help="also run the worker with outcome messages the other way (off, or on with --no-outcomes)")
+    ap.add_argument("--reader-ab", action="store_true",
+                    help="also run the worker with kafka-python reading the fetched records (not the C reader)")
     ap.add_argument("--prefetch", type=int, help="poll batches the worker decodes and pre-verifies ahead of the "
                     "one it folds (default: the worker's, kafka_worker.PREFETCH_BATCHES)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
@@ -352,6 +357,10 @@ def _main(stack: ExitStack) -> int:
             print(f"worker with outcome messages {'off' if not args.no_outcomes else 'on'}: "
                   f"{oab['messages'] / oab['seconds']:,.0f}/s, {oab['cpu_s'] / oab['messages'] * 1e6:.0f} us CPU/event",
                   file=sys.stderr)
+        rab = None
+        if args.reader_ab:
+            rab = ingest(bootstrap, topic, args.n, tmp / "logs-rab", fetch, False, not args.no_preverify,
+                         not args.no_outcomes, args.prefetch, records_in_c=False)
         if args.ab:
             ab = ingest(bootstrap, topic, args.n, tmp / "logs-ab", fetch, False, args.no_preverify)
             print(f"worker with pre-verification {'off' if not args.no_preverify else 'on'}: "
@@ -394,6 +403,13 @@ def _main(stack: ExitStack) -> int:
                      f"stop {ing['shutdown_s']:.2f} s)", f"{steady_rate:,.0f}/s",
                      f"{steady_rate / bare_rate:.2f}x of bare"
                      + (f", {steady_rate / raw_rate:.2f}x of the limit" if raw_rate else "")))
+    if rab is not None:
+        rab_rate = rab["messages"] / rab["seconds"]
+        rab_steady = rab["steady_messages"] / rab["active_s"] if rab["active_s"] > 0 else float("nan")
+        rows.append(("  same, fetched records read by kafka-python (not in C)", f"{rab_rate:,.0f}/s",
+                     f"steady {rab_steady:,.0f}/s; CPU {rab['cpu_s'] / rab['messages'] * 1e6:.0f} us/event, main thread "
+                     f"{rab['main_cpu_s'] / rab['messages'] * 1e6:.0f}"
+                     + (f"; {rab_rate / raw_rate:.2f}x of the limit" if raw_rate else "")))
     if oab is not None:
         oab_rate = oab["messages"] / oab["seconds"]
         rows.append((f"  same, outcome messages {'off' if not args.no_outcomes else 'on'}", f"{oab_rate:,.0f}/s",
@@ -447,6 +463,10 @@ def _main(stack: ExitStack) -> int:
             "ingest_active_seconds": round(ing["active_s"], 3),
             "ingest_steady_per_s": round(steady_rate, 1) if steady_rate else None,
             "kafka_records_read_in_c": ing["fast_records"],
+            **({"kafka_python_reader_per_s": round(rab["messages"] / rab["seconds"], 1),
+                "kafka_python_reader_cpu_us_per_event": round(rab["cpu_s"] / rab["messages"] * 1e6, 1),
+                "kafka_python_reader_main_thread_cpu_us_per_event": round(rab["main_cpu_s"] / rab["messages"] * 1e6, 1)}
+               if rab is not None else {}),
             "ingest_steady_vs_raw_limit": round(steady_rate / raw_rate, 3) if steady_rate and raw_rate else None,
             "ingest_startup_seconds": round(ing["startup_s"], 3), "ingest_shutdown_seconds": round(ing["shutdown_s"], 3),
             "ingest_seconds": round(ing["seconds"], 3), "ingest_cpu_us_per_event": round(ing["cpu_s"] / ing["messages"] * 1e6, 1),

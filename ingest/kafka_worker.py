@@ -292,6 +292,7 @@ class KafkaIngestWorker:
         log_options: dict[str, Any] | None = None,
         preverify: bool = True,
         install_signal_handlers: bool = True,
+        read_records_in_c: bool = True,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -303,6 +304,7 @@ class KafkaIngestWorker:
         self.layout: Layout | None = None
         self._outcomes: OutcomeWriter | None = None
         self._checked_partitions_at = 0.0
+        self.read_records_in_c = read_records_in_c   # False: kafka-python's own loop (for comparisons)
         self.fast_records = False   # whether the consumer reads fetched batches in C (_make_consumer)
         self.instance_id = instance_id
         self.max_messages = max_messages
@@ -487,7 +489,7 @@ class KafkaIngestWorker:
 
         c = KafkaConsumer(**self._consumer_config)
         # fetched batches read in C where that fits (ingest.kafka_records); else kafka-python's loop
-        self.fast_records = install_fast_records(c)
+        self.fast_records = self.read_records_in_c and install_fast_records(c)
         return c
 
     def _ingest_polled(self, polled: dict[Any, list[Any]],
