@@ -52,6 +52,21 @@ cdef extern from *:
     bint _add_overflows "tl_add_overflows"(int64_t a, int64_t b, int64_t *r) noexcept nogil
 
 
+cdef object _nullable_bytes(const unsigned char *p, Py_ssize_t *pos, Py_ssize_t end, int64_t *n):
+    """Kafka's nullable bytes at ``pos[0]`` (a varint length, then that many bytes; a
+    negative length is null): the bytes, or None, with ``pos[0]`` moved past them; -1 in
+    ``pos[0]`` when they do not fit before ``end``."""
+    cdef Py_ssize_t at = _varint(p, pos[0], end, n)
+    if at < 0 or n[0] > end - at:
+        pos[0] = -1
+        return None
+    if n[0] < 0:
+        pos[0] = at
+        return None
+    pos[0] = at + <Py_ssize_t>n[0]
+    return PyBytes_FromStringAndSize(<const char *>p + at, <Py_ssize_t>n[0])
+
+
 def batch_records(bytearray buf, Py_ssize_t num_records, int64_t base_offset, int64_t first_timestamp,
                   int64_t max_timestamp, int timestamp_type, str topic, int partition, int leader_epoch,
                   object record_type):
@@ -86,26 +101,12 @@ def batch_records(bytearray buf, Py_ssize_t num_records, int64_t base_offset, in
         pos = _varint(p, pos, end, &off_delta)
         if pos < 0 or _add_overflows(base_offset, off_delta, &offset):
             return None
-        pos = _varint(p, pos, end, &key_len)
+        key = _nullable_bytes(p, &pos, end, &key_len)
         if pos < 0:
             return None
-        if key_len >= 0:
-            if key_len > end - pos:
-                return None
-            key = PyBytes_FromStringAndSize(<const char *>p + pos, key_len)
-            pos += key_len
-        else:
-            key = None
-        pos = _varint(p, pos, end, &value_len)
+        value = _nullable_bytes(p, &pos, end, &value_len)
         if pos < 0:
             return None
-        if value_len >= 0:
-            if value_len > end - pos:
-                return None
-            value = PyBytes_FromStringAndSize(<const char *>p + pos, value_len)
-            pos += value_len
-        else:
-            value = None
         pos = _varint(p, pos, end, &n_headers)
         if pos < 0 or n_headers < 0:
             return None
@@ -120,18 +121,10 @@ def batch_records(bytearray buf, Py_ssize_t num_records, int64_t base_offset, in
             except UnicodeDecodeError:
                 return None
             pos += h_len
-            pos = _varint(p, pos, end, &hv_len)
+            h_value = _nullable_bytes(p, &pos, end, &hv_len)
             if pos < 0:
                 return None
-            if hv_len >= 0:
-                if hv_len > end - pos:
-                    return None
-                h_value = PyBytes_FromStringAndSize(<const char *>p + pos, hv_len)
-                pos += hv_len
-                header_size += h_len + hv_len
-            else:
-                h_value = None
-                header_size += h_len
+            header_size += h_len + (hv_len if hv_len >= 0 else 0)
             headers.append((h_key, h_value))
         if pos - start != length:
             return None
