@@ -13,7 +13,8 @@ In one run, on a fresh 4-partition topic:
    idempotent;
 2. ``bare_consume_per_s``: a bare kafka-python loop (no group, no processing) reading
    the N messages back with the worker's fetch settings -- the ceiling kafka-python
-   sets on this machine;
+   sets on this machine; beside it the same loop with the fetched records read in C
+   (``bare_consume_c_reader_per_s``), as the worker reads them;
 3. ``ingest_per_s``: :class:`KafkaIngestWorker` on the same topic (consumer group,
    per-partition fsynced logs, every signature checked by the selected backend,
    offsets committed after each group commit, each input's outcome message produced
@@ -113,11 +114,19 @@ def publish(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> fl
     return dt
 
 
-def bare_consume(bootstrap: str, topic: str, n: int, fetch: dict) -> float:
+def bare_consume(bootstrap: str, topic: str, n: int, fetch: dict, records_in_c: bool = False) -> tuple[float, float]:
+    """Wall and CPU seconds of a bare loop reading the n messages back; with
+    ``records_in_c`` its consumer reads the fetched records as the worker's does
+    (``ingest/kafka_records.py``), else with kafka-python's own loop (the baseline)."""
     from kafka import KafkaConsumer, TopicPartition
+
+    from trustlog.ingest.kafka_records import install
 
     c = KafkaConsumer(bootstrap_servers=bootstrap_servers(bootstrap), enable_auto_commit=False, client_id="trustlog-bench-bare",
                       **fetch)
+    if records_in_c and not install(c):
+        c.close()
+        raise RuntimeError("the C record reader is not available (not built, or another kafka-python)")
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     c.assign(tps)
     c.seek_to_beginning(*tps)
@@ -346,6 +355,11 @@ def _main(stack: ExitStack) -> int:
         del events
         print(f"published in {pub_s:.1f} s ({args.n / pub_s:,.0f}/s)", file=sys.stderr)
         bare_s, bare_cpu = bare_consume(bootstrap, topic, args.n, fetch)
+        try:
+            bare_c_s, bare_c_cpu = bare_consume(bootstrap, topic, args.n, fetch, records_in_c=True)
+        except RuntimeError as e:
+            print(f"bare consume with the C record reader: not measured ({e})", file=sys.stderr)
+            bare_c_s = bare_c_cpu = None
         print(f"bare consume: {bare_s:.2f} s ({args.n / bare_s:,.0f}/s)", file=sys.stderr)
         measure_limit()
         ing = ingest(bootstrap, topic, args.n, tmp / "logs", fetch, args.profile, not args.no_preverify,
@@ -388,6 +402,9 @@ def _main(stack: ExitStack) -> int:
     rows = [
         ("publish (acks=all, idempotent)", f"{args.n / pub_s:,.0f}/s", ""),
         ("bare kafka-python consume", f"{bare_rate:,.0f}/s", "baseline"),
+        *([("  same, fetched records read in C", f"{args.n / bare_c_s:,.0f}/s",
+            f"{bare_s / bare_c_s:.2f}x; CPU {bare_c_cpu / args.n * 1e6:.1f} vs {bare_cpu / args.n * 1e6:.1f} us/event")]
+          if bare_c_s else []),
     ]
     if raw_rate is not None and batch_rate is not None:
         rows += [(f"raw C verification loop, 2 threads, same {len(items):,} signatures", f"{raw_rate:,.0f}/s",
@@ -453,6 +470,8 @@ def _main(stack: ExitStack) -> int:
         print(json.dumps({
             "n": args.n, "backend": BACKEND, "cpus": os.cpu_count(), "kafka_python": kafka.__version__,
             "publish_per_s": round(args.n / pub_s, 1), "bare_consume_per_s": round(bare_rate, 1),
+            "bare_consume_c_reader_per_s": round(args.n / bare_c_s, 1) if bare_c_s else None,
+            "bare_c_reader_cpu_us_per_event": round(bare_c_cpu / args.n * 1e6, 2) if bare_c_cpu else None,
             "ingest_per_s": round(ingest_rate, 1), "ratio": round(ingest_rate / bare_rate, 3),
             "raw_verify_limit_per_s": round(raw_rate, 1) if raw_rate else None,
             "ingest_vs_raw_limit": round(ingest_rate / raw_rate, 3) if raw_rate else None,
