@@ -490,6 +490,8 @@ class KafkaIngestWorker:
         c = KafkaConsumer(**self._consumer_config)
         # fetched batches read in C where that fits (ingest.kafka_records); else kafka-python's loop
         self.fast_records = self.read_records_in_c and install_fast_records(c)
+        log.info("fetched records are read %s", "in C (ingest/_kafkarecords)" if self.fast_records
+                 else "by kafka-python's own loop")
         return c
 
     def _ingest_polled(self, polled: dict[Any, list[Any]],
