@@ -40,6 +40,9 @@ def _compiled() -> Any:
         return None
 
 
+_FAST: type | None = None   # FastPartitionRecords, made on first use
+
+
 def fast_partition_records_class() -> type | None:
     """:class:`FastPartitionRecords` (made once), or None where it cannot be used: another
     kafka-python release, the extension not built, or ``TRUSTLOG_PUREPYTHON=1`` (as for
@@ -58,16 +61,12 @@ def fast_partition_records_class() -> type | None:
     return _FAST
 
 
-_FAST: type | None = None
-
-
 def _make_class(c: Any) -> type:
     from kafka.consumer.fetcher import ConsumerRecord, Fetcher
     from kafka.errors import CorruptRecordError
     from kafka.protocol.consumer import IsolationLevel
 
-    batch_records = c.batch_records
-    header_size = c.HEADER_SIZE
+    batch_records = c.batch_records   # checks the batch is at least its header long
     read_uncommitted = IsolationLevel.READ_UNCOMMITTED
 
     class FastPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc, name-defined]
@@ -95,7 +94,7 @@ def _make_class(c: Any) -> type:
                         batch = records.next_batch()
                         continue
                 got = None
-                if magic == 2 and batch.compression_type == 0 and len(batch._buffer) >= header_size:
+                if magic == 2 and batch.compression_type == 0:
                     got = batch_records(batch._buffer, batch.records_count, batch.base_offset,
                                         batch.first_timestamp, batch.max_timestamp, batch.timestamp_type,
                                         topic, partition, self.leader_epoch, ConsumerRecord)

@@ -4,33 +4,31 @@ same ConsumerRecords, the same fetch positions and counters, and on damaged byte
 same records before the same error."""
 from __future__ import annotations
 
-import importlib
 import os
 import struct
 from typing import Any
 
+import kafka
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kafka.consumer.fetcher import Fetcher
+from kafka.protocol.consumer import IsolationLevel
+from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
+from kafka.structs import TopicPartition
 
 from conftest import require_or_skip
-
-kafka = pytest.importorskip("kafka")
-from kafka.consumer.fetcher import Fetcher  # noqa: E402
-from kafka.protocol.consumer import IsolationLevel  # noqa: E402
-from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder  # noqa: E402
-from kafka.structs import TopicPartition  # noqa: E402
-
-from trustlog.ingest import kafka_records  # noqa: E402
+from trustlog.ingest import kafka_records
 
 TP = TopicPartition("t", 3)
 
 
 def _compiled() -> Any:
-    try:
-        return importlib.import_module("trustlog.ingest._kafkarecords")
-    except ImportError as e:
-        require_or_skip("the compiled Kafka record reader (build it with `pip install -e .`)", e)
+    c = kafka_records._compiled()
+    if c is None:
+        require_or_skip("the compiled Kafka record reader (build it with `pip install -e .`)",
+                        "trustlog.ingest._kafkarecords does not import")
+    return c
 
 
 @pytest.fixture(scope="module")
