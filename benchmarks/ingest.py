@@ -260,7 +260,8 @@ def ingest(bootstrap: str, topic: str, n: int, logdir: Path, fetch: dict, profil
     s = w.stats
     return {"seconds": dt, "cpu_s": cpu, "main_cpu_s": main_cpu, "messages": s.messages, "accepted": s.accepted, "rejected": s.rejected,
             "duplicates": s.duplicates, "batches": s.batches, "ingest_batch_s": s.ingest_seconds,
-            "fsync_s": s.fsync_seconds, "crypto_s": crypto.seconds,
+            "fsync_s": s.fsync_seconds, "crypto_s": crypto.seconds, "gc_s": s.gc_seconds,
+            "gc_collections": s.gc_collections,
             "crypto_main_s": crypto.main_seconds, "signatures": crypto.signatures,
             "active_s": (s.last_message_at or 0) - (s.first_message_at or 0),
             # the steady state: what was committed after the first commit, over that span;
@@ -451,6 +452,8 @@ def _main(stack: ExitStack) -> int:
           f"bare consume {bare_cpu / args.n * 1e6:.1f} us/event (the worker reads fetched records "
           f"{'in C' if ing['fast_records'] else 'with kafka-python'}); load average {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs")
+    print(f"  garbage collection: {ing['gc_collections']} timed collections, {ing['gc_s']:.3f} s "
+          f"({ing['gc_s'] / ing['messages'] * 1e6:.2f} us/event; the automatic collector is off while the worker runs)")
     if ing["signatures"]:
         print(f"  crypto: {ing['crypto_s'] / ing['signatures'] * 1e6:.1f} us per signature (backend {BACKEND})")
     budget = None
@@ -491,6 +494,7 @@ def _main(stack: ExitStack) -> int:
             "ingest_seconds": round(ing["seconds"], 3), "ingest_cpu_us_per_event": round(ing["cpu_s"] / ing["messages"] * 1e6, 1),
             "bare_cpu_us_per_event": round(bare_cpu / args.n * 1e6, 2), "load_average": round(os.getloadavg()[0], 2), "poll_seconds": round(poll, 3),
             "crypto_seconds": round(ing["crypto_s"], 3), "crypto_in_worker_thread_seconds": round(ing["crypto_main_s"], 3), "fsync_seconds": round(ing["fsync_s"], 3),
+            "gc_seconds": round(ing["gc_s"], 3), "gc_collections": ing["gc_collections"],
             "other_ingest_seconds": round(other, 3), "signatures": ing["signatures"],
             "accepted": ing["accepted"], "rejected": ing["rejected"], "duplicates": ing["duplicates"],
             "outcomes": not args.no_outcomes, "prefetch": args.prefetch, **(budget or {}),

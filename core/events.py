@@ -131,7 +131,7 @@ class Signature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sig: bytes
 
 
-class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     payload: bytes
     signatures: list[Signature]
 

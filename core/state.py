@@ -460,7 +460,7 @@ def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time
             count_signers(repo, env, _role_keys(repo, g), g.threshold, log_time, sigcheck, f"compromise report ({role})")
             break
         except RejectedEventError as e:
-            errors.append(e)
+            errors.append(e.with_traceback(None))  # kept without the frame: no cycle through it
     else:
         _refuse_unauthorised_report(repo, env, ev, allowed, log_time, sigcheck)
         if not errors:

@@ -17,7 +17,11 @@ yields the same records and raises the same error kafka-python would
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void *op)
 
 cdef object _tuple_new = tuple.__new__
 
@@ -79,7 +83,7 @@ def batch_records(bytearray buf, Py_ssize_t num_records, int64_t base_offset, in
     cdef Py_ssize_t pos = HEADER_SIZE, start, i, j
     cdef int64_t length, attrs, ts_delta, off_delta, key_len, value_len, n_headers, h_len, hv_len
     cdef int64_t timestamp, offset, header_size
-    cdef object key, value, h_key, h_value, headers
+    cdef object key, value, h_key, h_value, headers, record
     cdef list records = [], sizes = []
     if num_records < 0 or end < HEADER_SIZE:
         return None
@@ -128,10 +132,17 @@ def batch_records(bytearray buf, Py_ssize_t num_records, int64_t base_offset, in
             headers.append((h_key, h_value))
         if pos - start != length:
             return None
-        records.append(_tuple_new(record_type, (
+        record = _tuple_new(record_type, (
             topic, partition, leader_epoch, offset, timestamp, timestamp_type, key, value, headers, None,
             key_len if key_len >= 0 else -1, value_len if value_len >= 0 else -1,
-            header_size if n_headers else -1)))
+            header_size if n_headers else -1))
+        # Neither the record nor its headers list can be part of a reference cycle (they
+        # hold strings, bytes, ints and the header tuples), so the cyclic collector is
+        # told not to scan them: a consumer holds tens of thousands of fetched records at
+        # once, and every young collection rescanned each of them (see gcpolicy.py)
+        PyObject_GC_UnTrack(<PyObject *>headers)
+        PyObject_GC_UnTrack(<PyObject *>record)
+        records.append(record)
         sizes.append(length)
     if pos != end:
         return None

@@ -174,6 +174,8 @@ class WorkerStats:
     partitions_seen: set[int] = field(default_factory=set)
     by_partition: dict[int, int] = field(default_factory=dict)
     outcomes: int = 0
+    gc_seconds: float = 0.0                  # in the worker's timed collections (see .gcpolicy)
+    gc_collections: int = 0
     layout_partitions: int = 0
     topic_partitions: int = 0
     exit_code: int = 0
@@ -190,7 +192,8 @@ class WorkerStats:
             "messages_per_second": round(self.messages / span, 1) if span > 0 else None,
             "partitions": sorted(self.partitions_seen),
             "messages_by_partition": {str(p): n for p, n in sorted(self.by_partition.items())},
-            "outcomes": self.outcomes, "layout_partitions": self.layout_partitions,
+            "outcomes": self.outcomes, "gc_seconds": round(self.gc_seconds, 4),
+            "gc_collections": self.gc_collections, "layout_partitions": self.layout_partitions,
             "topic_partitions": self.topic_partitions, "exit_code": self.exit_code, "error": self.error,
         }
 
@@ -318,6 +321,8 @@ class KafkaIngestWorker:
         self._executor: ThreadPoolExecutor | None = None   # decoding and planning (see _preverify_async)
         self._check_executor: ThreadPoolExecutor | None = None   # the planned signature checks
         self.prefetch = PREFETCH_BATCHES
+        # garbage collection during run(): on a clock from the loop, not per allocation
+        self.collections = gcpolicy.TimedCollections()
         self._generation = 0
         self.commit_timeout_ms = 30_000
         self.stats = WorkerStats()
@@ -631,7 +636,7 @@ class KafkaIngestWorker:
                 old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._metrics = worker_metrics(self._metrics_port)
         progress = self._status
-        gc_before = gcpolicy.fewer_full_collections()  # the state grows per event: see .gcpolicy
+        gc_clock = self.collections.start()  # automatic GC off, collected on a clock: see .gcpolicy
         progress.update(f"ingest {self.topic} [{self.group}]: started (pid {os.getpid()}), logs in {self.log_dir}",
                         force=True)
         started = time.monotonic()
@@ -684,6 +689,7 @@ class KafkaIngestWorker:
                         self._ingest_and_commit(records, prepared)
                     else:  # and so are the later ones polled before the rebalance
                         self._drop_held(held)
+                gc_clock.tick()
                 now = time.monotonic()
                 if now - last_status >= 0.5:
                     last_status = now
@@ -731,7 +737,8 @@ class KafkaIngestWorker:
             progress.close(self._status_line_final())
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
-            gcpolicy.restore(gc_before)
+            gc_clock.stop()
+            self.stats.gc_seconds, self.stats.gc_collections = gc_clock.seconds, gc_clock.young + gc_clock.full
         return self.stats.exit_code
 
     def _wait_for_layout(self, started: float) -> Layout | None:

@@ -84,7 +84,7 @@ class _LeafMismatchError(LogError):
     the record is wrong, which the root over the records decides."""
 
 
-class Fate(msgspec.Struct, frozen=True):
+class Fate(msgspec.Struct, frozen=True, gc=False):
     """What became of one input of a batch (the Kafka worker's outcome messages).
 
     A redelivered input gets the fate of the copy already stored: ``status``,
@@ -644,7 +644,10 @@ class TrustLog(Closing):
                         res.duplicates += 1
                         fates.append(self._duplicate_fate(src, eid_hex, at))
                         continue
-                    err = e
+                    # without its traceback: the traceback holds this frame, which holds
+                    # err, and that cycle would keep the whole batch (decoded inputs,
+                    # bodies, fates) alive until the cyclic collector came by
+                    err = e.with_traceback(None)
                 else:
                     offset = base + len(bodies)
                     bodies.append(body)

@@ -103,6 +103,18 @@ def test_on_damaged_batches_it_gives_the_same_records_then_the_same_error(fast_c
     assert drain(fast_cls, data, check_crcs=check_crcs) == drain(Fetcher.PartitionRecords, data, check_crcs=check_crcs)
 
 
+def test_the_records_read_in_c_are_not_scanned_by_the_cyclic_collector(fast_cls: type) -> None:
+    """A worker holds tens of thousands of fetched records at once; they hold no
+    reference back to anything (see gcpolicy.py), so they and their header lists are
+    not tracked, and equal kafka-python's all the same."""
+    import gc
+
+    data = build([[(1000 + i, b"k", b"v" * i, [("h", b"x")] if i % 2 else []) for i in range(20)]])
+    got = drain(fast_cls, data)[0]
+    assert got == drain(Fetcher.PartitionRecords, data)[0] and len(got) == 20
+    assert not any(gc.is_tracked(r) or gc.is_tracked(r.headers) for r in got)
+
+
 def test_compressed_batches_go_through_kafka_pythons_loop_with_the_same_result(fast_cls: type) -> None:
     recs = [[(1000 + i, b"k%d" % i, b"v" * i, [("h", b"x")]) for i in range(20)]]
     data = build(recs, compression=1) + build(recs, base=100)   # gzip, then a plain batch
