@@ -158,3 +158,24 @@ def test_worker_log_lines_escape_untrusted_text() -> None:
         rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     out = PlainFormatter("%(message)s").format(rec)
     assert len(out.splitlines()) == 1 and "\x1b" not in out and "Traceback" in out
+
+
+def test_the_first_polls_after_an_assignment_ramp_up_to_max_poll_records(tmp_path: Path) -> None:
+    """The pipeline fills with small batches first (see FIRST_POLL_RECORDS), then polls
+    take max_poll_records; every new assignment starts the ramp again."""
+    from trustlog.ingest.kafka_worker import FIRST_POLL_RECORDS, _Listener
+
+    w = KafkaIngestWorker("127.0.0.1:1", "t", "g", tmp_path, max_poll_records=5000)
+    sizes = [w.next_poll_records() for _ in range(6)]
+    assert sizes[0] == FIRST_POLL_RECORDS and sizes[-1] == 5000
+    assert all(a < b for a, b in zip(sizes, sizes[1:4])) and sizes[4:] == [5000, 5000]
+
+    class _Consumer:
+        def pause(self, *tps) -> None:
+            pass
+
+    w.consumer = _Consumer()
+    _Listener(w).on_partitions_assigned([])
+    assert w.next_poll_records() == FIRST_POLL_RECORDS
+    small = KafkaIngestWorker("127.0.0.1:1", "t", "g", tmp_path, max_poll_records=100)
+    assert [small.next_poll_records() for _ in range(3)] == [100, 100, 100]
