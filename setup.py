@@ -55,7 +55,7 @@ class optional_build_ext(build_ext):
 
 HERE = Path(__file__).resolve().parent
 # The parts _cverify.pyx includes (one job each); _codes.pxi is generated below.
-PXI = ["_codes", "_blake2b", "_sigcache", "_containers", "_structs", "_rules", "_compiled_trust"]
+PXI = ["_codes", "_blake2b_core", "_blake2b", "_sigcache", "_containers", "_structs", "_rules", "_compiled_trust"]
 
 
 def _write_codes_pxi() -> None:
@@ -102,7 +102,8 @@ def _extensions() -> list[Extension]:
     fold = Extension(
         "trustlog.ingest._fastfold",
         ["ingest/_fastfold.pyx"],
-        depends=["ingest/_fastfold.h", "ingest/_record_v2.h", "ingest/_record_v2.pxi", "ingest/_ingestfold.pxi"],
+        depends=["ingest/_fastfold.h", "ingest/_record_v2.h", "ingest/_record_v2.pxi", "ingest/_ingestfold.pxi",
+                 "ingest/_precheck.pxi", "verifier/_blake2b_core.pxi"],
         include_dirs=["ingest"],
         libraries=["crypto"],
         define_macros=[("OPENSSL_SUPPRESS_DEPRECATED", None)],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, KeysView, Sequence
 from typing import Protocol
 
 from .crypto_hook import CryptoFn
@@ -68,6 +68,11 @@ class CryptoCache:
 
     def __len__(self) -> int:
         return len(self._d)
+
+    def known(self) -> KeysView[bytes]:
+        """The cache keys whose validity is known, as a live view: ``ck in view`` without
+        a Python call per lookup (the ingest pre-check asks it once per signature)."""
+        return self._d.keys()
 
     def get(self, key: bytes) -> bool | None:
         v = self._d.get(key)

@@ -955,3 +955,4 @@ def compact_append(list peaks, long long size, leaves, list nodes):
 
 
 include "_ingestfold.pxi"
+include "_precheck.pxi"

@@ -21,16 +21,19 @@ what is pre-computed into the validity cache.
 """
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 
 from trustlog.core.bounds import MAX_SIGNATURES_PER_ENVELOPE
 from trustlog.core.errors import KeyMaterialError
 from trustlog.core.events import Envelope, Event, RepoCreated, RoleKeysSet, RootRotated
 from trustlog.core.keys import ALG_BY_KEYTYPE, PublicKey, validate_public_key
-from trustlog.core.state import MAX_KEYS_PER_ROLE, TrustState
+from trustlog.core.state import MAX_KEYS_PER_ROLE, RepoState, TrustState
 from trustlog.core.sigcache import cache_key
 
+from . import fold_backend
+
 Item = tuple[int, bytes, bytes, bytes]
+_INTRODUCING = (RepoCreated, RootRotated, RoleKeysSet)   # the event types _key_lists reads
 
 
 def _key_lists(event: Event | None) -> tuple[list[PublicKey], ...]:
@@ -75,17 +78,35 @@ def plan(
     cache key of each of its signatures in order (None for a signature not pre-checked).
     A key id names one key, so a cache key stays right whatever the state becomes."""
     for _, event in decoded:
-        for k in introduced_keys(event):
-            introduced[k.keyid] = k
+        if isinstance(event, _INTRODUCING):
+            for k in introduced_keys(event):
+                introduced[k.keyid] = k
+    # in C when the compiled fold is in use (ingest/_precheck.pxi, its twin below)
+    signatures = plan_signatures if fold_backend.compiled is None else fold_backend.compiled.plan_signatures
+    return signatures(state.repos, decoded, introduced, cached, sig_cks, MAX_SIGNATURES_PER_ENVELOPE,
+                      ALG_BY_KEYTYPE)
+
+
+def plan_signatures(
+    repos: Mapping[str, RepoState],
+    decoded: Sequence[tuple[Envelope, Event | None]],
+    introduced: dict[str, PublicKey],
+    cached: Container[bytes],
+    sig_cks: list[list[bytes | None] | None] | None,
+    max_signatures: int,
+    alg_by_keytype: Mapping[str, int],
+) -> tuple[list[bytes], list[Item]]:
+    """:func:`plan` once the introduced keys are known: the loop over the signatures
+    (the pure-Python twin of the compiled ``_fastfold.plan_signatures``)."""
     items: list[Item] = []
     cks: list[bytes] = []
     seen: set[bytes] = set()
     for env, event in decoded:
-        if event is None or len(env.signatures) > MAX_SIGNATURES_PER_ENVELOPE:
+        if event is None or len(env.signatures) > max_signatures:
             if sig_cks is not None:
                 sig_cks.append(None)
             continue
-        repo = state.repos.get(event.repo)
+        repo = repos.get(event.repo)
         known = repo.keys if repo is not None else {}
         keyids: dict[str, tuple[bytes, bytes | None]] = {}   # key id -> (its first signature, cache key)
         these: list[bytes | None] = []
@@ -100,9 +121,9 @@ def plan(
                 continue  # a key signs once; the fold checks any other repeat itself, and stops at a bad one
             keyids[s.keyid] = (s.sig, None)
             key = known.get(s.keyid) or introduced.get(s.keyid)
-            if key is None or key.keytype not in ALG_BY_KEYTYPE:
+            if key is None or key.keytype not in alg_by_keytype:
                 continue  # unknown keys and key types are the fold's to reject
-            alg = key.alg
+            alg = alg_by_keytype[key.keytype]  # = key.alg
             ck = cache_key(alg, key.public, env.payload, s.sig)
             these[-1] = ck
             keyids[s.keyid] = (s.sig, ck)
