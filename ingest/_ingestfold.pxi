@@ -192,12 +192,91 @@ cdef int _index_add(index, long long offset, long long log_time, unsigned int ki
     return 0
 
 
+cdef extern from "<openssl/sha.h>":
+    unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md) nogil
+
+cdef const char *_HEXDIGITS = b"0123456789abcdef"
+
+
 cdef class IngestBatchFold(IngestFold):
     """:class:`IngestFold` with :meth:`ingest_image_signed`, the whole fast path of one
-    accepted ``ImageSigned`` in one call (see ``TrustLog._ingest_decoded``)."""
+    accepted ``ImageSigned`` in one call, and :meth:`ingest_run`, that for each of a run
+    of them with the bookkeeping ``TrustLog._ingest_decoded`` does around it."""
+
+    cdef public Py_ssize_t refused_at   # the input ingest_run last stopped at because the fast path refused it
+    cdef public long long refused_now   # ... and the wall clock it read for it (LogClock.next_at takes it)
 
     def ingest_image_signed(self, bytes canonical, src, long long log_time, long long offset, cks, cache_get,
                             Py_ssize_t max_bytes, index, unsigned int kind, str repo):
+        return self._ingest_one(canonical, src, log_time, offset, cks, cache_get, max_bytes, index, kind, repo)
+
+    def ingest_run(self, list decoded, Py_ssize_t start, long long base, list bodies, list sig_cks, cache_get,
+                   Py_ssize_t max_bytes, index, unsigned int kind, set event_ids, dict in_batch, list fates,
+                   dict last_positions, clock, fate_type, image_signed_type):
+        """``TrustLog._ingest_decoded``'s loop body for ``decoded[start:]`` while each
+        input is an ``ImageSigned`` on the fast path: a decoded MessagePack input
+        (``err`` None) from a Kafka position (or none), its event id (SHA-256 of the
+        canonical envelope) not in ``event_ids``, and :meth:`ingest_image_signed`
+        answering its record body. For each such input, in order, exactly what that loop
+        does: take a log time from ``clock`` (``LogClock.next``), append the body to
+        ``bodies`` (its offset ``base + len(bodies)``), add the event id to ``event_ids``
+        and ``in_batch``, append its accepted ``Fate`` to ``fates``, record its position
+        in ``last_positions``. Returns the index of the first input it did not take
+        (``len(decoded)`` if none): that input is left untouched, for the Python loop;
+        ``refused_at`` is that index when :meth:`ingest_image_signed` refused it (the
+        caller does not ask again, and takes its log time with
+        ``clock.next_at(refused_now)``: the clock is read once per input), else -1."""
+        cdef Py_ssize_t i = start, n = len(decoded), j
+        cdef unsigned char md[32]
+        cdef char hexd[64]
+        cdef long long log_time, last, offset, now
+        cdef tuple item
+        cdef bytes canonical, eid
+        prev_key = None   # (topic, partition) of the last position recorded
+        now_ns = clock._now_ns
+        self.refused_at = -1
+        while i < n:
+            item = <tuple>decoded[i]
+            src = item[1]
+            env = item[2]
+            event = item[3]
+            if item[4] is not None or env is None or type(event) is not image_signed_type \
+                    or type(item[5]) is not bytes or (src is not None and type(src) is not _KafkaPosition):
+                break
+            canonical = <bytes>item[5]
+            SHA256(<const unsigned char *>PyBytes_AS_STRING(canonical), <size_t>PyBytes_GET_SIZE(canonical), md)
+            eid = PyBytes_FromStringAndSize(<const char *>md, 32)
+            if eid in event_ids:
+                break
+            # LogClock.next, taken only if the input is: max(now, last + 1)
+            last = clock._last
+            now = now_ns()
+            log_time = now if now >= last + 1 else last + 1
+            offset = base + len(bodies)
+            body = self._ingest_one(canonical, src, log_time, offset, sig_cks[i], cache_get, max_bytes, index, kind,
+                             event.repo)
+            if body is None:
+                self.refused_at = i
+                self.refused_now = now
+                break
+            clock._last = log_time
+            if src is not None:
+                topic, partition = src.topic, src.partition
+                if prev_key is None or topic != (<tuple>prev_key)[0] or partition != (<tuple>prev_key)[1]:
+                    prev_key = (topic, partition)
+                last_positions[prev_key] = src.offset
+            bodies.append(body)
+            event_ids.add(eid)
+            in_batch[eid] = (offset, src)
+            for j in range(32):
+                hexd[2 * j] = _HEXDIGITS[md[j] >> 4]
+                hexd[2 * j + 1] = _HEXDIGITS[md[j] & 15]
+            fates.append(fate_type("accepted", src, PyUnicode_DecodeASCII(hexd, 64, NULL), offset, src))
+            i += 1
+        return i
+
+    cdef object _ingest_one(self, bytes canonical, src, long long log_time, long long offset, cks, cache_get,
+                     Py_ssize_t max_bytes, index, unsigned int kind, str repo):
         """For the ``ImageSigned`` whose canonical envelope is ``canonical``, to be
         appended at ``offset`` with ``log_time`` from ``src``, what the Python path of
         ``TrustLog._ingest_decoded`` computes when the event is on the fast path:

@@ -160,6 +160,12 @@ class LogClock:
         self._last = max(self._last, log_time)
 
     def next(self) -> int:
-        t = max(self._now_ns(), self._last + 1)
+        return self.next_at(self._now_ns())
+
+    def next_at(self, now: int) -> int:
+        """:meth:`next` with the wall clock read as ``now`` (by a caller that read it
+        already: the compiled ingest run, ``_fastfold.IngestBatchFold.ingest_run``, reads
+        ``_now_ns`` and ``_last`` itself and hands a refused input's reading back here)."""
+        t = max(now, self._last + 1)
         self._last = t
         return t

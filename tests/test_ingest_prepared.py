@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from conftest import require_compiled_fold
 from sim import DIGEST, FAR, key
 from trustlog.core.events import (
     Envelope, ImageSigned, RepoCreated, RoleKeysSet, Signature, decode_wire, envelope_to_json, sign_event,
@@ -97,3 +98,35 @@ def test_a_prepared_batch_of_other_inputs_or_another_log_is_not_used(tmp_path: P
         assert a.ingest_batch(raws, prep).accepted == 1          # another list: decoded afresh
         assert b.ingest_batch(raws, a.prepare(raws)).accepted == 1
         assert b.log.next_offset == 1                               # another log's: decoded afresh
+
+
+def _run_fold(directory: Path, batches: list[list[int]], fold: str, crypto) -> tuple:
+    clock = LogClock(now_ns=lambda: 1_000)
+    with TrustLog(directory, crypto=crypto, clock=clock, checkpoint_every=None, snapshot_every=None) as tl:
+        tl.ingest_fold = fold
+        out = []
+        offset = 0
+        for batch in batches:
+            raws = []
+            for i in batch:
+                raws.append((POOL[i], KafkaPosition("events", offset % 2, offset)))
+                offset += 1
+            res = tl.ingest_batch(raws, tl.prepare(raws))
+            out.append((res.fates, dict(res.last_positions), res.accepted, res.rejected, res.duplicates,
+                        dict(res.reasons), dict(res.rejected_items)))
+        records = [tl.log.read(o) for o in range(tl.log.next_offset)]
+        rejects = [body for _, body in tl.rejects.log.scan()]
+        return out, records, rejects, tl.tree.merkle.root(), tl.state.version, tl.clock.last, dict(tl.positions)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.integers(0, len(POOL) - 1), min_size=1, max_size=12), min_size=1, max_size=4))
+def test_the_compiled_run_does_what_the_python_loop_does(batches: list[list[int]], crypto) -> None:
+    """On the compiled fold a run of fast-path ImageSigned goes through one C call
+    (``IngestBatchFold.ingest_run``); with the Python fold, the loop of
+    ``_ingest_decoded`` does each input: the same fates, positions, counts, records,
+    rejects, tree, state version and log times, over inputs from two partitions that mix
+    every kind (redeliveries within and across batches included)."""
+    require_compiled_fold()   # ingest_fold="c" loads it even under TRUSTLOG_PUREPYTHON=1
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        assert _run_fold(Path(a), batches, "c", crypto) == _run_fold(Path(b), batches, "py", crypto)
