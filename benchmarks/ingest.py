@@ -42,6 +42,9 @@ busy cores the limit is C / V and ingest at best C / (V + R), so the ratio is at
 ``rest_budget_for_0_7_us_per_event`` = V (1 / 0.7 - 1). ``bare_cpu_us_per_event`` (the
 bare consumer) is the part of R that kafka-python alone costs.
 
+``gc_seconds`` / ``gc_collections``: the worker's timed garbage collections during its run
+(``ingest/gcpolicy.py``: the automatic collector is off while a worker runs).
+
 It prints a table with the ratio and where the ingest time went (kafka-python's poll
 and record decoding, the crypto backend, the rest of ingest_batch: envelope decode,
 fold, append; fsync). ``--json`` ends with one JSON line.
