@@ -33,14 +33,15 @@ def _warn(what: str, err: BaseException) -> None:
 
 
 def _drop_stale_build(source: str) -> None:
-    """Remove the in-place build of the extension made from ``source`` (a .pyx) when
+    """Remove the in-place build of the extension made from ``source`` (its .pyx or .c) when
     that source no longer builds: left in place, the earlier build would be imported
     with the old code and every test would run against it. Without it its twin is used,
     with the warning above, and a test that needs it fails under CI=true."""
     stale = HERE / (source.rsplit(".", 1)[0] + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
     if stale.is_file():
         stale.unlink()
-        print(f"WARNING: removed {stale.relative_to(HERE)}, the build of {source} before this change", file=sys.stderr)
+        print(f"WARNING: removed {stale.relative_to(HERE)}, the build of {source} before this change",
+              file=sys.stderr)
 
 
 class optional_build_ext(build_ext):
@@ -65,7 +66,7 @@ class optional_build_ext(build_ext):
                 raise
             self._failed = True
             _warn(f"could not build {ext.name}", e)
-            _drop_stale_build(ext.sources[0].replace(".c", ".pyx") if ext.sources[0].endswith(".c") else ext.sources[0])
+            _drop_stale_build(ext.sources[0])   # the generated .c: the build sits beside it all the same
 
 
 HERE = Path(__file__).resolve().parent

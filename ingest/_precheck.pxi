@@ -11,6 +11,8 @@ from libc.stdint cimport uint8_t
 
 include "../verifier/_blake2b_core.pxi"
 
+from trustlog.core.sigcache import cache_key as _py_cache_key
+
 
 cdef inline bytes _ck(long alg, bytes public, bytes message, bytes signature):
     cdef uint8_t out[16]
@@ -31,7 +33,6 @@ def plan_signatures(repos, decoded, dict introduced, cached, list sig_cks, Py_ss
     cdef set seen = set()
     cdef dict keyids
     cdef tuple first
-    cdef Py_ssize_t n
     empty: dict = {}
     for env, event in decoded:
         sigs = env.signatures
@@ -77,8 +78,3 @@ def plan_signatures(repos, decoded, dict introduced, cached, list sig_cks, Py_ss
             cks.append(ck)
             items.append((alg, public, payload, sig))
     return cks, items
-
-
-def _py_cache_key(alg, public, message, signature):
-    from trustlog.core.sigcache import cache_key
-    return cache_key(alg, public, message, signature)
