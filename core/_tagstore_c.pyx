@@ -113,8 +113,8 @@ ctypedef struct tl_store_api:
     int abi
     int (*tag_version)(PyObject *store, const char *name, Py_ssize_t n, int64_t *out) noexcept
     int (*put)(PyObject *store, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
-               int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role, int32_t grant_id,
-               int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
+               int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role,
+               const char *role_u8, Py_ssize_t role_n, int32_t grant_id, int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
                const char *payload, Py_ssize_t payload_n) except -1
 
 cdef object _ABSENT = object()     # a tag scope with no version (in the side dict of versions)
@@ -1579,13 +1579,17 @@ cdef int _api_tag_version(PyObject *o, const char *name, Py_ssize_t n, int64_t *
 
 
 cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
-                  int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role, int32_t grant_id,
+                  int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role,
+                  const char *role_u8, Py_ssize_t role_n, int32_t grant_id,
                   int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
                   const char *payload, Py_ssize_t payload_n) except -1:
     """``store[tag] = TagEntry(...)`` and ``versions[tag] = version`` for an ImageSigned
     signed by one key, from its parsed fields: 1 if written; 0 if the store cannot take it
     this way (its side dict of versions is in use, the digest is not canonical, the
-    payload is not the one the row re-derives): the caller then writes the TagEntry."""
+    payload is not the one the row re-derives): the caller then writes the TagEntry.
+    ``role_u8``/``role_n``: ``role``'s UTF-8, which the caller has at hand (the str's own
+    would cost a cache miss per event); the re-derived payload, compared with the
+    record's, holds whatever bytes they are to what was signed."""
     cdef CTagStore s = <CTagStore>o
     cdef tl_row row
     cdef tl_wide vals
@@ -1621,7 +1625,7 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
         return 0
     vals.size, vals.offset, vals.version, vals.issued_at = size, offset, version, issued_at
     row.expires, row.log_time, row.grant_id, row.role = expires, log_time, grant_id, k_role
-    rp = s._str_u8(k_role, &rn)
+    rp, rn = role_u8, role_n
     repo = s._repo_u8(&repo_n)
     bound = _bound(repo_n, rn, n)
     if payload_n > bound:
@@ -1676,7 +1680,7 @@ cdef inline int _intern_fast(CTagStore s, PyObject *o) except -2:
 
 
 cdef tl_store_api _API
-_API.abi = 1
+_API.abi = 2   # 2: put takes the role's UTF-8
 _API.tag_version = _api_tag_version
 _API.put = _api_put
 _C_API = PyCapsule_New(<void *>&_API, b"trustlog.core._tagstore_c._C_API", NULL)

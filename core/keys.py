@@ -22,8 +22,10 @@ mathematical key, so it counts once and one report takes both down.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from collections.abc import Callable, Iterable
 from typing import Final, cast
 
 import msgspec
@@ -115,41 +117,118 @@ def _material_id(keytype: str, public: bytes) -> bytes:
     return hashlib.sha256(m).digest()
 
 
-@lru_cache(maxsize=1 << 18)  # a 10M-event registry has ~100k keys; ~40 MB when full
+ED25519_POINT_REFUSED: Final = "ed25519 public key is not the canonical encoding of a point of the prime-order subgroup"
+_POINT_CACHE_MAX: Final = 1 << 18   # a 10M-event registry has ~100k keys; ~40 MB when full
+_point_ok: dict[bytes, bool] = {}   # key bytes -> libsodium's verdict (see _ed25519_point_ok)
+
+
 def _ed25519_point_ok(public: bytes) -> bool:
     """libsodium's full point check (~30-60 µs: a subgroup check), cached by the key's
     bytes: a point's validity never changes, and one signer key is set in many
-    repositories (each ``RoleKeysSet`` of it would check it again on every replay)."""
-    return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public))
+    repositories (each ``RoleKeysSet`` of it would check it again on every replay).
+    A plain dict (emptied when full) rather than an ``lru_cache``: a deferred check
+    (:class:`DeferredPointChecks`) must be able to ask whether a verdict is known
+    without computing one."""
+    ok = _point_ok.get(public)
+    if ok is None:
+        ok = bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public))
+        if len(_point_ok) >= _POINT_CACHE_MAX:
+            _point_ok.clear()
+        _point_ok[public] = ok
+    return ok
 
 
-def warm_ed25519_checks(publics: Iterable[bytes], stop: Callable[[], bool]) -> int:
-    """Make the point check of each 32-byte string in ``publics`` ahead of need, into
-    the cache :func:`validate_public_key` reads (a replay's helper thread does this for
-    the keys a segment introduces while the fold works through it: libsodium runs
-    without the GIL). The check itself is unchanged; this only computes it earlier.
-    Stops early when ``stop()`` is true; returns how many were looked at."""
-    n = 0
-    for public in publics:
-        if stop():
-            break
-        if len(public) == 32:
-            _ed25519_point_ok(public)
-        n += 1
-    return n
+class DeferredPointChecks:
+    """Ed25519 point checks a trusted replay puts off until the end of its fold.
+
+    Inside :func:`deferred_point_checks`, a check whose verdict is not cached yet is
+    recorded here (with the record offset the fold sets in :attr:`offset` and the
+    fold's own words for the key, ``what``) instead of being made on the fold's thread;
+    a helper thread makes them meanwhile (``ingest.replay._warm_key_checks``). Before the fold
+    may return a state, or raise any other error, :meth:`first_failure` settles every
+    recorded check in the order they were recorded: the first that fails is where the
+    fold had to stop, so the replay then raises for that record, with the reason the
+    fold gives an invalid key (``core.state``). Nothing but the fold's own thread sees
+    the state in between, so the outcome is the one of checking each key on the spot.
+    """
+
+    __slots__ = ("offset", "pending")
+
+    def __init__(self) -> None:
+        self.offset = -1
+        self.pending: list[tuple[bytes, int, str]] = []
+
+    def defer(self, public: bytes, what: str) -> None:
+        self.pending.append((public, self.offset, what))
+
+    def first_failure(self, check_many: Callable[[list[bytes]], bytes] | None = None) -> tuple[int, str] | None:
+        """``(offset, what)`` of the first recorded key that is not a valid point, or
+        None when every one is. The checks not cached yet are made here: by
+        ``check_many`` (``_logscan.ed25519_points_ok``, without the GIL: verdict bytes
+        for a list of keys) when given, else one by one through PyNaCl."""
+        if check_many is not None:
+            todo = unchecked_points(dict.fromkeys(public for public, _, _ in self.pending))
+            for i in range(0, len(todo), 4096):
+                part = todo[i:i + 4096]
+                record_point_checks(part, check_many(part))
+        for public, offset, what in self.pending:
+            if not _ed25519_point_ok(public):
+                return offset, what
+        self.pending.clear()
+        return None
+
+
+_deferred: ContextVar[DeferredPointChecks | None] = ContextVar("trustlog_deferred_point_checks", default=None)
+
+
+@contextmanager
+def deferred_point_checks() -> Iterator[DeferredPointChecks]:
+    """Defer this thread's (this context's) Ed25519 point checks made through
+    ``validate_public_key(key, what=...)`` into the :class:`DeferredPointChecks` it
+    yields; the caller must settle them (``first_failure``) before it uses the result.
+    Other threads are not affected: each thread has a context of its own."""
+    checks = DeferredPointChecks()
+    token = _deferred.set(checks)
+    try:
+        yield checks
+    finally:
+        _deferred.reset(token)
+
+
+def unchecked_points(publics: Iterable[bytes]) -> list[bytes]:
+    """Those of ``publics`` whose point check has no cached verdict yet."""
+    known = _point_ok
+    return [p for p in publics if p not in known]
+
+
+def record_point_checks(publics: list[bytes], verdicts: bytes) -> None:
+    """Cache verdicts made elsewhere by the same libsodium function (``_logscan.
+    ed25519_points_ok``, without the GIL): ``verdicts[i]`` is 1 where ``publics[i]``
+    passed ``crypto_core_ed25519_is_valid_point``, 0 where it did not."""
+    if len(verdicts) != len(publics):
+        raise ValueError(f"{len(verdicts)} verdicts for {len(publics)} keys")
+    if len(_point_ok) + len(publics) > _POINT_CACHE_MAX:
+        _point_ok.clear()
+    for p, v in zip(publics, verdicts):
+        _point_ok[p] = v == 1
 
 
 def clear_key_caches() -> None:
     """Empty this module's process-wide caches (point checks, key identities, parsed
     RSA/P-256 keys): afterwards a fold pays what it pays in a fresh process. For
     benchmarks, so that a repeated measurement is not flattered by the run before it."""
-    for f in (_ed25519_point_ok, _material_id, _rsa_key, _p256_key):
+    _point_ok.clear()
+    for f in (_material_id, _rsa_key, _p256_key):
         f.cache_clear()
 
 
-def validate_public_key(key: PublicKey) -> PublicKey:
+def validate_public_key(key: PublicKey, *, what: str | None = None) -> PublicKey:
     """Check that ``key`` is a usable key of its type; return it in its one accepted
     encoding (which the fold then requires: a key in any other form is refused).
+
+    ``what`` (the fold's words for the key, e.g. ``"root"``) lets a trusted replay
+    defer an Ed25519 point check that is not cached yet (:func:`deferred_point_checks`);
+    without it, or outside such a replay, every check is made here.
 
     Other encodings of the same key are recognised only so that the returned key can
     tell a person what the accepted form is: RSA in PKCS#1, SubjectPublicKeyInfo with
@@ -161,10 +240,17 @@ def validate_public_key(key: PublicKey) -> PublicKey:
             raise InvalidKeyError(f"ed25519 public key must be 32 bytes, got {len(key.public)}")
         # Canonical (y < p), on the curve, in the prime-order subgroup, not of small
         # order: refuses every alias encoding and every key with a torsion component.
-        if not _ed25519_point_ok(bytes(key.public)):
-            raise InvalidKeyError(
-                "ed25519 public key is not the canonical encoding of a point of the prime-order subgroup"
-            )
+        public = bytes(key.public)
+        ok = _point_ok.get(public)
+        if ok is None:
+            if what is not None:
+                deferred = _deferred.get()
+                if deferred is not None:
+                    deferred.defer(public, what)
+                    return key
+            ok = _ed25519_point_ok(public)
+        if not ok:
+            raise InvalidKeyError(ED25519_POINT_REFUSED)
         return key
     if alg in (ALG_ECDSA_P256_RAW, ALG_ECDSA_P256_DER):
         try:

@@ -245,6 +245,13 @@ class TrustState:
         return repo
 
 
+def invalid_key_rejection(what: str, error: KeyMaterialError) -> RejectedEventError:
+    """The rejection of an event for a key of ``what`` (a role, ``"new root"``) that
+    ``validate_public_key`` refused; also what a trusted replay raises for a key whose
+    deferred point check fails (``core.keys.DeferredPointChecks``)."""
+    return RejectedEventError(Reject.INVALID_KEYS, f"{what}: {error}")
+
+
 def _check_keys(keys: list[PublicKey], threshold: int, what: str) -> dict[str, PublicKey]:
     if not keys:
         raise RejectedEventError(Reject.INVALID_KEYS, f"{what}: an empty key list trusts nothing")
@@ -254,9 +261,9 @@ def _check_keys(keys: list[PublicKey], threshold: int, what: str) -> dict[str, P
     materials: set[bytes] = set()
     for k in keys:
         try:
-            nk = validate_public_key(k)
+            nk = validate_public_key(k, what=what)
         except KeyMaterialError as e:
-            raise RejectedEventError(Reject.INVALID_KEYS, f"{what}: {e}") from e
+            raise invalid_key_rejection(what, e) from e
         if nk != k:
             raise RejectedEventError(
                 Reject.INVALID_KEYS,

@@ -19,12 +19,14 @@ back, so a reject always comes from the Python code, with its reason.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.stdint cimport int32_t, int64_t, uint32_t
-from libc.string cimport memcmp
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp, memcpy, memset
 
 import msgspec
 
@@ -84,8 +86,8 @@ ctypedef struct tl_store_api:
     int abi
     int (*tag_version)(PyObject *store, const char *name, Py_ssize_t n, int64_t *out) noexcept
     int (*put)(PyObject *store, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
-               int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role, int32_t grant_id,
-               int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
+               int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role,
+               const char *role_u8, Py_ssize_t role_n, int32_t grant_id, int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
                const char *payload, Py_ssize_t payload_n) except -1
 
 ctypedef void (*tl_store_prefetch)(PyObject *store, const char *name, Py_ssize_t n, int stage) noexcept
@@ -99,7 +101,7 @@ except ImportError:     # not built: repositories hold dicts (core.tagstore_back
     pass
 else:
     _STORE = <const tl_store_api *>PyCapsule_GetPointer(_tagstore_c._C_API, b"trustlog.core._tagstore_c._C_API")
-    if _STORE.abi != 1:
+    if _STORE.abi != 2:
         _STORE = NULL
     else:
         _CTagStore, _TagVersions = _tagstore_c.CTagStore, _tagstore_c.TagVersions
@@ -121,11 +123,46 @@ cdef extern from *:
     void TL_PREFETCH_W(const void *p) noexcept nogil
 
 cdef enum:
-    HINT_STAGES = 5     # _peek, then _hint stages 1..4 (each loads what the next one reads) ...
+    HINT_STAGES = 6     # _peek, then _hint stages 1..5 (each loads what the next one reads) ...
     HINT_GAP = 2        # ... HINT_GAP records apart (time for a line to arrive from memory)
     AHEAD = HINT_STAGES * HINT_GAP  # records read ahead of the one applied
     RING = 16           # ring slots of fold_segment's read-ahead (> AHEAD)
     DATA_AHEAD = 1024   # bytes past a record's end its reader prefetches from (the records after next)
+    YIELD_EVERY_MASK = 2047  # fold_segment lets go of the GIL once every 2,048 records it applies
+
+cdef extern from "Python.h":
+    Py_ssize_t _Py_HashBytes(const void *src, Py_ssize_t n) noexcept   # SipHash, keyed per process
+
+cdef extern from "<stdlib.h>" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
+
+
+# The repository views of a CompiledFold, by name: an open-addressing table (linear
+# probing) in C rather than a dict of bytes, so that a record's lookup needs no bytes
+# object and its slot can be prefetched records ahead (_peek). The hash is CPython's own
+# keyed SipHash of the bytes (what a dict of bytes would use): names come from the log.
+# A slot is one cache line: a name of up to RT_INLINE bytes is held in it (one memory
+# access finds and compares it), a longer one in a copy of its own the slot points to.
+DEF RT_INLINE = 40
+
+ctypedef struct tl_rslot:
+    uint64_t h          # the name's hash with its low bit set (0: an empty slot)
+    PyObject *view      # owned: the _Repo, or None (not on the fast path); NULL: forgotten
+    Py_ssize_t n        # the name's length
+    char buf[RT_INLINE] # the name (n <= RT_INLINE), or a pointer to an owned copy of it
+
+DEF RT_MIN = 1024       # slots of a new table (a power of two; it doubles at half full)
+
+
+cdef inline const char *_rt_name(const tl_rslot *sl) noexcept:
+    if sl.n <= RT_INLINE:
+        return &sl.buf[0]
+    return (<char **>sl.buf)[0]
+
+
+cdef inline uint64_t _rt_hash(const char *s, Py_ssize_t n) noexcept:
+    return (<uint64_t>_Py_HashBytes(s, n)) | 1
+
 
 cdef str _TARGETS = "targets"
 cdef long long INT64_MAX = 0x7fffffffffffffff
@@ -262,7 +299,9 @@ cdef class CompiledFold:
     cdef public long long last_log_time   # log time of the last record folded (-1: none)
     cdef public long long fast            # records applied on the fast path
     cdef public long long slow            # records handed to the Python fold
-    cdef dict _rcache      # repository name (UTF-8 bytes) -> _Repo, or None (not on the fast path)
+    cdef tl_rslot *_rt     # repository name -> _Repo, or None (not on the fast path): see tl_rslot
+    cdef size_t _rt_mask   # slots - 1 (0 while _rt is NULL)
+    cdef size_t _rt_used   # slots holding a name
     cdef list _dirty       # the _Repos whose version / last_log_time _flush must write back
     cdef long long _next_version
     cdef tl_rec *rec                      # the record being applied (one of _ring)
@@ -275,6 +314,7 @@ cdef class CompiledFold:
     cdef long long _roff[RING]            # its offset
     cdef int _rrc[RING]                   # _parse's answer (0: the fast layout)
     cdef PyObject *_rview[RING]           # its repository's cached _Repo (borrowed), or NULL
+    cdef uint64_t _rh[RING]               # its repository name's _rt_hash (0: not parsed on the fast layout)
     cdef unsigned long long _repoch[RING] # self._epoch when _rview was taken
     cdef unsigned long long _epoch        # moves whenever a cached view may be released
 
@@ -286,7 +326,6 @@ cdef class CompiledFold:
         self._patterns = py_fold._patterns
         self._material_fn = py_fold._material
         self._decode = decode
-        self._rcache = {}
         self._dirty = []
         self._epoch = 0
         self.rec = &self._ring[0]
@@ -313,25 +352,98 @@ cdef class CompiledFold:
         """The cached view of a repository (None: no such repository, or not on the
         fast path). Built from the state on first use after :meth:`_invalidate`."""
         cdef PyObject *p
-        key = PyBytes_FromStringAndSize(name.s, name.n)
-        p = PyDict_GetItem(self._rcache, key)
-        if p is not NULL:
-            return <_Repo>p
+        cdef uint64_t h = _rt_hash(name.s, name.n)
+        cdef tl_rslot *sl = self._rt_find(name.s, name.n, h)
+        if sl != NULL and sl.h != 0 and sl.view != NULL:
+            return <_Repo>sl.view
         s = _utf8(name)
         c = None
         if s is not None:
             p = PyDict_GetItem(repos, s)
             if p is not NULL and (<object>p).tuf is None and _fits(<object>p):
                 c = _Repo(<object>p)
-        PyDict_SetItem(self._rcache, key, c)
+        self._rt_put(name.s, name.n, h, c)
         return c
+
+    cdef tl_rslot *_rt_find(self, const char *s, Py_ssize_t n, uint64_t h) noexcept:
+        """The slot of name ``s`` in _rt, or the empty slot where it would go (NULL:
+        no table yet)."""
+        cdef size_t i
+        cdef tl_rslot *sl
+        if self._rt == NULL:
+            return NULL
+        i = h & self._rt_mask
+        while True:
+            sl = &self._rt[i]
+            if sl.h == 0 or (sl.h == h and sl.n == n and memcmp(_rt_name(sl), s, n) == 0):
+                return sl
+            i = (i + 1) & self._rt_mask
+
+    cdef int _rt_put(self, const char *s, Py_ssize_t n, uint64_t h, object view) except -1:
+        cdef tl_rslot *sl
+        cdef PyObject *old
+        cdef char *copy
+        if self._rt == NULL or 2 * (self._rt_used + 1) > self._rt_mask + 1:
+            self._rt_grow()
+        sl = self._rt_find(s, n, h)
+        if sl.h == 0:
+            if n <= RT_INLINE:
+                memcpy(sl.buf, s, n)
+            else:
+                copy = <char *>malloc(n)
+                if copy == NULL:
+                    raise MemoryError()
+                memcpy(copy, s, n)
+                (<char **>sl.buf)[0] = copy
+            sl.h, sl.n, sl.view = h, n, NULL
+            self._rt_used += 1
+        Py_INCREF(view)
+        old = sl.view
+        sl.view = <PyObject *>view
+        Py_XDECREF(old)
+        return 0
+
+    cdef int _rt_grow(self) except -1:
+        cdef size_t slots = (self._rt_mask + 1) * 2 if self._rt != NULL else RT_MIN
+        cdef tl_rslot *t = <tl_rslot *>aligned_alloc(64, slots * sizeof(tl_rslot))
+        cdef tl_rslot *old = self._rt
+        cdef size_t i, j, n = self._rt_mask + 1 if old != NULL else 0
+        if t == NULL:
+            raise MemoryError()
+        memset(t, 0, slots * sizeof(tl_rslot))
+        for i in range(n):
+            if old[i].h != 0:
+                j = old[i].h & (slots - 1)
+                while t[j].h != 0:
+                    j = (j + 1) & (slots - 1)
+                t[j] = old[i]
+        self._rt, self._rt_mask = t, slots - 1
+        free(old)
+        return 0
+
+    cdef void _rt_clear(self) noexcept:
+        """Release every view and name, and the table (the next put starts a small one)."""
+        cdef size_t i, slots = self._rt_mask + 1
+        cdef tl_rslot *t = self._rt
+        if t == NULL:
+            return
+        self._rt, self._rt_mask, self._rt_used = NULL, 0, 0   # detached before any view is freed
+        for i in range(slots):
+            if t[i].h != 0:
+                if t[i].n > RT_INLINE:
+                    free((<char **>t[i].buf)[0])
+                Py_XDECREF(t[i].view)
+        free(t)
+
+    def __dealloc__(self):
+        self._rt_clear()
 
     cdef int _invalidate(self) except -1:
         """Forget every cached repository view (after writing back what they hold): at
         the start of every call that may follow a change the fast path did not make."""
         self._flush()
-        if self._rcache:
-            self._rcache = {}
+        if self._rt_used:
+            self._rt_clear()
             self._epoch += 1
         return 0
 
@@ -340,8 +452,14 @@ cdef class CompiledFold:
         views hold): the Python fold changed it. An event changes only its own
         repository (``TrustState.apply`` and every handler write ``repos[event.repo]``
         alone), so the other views stay right."""
+        cdef tl_rslot *sl
+        cdef PyObject *old
         self._flush()
-        self._rcache.pop(name.encode("utf-8", "surrogatepass"), None)
+        b = name.encode("utf-8", "surrogatepass")
+        sl = self._rt_find(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), _rt_hash(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)))
+        if sl != NULL and sl.h != 0:
+            old, sl.view = sl.view, NULL      # the name keeps its slot (probing needs no tombstones)
+            Py_XDECREF(old)
         self._epoch += 1
         return 0
 
@@ -421,7 +539,8 @@ cdef class CompiledFold:
         # with the record's); else, or when it cannot, the TagEntry as TrustedFold makes it
         if not (one and c.store and 0 <= g.gid <= 0x7fffffff and _STORE.put(
                 <PyObject *>c.tags, r.tag.s, r.tag.n, r.digest.s, r.digest.n, r.size, r.expires, r.issued_at,
-                r.version, <PyObject *>g.role, <int32_t>g.gid, log_time, offset, <PyObject *>kid,
+                r.version, <PyObject *>g.role, <const char *>g.role_b, g.role_b_len, <int32_t>g.gid, log_time,
+                offset, <PyObject *>kid,
                 <const char *>r.sig[0], r.sig_len[0], <const char *>r.payload, r.payload_len)):
             if tag is None:
                 tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
@@ -626,6 +745,7 @@ cdef class CompiledFold:
                         self._rpos[k], self._rlen[k], self._roff[k] = pos, length, off
                         self._rrc[k] = self._parse(d + pos + 8, length, &self._ring[k])
                         self._rview[k] = NULL
+                        self._rh[k] = 0
                         if self._rrc[k] == 0:
                             self._peek(k)
                         # the records read before this one, each a stage further
@@ -644,6 +764,12 @@ cdef class CompiledFold:
                     break
                 k = tail % RING
                 tail += 1
+                if (tail & YIELD_EVERY_MASK) == 0:
+                    # let the helper threads (the next segment's read and checks, the key
+                    # checks) take the GIL for the moment they need it: the fast path runs
+                    # no bytecode, so CPython would never ask this thread to let go
+                    with nogil:
+                        pass
                 self.rec = &self._ring[k]
                 self._one(repos, d + self._rpos[k] + 8, self._rlen[k], self._roff[k], positions, self._rrc[k],
                           self._rview[k] if self._repoch[k] == self._epoch else NULL)
@@ -657,40 +783,52 @@ cdef class CompiledFold:
         return status, pos, off
 
     cdef void _peek(self, Py_ssize_t k) noexcept:
-        """Hint stage 0 for ring slot ``k``: its repository's view, if one is cached
-        (kept with the epoch, for applying it), and the first lines of that object."""
+        """Hint stage 0 for ring slot ``k``: its repository name's hash, and the table
+        slot it starts probing from (stage 1 looks the view up there)."""
         cdef tl_rec *r = &self._ring[k]
-        cdef PyObject *p
-        key = PyBytes_FromStringAndSize(r.repo.s, r.repo.n)
-        p = PyDict_GetItem(self._rcache, key)
-        if p is NULL or p == <PyObject *>None:
-            return
-        self._rview[k] = p
-        self._repoch[k] = self._epoch
-        TL_PREFETCH(p)
-        TL_PREFETCH(<char *>p + 64)
-        TL_PREFETCH(<char *>p + 128)
+        cdef uint64_t h = _rt_hash(r.repo.s, r.repo.n)
+        self._rh[k] = h
+        if self._rt != NULL:
+            TL_PREFETCH(&self._rt[h & self._rt_mask])
 
     cdef void _hint(self, Py_ssize_t k, int stage) noexcept:
         """Hint stage ``stage`` (1..HINT_STAGES-1) for ring slot ``k``: each loads what
-        the next one reads (the view, then its store and grants, then the store's slot,
-        row and name); only a hint, never a change (a view released since is skipped)."""
-        cdef PyObject *p = self._rview[k]
+        the next one reads (the view, by its table slot; then its store and grants, then
+        the store's slot, row and name); only a hint, never a change (a view released
+        since is skipped)."""
+        cdef PyObject *p
         cdef _Repo c
         cdef _Grant g
         cdef tl_rec *r = &self._ring[k]
+        cdef tl_rslot *sl
         cdef Py_ssize_t i, ng
+        if stage == 1:
+            # its repository's view, if one is cached (kept with the epoch, for applying
+            # it), and the first lines of that object
+            if self._rh[k] == 0:
+                return
+            sl = self._rt_find(r.repo.s, r.repo.n, self._rh[k])
+            if sl == NULL or sl.h == 0 or sl.view == NULL or sl.view == <PyObject *>None:
+                return
+            p = sl.view
+            self._rview[k] = p
+            self._repoch[k] = self._epoch
+            TL_PREFETCH(p)
+            TL_PREFETCH(<char *>p + 64)
+            TL_PREFETCH(<char *>p + 128)
+            return
+        p = self._rview[k]
         if p is NULL or self._repoch[k] != self._epoch:
             return
         c = <_Repo>p
-        if stage == 1:
+        if stage == 2:
             TL_PREFETCH(<PyObject *>c.grants)
             if c.store:
                 TL_PREFETCH(<PyObject *>c.tags)
                 TL_PREFETCH(<char *>(<PyObject *>c.tags) + 64)
                 TL_PREFETCH(<char *>(<PyObject *>c.tags) + 128)
                 TL_PREFETCH(<char *>(<PyObject *>c.tags) + 192)
-        elif stage == 2:
+        elif stage == 3:
             ng = PyList_GET_SIZE(c.grants)
             for i in range(ng if ng < 4 else 4):
                 p = PyList_GET_ITEM(c.grants, i)
@@ -699,7 +837,7 @@ cdef class CompiledFold:
                 TL_PREFETCH(<char *>p + 128)
             if c.store and _PREFETCH is not NULL:
                 _PREFETCH(<PyObject *>c.tags, r.tag.s, r.tag.n, 0)
-        elif stage == 3:
+        elif stage == 4:
             ng = PyList_GET_SIZE(c.grants)
             for i in range(ng if ng < 4 else 4):
                 g = <_Grant>PyList_GET_ITEM(c.grants, i)

@@ -16,9 +16,13 @@ to do about it (rebuild, refuse) stays with the caller.
 """
 from array import array
 
+import os
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcmp
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy
+from posix.dlfcn cimport RTLD_GLOBAL, RTLD_NOW, dlopen, dlsym
 
 
 cdef extern from "_fastfold.h":
@@ -133,25 +137,88 @@ _ED25519_KEY = b"\xa7keytype\xa7ed25519\xa6public\xc4\x20"
 def ed25519_keys(bytes data):
     """The 32-byte strings that follow an encoded ed25519 ``PublicKey`` anywhere in
     ``data`` (a segment: events are stored verbatim inside their records), each once, in
-    order of first appearance. The search runs without the GIL. Only a hint of which
-    point checks a fold of ``data`` will make (``replay._warm_key_checks``)."""
+    order of first appearance. The whole search runs without the GIL (a fold holds it
+    meanwhile: a search that took it back per hit would wait on the fold each time).
+    Only a hint of which point checks a fold of ``data`` will make
+    (``replay._warm_key_checks``)."""
     cdef const unsigned char *d = <const unsigned char *>PyBytes_AS_STRING(data)
     cdef size_t size = <size_t>PyBytes_GET_SIZE(data)
     cdef const unsigned char *pat = <const unsigned char *>PyBytes_AS_STRING(_ED25519_KEY)
     cdef size_t plen = <size_t>PyBytes_GET_SIZE(_ED25519_KEY)
-    cdef size_t pos = 0, cap = 0, n = 0
+    cdef size_t pos = 0, cap = 0, n = 0, i
+    cdef size_t *found = NULL
+    cdef size_t *grown
     cdef const unsigned char *hit
-    found = array("Q")
-    while True:
+    cdef bint short = False
+    with nogil:
+        while size - pos >= plen + 32:
+            hit = <const unsigned char *>memmem(d + pos, size - pos, pat, plen)
+            if hit == NULL or <size_t>(hit - d) + plen + 32 > size:
+                break
+            if n == cap:
+                cap = cap * 2 if cap else 256
+                grown = <size_t *>realloc(found, cap * sizeof(size_t))
+                if grown == NULL:
+                    short = True
+                    break
+                found = grown
+            found[n] = <size_t>(hit - d) + plen
+            n += 1
+            pos = found[n - 1] + 32
+    try:
+        if short:
+            raise MemoryError()
+        out = {}
+        for i in range(n):
+            out[data[found[i]:found[i] + 32]] = None
+        return list(out)
+    finally:
+        free(found)
+
+
+ctypedef int (*point_check_fn)(const unsigned char *p) noexcept nogil
+cdef point_check_fn _is_valid_point = NULL
+
+
+def _load_point_check():
+    """libsodium's ``crypto_core_ed25519_is_valid_point`` from the library PyNaCl
+    bundles: the very function ``core.keys`` calls through PyNaCl's binding."""
+    global _is_valid_point
+    import nacl.bindings  # noqa: F401 - PyNaCl initialises libsodium on import
+    import nacl._sodium
+
+    path = os.fsencode(nacl._sodium.__file__)
+    cdef void *handle = dlopen(path, RTLD_NOW | RTLD_GLOBAL)
+    if handle == NULL:
+        raise ImportError(f"cannot dlopen PyNaCl's libsodium at {path!r}")
+    _is_valid_point = <point_check_fn>dlsym(handle, b"crypto_core_ed25519_is_valid_point")
+    if _is_valid_point == NULL:
+        raise ImportError(f"{path!r} does not export crypto_core_ed25519_is_valid_point")
+
+
+_load_point_check()
+
+
+def ed25519_points_ok(list publics):
+    """For each 32-byte string of ``publics``, libsodium's full point check (canonical,
+    on the curve, in the prime-order subgroup, not of small order): ``b"\\x01"`` where it
+    passes, ``b"\\x00"`` where not, one byte each. All of them without the GIL, so a
+    helper thread makes them beside a fold in one go (``replay._warm_key_checks``)."""
+    cdef Py_ssize_t n = len(publics), i
+    cdef unsigned char *keys = <unsigned char *>malloc(32 * n if n else 1)
+    if keys == NULL:
+        raise MemoryError()
+    out = bytearray(n)
+    cdef unsigned char *verdicts = out
+    try:
+        for i in range(n):
+            p = publics[i]
+            if type(p) is not bytes or PyBytes_GET_SIZE(p) != 32:
+                raise ValueError(f"key {i} is not 32 bytes")
+            memcpy(keys + 32 * i, PyBytes_AS_STRING(p), 32)
         with nogil:
-            hit = NULL
-            if size - pos >= plen + 32:
-                hit = <const unsigned char *>memmem(d + pos, size - pos, pat, plen)
-        if hit == NULL or <size_t>(hit - d) + plen + 32 > size:
-            break
-        found.append(<size_t>(hit - d) + plen)
-        pos = <size_t>(hit - d) + plen + 32
-    out = {}
-    for p in found:
-        out[data[p:p + 32]] = None
-    return list(out)
+            for i in range(n):
+                verdicts[i] = 1 if _is_valid_point(keys + 32 * i) == 1 else 0
+    finally:
+        free(keys)
+    return bytes(out)

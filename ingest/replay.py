@@ -31,11 +31,12 @@ import crc32c
 import msgspec
 
 from trustlog.core.bounds import INT64_MAX, INT64_MIN, MAX_SIGNATURES_PER_ENVELOPE
-from trustlog.core.errors import EncodingError, InputError, LogCorruptionError, LogError
+from trustlog.core.errors import EncodingError, InputError, InvalidKeyError, LogCorruptionError, LogError
 from trustlog.core.events import Envelope, Event, ImageSigned
-from trustlog.core.keys import PublicKey, key_material_id, warm_ed25519_checks
+from trustlog.core.keys import (ED25519_POINT_REFUSED, DeferredPointChecks, PublicKey, deferred_point_checks,
+                                key_material_id, record_point_checks, unchecked_points)
 from trustlog.core.names import is_digest, is_tag
-from trustlog.core.state import RejectedEventError, TagEntry, TrustState
+from trustlog.core.state import RejectedEventError, TagEntry, TrustState, invalid_key_rejection
 
 from . import fold_backend
 from .record_v2 import MARKER_BYTE as V2_MARKER
@@ -76,10 +77,13 @@ class TrustedFold:
     signature checks. Raises :class:`RejectedEventError` exactly where the validating
     fold would for any reason other than a bad signature."""
 
-    __slots__ = ("state", "_materials", "_patterns")
+    __slots__ = ("state", "deferred", "_materials", "_patterns")
 
     def __init__(self, state: TrustState) -> None:
         self.state = state
+        # the point checks this fold's thread defers (fold_segments sets it): each is
+        # noted with the offset of the record that made it
+        self.deferred: DeferredPointChecks | None = None
         self._materials: dict[str, bytes] = {}
         self._patterns: dict[tuple[tuple[str, ...], str], bool] = {}
 
@@ -124,6 +128,8 @@ class TrustedFold:
                         repo.last_log_time = log_time
                         st.version = offset + 1
                         return
+        if self.deferred is not None:
+            self.deferred.offset = offset
         self.state.apply(env, log_time=log_time, offset=offset, sigcheck=_trusted, event=ev)
 
     def _material(self, repo, keyid: str) -> bytes:
@@ -188,8 +194,14 @@ class TrustedFold:
                     apply(env, vdec(env.payload), rec.log_time, offset)
                 offset += 1
         except (msgspec.ValidationError, msgspec.DecodeError, EncodingError, RejectedEventError) as e:
-            raise LogError(f"{where}: record {offset} cannot be replayed ({e}); the log was altered — "
-                           "run `trustlog log verify`") from e
+            raise replay_error(where, offset, e) from e
+
+
+def replay_error(where: str, offset: int, e: Exception) -> LogError:
+    """The error for record ``offset`` of a trusted log that does not replay (the
+    compiled fold's ``replay_error`` says the same)."""
+    return LogError(f"{where}: record {offset} cannot be replayed ({e}); the log was altered — "
+                    "run `trustlog log verify`")
 
 
 _FRAME = struct.Struct(">II")
@@ -312,58 +324,123 @@ def fold_segments(fold, log: SegmentLog, start: int, end: int, *, crc: bool = Tr
     checks all passed is folded without repeating them; one where a check failed is
     folded with them, so the fold stops at that record with the same error as
     without the helper. The fold's repository views are kept from one segment to the
-    next (nothing else touches the state meanwhile) and written back at the end."""
-    m = importlib.import_module(type(fold).__module__)  # the compiled fold's module: its status codes
-    todo = _segment_plan(log, start, end)
-    directory = log.directory
+    next (nothing else touches the state meanwhile) and written back at the end.
 
-    def read_and_check(name: str, base: int, stop: int, lv: bytes | None) -> tuple[bytes, int]:
-        data = (directory / name).read_bytes()
-        return data, m.check_frames(data, base, max(start, base), stop, crc, lv)[0]
+    The Ed25519 point checks of the keys the records introduce are deferred
+    (:class:`~trustlog.core.keys.DeferredPointChecks`): a second helper thread makes
+    them from each segment's bytes while the fold goes on, and before this returns, or
+    raises anything else, every deferred check is settled in record order; the first
+    key that fails stops the replay at its record, with the reason the fold gives it,
+    as if it had been checked on the spot (the state is the caller's only after a
+    return)."""
+    py_fold = fold.py_fold
+    with deferred_point_checks() as deferred:
+        py_fold.deferred = deferred
+        try:
+            _fold_segments(fold, log, start, end, crc, leaves, positions, where, on_leaf_mismatch)
+        except Exception:
+            _raise_deferred_failure(deferred, where)
+            raise
+        finally:
+            py_fold.deferred = None
+        _raise_deferred_failure(deferred, where)
+
+
+def _raise_deferred_failure(deferred: DeferredPointChecks, where: str) -> None:
+    scan = fold_backend.logscan()
+    failure = deferred.first_failure(scan.ed25519_points_ok if scan is not None else None)
+    if failure is not None:
+        offset, what = failure
+        raise replay_error(where, offset, invalid_key_rejection(what, InvalidKeyError(ED25519_POINT_REFUSED)))
+
+
+FIRST_PIECE = 32_768   # records of the first segment checked before the fold starts (see _fold_segments)
+
+
+def _pieces(todo: list[tuple[str, int, int]], start: int) -> list[tuple[str, int, int, int, int]]:
+    """``(name, base, first, stop, segment_stop)`` of the ranges fold_segments checks and
+    folds one after the other: a segment each, but the first one split after
+    FIRST_PIECE records, so that the fold waits only for that much to be read and
+    checked before it starts (a whole 64 MiB segment's checks take ~0.2 s)."""
+    out = []
+    for i, (name, base, stop) in enumerate(todo):
+        first = max(start, base)
+        if i == 0 and stop - first > 2 * FIRST_PIECE:
+            out.append((name, base, first, first + FIRST_PIECE, stop))
+            first += FIRST_PIECE
+        out.append((name, base, first, stop, stop))
+    return out
+
+
+def _fold_segments(fold, log: SegmentLog, start: int, end: int, crc: bool, leaves, positions: dict | None,
+                   where: str, on_leaf_mismatch) -> None:
+    m = importlib.import_module(type(fold).__module__)  # the compiled fold's module: its status codes
+    pieces = _pieces(_segment_plan(log, start, end), start)
+    directory = log.directory
+    scan = fold_backend.logscan()  # the compiled key search and point checks (None: the settle makes them)
+    finished = threading.Event()   # the fold is over: the helper stops
+    last_read: list = [None, b""]  # (name, bytes) of the segment the reader read last
+
+    def read_and_check(name: str, base: int, first: int, stop: int, lv: bytes | None) -> tuple[bytes, int]:
+        if last_read[0] == name:
+            data = last_read[1]
+        else:
+            data = (directory / name).read_bytes()
+            last_read[:] = [name, data]
+            # the keys the segment introduces, for the key-check helper (the search runs
+            # without the GIL; only the keys, not the segment, wait in the helper's queue)
+            if scan is not None:
+                helper.submit(_warm_key_checks, unchecked_points(scan.ed25519_keys(data)), finished.is_set)
+        return data, m.check_frames(data, base, first, stop, crc, lv)[0]
 
     def submit(i: int):
-        name, base, stop = todo[i]
-        first = max(start, base)
+        name, base, first, stop, _ = pieces[i]
         lv = leaves(first, stop - first) if leaves is not None else None
-        return reader.submit(read_and_check, name, base, stop, lv), lv
+        return reader.submit(read_and_check, name, base, first, stop, lv), lv
 
-    with ThreadPoolExecutor(1, thread_name_prefix="trustlog-key-check") as helper, \
-            ThreadPoolExecutor(1, thread_name_prefix="trustlog-segment-read") as reader:
-        ahead = submit(0) if todo else None
+    # not waited for at the end: a chunk of checks still running goes on into the cache,
+    # and the settle makes whatever it needs itself
+    helper = ThreadPoolExecutor(1, thread_name_prefix="trustlog-key-check")
+    with ThreadPoolExecutor(1, thread_name_prefix="trustlog-segment-read") as reader:
+        ahead = submit(0) if pieces else None
         try:
-            for i, (name, base, stop) in enumerate(todo):
+            for i, (name, base, first, stop, segment_stop) in enumerate(pieces):
                 assert ahead is not None
                 job, lv = ahead
                 data, checked = job.result()
-                ahead = submit(i + 1) if i + 1 < len(todo) else None
-                first = max(start, base)
-                done = threading.Event()
-                helper.submit(_warm_key_checks, data, done)
-                try:
-                    if checked == m.DONE:  # every check passed: not again
-                        status, pos, off = fold.fold_segment(data, base, first, stop, False, None, positions, where,
-                                                             keep_views=i > 0, defer_flush=True)
-                    else:
-                        status, pos, off = fold.fold_segment(data, base, first, stop, crc, lv, positions, where,
-                                                             keep_views=i > 0, defer_flush=True)
-                finally:
-                    done.set()
-                _raise_for(m, status, name, data, pos, stop, off, on_leaf_mismatch)
+                ahead = submit(i + 1) if i + 1 < len(pieces) else None
+                if checked == m.DONE:  # every check passed: not again
+                    status, pos, off = fold.fold_segment(data, base, first, stop, False, None, positions, where,
+                                                         keep_views=i > 0, defer_flush=True)
+                else:
+                    status, pos, off = fold.fold_segment(data, base, first, stop, crc, lv, positions, where,
+                                                         keep_views=i > 0, defer_flush=True)
+                _raise_for(m, status, name, data, pos, segment_stop, off, on_leaf_mismatch)
                 del data
         finally:
+            finished.set()
+            last_read[:] = [None, b""]
             fold.flush()
             if ahead is not None:
                 ahead[0].cancel()
+    helper.shutdown(wait=False, cancel_futures=True)
 
 
-def _warm_key_checks(data: bytes, done: threading.Event) -> None:
-    """The point checks of the keys ``data`` introduces, from its end backwards while
-    the fold goes forwards (they meet in the middle), until the fold is done with it.
-    Only with the compiled scan (``_logscan.ed25519_keys``, which searches without the
-    GIL); the checks are the same either way, so the state is too."""
+WARM_CHUNK = 4096  # point checks per call without the GIL (~0.15 s): the helper looks at stop() between
+
+
+def _warm_key_checks(publics: list[bytes], stop) -> None:
+    """The point checks of ``publics`` (the keys a segment introduces, in log order),
+    ahead of the deferred checks that need them, until ``stop()``: with the compiled
+    checks (``_logscan.ed25519_points_ok``), which run without the GIL, so beside a fold
+    that holds it they take it back once per chunk. The verdicts are libsodium's
+    either way, so the state is the same; any left are made when the fold settles."""
     scan = fold_backend.logscan()
-    if scan is not None:
-        warm_ed25519_checks(reversed(scan.ed25519_keys(data)), done.is_set)
+    for i in range(0, len(publics), WARM_CHUNK):
+        if stop():
+            break
+        part = publics[i:i + WARM_CHUNK]
+        record_point_checks(part, scan.ed25519_points_ok(part))
 
 
 def _raise_for(m, status: int, name: str, data: bytes, pos: int, stop: int, off: int, on_leaf_mismatch) -> None:

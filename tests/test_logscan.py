@@ -203,25 +203,61 @@ def test_ed25519_keys_agree(parts) -> None:
     assert _logscan.ed25519_keys(data) == _keys_reference(data)
 
 
-def test_warm_checks_are_the_checks_and_stop_when_asked() -> None:
+def _count_point_checks(monkeypatch) -> list[bytes]:
+    """The keys libsodium's point check is asked about from now on (cache misses)."""
+    import nacl.bindings
+
+    asked: list[bytes] = []
+    real = nacl.bindings.crypto_core_ed25519_is_valid_point
+
+    def counted(public: bytes) -> bool:
+        asked.append(public)
+        return real(public)
+
+    monkeypatch.setattr(nacl.bindings, "crypto_core_ed25519_is_valid_point", counted)
+    return asked
+
+
+def test_the_compiled_point_checks_are_libsodiums_through_pynacl(monkeypatch) -> None:
+    """``_logscan.ed25519_points_ok`` (without the GIL, beside a fold) gives PyNaCl's
+    verdict on valid keys, small-order points, non-canonical encodings and points off
+    the subgroup; recorded, those verdicts are what validate_public_key answers."""
+    import nacl.bindings
+
     from trustlog.core import keys
     from trustlog.core.keys import PublicKey, SigningKey, validate_public_key
 
     good = [SigningKey.from_seed(b"warm%d" % i).public_key.public for i in range(3)]
-    bad = b"\x01" + b"\x00" * 31  # the identity-adjacent point of small order: refused
-    asked = []
-    assert keys.warm_ed25519_checks(good + [bad, b"short"], lambda: len(asked) > 99) == 5
-    before = keys._ed25519_point_ok.cache_info().hits
-    for p in good:
-        assert validate_public_key(PublicKey("ed25519", p)).public == p
-    assert keys._ed25519_point_ok.cache_info().hits == before + 3
-    with pytest.raises(keys.InvalidKeyError):
-        validate_public_key(PublicKey("ed25519", bad))
-    stop_after = iter([False, True])
-    assert keys.warm_ed25519_checks([bad, bad, bad], lambda: next(stop_after)) == 1
+    small = b"\x01" + b"\x00" * 31                       # the neutral point: small order
+    noncanonical = b"\xee" + b"\xff" * 30 + b"\x7f"       # y >= p
+    torsion = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa")  # order 8
+    mixed = bytearray(good[0])
+    mixed[0] ^= 1                                         # most such strings are off the subgroup
+    rnd = [bytes((i * 37 + j) % 256 for j in range(32)) for i in range(40)]
+    publics = good + [small, noncanonical, torsion, bytes(mixed)] + rnd
+    want = bytes(1 if nacl.bindings.crypto_core_ed25519_is_valid_point(p) else 0 for p in publics)
+    assert _logscan.ed25519_points_ok(publics) == want
+    assert want[:3] == b"\x01\x01\x01" and want[3:6] == b"\x00\x00\x00"
+    assert _logscan.ed25519_points_ok([]) == b""
+    with pytest.raises(ValueError):
+        _logscan.ed25519_points_ok([b"short"])
+    keys.clear_key_caches()
+    assert keys.unchecked_points(publics) == publics
+    keys.record_point_checks(publics, want)
+    assert keys.unchecked_points(publics + [b"\x09" * 32]) == [b"\x09" * 32]
+    asked = _count_point_checks(monkeypatch)
+    for p, v in zip(publics, want):
+        if v:
+            assert validate_public_key(PublicKey("ed25519", p)).public == p
+        else:
+            with pytest.raises(keys.InvalidKeyError):
+                validate_public_key(PublicKey("ed25519", p))
+    assert asked == []                                    # every answer came from the record
+    with pytest.raises(ValueError):
+        keys.record_point_checks(publics, want[:-1])
 
 
-def test_clearing_the_key_caches_makes_the_next_check_a_miss_with_the_same_answer() -> None:
+def test_clearing_the_key_caches_makes_the_next_check_a_miss_with_the_same_answer(monkeypatch) -> None:
     """What the replay benchmark relies on for a fresh-process figure: after
     clear_key_caches() a check is computed again (a miss), and answers as before."""
     from trustlog.core import keys
@@ -232,11 +268,12 @@ def test_clearing_the_key_caches_makes_the_next_check_a_miss_with_the_same_answe
     ident = key_material_id(PublicKey("ed25519", pub))
     validate_public_key(PublicKey("ed25519", pub))
     keys.clear_key_caches()
-    for f in (keys._ed25519_point_ok, keys._material_id, keys._rsa_key, keys._p256_key):
+    assert not keys._point_ok
+    for f in (keys._material_id, keys._rsa_key, keys._p256_key):
         assert f.cache_info().currsize == 0
-    misses = keys._ed25519_point_ok.cache_info().misses
+    asked = _count_point_checks(monkeypatch)
     assert validate_public_key(PublicKey("ed25519", pub)).public == pub
-    assert keys._ed25519_point_ok.cache_info().misses == misses + 1
+    assert asked == [pub]
     assert key_material_id(PublicKey("ed25519", pub)) == ident
     with pytest.raises(keys.InvalidKeyError):
         validate_public_key(PublicKey("ed25519", bad))
