@@ -207,12 +207,51 @@ def leaf_hash(data):
     return PyBytes_FromStringAndSize(<char *>out, 32)
 
 
+DEF MAX_SIMPLE_PATTERNS = 16
+
+
+def _simple_patterns(paths):
+    """``[(literal, is_prefix)]`` for a delegation's tag patterns when each is an ASCII
+    literal, optionally followed by one ``*`` and nothing else (``build-*``, ``v1.0``):
+    for an ASCII tag, ``fnmatch.fnmatchcase(tag, p)`` is then ``tag == literal`` or
+    ``tag.startswith(literal)`` (``*`` matches any run, ``\\`` and ``]`` are literals in
+    fnmatch). None if any pattern has ``?``, ``[``, another ``*``, a character beyond
+    ASCII, or there are more than MAX_SIMPLE_PATTERNS: fnmatch decides those.
+    ``tests/test_compiled_fold.py`` holds the two to each other."""
+    if len(paths) > MAX_SIMPLE_PATTERNS:
+        return None
+    out = []
+    for p in paths:
+        if type(p) is not str or not p.isascii():
+            return None
+        prefix = p.endswith("*")
+        lit = p[:-1] if prefix else p
+        if "*" in lit or "?" in lit or "[" in lit:
+            return None
+        out.append((lit.encode("ascii"), prefix))
+    return out
+
+
+def simple_may_sign(paths, str tag):
+    """What the fast path decides for ``tag`` under ``paths`` without fnmatch: True or
+    False, or None when fnmatch must decide (for the differential test)."""
+    simple = _simple_patterns(tuple(paths))
+    if simple is None or not tag.isascii():
+        return None
+    b = tag.encode("ascii")
+    return any(b == lit or (pre and len(b) > len(lit) and b.startswith(lit)) for lit, pre in simple)
+
+
 cdef class _Grant:
     """An active role of a repository as the fast path reads it (valid until the next
     change the Python fold makes). Its key ids are also kept as one C buffer, so that
     matching a signature's key id touches no Python object."""
     cdef object gid, role, paths
     cdef dict may_sign     # tag -> may this role sign it (its patterns do not change while cached)
+    cdef bytes _pbuf       # its patterns, when each is simple (_simple_patterns), one after the other
+    cdef int _npats        # how many (-1: some pattern is not simple: may_sign and fnmatch decide)
+    cdef Py_ssize_t _pstart[MAX_SIMPLE_PATTERNS + 1]
+    cdef bint _pprefix[MAX_SIMPLE_PATTERNS]   # pattern i is its literal followed by one '*'
     cdef tuple keyids
     cdef bytes role_b
     cdef Py_ssize_t role_b_len
@@ -241,6 +280,34 @@ cdef class _Grant:
             self._kstart[i] = at
             at += len(encoded[i])
         self._kstart[self._nkeys] = at
+        self._npats = -1
+        if not self.is_targets:
+            simple = _simple_patterns(self.paths)
+            if simple is not None:
+                self._npats = len(simple)
+                self._pbuf = b"".join(lit for lit, _ in simple)
+                at = 0
+                for i in range(self._npats):
+                    self._pstart[i] = at
+                    self._pprefix[i] = simple[i][1]
+                    at += len(simple[i][0])
+                self._pstart[self._npats] = at
+
+    cdef int may_sign_simple(self, tl_sv tag) noexcept:
+        """1 if the role's patterns allow ``tag`` (an ASCII tag), 0 if not; -1: some
+        pattern is not simple, so ``may_sign`` and fnmatch must decide."""
+        cdef int i
+        cdef Py_ssize_t start, n
+        cdef const char *pb
+        if self._npats < 0:
+            return -1
+        pb = PyBytes_AS_STRING(self._pbuf)
+        for i in range(self._npats):
+            start = self._pstart[i]
+            n = self._pstart[i + 1] - start
+            if (tag.n == n or (self._pprefix[i] and tag.n > n)) and memcmp(pb + start, tag.s, n) == 0:
+                return 1
+        return 0
 
     cdef object keyid_of(self, tl_sv v):
         """The role's key id (its own str object) spelled ``v``, or None."""
@@ -525,16 +592,20 @@ cdef class CompiledFold:
             if signatures is None:
                 return 0
         if not g.is_targets:
-            if tag is None:
-                tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
-            p = PyDict_GetItem(g.may_sign, tag)
-            if p is NULL:
-                ok = self._may_sign(g.paths, tag)
-                PyDict_SetItem(g.may_sign, tag, ok)
-            else:
-                ok = <object>p
-            if not ok:
+            rc = g.may_sign_simple(r.tag)    # no str, no dict for the usual patterns
+            if rc == 0:
                 return 0
+            if rc < 0:
+                if tag is None:
+                    tag = PyUnicode_DecodeASCII(r.tag.s, r.tag.n, NULL)
+                p = PyDict_GetItem(g.may_sign, tag)
+                if p is NULL:
+                    ok = self._may_sign(g.paths, tag)
+                    PyDict_SetItem(g.may_sign, tag, ok)
+                else:
+                    ok = <object>p
+                if not ok:
+                    return 0
         # a compact store takes the parsed fields (it re-derives the payload and compares it
         # with the record's); else, or when it cannot, the TagEntry as TrustedFold makes it
         if not (one and c.store and 0 <= g.gid <= 0x7fffffff and _STORE.put(

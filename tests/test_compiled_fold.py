@@ -597,3 +597,36 @@ def test_the_compiled_frame_reader_is_the_python_one(compiled, bodies, damage, w
     elif damage == "garbage":
         data += extra
     assert _scan(bytes(data), compiled, max_record_bytes, interval) == _scan(bytes(data), None, max_record_bytes, interval)
+
+
+_PATTERN_CHARS = "ab-.*?[]!\\é"
+
+
+@settings(max_examples=500, deadline=None)
+@given(paths=st.lists(st.text(_PATTERN_CHARS, max_size=6), max_size=4), tag=st.text("ab-.*?[]!\\", max_size=7))
+def test_the_fast_paths_tag_patterns_are_fnmatchs(compiled, paths: list[str], tag: str) -> None:
+    """Where the compiled fold decides a delegation's patterns itself (a literal, or a
+    literal and one trailing '*'), it decides as fnmatch.fnmatchcase; anything else it
+    leaves to fnmatch (None)."""
+    import fnmatch
+
+    got = compiled.simple_may_sign(paths, tag)
+    want = any(fnmatch.fnmatchcase(tag, p) for p in paths)
+    def literal(p: str) -> str:
+        return p[:-1] if p.endswith("*") else p
+
+    simple = all(p.isascii() and not any(c in literal(p) for c in "*?[") for p in paths)
+    if got is None:
+        assert not simple or not tag.isascii(), (paths, tag)
+    else:
+        assert got == want, (paths, tag)
+
+
+def test_a_delegations_tag_patterns_on_the_fast_path(compiled) -> None:
+    cases = [(["build-*"], "build-", True), (["build-*"], "build-1", True), (["build-*"], "build", False),
+             (["v1.0"], "v1.0", True), (["v1.0"], "v1.01", False), (["*"], "x", True), ([], "x", False),
+             (["a*", "b"], "b", True), (["a\\*"], "a\\x", True), (["a]"], "a]", True),
+             (["a**"], "a", None), (["a?"], "ab", None), (["[ab]"], "a", None), (["é*"], "x", None),
+             ([f"p{i}" for i in range(17)], "p1", None)]
+    for paths, tag, want in cases:
+        assert compiled.simple_may_sign(paths, tag) is want, (paths, tag)
