@@ -37,7 +37,15 @@ def _canonical_digest() -> st.SearchStrategy[str]:
 
 # mostly what the fold makes, sometimes what only a mapping must keep (a digest in upper
 # case or of the wrong length, ints outside int64/int32, a bool, a tag field other than its key)
-digests = st.one_of(_canonical_digest(), _canonical_digest(), st.sampled_from(["sha256:" + "AB" * 32, "sha256:ab", "", "md5:0"]))
+def _one_digit_off() -> st.SearchStrategy[str]:
+    """A canonical digest with one digit replaced by a byte next to the hex ranges (or
+    beyond ASCII): the store's hex decoding must refuse each and keep the entry as given."""
+    return st.tuples(_canonical_digest(), st.integers(7, 70), st.sampled_from("/:@`gGA\x00é")).map(
+        lambda t: t[0][:t[1]] + t[2] + t[0][t[1] + 1:])
+
+
+digests = st.one_of(_canonical_digest(), _canonical_digest(), _one_digit_off(),
+                    st.sampled_from(["sha256:" + "AB" * 32, "sha256:ab", "", "md5:0"]))
 big_ints = st.one_of(I64, I64, st.sampled_from([1 << 63, -(1 << 63) - 1, 1 << 70]))
 grant_ids = st.one_of(st.integers(0, 40), st.integers(-(1 << 31), (1 << 31) - 1), st.sampled_from([1 << 31, True]))
 roles = st.sampled_from(["targets", "targets/ci", "targets/a/b", "root"])
