@@ -128,7 +128,7 @@ cdef enum:
     AHEAD = HINT_STAGES * HINT_GAP  # records read ahead of the one applied
     RING = 16           # ring slots of fold_segment's read-ahead (> AHEAD)
     DATA_AHEAD = 1024   # bytes past a record's end its reader prefetches from (the records after next)
-    YIELD_EVERY_MASK = 2047  # fold_segment lets go of the GIL once every 2,048 records it applies
+    YIELD_EVERY_MASK = 255   # fold_segment lets go of the GIL once every 256 records it applies
 
 cdef extern from "Python.h":
     Py_ssize_t _Py_HashBytes(const void *src, Py_ssize_t n) noexcept   # SipHash, keyed per process

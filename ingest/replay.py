@@ -22,6 +22,7 @@ import gc
 import importlib
 import os
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -334,16 +335,27 @@ def fold_segments(fold, log: SegmentLog, start: int, end: int, *, crc: bool = Tr
     as if it had been checked on the spot (the state is the caller's only after a
     return)."""
     py_fold = fold.py_fold
-    with deferred_point_checks() as deferred:
-        py_fold.deferred = deferred
-        try:
-            _fold_segments(fold, log, start, end, crc, leaves, positions, where, on_leaf_mismatch)
-        except Exception:
+    interval = sys.getswitchinterval()
+    # the fold holds the GIL and lets go of it every few hundred records; a helper that
+    # wants it back asks only after the switch interval (5 ms by default), a wait it
+    # would pay at each of its calls into Python
+    sys.setswitchinterval(min(interval, FOLD_SWITCH_INTERVAL))
+    try:
+        with deferred_point_checks() as deferred:
+            py_fold.deferred = deferred
+            try:
+                _fold_segments(fold, log, start, end, crc, leaves, positions, where, on_leaf_mismatch)
+            except Exception:
+                _raise_deferred_failure(deferred, where)
+                raise
+            finally:
+                py_fold.deferred = None
             _raise_deferred_failure(deferred, where)
-            raise
-        finally:
-            py_fold.deferred = None
-        _raise_deferred_failure(deferred, where)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+FOLD_SWITCH_INTERVAL = 0.0002   # seconds (see fold_segments)
 
 
 def _raise_deferred_failure(deferred: DeferredPointChecks, where: str) -> None:
