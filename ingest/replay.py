@@ -393,7 +393,10 @@ def _fold_segments(fold, log: SegmentLog, start: int, end: int, crc: bool, leave
     finished = threading.Event()   # the fold is over: the helper stops
     last_read: list = [None, b""]  # (name, bytes) of the segment the reader read last
 
-    def read_and_check(name: str, base: int, first: int, stop: int, lv: bytes | None) -> tuple[bytes, int]:
+    def read_and_check(name: str, base: int, first: int, stop: int) -> tuple[bytes, int, bytes | None]:
+        # the leaf hashes are read here too (os.pread: nothing else reads or writes the
+        # tree while the fold runs), so that the fold's thread reads nothing
+        lv = leaves(first, stop - first) if leaves is not None else None
         if last_read[0] == name:
             data = last_read[1]
         else:
@@ -403,12 +406,11 @@ def _fold_segments(fold, log: SegmentLog, start: int, end: int, crc: bool, leave
             # without the GIL; only the keys, not the segment, wait in the helper's queue)
             if scan is not None:
                 helper.submit(_warm_key_checks, unchecked_points(scan.ed25519_keys(data)), finished.is_set)
-        return data, m.check_frames(data, base, first, stop, crc, lv)[0]
+        return data, m.check_frames(data, base, first, stop, crc, lv)[0], lv
 
     def submit(i: int):
         name, base, first, stop, _ = pieces[i]
-        lv = leaves(first, stop - first) if leaves is not None else None
-        return reader.submit(read_and_check, name, base, first, stop, lv), lv
+        return reader.submit(read_and_check, name, base, first, stop)
 
     # not waited for at the end: a chunk of checks still running goes on into the cache,
     # and the settle makes whatever it needs itself
@@ -418,8 +420,7 @@ def _fold_segments(fold, log: SegmentLog, start: int, end: int, crc: bool, leave
         try:
             for i, (name, base, first, stop, segment_stop) in enumerate(pieces):
                 assert ahead is not None
-                job, lv = ahead
-                data, checked = job.result()
+                data, checked, lv = ahead.result()
                 ahead = submit(i + 1) if i + 1 < len(pieces) else None
                 if checked == m.DONE:  # every check passed: not again
                     status, pos, off = fold.fold_segment(data, base, first, stop, False, None, positions, where,
@@ -434,7 +435,7 @@ def _fold_segments(fold, log: SegmentLog, start: int, end: int, crc: bool, leave
             last_read[:] = [None, b""]
             fold.flush()
             if ahead is not None:
-                ahead[0].cancel()
+                ahead.cancel()
     helper.shutdown(wait=False, cancel_futures=True)
 
 
