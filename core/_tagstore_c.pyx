@@ -114,8 +114,8 @@ ctypedef struct tl_store_api:
     int (*tag_version)(PyObject *store, const char *name, Py_ssize_t n, int64_t *out) noexcept
     int (*put)(PyObject *store, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
                int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role,
-               const char *role_u8, Py_ssize_t role_n, int32_t grant_id, int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
-               const char *payload, Py_ssize_t payload_n) except -1
+               const char *role_u8, Py_ssize_t role_n, int32_t grant_id, int64_t log_time, int64_t offset,
+               PyObject *keyid, const char *sig, Py_ssize_t sig_n, const char *payload, Py_ssize_t payload_n) except -1
 
 cdef object _ABSENT = object()     # a tag scope with no version (in the side dict of versions)
 cdef int _readers = 0               # readers of C rows in progress (mutations refused)
@@ -1602,7 +1602,7 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     cdef CTagStore s = <CTagStore>o
     cdef tl_row row
     cdef tl_wide vals
-    cdef int k_role, k_key, i, hi, lo = 0
+    cdef int k_role, k_key, i
     cdef uint8_t *scratch
     cdef Py_ssize_t bound, got, r, rn, repo_n
     cdef const char *rp

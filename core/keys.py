@@ -168,9 +168,8 @@ class DeferredPointChecks:
         for a list of keys) when given, else one by one through PyNaCl."""
         if check_many is not None:
             todo = unchecked_points(dict.fromkeys(public for public, _, _ in self.pending))
-            for i in range(0, len(todo), 4096):
-                part = todo[i:i + 4096]
-                record_point_checks(part, check_many(part))
+            if todo:
+                record_point_checks(todo, check_many(todo))
         for public, offset, what in self.pending:
             if not _ed25519_point_ok(public):
                 return offset, what

@@ -87,8 +87,8 @@ ctypedef struct tl_store_api:
     int (*tag_version)(PyObject *store, const char *name, Py_ssize_t n, int64_t *out) noexcept
     int (*put)(PyObject *store, const char *name, Py_ssize_t n, const char *digest, Py_ssize_t digest_n,
                int64_t size, int64_t expires, int64_t issued_at, int64_t version, PyObject *role,
-               const char *role_u8, Py_ssize_t role_n, int32_t grant_id, int64_t log_time, int64_t offset, PyObject *keyid, const char *sig, Py_ssize_t sig_n,
-               const char *payload, Py_ssize_t payload_n) except -1
+               const char *role_u8, Py_ssize_t role_n, int32_t grant_id, int64_t log_time, int64_t offset,
+               PyObject *keyid, const char *sig, Py_ssize_t sig_n, const char *payload, Py_ssize_t payload_n) except -1
 
 ctypedef void (*tl_store_prefetch)(PyObject *store, const char *name, Py_ssize_t n, int stage) noexcept
 
@@ -232,16 +232,6 @@ def _simple_patterns(paths):
     return out
 
 
-def simple_may_sign(paths, str tag):
-    """What the fast path decides for ``tag`` under ``paths`` without fnmatch: True or
-    False, or None when fnmatch must decide (for the differential test)."""
-    simple = _simple_patterns(tuple(paths))
-    if simple is None or not tag.isascii():
-        return None
-    b = tag.encode("ascii")
-    return any(b == lit or (pre and len(b) > len(lit) and b.startswith(lit)) for lit, pre in simple)
-
-
 cdef class _Grant:
     """An active role of a repository as the fast path reads it (valid until the next
     change the Python fold makes). Its key ids are also kept as one C buffer, so that
@@ -318,6 +308,30 @@ cdef class _Grant:
             if self._kstart[i + 1] - start == v.n and memcmp(kb + start, v.s, v.n) == 0:
                 return self.keyids[i]
         return None
+
+
+class _PathsOnly:
+    """A grant with only patterns (what simple_may_sign builds a _Grant from)."""
+    keyids = ()
+    threshold = 1
+
+    def __init__(self, paths) -> None:
+        self.paths = tuple(paths)
+
+
+def simple_may_sign(paths, str tag):
+    """What the fast path (``_Grant.may_sign_simple``) decides for ``tag`` under a
+    delegation's ``paths`` without fnmatch: True or False, or None when fnmatch must
+    decide (for the differential test)."""
+    if not tag.isascii():
+        return None
+    cdef _Grant g = _Grant("targets/test", 0, _PathsOnly(paths))
+    b = tag.encode("ascii")
+    cdef tl_sv v
+    v.s = PyBytes_AS_STRING(b)
+    v.n = <uint32_t>PyBytes_GET_SIZE(b)
+    rc = g.may_sign_simple(v)
+    return None if rc < 0 else rc == 1
 
 
 cdef class _Repo:
