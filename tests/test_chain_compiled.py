@@ -331,3 +331,27 @@ def test_sigcache_grows_by_half_and_keeps_every_verdict() -> None:
     assert 21 <= cache.nbytes / len(cache) <= 32
     assert len(cache) == len(keys) and all(cache.get(k) is (i % 3 != 0) for i, k in enumerate(keys))
     assert all(cache.get(os.urandom(16)) is None for _ in range(1000))
+
+
+def test_a_store_changed_since_it_was_compiled_is_never_read() -> None:
+    """A compact store's rows are read in place (their log time and expiry are not copied
+    into the compiled rows): a store changed since its repository was compiled may have
+    moved them, so its tags are ERROR until the next refresh, and the others unaffected."""
+    sims = registry(2, 3)
+    state = sims[0].state
+    ev = CompiledEvaluator(state)
+    ct = ev.ct
+    assert ev.sweep(NOW).counts == {"VALID": 6}
+    rows_of: dict[str, list[int]] = {}
+    for r in ct.live_row_ids():
+        rows_of.setdefault(ct.row_info(r)[0], []).append(r)
+    changed = sims[0]
+    sync(sims, sims[-1])
+    for t in range(40):     # enough rows for the store to move them
+        assert changed.sign_tag(f"more{t}", [A1], role="targets/alice") == "OK"
+    codes, details, _ = ct.sweep(NOW)        # no refresh: the compiled rows are stale
+    assert {compiled.CODES[codes[r]] for r in rows_of[changed.repo]} == {compiled.Code.ERROR}
+    assert {compiled.CODES[codes[r]] for r in rows_of[sims[1].repo]} == {compiled.Code.VALID}
+    rows = ct.rows_for_items([(state.repos[sims[1].repo], e) for e in state.repos[sims[1].repo].tags.values()])
+    assert {compiled.CODES[b] for b in ct.evaluate(rows, NOW)[0]} == {compiled.Code.VALID}
+    assert ev.sweep(NOW).counts == {"VALID": 46}      # refreshed: compiled again, read again

@@ -78,7 +78,7 @@ cdef class CompiledTrust:
         buf_init(&self.mats, sizeof(int64_t))
         buf_init(&self.grants, sizeof(GrantC))
         buf_init(&self.gsig, sizeof(int32_t))
-        buf_init(&self.roles, sizeof(int64_t))
+        buf_init(&self.roles, sizeof(RoleC))
         buf_init(&self.rows, sizeof(RowC))
         buf_init(&self.sigs, sizeof(SigC))
         buf_init(&self.xrows, sizeof(RowX))
@@ -140,9 +140,10 @@ cdef class CompiledTrust:
         c.mats = <int64_t *>self.mats.p
         c.grants = <GrantC *>self.grants.p
         c.gsig = <int32_t *>self.gsig.p
-        c.roles = <int64_t *>self.roles.p
+        c.roles = <RoleC *>self.roles.p
         c.rows = <RowC *>self.rows.p
         c.sigs = <SigC *>self.sigs.p
+        c.xrows = <RowX *>self.xrows.p
 
     # -- deltas ------------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ cdef class CompiledTrust:
         cdef CT c
         old_refs = rec.key_refs
         role_idx = {}
+        current = {}            # role -> (threshold now, matcher of its current paths or None)
         rec.error = None
         broken = False
         try:
@@ -258,15 +260,17 @@ cdef class CompiledTrust:
         s = &(<SlotC *>self.slots.p)[slot]
         s.row_start = row0
         s.sig_start = sig0
+        s.srows = NULL
+        s.targets_thr = -1
         if not broken:
             try:
-                self._compile_rows(slot, rec, repo, old.row_start, old.nrows, role_idx)
+                self._compile_rows(slot, rec, repo, old.row_start, old.nrows, role_idx, current)
             except Exception as e:  # noqa: BLE001
                 rec.error = f"{type(e).__name__}: {e}"
                 broken = True
         if not broken:
             try:
-                self._compile_roles(slot, rec, repo, role_idx)
+                self._compile_roles(slot, rec, repo, role_idx, current)
             except Exception as e:  # noqa: BLE001
                 rec.error = f"{type(e).__name__}: {e}"
                 broken = True
@@ -397,14 +401,21 @@ cdef class CompiledTrust:
         s.role_base = self.roles.n
         return 0
 
-    cdef int _compile_roles(self, Py_ssize_t slot, _Rec rec, repo, dict role_idx) except -1:
+    cdef int _compile_roles(self, Py_ssize_t slot, _Rec rec, repo, dict role_idx, dict current) except -1:
+        """The current grant of each role the rows name (``current``: role -> the
+        ``_current_policy`` the rows were compiled with; a role missing from it belongs
+        only to rows that failed: ERROR)."""
         cdef Py_ssize_t rb = buf_grow(&self.roles, len(role_idx))
         cdef SlotC *s
-        cdef int64_t *RO = <int64_t *>self.roles.p
+        cdef RoleC *RO = <RoleC *>self.roles.p
         for name, i in role_idx.items():
             g = repo.role_grant(name)
-            RO[rb + i] = INT64_MAX if g is None else _i64(g.expires)
+            RO[rb + i].expires = INT64_MAX if g is None else _i64(g.expires)
+            cur = current.get(name)
+            RO[rb + i].thr = -1 if cur is None or cur[0] is None else <int32_t>cur[0]
         s = &(<SlotC *>self.slots.p)[slot]
+        cur = current.get("targets")
+        s.targets_thr = -1 if cur is None or cur[0] is None else <int32_t>cur[0]
         s.role_base = rb
         s.nroles = <int32_t>len(role_idx)
         g = repo.role_grant("root")
@@ -414,9 +425,9 @@ cdef class CompiledTrust:
         return 0
 
     cdef int _compile_rows(self, Py_ssize_t slot, _Rec rec, repo, int64_t old_start, int64_t old_n,
-                           dict role_idx) except -1:
+                           dict role_idx, dict current) except -1:
         """The rows of one repository; ``role_idx`` gets the local index of each role its
-        tags name (other than targets)."""
+        tags name (other than targets), ``current`` each role's ``_current_policy``."""
         cdef Py_ssize_t ri, si, j, nsig, oi, r, nstore = 0, xi
         cdef RowC *e
         cdef RowC *o
@@ -437,7 +448,6 @@ cdef class CompiledTrust:
         cdef uint32_t at, end, n32
         cdef uint16_t k16
         members = {}
-        current = {}            # role -> (threshold now, matcher of its current paths or None)
         grants = repo.grants
         key_idx = rec.key_idx
         tags = repo.tags
@@ -455,6 +465,7 @@ cdef class CompiledTrust:
                 rec.store = tags
                 rec.store_gen = view[4]
                 strs = view[5]
+                sl.srows = SR
         it = None if SR != NULL else iter(tags.values())
         r = -1
         while True:
@@ -475,7 +486,9 @@ cdef class CompiledTrust:
             ri = buf_grow(&self.rows, 1)
             e = &(<RowC *>self.rows.p)[ri]
             e.repo = <int32_t>slot
-            e.sig_start = self.sigs.n
+            if self.sigs.n > UINT32_MAX - 0xFFFF:
+                raise MemoryError("the compiled state holds at most 2**32 signatures")
+            e.sig_start = <uint32_t>self.sigs.n
             e.role = -1
             e.ext = -1
             bad = False
@@ -487,8 +500,6 @@ cdef class CompiledTrust:
                         bad = True
                         gid = -1
                     e.grant = <int32_t>gid
-                    e.log_time = sr.log_time
-                    e.expires = sr.expires
                     role = strs[sr.role]
                     if role != "targets":
                         rr = role_idx.get(role)
@@ -501,10 +512,8 @@ cdef class CompiledTrust:
                     cur = current.get(role)
                     if cur is None:
                         cur = current[role] = _current_policy(repo, role)
-                    if cur[0] is None:
-                        e.thr = _i32(grants[gid].threshold, &bad) if gid >= 0 else 0
-                    else:
-                        e.thr = <int32_t>cur[0]
+                    if cur[0] is None and gid >= 0:
+                        _i32(grants[gid].threshold, &bad)   # the signing grant's applies (GrantC.thr)
                     if cur[1] is not None and cur[1](tags.name_at(r)) is None:
                         e.flags |= ROW_OUTSIDE
                     nsig = 0
@@ -556,8 +565,9 @@ cdef class CompiledTrust:
                     bad = True
                     gid = -1
                 e.grant = <int32_t>gid
-                e.log_time = _i64(entry.log_time)
-                e.expires = _i64(entry.expires)
+                X = &(<RowX *>self.xrows.p)[xi]
+                X.log_time = _i64(entry.log_time)
+                X.expires = _i64(entry.expires)
                 role = entry.role
                 if role != "targets":
                     rr = role_idx.get(role)
@@ -574,10 +584,8 @@ cdef class CompiledTrust:
                 cur = current.get(role)
                 if cur is None:
                     cur = current[role] = _current_policy(repo, role)
-                if cur[0] is None:
-                    e.thr = _i32(grants[gid].threshold, &bad) if gid >= 0 else 0
-                else:
-                    e.thr = <int32_t>cur[0]
+                if cur[0] is None and gid >= 0:
+                    _i32(grants[gid].threshold, &bad)   # the signing grant's applies (GrantC.thr)
                 if cur[1] is not None and cur[1](entry.tag) is None:
                     e.flags |= ROW_OUTSIDE
                 X = &(<RowX *>self.xrows.p)[xi]
@@ -650,7 +658,7 @@ cdef class CompiledTrust:
         buf_init(&nmats, sizeof(int64_t))
         buf_init(&ngrants, sizeof(GrantC))
         buf_init(&ngsig, sizeof(int32_t))
-        buf_init(&nroles, sizeof(int64_t))
+        buf_init(&nroles, sizeof(RoleC))
         buf_init(&nrows, sizeof(RowC))
         buf_init(&nsigs, sizeof(SigC))
         buf_init(&nx, sizeof(RowX))
@@ -1179,17 +1187,27 @@ cdef class CompiledTrust:
         cdef int32_t[::1] dv = details
         cdef uint8_t *cp = _bytes_ptr(counted)
         cdef CT c
-        self._view(&c)
         cdef Py_ssize_t nrows = self.rows.n
         cdef int nt = self.nthreads if n >= 4096 else 1
-        with nogil:
-            for i in prange(n, num_threads=nt, schedule="static"):
-                row = rv[i]
-                if row < 0 or row >= nrows:
-                    cv[i] = V_ERROR
-                    dv[i] = E_ROW
-                else:
-                    cv[i] = evaluate_entry(&c, row, ref_time, &dv[i], cp + off[i])
+        slots = set()
+        for i in range(n):
+            row = rv[i]
+            if 0 <= row < nrows:
+                slots.add(R[row].repo)
+        guard = self._read_stores(slots)
+        try:
+            self._view(&c)
+            with nogil:
+                for i in prange(n, num_threads=nt, schedule="static"):
+                    row = rv[i]
+                    if row < 0 or row >= nrows:
+                        cv[i] = V_ERROR
+                        dv[i] = E_ROW
+                    else:
+                        cv[i] = evaluate_entry(&c, row, ref_time, &dv[i], cp + off[i])
+        finally:
+            if guard is not None:
+                guard.__exit__(None, None, None)
         return codes, details, counted, offsets
 
     def sweep(self, int64_t ref_time):
@@ -1205,12 +1223,42 @@ cdef class CompiledTrust:
         cdef int32_t[::1] dv = details
         cdef uint8_t *cp = _bytes_ptr(counted)
         cdef CT c
-        self._view(&c)
         cdef int nt = self.nthreads if n >= 4096 else 1
-        with nogil:
-            for i in prange(n, num_threads=nt, schedule="static", chunksize=2048):
-                cv[i] = evaluate_entry(&c, i, ref_time, &dv[i], cp + c.rows[i].sig_start)
+        guard = self._read_stores(None)
+        try:
+            self._view(&c)
+            with nogil:
+                for i in prange(n, num_threads=nt, schedule="static", chunksize=2048):
+                    cv[i] = evaluate_entry(&c, i, ref_time, &dv[i], cp + c.rows[i].sig_start)
+        finally:
+            if guard is not None:
+                guard.__exit__(None, None, None)
         return codes, details, counted
+
+    cdef object _read_stores(self, slots):
+        """Before the C rows of compact stores are read without the GIL (the slots
+        ``slots``, or all): every store is made to refuse changes (the returned guard,
+        to exit after; None when no slot reads a store), and a slot whose store changed
+        since it was compiled is marked SLOT_STALE, so that its tags are ERROR rather
+        than read from memory the store may have moved."""
+        cdef SlotC *SL = <SlotC *>self.slots.p
+        cdef Py_ssize_t k
+        guard = None
+        try:
+            for k in (range(self.slots.n) if slots is None else slots):
+                if SL[k].srows == NULL or SL[k].flags & SLOT_DEAD:
+                    continue
+                if guard is None:
+                    from trustlog.core._tagstore_c import reading
+                    guard = reading()
+                    guard.__enter__()
+                if not self._store_current(<_Rec>self.recs[k]):
+                    SL[k].flags |= SLOT_STALE
+        except BaseException:
+            if guard is not None:
+                guard.__exit__(None, None, None)
+            raise
+        return guard
 
 
 cdef inline uint8_t *_bytes_ptr(bytearray b):

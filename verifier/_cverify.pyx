@@ -29,7 +29,7 @@ batches repeat keys.
 """
 import os
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT32_MAX, INT64_MAX, INT64_MIN
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT32_MAX, INT64_MAX, INT64_MIN, UINT32_MAX
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcmp, memcpy, memset
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF

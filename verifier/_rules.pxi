@@ -141,8 +141,8 @@ cdef inline uint8_t paths_fault(const RowC *e) noexcept nogil:
     return V_OUTSIDE_PATTERNS if e.flags & ROW_OUTSIDE else V_NONE
 
 
-cdef inline uint8_t expiry_fault(const CT *c, const RowC *e, const SlotC *r, const GrantC *g, int64_t ref,
-                                 int32_t *detail) noexcept nogil:
+cdef inline uint8_t expiry_fault(const CT *c, const RowC *e, const SlotC *r, const GrantC *g, int64_t expires,
+                                 int64_t ref, int32_t *detail) noexcept nogil:
     """expiry_fault of the reference, in its order: root, targets, the signing role as it
     is now, the grant that signed the tag, the tag's signature (detail: X_*). V_VALID when
     nothing expired at ``ref``."""
@@ -156,13 +156,13 @@ cdef inline uint8_t expiry_fault(const CT *c, const RowC *e, const SlotC *r, con
         if e.role >= r.nroles:
             detail[0] = E_ROLE
             return V_ERROR
-        if c.roles[r.role_base + e.role] <= ref:
+        if c.roles[r.role_base + e.role].expires <= ref:
             detail[0] = X_ROLE
             return V_EXPIRED
     if g.expires <= ref:
         detail[0] = X_GRANT
         return V_EXPIRED
-    if e.expires <= ref:
+    if expires <= ref:
         detail[0] = X_SIGNATURE
         return V_EXPIRED
     return V_VALID
@@ -175,7 +175,9 @@ cdef inline uint8_t evaluate_entry(const CT *c, int64_t i, int64_t ref, int32_t 
     cdef const SlotC *r
     cdef const GrantC *g
     cdef const SigC *S
-    cdef int32_t j, t, counted = 0, bad = 0, comp = 0, m, k
+    cdef const StoreRowC *sr
+    cdef int32_t j, t, counted = 0, bad = 0, comp = 0, m, k, thr
+    cdef int64_t log_time, expires
     cdef bint dup
     cdef uint8_t v
     detail[0] = 0
@@ -194,9 +196,28 @@ cdef inline uint8_t evaluate_entry(const CT *c, int64_t i, int64_t ref, int32_t 
         detail[0] = E_GRANT
         return V_ERROR
     g = &c.grants[r.grant_base + e.grant]
+    if e.ext >= 0:
+        log_time = c.xrows[e.ext].log_time
+        expires = c.xrows[e.ext].expires
+    elif r.srows != NULL and r.row_start <= i < r.row_start + r.nrows:
+        sr = &r.srows[i - r.row_start]     # current: checked (SLOT_STALE) before the call
+        log_time = sr.log_time
+        expires = sr.expires
+    else:
+        detail[0] = E_ROW
+        return V_ERROR
+    if e.role >= 0:
+        if e.role >= r.nroles:
+            detail[0] = E_ROLE
+            return V_ERROR
+        thr = c.roles[r.role_base + e.role].thr
+    else:
+        thr = r.targets_thr
+    if thr < 0:
+        thr = g.thr         # the role has no current grant: the signing grant's threshold
     S = c.sigs + e.sig_start
     # (1) signatures: valid, by a member key, not compromised when appended, each key once
-    #     (evaluate_entry's loop over entry.signatures; e.thr is effective_threshold)
+    #     (evaluate_entry's loop over entry.signatures; thr is effective_threshold)
     for j in range(e.nsig):
         if not S[j].member:
             continue
@@ -214,7 +235,7 @@ cdef inline uint8_t evaluate_entry(const CT *c, int64_t i, int64_t ref, int32_t 
         if m < 0 or m >= r.nmats:
             detail[0] = E_KEY
             return V_ERROR
-        if c.mats[r.mat_base + m] <= e.log_time:
+        if c.mats[r.mat_base + m] <= log_time:
             comp += 1
             continue
         dup = False
@@ -225,7 +246,7 @@ cdef inline uint8_t evaluate_entry(const CT *c, int64_t i, int64_t ref, int32_t 
         if not dup:
             cnt[j] = 1
             counted += 1
-    if counted < e.thr:
+    if counted < thr:
         if bad:
             detail[0] = bad
             return V_BAD_SIGNATURE
@@ -242,4 +263,4 @@ cdef inline uint8_t evaluate_entry(const CT *c, int64_t i, int64_t ref, int32_t 
     if v != V_NONE:
         return v
     # (4) expiry at the run's fixed reference time
-    return expiry_fault(c, e, r, g, ref, detail)
+    return expiry_fault(c, e, r, g, expires, ref, detail)
