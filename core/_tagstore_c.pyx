@@ -538,7 +538,7 @@ cdef class CTagStore:
             return 0
         if need > 0xffffffff:
             raise MemoryError("a compact tag store's arena is limited to 4 GiB")
-        c = c + (c >> 2) + 64
+        c = c + (c >> 3) + 32     # by an eighth: ~6 % unused on average (a quarter left ~12 %)
         if c < need:
             c = need
         if c > 0xffffffff:
@@ -560,7 +560,7 @@ cdef class CTagStore:
         if (self.used_slots + 1) * 3 >= self.nslots * 2:
             self._rebuild_slots(self.live + 1)
         if self.nrows == self.cap_rows:
-            c = self.cap_rows + (self.cap_rows >> 2) + 4
+            c = self.cap_rows + (self.cap_rows >> 3) + 4
             rows = <tl_row *>realloc(self.rows, c * sizeof(tl_row))
             if rows == NULL:
                 raise MemoryError()
