@@ -21,7 +21,8 @@ Times are integer seconds since the Unix epoch; log times are integer nanosecond
 from __future__ import annotations
 
 import hashlib
-from typing import Union
+import sys
+from typing import Final, Union
 
 import msgspec
 
@@ -120,10 +121,20 @@ def version_scope(event: Event) -> str:
     if t is ImageSigned or t is TagDeleted:
         return event.tag  # type: ignore[union-attr]  # bare: no tag has a ':', and a tag's name is shared
     if t is RoleKeysSet or t is RoleRemoved or t is MetadataImported:
-        return "role:" + event.role  # type: ignore[union-attr]
+        return role_scope(event.role)  # type: ignore[union-attr]
     if t is KeyCompromised:
         return "key:" + event.keyid  # type: ignore[union-attr]
-    return "role:" + ROOT  # RepoCreated, RootRotated
+    return ROOT_SCOPE  # RepoCreated, RootRotated
+
+
+def role_scope(role: str) -> str:
+    """``role:ROLE``, one string for every repository that names the role: each
+    repository's versions hold the scopes of its roles (``role:root``,
+    ``role:targets`` at least), and a new string each would cost ~60 bytes a scope."""
+    return sys.intern("role:" + role)
+
+
+ROOT_SCOPE: Final = role_scope(ROOT)
 
 
 class Signature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

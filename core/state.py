@@ -16,6 +16,7 @@ import fnmatch
 import sys
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from .bounds import MAX_SIGNATURES_PER_ENVELOPE, int_field_out_of_range
 from .encoding import canonical_bytes
@@ -34,11 +35,13 @@ from .events import (
     RootRotated,
     TagDeleted,
     decode_event,
+    role_scope,
     version_scope,
 )
 from .keys import PublicKey, crypto_valid, key_material_id, validate_public_key
 from .names import MAX_REPO_LEN, is_delegated_role, is_digest, is_pattern, is_repo, is_tag
 from .reasons import Reject
+from .shared_maps import no_entries, owned, shared
 from .tag_entry import TagEntry
 from .tuf_model import TufRepo
 
@@ -79,6 +82,10 @@ class Grant:
     removed_offset: int | None = None
 
 
+# the roles of every repository as RepoCreated leaves it, shared until one changes
+CREATED_ROLES: Final = shared(((ROOT, 0), (TARGETS, 1)))
+
+
 @dataclass(slots=True)
 class RepoState:
     name: str
@@ -87,10 +94,12 @@ class RepoState:
     keys: dict[str, PublicKey] = field(default_factory=dict)       # every key ever seen
     grants: list[Grant] = field(default_factory=list)
     roles: dict[str, int] = field(default_factory=dict)            # active role -> grant id
-    compromised: dict[bytes, int] = field(default_factory=dict)    # key material -> since
-    compromised_keyids: dict[str, int] = field(default_factory=dict)
+    # (the next three, and roles as RepoCreated leaves them, start as maps shared by every
+    # repository: write through core.shared_maps.owned)
+    compromised: dict[bytes, int] = field(default_factory=no_entries)    # key material -> since
+    compromised_keyids: dict[str, int] = field(default_factory=no_entries)
     tags: dict[str, TagEntry] = field(default_factory=dict)
-    deleted_tags: dict[str, int] = field(default_factory=dict)     # tag -> offset deleted
+    deleted_tags: dict[str, int] = field(default_factory=no_entries)     # tag -> offset deleted
     last_log_time: int = 0
     tuf: TufRepo | None = None                   # set when the trust data is imported TUF/Notary metadata
     versions: dict[str, int] = field(default_factory=dict)         # version scope (a tag, role:R, key:K) -> last accepted
@@ -360,9 +369,8 @@ def _repo_created(st: TrustState, env: Envelope, ev: RepoCreated, log_time: int,
         g_targets = Grant(1, TARGETS, st.shared_ids(targets_keys), ev.targets_threshold, (), ev.expires, log_time, offset,
                           0, by)
         repo.grants = [g_root, g_targets]   # (not +=: a list grown from empty keeps room for 8)
-        repo.roles[ROOT] = 0
-        repo.roles[TARGETS] = 1
-        repo.versions["role:" + TARGETS] = ev.version
+        repo.roles = CREATED_ROLES
+        repo.versions[role_scope(TARGETS)] = ev.version
         st.repos[ev.repo] = _native_store(repo)
 
     return mutate
@@ -386,7 +394,7 @@ def _root_rotated(st: TrustState, env: Envelope, ev: RootRotated, log_time: int,
         gid = len(repo.grants)
         repo.grants.append(Grant(gid, ROOT, st.shared_ids(keys), ev.root_threshold, (), ev.expires, log_time, offset,
                                  old.grant_id, st.shared_ids(signers)))
-        repo.roles[ROOT] = gid
+        owned(repo, "roles")[ROOT] = gid
 
     return mutate
 
@@ -425,7 +433,7 @@ def _role_keys_set(st: TrustState, env: Envelope, ev: RoleKeysSet, log_time: int
             Grant(gid, ev.role, st.shared_ids(shared), ev.threshold, tuple(ev.paths), ev.expires, log_time, offset,
                   parent.grant_id, st.shared_ids(signers))
         )
-        repo.roles[ev.role] = gid
+        owned(repo, "roles")[ev.role] = gid
 
     return mutate
 
@@ -444,7 +452,7 @@ def _role_removed(st: TrustState, env: Envelope, ev: RoleRemoved, log_time: int,
         for g in repo.grants:
             if g.role == ev.role and g.removed_offset is None:
                 g.removed_offset = offset
-        del repo.roles[ev.role]
+        del owned(repo, "roles")[ev.role]
 
     return mutate
 
@@ -478,11 +486,12 @@ def _key_compromised(st: TrustState, env: Envelope, ev: KeyCompromised, log_time
                                  "none: " + "; ".join(e.message for e in errors))
 
     def mutate() -> None:
-        prev = repo.compromised.get(mat)
-        repo.compromised[mat] = ev.since if prev is None else min(prev, ev.since)
+        compromised, compromised_keyids = owned(repo, "compromised"), owned(repo, "compromised_keyids")
+        prev = compromised.get(mat)
+        compromised[mat] = ev.since if prev is None else min(prev, ev.since)
         for kid, k in repo.keys.items():
             if key_material_id(k) == mat:
-                repo.compromised_keyids[kid] = repo.compromised[mat]
+                compromised_keyids[kid] = compromised[mat]
 
     return mutate
 
@@ -569,7 +578,7 @@ def _tag_deleted(st: TrustState, env: Envelope, ev: TagDeleted, log_time: int, o
 
     def mutate() -> None:
         del repo.tags[ev.tag]
-        repo.deleted_tags[ev.tag] = offset
+        owned(repo, "deleted_tags")[ev.tag] = offset
 
     return mutate
 

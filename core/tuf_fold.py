@@ -37,6 +37,7 @@ from .events import ROOT, TARGETS, Envelope, MetadataImported, Signature
 from .keys import PublicKey, validate_public_key
 from .names import MAX_REPO_LEN, is_imported_role, is_repo, is_target_path
 from .reasons import Reject
+from .shared_maps import owned
 from .state import _HANDLERS, Grant, Mutation, RejectedEventError, RepoState, SigCheck, TagEntry, TrustState
 from .state import count_signers, pinned_origin
 from .tuf_format import MetaKey, Root, Signed, Targets, TufFormatError, parse_root, parse_targets
@@ -423,7 +424,7 @@ def _refresh(repo: RepoState, offset: int) -> None:
                     view[path] = r
     for tag in [t for t in repo.tags if t not in view]:
         del repo.tags[tag]
-        repo.deleted_tags[tag] = offset
+        owned(repo, "deleted_tags")[tag] = offset
     for path, role in view.items():
         rs = tuf.roles[role]
         sha, length = rs.targets[path]

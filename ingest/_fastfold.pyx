@@ -341,7 +341,7 @@ cdef class _Repo:
     a cache miss on the ``RepoState`` saved per event)."""
     cdef object repo, tags, versions
     cdef bint tags_is_dict, versions_is_dict, store     # store: a compact tag store holding its versions too
-    cdef dict deleted_tags, compromised
+    cdef object deleted_tags, compromised   # dicts (a core.shared_maps.SharedMap until the repository writes)
     cdef list grants
     cdef long long version, last_log_time   # the RepoState's, as the fast path left them
     cdef bint dirty                         # ... not yet written back (in CompiledFold._dirty)

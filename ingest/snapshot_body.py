@@ -18,7 +18,8 @@ import msgspec
 from trustlog.core import tagstore_backend
 from trustlog.core.errors import EncodingError
 from trustlog.core.keys import PublicKey
-from trustlog.core.state import Grant, Pin, RepoState, TagEntry, TrustState
+from trustlog.core.shared_maps import shared_or_own
+from trustlog.core.state import CREATED_ROLES, Grant, Pin, RepoState, TagEntry, TrustState
 from trustlog.core.tagstore import SnapColumns
 from trustlog.core.tuf_model import TufRepo
 
@@ -101,8 +102,10 @@ def encode_state(state: TrustState, fmt: int | None = None) -> bytes:
 def _repo_state(s: _Repo) -> RepoState:
     """The :class:`RepoState` of a decoded repository, its tags in the selected store:
     columns imported in one pass (compiled) or as entries (pure Python); a map adopted."""
-    repo = RepoState(s.name, s.origin, s.version, s.keys, s.grants, s.roles, s.compromised, s.compromised_keyids,
-                     s.tags, s.deleted_tags, s.last_log_time, s.tuf, s.versions)
+    roles = CREATED_ROLES if s.tuf is None and s.roles == CREATED_ROLES else s.roles   # shared, as the fold leaves them
+    repo = RepoState(s.name, s.origin, s.version, s.keys, s.grants, roles, shared_or_own(s.compromised),
+                     shared_or_own(s.compromised_keyids), s.tags, shared_or_own(s.deleted_tags), s.last_log_time, s.tuf,
+                     s.versions)
     if s.columns is None:
         return tagstore_backend.adopt(repo)
     if s.tuf is not None or s.tags:
