@@ -54,6 +54,8 @@ from array import array
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 
 from trustlog.core.errors import EncodingError
+from trustlog.core.events import role_scope
+from trustlog.core.shared_maps import NO_ENTRIES, SharedMap, shared
 from trustlog.core.state import TagEntry
 from trustlog.core.tagstore import _verbatim_canonical as _py_verbatim_canonical
 
@@ -1707,6 +1709,19 @@ class _Values(ValuesView):
 MutableMapping.register(CTagStore)
 
 
+# The other scopes of a repository as RepoCreated leaves them (role:targets and role:root
+# at version 1): one map shared by every repository still so (core.shared_maps).
+CREATED_SCOPES = shared(((role_scope("targets"), 1), (role_scope("root"), 1)))
+
+
+def _reshared(other):
+    """``other`` (a dict of scopes), or the shared map of the same scopes when it is
+    the one every new repository holds."""
+    if len(other) == 2 and other == CREATED_SCOPES and all(type(v) is int for v in other.values()):
+        return CREATED_SCOPES
+    return other
+
+
 class TagVersions(MutableMapping):
     """``RepoState.versions`` over a :class:`CTagStore`: a tag's scope (a str without
     ``':'``, core.events.version_scope) is read from and written to the store, every
@@ -1717,7 +1732,7 @@ class TagVersions(MutableMapping):
 
     def __init__(self, store, other=None):
         self.store = store
-        self.other = {} if other is None else other
+        self.other = NO_ENTRIES if not other else _reshared(other)
 
     def __getitem__(self, scope):
         if type(scope) is str and ":" not in scope:
@@ -1741,13 +1756,17 @@ class TagVersions(MutableMapping):
         if type(scope) is str and ":" not in scope:
             self.store._vset(scope, value)
         else:
-            self.other[scope] = value
+            other = dict(self.other) if type(self.other) is SharedMap else self.other
+            other[scope] = value
+            self.other = _reshared(other)
 
     def __delitem__(self, scope):
         if type(scope) is str and ":" not in scope:
             self.store._vdel(scope)
         else:
-            del self.other[scope]
+            other = dict(self.other) if type(self.other) is SharedMap else self.other
+            del other[scope]
+            self.other = _reshared(other)
 
     def __iter__(self):
         yield from self.store._vkeys()

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import require_or_skip
 from sim import Sim, key
+from trustlog.core import tagstore_backend
 from trustlog.core.shared_maps import NO_ENTRIES, owned, shared, shared_or_own
 from trustlog.core.state import CREATED_ROLES, RepoState
 from trustlog.ingest.snapshot_body import decode_state, encode_state
@@ -119,3 +121,23 @@ def test_every_writer_of_the_fold_owns_its_map() -> None:
     assert len(mine.compromised) == 1 and list(mine.compromised_keyids) == [A1.keyid]
     assert all(type(getattr(mine, f)) is dict for f in ("roles", "deleted_tags", "compromised", "compromised_keyids"))
     assert other.roles is CREATED_ROLES and other.deleted_tags is NO_ENTRIES and other.compromised is NO_ENTRIES
+
+
+def test_the_scopes_a_new_repository_holds_are_shared_until_it_writes() -> None:
+    """A compact store's versions keep the non-tag scopes (role:R, key:K) in a map that
+    is shared while it is what RepoCreated leaves (role:targets and role:root at 1)."""
+    try:
+        created_scopes = tagstore_backend.load().CREATED_SCOPES
+    except ImportError as e:
+        require_or_skip("the compiled tag store (build it with `pip install -e .`)", e)
+    with tagstore_backend.forced("compact"):
+        a, b = _two_repos()
+        mine, other = a.state.repos[a.repo], a.state.repos[b.repo]
+        assert tagstore_backend.is_compact(mine)
+        assert mine.versions.other is created_scopes and other.versions.other is created_scopes
+        assert a.sign_tag("v1", [T1]) == "OK" and mine.versions.other is created_scopes   # a tag's scope: the store
+        assert a.set_role("targets/alice", [A1], [T1], paths=["*"]) == "OK"
+        assert type(mine.versions.other) is dict and mine.versions["role:targets/alice"] >= 1
+        assert other.versions.other is created_scopes and dict(created_scopes) == {"role:targets": 1, "role:root": 1}
+        back = decode_state(encode_state(a.state))
+        assert back.repos[b.repo].versions.other is created_scopes and back.repos[a.repo].versions == mine.versions
