@@ -121,6 +121,7 @@ ctypedef struct tl_store_api:
 
 cdef object _ABSENT = object()     # a tag scope with no version (in the side dict of versions)
 cdef int _readers = 0               # readers of C rows in progress (mutations refused)
+cdef unsigned long long _mutations = 0   # changes of any store (see mutations())
 cdef int64_t I64_MIN = -0x7fffffffffffffff - 1   # (spelled so: -2**63 is not a C literal)
 cdef int64_t I64_MAX = 0x7fffffffffffffff
 _MISSING = object()
@@ -146,6 +147,12 @@ class reading:
 def readers():
     """How many readers hold :class:`reading` now."""
     return _readers
+
+
+def mutations():
+    """How many times any compact store of this process has changed: a reader that saw
+    every store as it compiled it, and sees this unchanged, knows none moved since."""
+    return _mutations
 
 
 cdef inline int _check_writable() except -1:
@@ -695,7 +702,7 @@ cdef class CTagStore:
         self.sigs_len = self.sigs_cap = sl
         self.sigs_dead = 0
         self._verbatim = verbatim
-        self.generation += 1
+        _bump(self)
         if self.live:
             self._rebuild_slots(self.live)
         else:
@@ -993,7 +1000,7 @@ cdef class CTagStore:
         else:
             before = self._implicit_obj(r)
             self._release(r)
-        self.generation += 1
+        _bump(self)
         if not self._pack(r, tag, entry, name, n):
             self.rows[r].role = ROW_VERBATIM
             if self._verbatim is None:
@@ -1017,7 +1024,7 @@ cdef class CTagStore:
         self.rows[r].role = ROW_DEAD
         self.slots[s] = SLOT_DUMMY
         self.live -= 1
-        self.generation += 1
+        _bump(self)
         self._versions_moved(tag, before, -1)
         if self.live == 0 and self._vover is None:
             self._reset()
@@ -1039,7 +1046,7 @@ cdef class CTagStore:
         self.nrows = self.cap_rows = self.live = self.nslots = self.used_slots = 0
         self.names_len = self.names_cap = self.sigs_len = self.sigs_cap = self.sigs_dead = 0
         self._verbatim = None
-        self.generation += 1
+        _bump(self)
 
     def clear(self):
         """Remove every tag (the versions of their scopes stay, as a dict's would)."""
@@ -1663,7 +1670,7 @@ cdef int _api_put(PyObject *o, const char *name, Py_ssize_t n, const char *diges
     row.name_len = s.rows[r].name_len
     s._set_vals(&row, &vals)
     s.rows[r] = row
-    s.generation += 1
+    _bump(s)
     if s.sigs_dead or s.wide_dead:
         s._maybe_compact()
     return 1
@@ -1840,3 +1847,10 @@ cdef void _api_prefetch(PyObject *o, const char *name, Py_ssize_t n, int stage) 
 
 
 _C_PREFETCH = PyCapsule_New(<void *>_api_prefetch, b"trustlog.core._tagstore_c._C_PREFETCH", NULL)
+
+
+cdef inline void _bump(CTagStore s) noexcept:
+    """One more change of ``s``: its generation, and every store's count, move."""
+    global _mutations
+    s.generation += 1
+    _mutations += 1

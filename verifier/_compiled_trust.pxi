@@ -18,6 +18,19 @@ cdef enum:
     _ENSURE_CHUNK = 8192    # signatures hashed, looked up and verified at a time (ensure)
 
 cdef object _NO_VIEW = object()
+cdef object _mutations_fn = None
+
+
+cdef long long _store_mutations() except? -2:
+    """core._tagstore_c.mutations(): changes of any compact store (0 without the module)."""
+    global _mutations_fn
+    if _mutations_fn is None:
+        try:
+            from trustlog.core._tagstore_c import mutations as f
+        except ImportError:
+            f = lambda: 0       # noqa: E731 - no compact store can exist
+        _mutations_fn = f
+    return _mutations_fn()
 
 
 cdef class _Rec:
@@ -71,8 +84,10 @@ cdef class CompiledTrust:
     cdef Py_ssize_t dead_x          # freed RowX entries (reclaimed by compaction)
     cdef readonly Py_ssize_t compact_min
     cdef readonly unsigned long long recompiled, compactions, verified, cache_hits
+    cdef long long all_current_at    # store changes counted at the last full refresh (-1: none since)
 
     def __cinit__(self):
+        self.all_current_at = -1
         buf_init(&self.slots, sizeof(SlotC))
         buf_init(&self.keys, sizeof(KeyC))
         buf_init(&self.mats, sizeof(int64_t))
@@ -173,6 +188,9 @@ cdef class CompiledTrust:
             self._compact()
         elif self.dead_hdr > self.compact_min and self.dead_hdr > 2 * self.live_hdr:
             self._compact()
+        # every slot now reads its store as it is: until a store changes, a sweep need
+        # not check them one by one (_read_stores)
+        self.all_current_at = _store_mutations() if repos is None else -1
         return n
 
     cdef int _reserve_for(self, dict repos) except -1:
@@ -1245,6 +1263,12 @@ cdef class CompiledTrust:
         cdef Py_ssize_t k
         guard = None
         try:
+            if slots is None and self.all_current_at >= 0:
+                from trustlog.core._tagstore_c import reading
+                guard = reading()
+                guard.__enter__()
+                if _store_mutations() == self.all_current_at:
+                    return guard    # no store changed since the last full refresh
             for k in (range(self.slots.n) if slots is None else slots):
                 if SL[k].srows == NULL or SL[k].flags & SLOT_DEAD:
                     continue
