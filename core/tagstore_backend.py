@@ -73,7 +73,10 @@ def forced(kind: str) -> Iterator[None]:
 
 
 def is_compact(repo: Any) -> bool:
-    return compiled is not None and type(repo.tags) is compiled.CTagStore
+    """Whether ``repo``'s tags are in a compiled store (also one made inside a
+    :func:`forced` block that has since ended)."""
+    mod = compiled if compiled is not None else sys.modules.get(MODULE)
+    return mod is not None and type(repo.tags) is mod.CTagStore
 
 
 def adopt(repo: Any) -> Any:
