@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-import crypto_strategies as cs  # noqa: E402
+import der_blocks as der  # noqa: E402  (tests/der_blocks.py: no hypothesis needed)
 from trustlog.core.events import (  # noqa: E402
     DEFAULT_MAX_EVENT_BYTES, Envelope, ImageSigned, RepoCreated, Signature, sign_event,
 )
@@ -54,8 +54,8 @@ DIGEST = "sha256:" + "ab" * 32
 
 
 def _spki(n: int, e: int) -> bytes:
-    pkcs1 = cs.tlv(0x30, cs.der_int(n) + cs.der_int(e))
-    return cs.tlv(0x30, cs.tlv(0x30, cs.ALG_IDS["rsa+null"]) + cs.tlv(0x03, b"\0" + pkcs1))
+    pkcs1 = der.tlv(0x30, der.der_int(n) + der.der_int(e))
+    return der.tlv(0x30, der.tlv(0x30, der.ALG_IDS["rsa+null"]) + der.tlv(0x03, b"\0" + pkcs1))
 
 
 def _fill(env: Envelope, keyid: str, sig_len: int, limit: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope:
